@@ -1,0 +1,65 @@
+"""``partstad render``: 10-view splat renders of each point cloud -> cache/render/<Cat>.zarr.
+
+Per object: ``rgb`` (V,H,W,3) u8, ``pix2pt`` (V,H,W) i32 (-1 background), ``depth``
+(V,H,W) f32, and the cameras as arrays (``K`` (3,3), ``world_to_cam`` (V,4,4),
+``view_dirs`` (V,3)). ``--preview`` also writes PNG contact sheets under reports/previews.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from stages.common import common_options, run_object_stage
+from stages.runner import StageContext
+
+CODE_VERSION = "1"
+
+
+def cameras_from_params(section: dict[str, Any]):
+    from pipeline.cameras import PAPER_VIEWS, make_cameras
+
+    views = [tuple(v) for v in section.get("views") or PAPER_VIEWS]
+    return make_cameras(views=views, distance=float(section.get("distance", 2.2)), fov_deg=float(section.get("fov_deg", 60.0)), image_size=int(section.get("image_size", 800)))
+
+
+def radius_px(section: dict[str, Any]) -> float:
+    return float(section.get("radius_ndc", 0.005)) * int(section.get("image_size", 800)) / 2.0
+
+
+def render_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from pipeline.render.render import render_views
+
+    sec = ctx.section()
+    ing = ctx.store("ingest").read_all(object_id, ["xyz", "rgb"])
+    cams = cameras_from_params(sec)
+    res = render_views(ing["xyz"], ing["rgb"], cams, radius_px=radius_px(sec), backend=sec.get("backend", "auto"), footprint=sec.get("footprint", "disc"))
+    arrays = {
+        "rgb": res.rgb,
+        "pix2pt": res.pix2pt.astype(np.int32),
+        "depth": res.depth.astype(np.float32),
+        "K": np.asarray(cams.K, dtype=np.float64),
+        "world_to_cam": np.asarray(cams.world_to_cam, dtype=np.float64),
+        "view_dirs": np.asarray(cams.directions, dtype=np.float32),
+    }
+    if ctx.params.get("_runtime", {}).get("preview"):
+        _preview(ctx, object_id, res.rgb)
+    return arrays, {"backend": res.backend, "image_size": list(res.pix2pt.shape[1:]), "views": [list(v) for v in cams.views]}
+
+
+def _preview(ctx: StageContext, object_id: str, rgb: np.ndarray) -> None:
+    from pipeline.viz_geometry import contact_sheet, save_png
+
+    out = Path("reports/previews") / ctx.category
+    out.mkdir(parents=True, exist_ok=True)
+    save_png(out / f"{object_id.split('/')[-1]}_views.png", contact_sheet(rgb, titles=[f"view {i}" for i in range(len(rgb))]))
+
+
+@click.command()
+@common_options
+@click.option("--preview", is_flag=True, help="Also write PNG contact sheets of the views to reports/previews/<Category>/.")
+def render(preview: bool, **kw: Any) -> None:
+    """Render each ingested point cloud from the configured views (pyrender or numpy splat)."""
+    run_object_stage("render", render_work, upstream=["ingest"], code_version=CODE_VERSION, runtime={"preview": preview}, **kw)

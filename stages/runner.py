@@ -1,0 +1,144 @@
+"""Map one stage over the objects of a category with dask, honouring the cache rules.
+
+A stage supplies a *work function* ``work(ctx, object_id) -> (arrays, attrs)``; the runner
+computes each object's fingerprint, skips complete objects whose fingerprint matches,
+runs the rest on the chosen dask scheduler, writes results (delete, write, mark complete)
+and records failures in ``failures.json`` without stopping the other objects.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import MissingUpstreamError, ObjectError
+from pipeline.store import CategoryStore, fingerprint
+
+log = logging.getLogger("partstad")
+
+WorkFn = Callable[["StageContext", str], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
+
+
+@dataclass
+class StageContext:
+    """Everything a work function needs; picklable so it travels to dask workers."""
+
+    stage: str
+    category: str
+    cache: str
+    params: dict[str, Any]
+    device: str = "cpu"
+
+    def store(self, stage: str | None = None) -> CategoryStore:
+        return CategoryStore(self.cache, stage or self.stage, self.category)
+
+    def section(self, name: str | None = None) -> dict[str, Any]:
+        return dict(self.params.get(name or self.stage) or {})
+
+
+@dataclass
+class StageReport:
+    stage: str
+    category: str
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"[{self.stage}] {self.category}: {len(self.done)} computed, {len(self.skipped)} up to date, "
+            f"{len(self.failed)} failed ({self.seconds:.1f} s)"
+        )
+
+
+def upstream_fingerprints(ctx: StageContext, object_id: str, upstream: list[str]) -> dict[str, str]:
+    """Fingerprints of the object's upstream results; raises if one is missing/incomplete."""
+    out = {}
+    for stage in upstream:
+        fp = ctx.store(stage).stored_fingerprint(object_id)
+        if fp is None:
+            raise MissingUpstreamError(
+                f"upstream stage {stage!r} has no complete result (run `partstad {stage}` first)",
+                object_id=object_id,
+                path=ctx.store(stage).url,
+            )
+        out[stage] = fp
+    return out
+
+
+def _run_one(ctx: StageContext, object_id: str, work: WorkFn, fp: str) -> dict[str, str]:
+    """Worker-side task: compute and write one object, or report why it failed."""
+    try:
+        arrays, attrs = work(ctx, object_id)
+        ctx.store().write_object(object_id, arrays, attrs, fp)
+        return {"object": object_id, "status": "done"}
+    except ObjectError as exc:
+        return {"object": object_id, "status": "failed", "error": str(exc), "type": type(exc).__name__}
+    except Exception as exc:  # noqa: BLE001 - one object's bug must not kill the stage
+        tb = traceback.format_exc(limit=3)
+        return {"object": object_id, "status": "failed", "error": f"object {object_id}: {exc!r}", "type": type(exc).__name__, "traceback": tb}
+
+
+def run_stage(
+    ctx: StageContext,
+    object_ids: list[str],
+    work: WorkFn,
+    *,
+    code_version: str,
+    upstream: list[str],
+    param_keys: Mapping[str, Any] | None = None,
+    scheduler: str = "sync",
+    force: bool = False,
+) -> StageReport:
+    """Run ``work`` for every object that is not already complete with the same fingerprint."""
+    t0 = time.perf_counter()
+    report = StageReport(ctx.stage, ctx.category)
+    store = ctx.store()
+    stage_params = dict(param_keys) if param_keys is not None else ctx.section()
+    todo: list[tuple[str, str]] = []
+    for oid in object_ids:
+        try:
+            fp = fingerprint(ctx.stage, code_version, stage_params, upstream_fingerprints(ctx, oid, upstream))
+        except ObjectError as exc:
+            report.failed.append({"object": oid, "error": str(exc), "type": type(exc).__name__})
+            continue
+        if not force and store.is_complete(oid, fp):
+            report.skipped.append(oid)
+        else:
+            todo.append((oid, fp))
+
+    results = map_objects(ctx, todo, work, scheduler)
+    for res in results:
+        if res["status"] == "done":
+            report.done.append(res["object"])
+        else:
+            report.failed.append({k: v for k, v in res.items() if k != "status"})
+            log.error("%s", res["error"])
+    report.seconds = time.perf_counter() - t0
+    store.write_json(
+        "failures.json",
+        {"stage": ctx.stage, "category": ctx.category, "failed": report.failed, "n_done": len(report.done), "n_skipped": len(report.skipped)},
+    )
+    log.info(report.summary())
+    return report
+
+
+def map_objects(ctx: StageContext, todo: list[tuple[str, str]], work: WorkFn, scheduler: str) -> list[dict[str, str]]:
+    """Execute the per-object tasks on dask (sync, threads, processes or a distributed cluster)."""
+    if not todo:
+        return []
+    desc = f"{ctx.stage} {ctx.category}"
+    if scheduler == "sync":
+        from tqdm.auto import tqdm
+
+        return [_run_one(ctx, oid, work, fp) for oid, fp in tqdm(todo, desc=desc, unit="obj", leave=False)]
+
+    from stages.scheduling import run_tasks
+
+    return run_tasks([(_run_one, (ctx, oid, work, fp)) for oid, fp in todo], scheduler, desc=desc)

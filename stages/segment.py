@@ -1,0 +1,100 @@
+"""``partstad segment``: one mask per box -> cache/segment/<Cat>.zarr.
+
+Per object ``mask`` (B,H,W) bool, one chunk per box. Modes: ``sam`` (segment-anything,
+local checkpoint; image embeddings cached as f16 so a change of boxes only re-runs the
+decoder), ``box`` (rectangles, the PartSLIP case) and ``oracle`` (SIMULATED SAM from the
+rendered ground truth).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from stages.common import common_options, load_params, run_object_stage
+from stages.detect import object_seed
+from stages.runner import StageContext
+
+CODE_VERSION = "1"
+_MASKERS: dict[str, Any] = {}
+
+
+def _detections(ctx: StageContext, object_id: str):
+    from pipeline.detect.types import Detections
+
+    d = ctx.store("detect").read_all(object_id, ["xyxy", "view", "label", "score", "feat"])
+    simulated = bool(ctx.store("detect").attrs(object_id).get("simulated", False))
+    return Detections(xyxy=d["xyxy"], view=d["view"], label=d["label"], score=d["score"], feat=d["feat"].astype(np.float32), simulated=simulated)
+
+
+def _cached_embeddings(ctx: StageContext, object_id: str) -> dict[int, np.ndarray] | None:
+    store = ctx.store()
+    render_fp = ctx.store("render").stored_fingerprint(object_id)
+    try:
+        attrs = store.attrs(object_id)
+        if attrs.get("render_fingerprint") != render_fp or attrs.get("sam") != _sam_key(ctx):
+            return None
+        emb, views = store.read(object_id, "embed"), store.read(object_id, "embed_views")
+    except Exception:  # noqa: BLE001 - no usable cache: encode again
+        return None
+    return {int(v): emb[i : i + 1] for i, v in enumerate(views)}
+
+
+def _sam_key(ctx: StageContext) -> str:
+    sec = ctx.section()
+    return f"{sec.get('sam_model_type')}:{sec.get('sam_checkpoint')}"
+
+
+def segment_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    sec = ctx.section()
+    mode = sec.get("mode", "oracle")
+    det = _detections(ctx, object_id)
+    render = ctx.store("render")
+    pix2pt = render.read(object_id, "pix2pt")
+    H, W = pix2pt.shape[1:]
+    attrs: dict[str, Any] = {"mode": mode, "simulated": mode == "oracle", "n_boxes": int(len(det.xyxy))}
+    arrays: dict[str, np.ndarray] = {}
+    if mode == "box":
+        from pipeline.segment.box import box_masks
+
+        masks = box_masks(det, H, W)
+    elif mode == "oracle":
+        from pipeline.segment.oracle import oracle_masks
+
+        ing = ctx.store("ingest")
+        masks = oracle_masks(det, pix2pt, ing.read(object_id, "sem"), ing.read(object_id, "ins"), boundary_noise=float(sec.get("boundary_noise", 0.02)), seed=object_seed(sec.get("seed", 0), object_id))
+    elif mode == "sam":
+        from pipeline.segment.sam import SamMasker
+
+        key = _sam_key(ctx)
+        if key not in _MASKERS:
+            _MASKERS[key] = SamMasker(sec.get("sam_model_type", "vit_b"), Path(sec["sam_checkpoint"]), device=ctx.device)
+        cached = _cached_embeddings(ctx, object_id)
+        masks, emb = _MASKERS[key].masks_for_object(render.read(object_id, "rgb"), det, cached)
+        views = sorted(emb)
+        if views:
+            arrays["embed"] = np.concatenate([emb[v] for v in views]).astype(np.float16)
+            arrays["embed_views"] = np.asarray(views, dtype=np.int16)
+        attrs.update({"render_fingerprint": render.stored_fingerprint(object_id), "sam": key})
+    else:
+        raise ValueError(f"unknown segment mode {mode!r} (sam, box, oracle)")
+    arrays["mask"] = np.asarray(masks, dtype=bool).reshape(len(det.xyxy), H, W)
+    return arrays, attrs
+
+
+def check_checkpoint(params_path: str) -> None:
+    sec = load_params(params_path).get("segment") or {}
+    if sec.get("mode") == "sam":
+        ck = sec.get("sam_checkpoint")
+        if not ck or not Path(ck).is_file():
+            raise click.UsageError(f"segment.sam_checkpoint {ck!r} is not a file: give a local segment-anything checkpoint in params.yaml")
+
+
+@click.command()
+@common_options
+def segment(**kw: Any) -> None:
+    """Turn every detected box into a mask (SAM, box rectangle, or simulated oracle SAM)."""
+    check_checkpoint(kw["params_path"])
+    run_object_stage("segment", segment_work, upstream=["ingest", "render", "detect"], code_version=CODE_VERSION, **kw)

@@ -1,0 +1,35 @@
+"""``partstad superpoints``: over-segment each cloud into homogeneous connected regions.
+
+Per object: ``sp`` (N,) i32 superpoint id and the ``normal`` (N,3) f32 used by the graph.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import numpy as np
+
+from stages.common import common_options, run_object_stage
+from stages.runner import StageContext
+
+CODE_VERSION = "1"
+
+
+def superpoints_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from pipeline.superpoints import compute_superpoints
+
+    sec = ctx.section()
+    ing = ctx.store("ingest").read_all(object_id, ["xyz", "rgb"])
+    res = compute_superpoints(
+        ing["xyz"], ing["rgb"], k_adj=int(sec.get("k_adj", 10)), reg=float(sec.get("reg", 0.05)),
+        rgb_weight=float(sec.get("rgb_weight", 0.3)), min_size=int(sec.get("min_size", 10)), backend=sec.get("backend", "auto"),
+    )
+    sp = res.sp.astype(np.int32)
+    return {"sp": sp, "normal": res.normals.astype(np.float32)}, {"n_superpoints": int(sp.max() + 1) if len(sp) else 0}
+
+
+@click.command()
+@common_options
+def superpoints(**kw: Any) -> None:
+    """Partition each cloud into superpoints (kNN graph on normals + colour, L0-style partition)."""
+    run_object_stage("superpoints", superpoints_work, upstream=["ingest"], code_version=CODE_VERSION, **kw)

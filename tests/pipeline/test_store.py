@@ -1,0 +1,96 @@
+"""Cache store: fingerprints, complete marker, rewrite, no pickles, side files."""
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.errors import MissingUpstreamError
+from pipeline.store import CategoryStore, default_chunks, fingerprint
+
+
+def test_fingerprint_changes_with_params_upstream_and_code():
+    base = fingerprint("render", "1", {"a": 1}, {"ingest": "x"})
+    assert base == fingerprint("render", "1", {"a": 1}, {"ingest": "x"})
+    assert base != fingerprint("render", "1", {"a": 2}, {"ingest": "x"})
+    assert base != fingerprint("render", "1", {"a": 1}, {"ingest": "y"})
+    assert base != fingerprint("render", "2", {"a": 1}, {"ingest": "x"})
+
+
+def test_write_read_and_complete(tmp_path):
+    st = CategoryStore(tmp_path, "render", "Chair")
+    img = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
+    st.write_object("Chair/0001", {"rgb": img, "k": np.eye(3)}, {"split": "test"}, "fp1")
+    assert st.is_complete("Chair/0001", "fp1")
+    assert not st.is_complete("Chair/0001", "other")
+    np.testing.assert_array_equal(st.read("Chair/0001", "rgb"), img)
+    assert st.read("Chair/0001", "k").dtype == np.float32  # f64 stored as f32
+    assert st.attrs("Chair/0001")["split"] == "test"
+    assert st.object_ids() == ["Chair/0001"]
+    # one view per chunk
+    arr = zarr.open_group(st.url, mode="r")["0001"]["rgb"]
+    assert arr.chunks == (1, 8, 8, 3)
+    lazy = st.lazy("Chair/0001", "rgb")
+    assert lazy.chunks[0] == (1, 1, 1)
+    np.testing.assert_array_equal(lazy.compute(), img)
+
+
+def test_interrupted_write_is_not_complete_and_rewrite_completes(tmp_path):
+    st = CategoryStore(tmp_path, "detect", "Chair")
+    # simulate a crash after arrays were written but before the marker
+    g = zarr.open_group(st.url, mode="a").create_group("0002")
+    g.create_array("xyxy", shape=(2, 4), dtype="float32")
+    g.attrs["fingerprint"] = "fp"
+    assert not st.is_complete("Chair/0002", "fp")
+    assert st.object_ids() == []
+    assert st.object_ids(complete_only=False) == ["Chair/0002"]
+    st.write_object("Chair/0002", {"xyxy": np.ones((3, 4), np.float32)}, {}, "fp")
+    assert st.is_complete("Chair/0002", "fp")
+    assert st.read("Chair/0002", "xyxy").shape == (3, 4)
+
+
+def test_rewrite_replaces_old_arrays(tmp_path):
+    st = CategoryStore(tmp_path, "x", "Chair")
+    st.write_object("Chair/1", {"a": np.zeros(3), "old": np.zeros(2)}, {}, "fp1")
+    st.write_object("Chair/1", {"a": np.ones(4)}, {}, "fp2")
+    assert st.read("Chair/1", "a").tolist() == [1, 1, 1, 1]
+    with pytest.raises(MissingUpstreamError, match="old"):
+        st.read("Chair/1", "old")
+
+
+def test_object_dtype_rejected(tmp_path):
+    st = CategoryStore(tmp_path, "x", "Chair")
+    with pytest.raises(TypeError, match="object dtype"):
+        st.write_object("Chair/1", {"a": np.array([[1], [1, 2]], dtype=object)}, {}, "fp")
+
+
+def test_no_pickles_on_disk(tmp_path):
+    st = CategoryStore(tmp_path, "x", "Chair")
+    st.write_object("Chair/1", {"a": np.arange(5), "b": np.zeros((0, 4), np.float32)}, {"parts": ["arm"]}, "fp")
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert not f.read_bytes().startswith(b"\x80"), f"pickle-like file {f}"
+    assert st.read("Chair/1", "b").shape == (0, 4)
+
+
+def test_missing_object_names_stage_and_object(tmp_path):
+    st = CategoryStore(tmp_path, "render", "Chair")
+    st.write_object("Chair/1", {"a": np.arange(2)}, {}, "fp")
+    with pytest.raises(MissingUpstreamError, match="Chair/9"):
+        st.read("Chair/9", "a")
+    with pytest.raises(MissingUpstreamError, match="no render cache"):
+        CategoryStore(tmp_path, "render", "Lamp").read("Lamp/1", "a")
+
+
+def test_side_json_replaced_not_modified(tmp_path):
+    st = CategoryStore(tmp_path, "x", "Chair")
+    p = st.write_json("failures.json", {"n": 1})
+    ino = p.stat().st_ino
+    st.write_json("failures.json", {"n": 2})
+    assert json.loads(p.read_text()) == {"n": 2}
+    assert p.stat().st_ino != ino  # a new file, so a DVC hard link to the old one stays intact
+
+
+def test_default_chunks():
+    assert default_chunks("mask", (5, 32, 32)) == (1, 32, 32)
+    assert default_chunks("xyz", (100, 3)) is None
