@@ -197,6 +197,13 @@ class CategoryStore:
         keys = names if names is not None else [k for k, _ in g.arrays()]
         return {k: self.read(object_id, k) for k in keys}
 
+    def array(self, object_id: str, name: str) -> zarr.Array:
+        """The stored zarr array itself: index it to read only the chunks you need."""
+        g = self._object_group(object_id)
+        if name not in g:
+            raise MissingUpstreamError(f"array {name!r} missing", object_id=object_id, path=f"{self.url}/{local_name(object_id)}")
+        return g[name]  # type: ignore[return-value]
+
     def lazy(self, object_id: str, name: str):
         """Dask array over one stored array (chunked like the store: one view per chunk)."""
         import dask.array as da

@@ -34,15 +34,19 @@ def _oracle(ctx: StageContext, object_id: str, sec: dict[str, Any]):
         raise ValueError("the oracle (simulated) detector needs ground-truth labels; this object has none")
     sem, ins = ing.read(object_id, "sem"), ing.read(object_id, "ins")
     pix2pt = ctx.store("render").read(object_id, "pix2pt")
-    oparams = OracleDetectorParams(**{"score_threshold": float(sec.get("score_threshold", 0.5)), **(sec.get("oracle") or {})})
-    return oracle_detect(pix2pt, sem, ins, part_names(ctx.category), oparams, seed=object_seed(sec.get("seed", 0), object_id), feat_dim=int(sec.get("feat_dim", 256)))
+    knobs = {"score_threshold": float(sec.get("score_threshold", 0.5)), "feat_dim": int(sec.get("feat_dim", 256)), "max_per_view": int(sec.get("max_per_view", 100))}
+    knobs.update(sec.get("oracle") or {})
+    if "fp_size" in knobs:
+        knobs["fp_size"] = tuple(knobs["fp_size"])
+    det, _diagnostics = oracle_detect(pix2pt, sem, ins, part_names(ctx.category), OracleDetectorParams(**knobs), seed=object_seed(sec.get("seed", 0), object_id))
+    return det
 
 
 _DETECTORS: dict[str, Any] = {}
 
 
 def _grounding_dino(ctx: StageContext, object_id: str, sec: dict[str, Any]):
-    from pipeline.detect.base import detect_object
+    from pipeline.detect.types import detect_object
     from pipeline.detect.grounding_dino import GroundingDinoDetector
 
     key = str(sec.get("weights_dir"))

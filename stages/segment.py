@@ -61,10 +61,10 @@ def segment_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarra
 
         masks = box_masks(det, H, W)
     elif mode == "oracle":
-        from pipeline.segment.oracle import oracle_masks
+        from pipeline.segment.oracle import OracleMaskParams, oracle_masks
 
         ing = ctx.store("ingest")
-        masks = oracle_masks(det, pix2pt, ing.read(object_id, "sem"), ing.read(object_id, "ins"), boundary_noise=float(sec.get("boundary_noise", 0.02)), seed=object_seed(sec.get("seed", 0), object_id))
+        masks = oracle_masks(det, pix2pt, ing.read(object_id, "sem"), ing.read(object_id, "ins"), OracleMaskParams(boundary_noise=float(sec.get("boundary_noise", 0.2))), seed=object_seed(sec.get("seed", 0), object_id))
     elif mode == "sam":
         from pipeline.segment.sam import SamMasker
 

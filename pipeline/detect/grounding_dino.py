@@ -1,0 +1,156 @@
+"""Real open-vocabulary part detector: Hugging Face transformers Grounding DINO, local weights.
+
+Weights come only from a local directory (``save_pretrained`` layout: config.json,
+model.safetensors, tokenizer and processor configs); nothing is fetched from a hub.
+The prompt follows GLIP's part prompt (SPEC §3.2): part names joined by " . ", ending in " .".
+A query's class score for part j is the mean sigmoid of its token logits over the tokens of
+part j's phrase (GLIP's SCORE_AGG MEAN); label = argmax, score = that mean. Then: score
+threshold, class-wise NMS (IoU 0.6), at most 100 boxes per view (GLIP's ATSS defaults).
+The per-box feature is the decoder embedding of the query (``last_hidden_state``, d_model).
+transformers is imported lazily (it takes seconds).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .nms import batched_nms_np
+from .types import ViewDetections
+
+
+class DetectorWeightsNotFoundError(FileNotFoundError):
+    """The local detector weights directory (or a file in it) is missing."""
+
+
+class DetectorWeightsError(ValueError):
+    """The local detector weights directory exists but cannot be loaded."""
+
+
+def make_prompt(part_names: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
+    """Prompt text and the character span [start, end) of each part name in it."""
+    spans, pos, pieces = [], 0, []
+    for i, name in enumerate(part_names):
+        if i:
+            pieces.append(" . ")
+            pos += 3
+        spans.append((pos, pos + len(name)))
+        pieces.append(name)
+        pos += len(name)
+    pieces.append(" .")
+    return "".join(pieces), spans
+
+
+def phrase_token_matrix(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]], n_cols: int) -> np.ndarray:
+    """(K, n_cols) float32 averaging matrix: row j = 1/|tokens of phrase j| on those tokens.
+
+    Tokens are matched by their character offsets (special tokens have empty offsets), so
+    multi-token part names ("footpedal" -> foot ##pedal) are averaged over all their pieces.
+    """
+    A = np.zeros((len(spans), n_cols), np.float32)
+    for j, (s, e) in enumerate(spans):
+        toks = [t for t, (a, b) in enumerate(offsets) if b > a and a < e and b > s and t < n_cols]
+        if toks:
+            A[j, toks] = 1.0 / len(toks)
+    return A
+
+
+class GroundingDinoDetector:
+    """Grounding DINO from a local ``weights_dir`` (see module doc)."""
+
+    simulated = False
+
+    def __init__(
+        self,
+        weights_dir: str | Path,
+        device: str = "cpu",
+        score_threshold: float = 0.3,
+        nms_iou: float = 0.6,
+        max_per_view: int = 100,
+    ):
+        path = Path(weights_dir)
+        if not path.is_dir():
+            raise DetectorWeightsNotFoundError(f"Grounding DINO weights directory not found: {path}")
+        if not (path / "config.json").is_file():
+            raise DetectorWeightsNotFoundError(f"Grounding DINO weights directory has no config.json: {path}")
+        import torch
+        import transformers  # noqa: F401  (before any torchvision shim, STACK §11 pitfall 8)
+        from transformers import AutoModelForZeroShotObjectDetection, AutoTokenizer, GroundingDinoProcessor
+        from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
+            GroundingDinoImageProcessorPil,
+        )
+
+        self._torch = torch
+        self.device = torch.device(device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            image_processor = GroundingDinoImageProcessorPil.from_pretrained(path, local_files_only=True)
+            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(path, local_files_only=True)
+        except OSError as e:  # missing files inside the directory
+            raise DetectorWeightsNotFoundError(f"cannot load Grounding DINO from {path}: {e}") from e
+        except (ValueError, KeyError, TypeError) as e:  # unusable config / tokenizer files
+            raise DetectorWeightsError(f"cannot load Grounding DINO from {path}: {type(e).__name__}: {e}") from e
+        self.processor = GroundingDinoProcessor(image_processor, tokenizer)
+        self.model = self.model.to(self.device).eval()
+        self.score_threshold = float(score_threshold)
+        self.nms_iou = float(nms_iou)
+        self.max_per_view = int(max_per_view)
+        self.max_text_len = int(self.model.config.max_text_len)
+        self._prompt_cache: dict[tuple[str, ...], tuple[str, np.ndarray]] = {}
+
+    @property
+    def feat_dim(self) -> int:
+        return int(self.model.config.d_model)
+
+    def _prompt(self, part_names: Sequence[str]) -> tuple[str, np.ndarray]:
+        key = tuple(part_names)
+        if key not in self._prompt_cache:
+            text, spans = make_prompt(key)
+            enc = self.processor.tokenizer(text, return_offsets_mapping=True)
+            n_tok = len(enc["input_ids"])
+            if n_tok > self.max_text_len:
+                raise ValueError(f"prompt {text!r} has {n_tok} tokens, the model takes {self.max_text_len}")
+            A = phrase_token_matrix([tuple(o) for o in enc["offset_mapping"]], spans, self.max_text_len)
+            empty = [key[j] for j in range(len(key)) if not A[j].any()]
+            if empty:
+                raise ValueError(f"part names {empty} map to no tokens in prompt {text!r}")
+            self._prompt_cache[key] = (text, A)
+        return self._prompt_cache[key]
+
+    def detect_view(self, image: np.ndarray, part_names: Sequence[str], view: int = 0) -> ViewDetections:
+        """image (H,W,3) uint8 RGB -> (xyxy (n,4) f32, labels (n,) i16, scores (n,) f32, feats (n,d_model) f32)."""
+        from PIL import Image
+
+        torch = self._torch
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H,W,3) uint8, got {image.shape} {image.dtype}")
+        H, W = image.shape[:2]
+        text, A = self._prompt(part_names)
+        inputs = self.processor(images=Image.fromarray(image), text=text, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            out = self.model(**inputs)
+        prob = out.logits[0].float().sigmoid()  # (Q, max_text_len); -inf columns give 0
+        cls = prob @ torch.as_tensor(A, device=prob.device).T  # (Q, K) mean over each phrase's tokens
+        score, label = cls.max(dim=1)
+        cxcywh = out.pred_boxes[0].float()
+        xyxy = torch.cat([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], dim=1)
+        xyxy = xyxy * torch.tensor([W, H, W, H], dtype=xyxy.dtype, device=xyxy.device)
+        feats = out.last_hidden_state[0].float()
+
+        score = score.cpu().numpy()
+        label = label.cpu().numpy()
+        xyxy = xyxy.cpu().numpy()
+        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, W)
+        xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, H)
+        feats = feats.cpu().numpy()
+
+        cand = np.flatnonzero(score > self.score_threshold)
+        keep = cand[batched_nms_np(xyxy[cand], score[cand], label[cand], self.nms_iou)][: self.max_per_view]
+        return (
+            xyxy[keep].astype(np.float32),
+            label[keep].astype(np.int16),
+            score[keep].astype(np.float32),
+            feats[keep].astype(np.float32),
+        )

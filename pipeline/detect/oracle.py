@@ -1,0 +1,334 @@
+"""SIMULATED part detector built from rendered ground truth (for tests and the demo).
+
+It is not a model: each visible ground-truth part instance is "detected" with a probability
+that falls for small parts, its box is jittered, its label is sometimes confused with another
+part of the category, and false positives and whole-object boxes are added. Scores and
+features depend on the box quality, so PartSTAD's weight network has something to learn,
+but the quality is never handed over directly (noise). Every output says ``simulated=True``.
+
+Randomness: one generator per (object seed, view), so views are independent of call order
+and the same seed gives identical output. The feature projection has its own run-level seed
+(``OracleDetectorParams.feat_seed``), shared by all objects of a run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .nms import box_iou_np
+from .scene import ViewInstances, instance_table, view_instances
+from .types import Detections
+
+
+@dataclass(frozen=True)
+class OracleDetectorParams:
+    """Noise model of the simulated detector (all defaults chosen to look GLIP-like)."""
+
+    p_max: float = 0.9
+    """Detection probability of a part that is large in the view."""
+    area_scale: float = 0.02
+    """Part area, as a fraction of the object's silhouette in the view, at which the detection
+    probability is ``p_max * (1 - 1/e)``: p = p_max * (1 - exp(-area_frac / area_scale))."""
+    jitter: float = 0.05
+    """Std of the Gaussian offset of each box edge, as a fraction of the box width (x edges)
+    or height (y edges)."""
+    confusion: float = 0.1
+    """Probability that a detected part gets the label of another (uniformly chosen) part of
+    the category. No effect for one-part categories."""
+    confused_confidence: float = 0.6
+    """Multiplier of the score's quality term for confused labels (wrong labels score lower)."""
+    fp_rate: float = 0.5
+    """Mean (Poisson) number of false-positive boxes per view that shows the object."""
+    fp_size: tuple[float, float] = (0.1, 0.5)
+    """Range (uniform) of false-positive box sides, as fractions of the silhouette box sides."""
+    whole_object_prob: float = 0.1
+    """Per-view probability of an extra box around the whole silhouette with a random label."""
+    score_threshold: float = 0.5
+    """Scores lie in (score_threshold, 1], like GLIP after its ``score > 0.5`` filter."""
+    score_noise: float = 0.1
+    """Std of the Gaussian noise added to the quality term of the score."""
+    min_box_px: float = 2.0
+    """Boxes narrower or shorter than this many pixels (after jitter and clipping) are dropped."""
+    max_per_view: int = 100
+    """At most this many boxes per view (highest scores kept), like GLIP."""
+    feat_dim: int = 256
+    """Dimension D of the per-box feature (GLIP's FPN features are 256-D)."""
+    feat_noise: float = 2.0
+    """Std of Gaussian noise added to every feature entry. A linear read-out of a descriptor
+    term has noise of about feat_noise / sqrt(feat_dim)."""
+    feat_seed: int = 20240917
+    """Seed of the fixed random projection descriptor -> feature (run-level, not per object)."""
+    max_parts: int = 8
+    """Length of the label one-hot in the descriptor (PartNetE has at most 6 parts)."""
+    max_views: int = 16
+    """Length of the view one-hot in the descriptor."""
+
+
+#: descriptor = label one-hot | 5 geometry | view one-hot | 4 quality | 1 bias
+def descriptor_dim(params: OracleDetectorParams) -> int:
+    return params.max_parts + 5 + params.max_views + 4 + 1
+
+
+def feature_projection(params: OracleDetectorParams) -> np.ndarray:
+    """The fixed (descriptor_dim, feat_dim) float32 projection; depends only on feat_seed."""
+    rng = np.random.default_rng(np.random.SeedSequence([params.feat_seed, 0x0F3A7]))
+    return rng.standard_normal((descriptor_dim(params), params.feat_dim)).astype(np.float32)
+
+
+@dataclass
+class OracleDiagnostics:
+    """Ground truth behind each simulated box, plus every detection opportunity.
+
+    Box rows are aligned with the returned :class:`Detections` (same order).
+    """
+
+    instance: np.ndarray  # (B,) int32 matched GT instance, -1 for false positives / whole-object
+    true_label: np.ndarray  # (B,) int16 label of that instance, -1 if none
+    is_fp: np.ndarray  # (B,) bool
+    is_confused: np.ndarray  # (B,) bool
+    is_whole_object: np.ndarray  # (B,) bool
+    iou_gt: np.ndarray  # (B,) float32 IoU with the GT instance box (FP: best same-label IoU)
+    gt_xyxy: np.ndarray  # (B,4) float32 GT instance box, NaN for FP / whole-object
+    # detection opportunities: one row per (view, visible GT instance)
+    cand_view: np.ndarray  # (C,) int16
+    cand_instance: np.ndarray  # (C,) int32
+    cand_area_frac: np.ndarray  # (C,) float32
+    cand_p: np.ndarray  # (C,) float32 detection probability used
+    cand_detected: np.ndarray  # (C,) bool a box of this instance is in the output
+    n_views_with_object: int = 0
+
+    @staticmethod
+    def concat(parts: Sequence["OracleDiagnostics"]) -> "OracleDiagnostics":
+        if not parts:
+            return _empty_diag()
+        names = [f for f in OracleDiagnostics.__dataclass_fields__ if f != "n_views_with_object"]
+        out = {n: np.concatenate([getattr(p, n) for p in parts]) for n in names}
+        return OracleDiagnostics(**out, n_views_with_object=sum(p.n_views_with_object for p in parts))
+
+    def miss_rate(self) -> float:
+        return float(1.0 - self.cand_detected.mean()) if self.cand_detected.size else 0.0
+
+    def confusion_rate(self) -> float:
+        tp = ~self.is_fp & ~self.is_whole_object
+        return float(self.is_confused[tp].mean()) if tp.any() else 0.0
+
+    def fp_per_view(self) -> float:
+        return float(self.is_fp.sum() / max(self.n_views_with_object, 1))
+
+
+def _empty_diag() -> OracleDiagnostics:
+    z = np.zeros(0)
+    return OracleDiagnostics(
+        instance=z.astype(np.int32),
+        true_label=z.astype(np.int16),
+        is_fp=z.astype(bool),
+        is_confused=z.astype(bool),
+        is_whole_object=z.astype(bool),
+        iou_gt=z.astype(np.float32),
+        gt_xyxy=np.zeros((0, 4), np.float32),
+        cand_view=z.astype(np.int16),
+        cand_instance=z.astype(np.int32),
+        cand_area_frac=z.astype(np.float32),
+        cand_p=z.astype(np.float32),
+        cand_detected=z.astype(bool),
+    )
+
+
+def _jitter(rng: np.random.Generator, xyxy: np.ndarray, jitter: float) -> np.ndarray:
+    if xyxy.shape[0] == 0:
+        return xyxy.astype(np.float64)
+    w = xyxy[:, 2] - xyxy[:, 0]
+    h = xyxy[:, 3] - xyxy[:, 1]
+    scale = np.stack([w, h, w, h], 1) * jitter
+    out = xyxy + rng.standard_normal(xyxy.shape) * scale
+    x = np.sort(out[:, [0, 2]], axis=1)
+    y = np.sort(out[:, [1, 3]], axis=1)
+    return np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], 1)
+
+
+class OracleDetector:
+    """SIMULATED detector for one object, from its rendered ground truth.
+
+    pix2pt (V,H,W) int32 (-1 background), sem (N,) part id or -1, ins (N,) instance id or -1.
+    """
+
+    simulated = True
+
+    def __init__(
+        self,
+        pix2pt: np.ndarray,
+        sem: np.ndarray,
+        ins: np.ndarray,
+        params: OracleDetectorParams | None = None,
+        seed: int = 0,
+    ):
+        self.pix2pt = np.asarray(pix2pt)
+        if self.pix2pt.ndim != 3:
+            raise ValueError(f"pix2pt must be (V,H,W), got {self.pix2pt.shape}")
+        self.params = params or OracleDetectorParams()
+        self.seed = int(seed)
+        self.point_inst, self.inst_label = instance_table(sem, ins)
+        n = self.point_inst.shape[0]
+        if self.pix2pt.size and int(self.pix2pt.max()) >= n:
+            raise ValueError(f"pix2pt refers to point {int(self.pix2pt.max())} but there are {n} points")
+        self._proj = feature_projection(self.params)
+        self.diagnostics: dict[int, OracleDiagnostics] = {}
+
+    @property
+    def feat_dim(self) -> int:
+        return self.params.feat_dim
+
+    def view_instances(self, view: int) -> ViewInstances:
+        return view_instances(self.pix2pt[view], self.point_inst, self.inst_label)
+
+    def detect_view(self, image: np.ndarray | None, part_names: Sequence[str], view: int):
+        """Simulated boxes of one view; ``image`` is only checked for its size."""
+        prm = self.params
+        V, H, W = self.pix2pt.shape
+        if image is not None and tuple(np.shape(image)[:2]) != (H, W):
+            raise ValueError(f"image {np.shape(image)[:2]} does not match pix2pt {(H, W)}")
+        K = len(part_names)
+        if K < 1:
+            raise ValueError("part_names is empty")
+        if K > prm.max_parts:
+            raise ValueError(f"{K} parts exceed OracleDetectorParams.max_parts={prm.max_parts}")
+        if view >= prm.max_views:
+            raise ValueError(f"view {view} exceeds OracleDetectorParams.max_views={prm.max_views}")
+        if self.inst_label.size and int(self.inst_label.max()) >= K:
+            raise ValueError(f"ground-truth label {int(self.inst_label.max())} outside the {K} part names")
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(view)]))
+        vi = self.view_instances(view)
+
+        # 1. true positives
+        area_frac = vi.area / max(vi.sil_area, 1)
+        p = prm.p_max * (1.0 - np.exp(-area_frac / prm.area_scale))
+        hit = rng.random(p.shape[0]) < p
+        tp_idx = np.flatnonzero(hit)
+        tp_box = _jitter(rng, vi.xyxy[tp_idx].astype(np.float64), prm.jitter)
+        true_lab = vi.label[tp_idx].astype(np.int64)
+        confused = np.zeros(tp_idx.shape[0], bool)
+        lab = true_lab.copy()
+        if K > 1 and tp_idx.size:
+            confused = rng.random(tp_idx.shape[0]) < prm.confusion
+            shift = rng.integers(1, K, size=tp_idx.shape[0])  # uniform over the other parts
+            lab = np.where(confused, (true_lab + shift) % K, true_lab)
+
+        # 2. false positives inside the silhouette, 3. whole-object box
+        boxes = [tp_box]
+        labels = [lab]
+        kinds = [np.zeros(tp_idx.shape[0], np.int8)]  # 0 tp, 1 fp, 2 whole object
+        if vi.sil_area:
+            n_fp = int(rng.poisson(prm.fp_rate))
+            sx0, sy0, sx1, sy1 = vi.sil_xyxy.astype(np.float64)
+            fr, fc = np.nonzero(vi.fg)
+            pick = rng.integers(0, fr.shape[0], size=n_fp)
+            cx = fc[pick] + rng.random(n_fp)
+            cy = fr[pick] + rng.random(n_fp)
+            bw = rng.uniform(prm.fp_size[0], prm.fp_size[1], n_fp) * (sx1 - sx0)
+            bh = rng.uniform(prm.fp_size[0], prm.fp_size[1], n_fp) * (sy1 - sy0)
+            fp = np.stack(
+                [
+                    np.maximum(cx - bw / 2, sx0),
+                    np.maximum(cy - bh / 2, sy0),
+                    np.minimum(cx + bw / 2, sx1),
+                    np.minimum(cy + bh / 2, sy1),
+                ],
+                1,
+            ).reshape(n_fp, 4)
+            boxes.append(fp)
+            labels.append(rng.integers(0, K, size=n_fp))
+            kinds.append(np.ones(n_fp, np.int8))
+            if rng.random() < prm.whole_object_prob:
+                boxes.append(_jitter(rng, vi.sil_xyxy[None].astype(np.float64), prm.jitter))
+                labels.append(rng.integers(0, K, size=1))
+                kinds.append(np.full(1, 2, np.int8))
+        xyxy = np.concatenate(boxes).reshape(-1, 4)
+        label = np.concatenate(labels).astype(np.int64)
+        kind = np.concatenate(kinds)
+        n_tp = tp_idx.shape[0]
+        inst = np.concatenate([vi.inst[tp_idx], np.full(xyxy.shape[0] - n_tp, -1, np.int32)]).astype(np.int32)
+        tlab = np.concatenate([true_lab, np.full(xyxy.shape[0] - n_tp, -1)]).astype(np.int16)
+        conf = np.concatenate([confused, np.zeros(xyxy.shape[0] - n_tp, bool)])
+        gt = np.full((xyxy.shape[0], 4), np.nan, np.float32)
+        gt[:n_tp] = vi.xyxy[tp_idx]
+
+        # clip, drop tiny boxes
+        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, W)
+        xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, H)
+        ok = ((xyxy[:, 2] - xyxy[:, 0]) >= prm.min_box_px) & ((xyxy[:, 3] - xyxy[:, 1]) >= prm.min_box_px)
+
+        # quality: IoU with the own GT box; FP/whole-object: best IoU with a GT box of its label
+        iou = np.zeros(xyxy.shape[0])
+        if n_tp:
+            iou[:n_tp] = np.diag(box_iou_np(xyxy[:n_tp], gt[:n_tp]))
+        if xyxy.shape[0] > n_tp and vi.inst.size:
+            m = box_iou_np(xyxy[n_tp:], vi.xyxy)
+            same = label[n_tp:, None] == vi.label[None, :].astype(np.int64)
+            iou[n_tp:] = np.where(same, m, 0.0).max(1)
+        q = iou * np.where(conf, prm.confused_confidence, 1.0)
+        q = np.clip(q + prm.score_noise * rng.standard_normal(q.shape), 0.02, 1.0)
+        score = prm.score_threshold + (1.0 - prm.score_threshold) * q
+
+        # features: fixed projection of a descriptor, plus noise
+        B = xyxy.shape[0]
+        desc = np.zeros((B, descriptor_dim(prm)), np.float32)
+        desc[np.arange(B), label] = 1.0
+        g0 = prm.max_parts
+        desc[:, g0 + 0] = xyxy[:, 0] / W
+        desc[:, g0 + 1] = xyxy[:, 1] / H
+        desc[:, g0 + 2] = xyxy[:, 2] / W
+        desc[:, g0 + 3] = xyxy[:, 3] / H
+        desc[:, g0 + 4] = np.sqrt((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]) / (W * H))
+        v0 = g0 + 5
+        desc[:, v0 + view] = 1.0
+        q0 = v0 + prm.max_views
+        desc[:, q0 + 0] = iou
+        desc[:, q0 + 1] = kind == 1
+        desc[:, q0 + 2] = conf
+        desc[:, q0 + 3] = kind == 2
+        desc[:, q0 + 4] = 1.0
+        feat = desc @ self._proj + prm.feat_noise * rng.standard_normal((B, prm.feat_dim)).astype(np.float32)
+
+        # keep, sort by score, cap per view
+        keep = np.flatnonzero(ok)
+        keep = keep[np.argsort(-score[keep], kind="stable")][: prm.max_per_view]
+        detected_inst = set(inst[keep][kind[keep] == 0].tolist())
+        self.diagnostics[int(view)] = OracleDiagnostics(
+            instance=inst[keep],
+            true_label=tlab[keep],
+            is_fp=kind[keep] == 1,
+            is_confused=conf[keep],
+            is_whole_object=kind[keep] == 2,
+            iou_gt=iou[keep].astype(np.float32),
+            gt_xyxy=gt[keep],
+            cand_view=np.full(vi.inst.shape[0], view, np.int16),
+            cand_instance=vi.inst.astype(np.int32),
+            cand_area_frac=area_frac.astype(np.float32),
+            cand_p=p.astype(np.float32),
+            cand_detected=np.array([i in detected_inst for i in vi.inst.tolist()], bool),
+            n_views_with_object=int(vi.sil_area > 0),
+        )
+        return (
+            xyxy[keep].astype(np.float32),
+            label[keep].astype(np.int16),
+            score[keep].astype(np.float32),
+            feat[keep].astype(np.float32),
+        )
+
+
+def oracle_detect(
+    pix2pt: np.ndarray,
+    sem: np.ndarray,
+    ins: np.ndarray,
+    part_names: Sequence[str],
+    params: OracleDetectorParams | None = None,
+    seed: int = 0,
+) -> tuple[Detections, OracleDiagnostics]:
+    """SIMULATED detections for one object (all views) and their ground-truth diagnostics."""
+    det = OracleDetector(pix2pt, sem, ins, params, seed)
+    per_view = [det.detect_view(None, part_names, v) for v in range(det.pix2pt.shape[0])]
+    out = Detections.concat(per_view, det.feat_dim, simulated=True)
+    diag = OracleDiagnostics.concat([det.diagnostics[v] for v in range(det.pix2pt.shape[0])])
+    return out, diag

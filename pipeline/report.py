@@ -1,0 +1,259 @@
+"""Static, self-contained HTML report of the evaluation (one file, images inlined).
+
+The report is the human-readable face of the evaluate stage: method comparison tables,
+per-part details, training curves and a few example objects. It must open from a DVC
+cache or an e-mail attachment, so it has no external CSS, JS or image files, and every
+string from the data goes through ``html.escape``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.viz_labels import contact_sheet, plot_curves, png_bytes, scatter_views
+
+SIMULATED_BANNER = ("Simulated detector and SAM: numbers measure the pipeline on synthetic "
+                    "data, not real-world accuracy")
+
+METHOD_TITLES: dict[str, str] = {
+    "partslip": "PartSLIP",
+    "partstad": "PartSTAD",
+    "partstad_boxes": "PartSTAD, boxes (no masks)",
+    "masks_only": "masks only (no weights)",
+}
+"""Display names; the order is the column order. Unknown methods follow, sorted."""
+
+METRIC_TITLES = (("miou", "mIoU"), ("map50", "mAP50"))
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;
+max-width:1200px;color:#222;padding:0 16px}
+h1{margin-bottom:4px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.banner{background:#fff3cd;border:2px solid #e0a800;color:#5c4400;padding:12px 16px;
+font-weight:600;font-size:1.1em;margin:16px 0;border-radius:4px}
+table{border-collapse:collapse;margin:8px 0 16px 0;font-size:0.92em}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td.name,th.name{text-align:left}
+tr.mean td{border-top:2px solid #888;font-style:italic}
+td.pos{color:#13700f}td.neg{color:#a11}
+.muted{color:#777}details{margin:6px 0}summary{cursor:pointer}
+img{max-width:100%;height:auto;display:block;margin:6px 0}
+.example{margin:18px 0 28px 0}
+"""
+
+
+def _ok(v: Any) -> bool:
+    """A usable number (not None, not NaN/inf)."""
+    return isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v))
+
+
+def _fmt(v: Any, signed: bool = False) -> str:
+    if not _ok(v):
+        return "&ndash;"
+    return f"{float(v):+.1f}" if signed else f"{float(v):.1f}"
+
+
+def _method_order(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    present: set[str] = set()
+    for m in metrics.values():
+        present.update(m.get("methods", {}).keys())
+    known = [k for k in METHOD_TITLES if k in present]
+    return known + sorted(present - set(known))
+
+
+def _title(method: str) -> str:
+    return METHOD_TITLES.get(method, method)
+
+
+def _value(metrics: Mapping[str, Any], cat: str, method: str, key: str) -> float | None:
+    v = metrics[cat].get("methods", {}).get(method, {}).get(key)
+    return float(v) if _ok(v) else None
+
+
+def summary_metrics(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Overall mean per method over categories (DVC metrics).
+
+    ``{method: {"miou": mean, "map50": mean, "n_categories": k}}``. A category without the
+    method (or with a missing/NaN value) is left out of that method's mean, so the means of
+    two methods may cover different categories when results are incomplete.
+    """
+    out: dict[str, dict[str, float | int]] = {}
+    for method in _method_order(metrics):
+        row: dict[str, float | int] = {}
+        cats = [c for c in metrics if method in metrics[c].get("methods", {})]
+        for key, _ in METRIC_TITLES:
+            vals = [v for c in cats if (v := _value(metrics, c, method, key)) is not None]
+            if vals:
+                row[key] = float(np.mean(vals))
+        row["n_categories"] = len(cats)
+        out[method] = row
+    return out
+
+
+def _img_tag(image: np.ndarray, alt: str) -> str:
+    data = base64.b64encode(png_bytes(image)).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _mean_delta(metrics: Mapping[str, Any], key: str) -> float | None:
+    d = [b - a for c in metrics
+         if (a := _value(metrics, c, "partslip", key)) is not None
+         and (b := _value(metrics, c, "partstad", key)) is not None]
+    return float(np.mean(d)) if d else None
+
+
+def _main_table(metrics: Mapping[str, Mapping[str, Any]], methods: list[str]) -> str:
+    """Categories x (mIoU per method, delta | mAP50 per method, delta); best per row bold."""
+    has_delta = "partslip" in methods and "partstad" in methods
+    span = len(methods) + int(has_delta)
+    h1 = ['<th class="name" rowspan="2">category</th>', '<th rowspan="2">n test</th>']
+    h2 = []
+    for _, mt in METRIC_TITLES:
+        h1.append(f'<th colspan="{span}">{html.escape(mt)}</th>')
+        h2 += [f"<th>{html.escape(_title(m))}</th>" for m in methods]
+        if has_delta:
+            h2.append("<th>&Delta; PartSTAD &minus; PartSLIP</th>")
+
+    def cells(values: list[float | None], delta: float | None,
+              marks: list[str] | None = None) -> list[str]:
+        good = [v for v in values if v is not None]
+        best = max(good) if good else None
+        out = []
+        for i, v in enumerate(values):
+            txt = _fmt(v)
+            # compare the printed values so ties at display precision are all bold
+            if v is not None and best is not None and _fmt(v) == _fmt(best) and len(good) > 1:
+                txt = f"<b>{txt}</b>"
+            out.append(f"<td>{txt}{marks[i] if marks and v is not None else ''}</td>")
+        if has_delta:
+            cls = ""
+            if delta is not None and delta != 0:
+                cls = ' class="pos"' if delta > 0 else ' class="neg"'
+            out.append(f"<td{cls}>{_fmt(delta, signed=True)}</td>")
+        return out
+
+    rows = []
+    for cat in metrics:
+        sim = ' <span class="muted">(simulated)</span>' if metrics[cat].get("simulated") else ""
+        n_test = metrics[cat].get("n_test")
+        r = [f'<td class="name">{html.escape(str(cat))}{sim}</td>',
+             f"<td>{html.escape(str(n_test)) if n_test is not None else '&ndash;'}</td>"]
+        for key, _ in METRIC_TITLES:
+            vals = [_value(metrics, cat, m, key) for m in methods]
+            a, b = _value(metrics, cat, "partslip", key), _value(metrics, cat, "partstad", key)
+            r += cells(vals, b - a if a is not None and b is not None else None)
+        rows.append("<tr>" + "".join(r) + "</tr>")
+    summ = summary_metrics(metrics)
+    total = sum(int(m.get("n_test") or 0) for m in metrics.values())
+    r = [f'<td class="name">mean ({len(metrics)} categories)</td>', f"<td>{total}</td>"]
+    # a mean over fewer categories than the table has is flagged: it is not comparable
+    marks = [f'<sup title="over {summ[m]["n_categories"]} of {len(metrics)} categories">*</sup>'
+             if summ[m]["n_categories"] < len(metrics) else "" for m in methods]
+    for key, _ in METRIC_TITLES:
+        vals = [summ.get(m, {}).get(key) for m in methods]
+        r += cells([float(v) if v is not None else None for v in vals],
+                   _mean_delta(metrics, key), marks)
+    rows.append('<tr class="mean">' + "".join(r) + "</tr>")
+    return ("<table><thead><tr>" + "".join(h1) + "</tr><tr>" + "".join(h2)
+            + "</tr></thead><tbody>" + "\n".join(rows) + "</tbody></table>")
+
+
+def _part_table(cat: str, entry: Mapping[str, Any], methods: list[str]) -> str:
+    """Collapsible per-part IoU / AP50 table for one category."""
+    meths = [m for m in methods if m in entry.get("methods", {})]
+    parts: list[str] = []
+    for m in meths:
+        for key in ("part_iou", "part_ap50"):
+            for p in entry["methods"][m].get(key, {}) or {}:
+                if p not in parts:
+                    parts.append(p)
+    head = ['<th class="name">part</th>']
+    head += [f"<th>{html.escape(_title(m))} IoU</th>" for m in meths]
+    head += [f"<th>{html.escape(_title(m))} AP50</th>" for m in meths]
+    rows = []
+    for p in parts:
+        r = [f'<td class="name">{html.escape(str(p))}</td>']
+        for key in ("part_iou", "part_ap50"):
+            r += [f"<td>{_fmt((entry['methods'][m].get(key) or {}).get(p))}</td>" for m in meths]
+        rows.append("<tr>" + "".join(r) + "</tr>")
+    body = ("<table><thead><tr>" + "".join(head) + "</tr></thead><tbody>" + "\n".join(rows)
+            + "</tbody></table>") if parts else '<p class="muted">no per-part values</p>'
+    return (f"<details><summary>{html.escape(str(cat))}: per-part IoU / AP50 "
+            f"(&ndash; = part absent from the test objects)</summary>{body}</details>")
+
+
+def _example(ex: Mapping[str, Any]) -> str:
+    name = str(ex.get("object", "?"))
+    parts = list(ex.get("part_names", []))
+    out = [f'<div class="example"><h3>{html.escape(name)}</h3>']
+    views = ex.get("views")
+    if views is not None and len(views):
+        out.append(_img_tag(contact_sheet(np.asarray(views), cols=5, thumb_px=160),
+                            f"{name}: rendered views"))
+    labels = ex.get("labels") or {}
+    if labels and ex.get("xyz") is not None:
+        out.append(_img_tag(scatter_views(np.asarray(ex["xyz"]), labels, len(parts), parts),
+                            f"{name}: part labels"))
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def build_report(
+    out_dir: Path,
+    metrics: Mapping[str, Mapping[str, Any]],
+    curves: Mapping[str, Sequence[Mapping[str, float]]],
+    examples: Sequence[Mapping[str, Any]],
+    simulated: bool,
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write ``out_dir/index.html`` (self-contained) and return its path.
+
+    - ``metrics[cat]`` = {"n_test": int, "simulated": bool, "methods": {method: {"miou",
+      "map50": float in 0..100, "part_iou"/"part_ap50": {part: float or None}}}}, with any
+      subset of partslip / partstad / partstad_boxes / masks_only (others are shown too);
+    - ``curves[cat]`` = [{"epoch", "loss", "val_miou"}, ...];
+    - ``examples`` = [{"object", "part_names", "xyz" (N,3), "labels": {title: (N,) int},
+      "views": (V,H,W,3) uint8 or None}, ...].
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    methods = _method_order(metrics)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>PartSTAD pipeline report</title>", f"<style>{_CSS}</style></head><body>",
+             "<h1>PartSTAD few-shot 3D part segmentation: report</h1>"]
+    if simulated:
+        parts.append(f'<div class="banner">{html.escape(SIMULATED_BANNER)}</div>')
+    if notes:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes) + "</ul>")
+
+    parts.append("<h2>Semantic mIoU and instance mAP50 per category (%)</h2>")
+    if metrics:
+        parts.append(_main_table(metrics, methods))
+        parts.append('<p class="muted">Bold: best method in the row. The mean row averages '
+                     "each method over the categories where it has a value (* = not all categories); "
+                     "its &Delta; is the mean over categories that have both methods.</p>")
+        parts.append("<h2>Per-part results</h2>")
+        parts += [_part_table(c, metrics[c], methods) for c in metrics]
+    else:
+        parts.append('<p class="muted">no metrics</p>')
+
+    if curves:
+        parts.append("<h2>Training curves</h2>")
+        parts.append(_img_tag(plot_curves(curves), "training loss and validation mIoU"))
+    if examples:
+        parts.append("<h2>Examples</h2>")
+        parts += [_example(ex) for ex in examples]
+    parts.append("</body></html>")
+
+    path = out_dir / "index.html"
+    tmp = out_dir / ".index.html.tmp"
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    os.replace(tmp, path)  # never rewrite in place a file DVC may have linked
+    return path

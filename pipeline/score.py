@@ -1,0 +1,188 @@
+"""Weighted superpoint scores Z and probabilities P (SPEC §7.7), with scatter operations.
+
+    Z[s, c+1] = 1/(V_s + 1e-6) · Σ_v Σ_{p∈s} max_{b: v(b)=v, c(b)=c} w_b · I_b(p),   Z[s, 0] = z_null
+
+The membership is the sparse COO list (point, box) of :mod:`pipeline.lift`. Computing
+m[p, v, c] = max over the COO entries of key (p, v, c) is a scatter-amax; the sum over
+points of s is a scatter-add. Both are differentiable in w; the gradient of the max goes
+to the arg-max box (split evenly between exactly tied boxes, as torch's ``amax`` does).
+
+:class:`ScoreIndex` compresses the COO once per object: every key (p, v, c) is a group of
+boxes; groups of the same superpoint with the **same box set** always have the same max,
+so they collapse into one group with a multiplicity. For a realistic object this turns
+~10⁵ entries into a few thousand, and a training step is one gather, one scatter-amax
+over multi-box groups and one index_add.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+V_EPS = 1e-6
+
+def _box_hashes(n_boxes: int) -> tuple[np.ndarray, np.ndarray]:
+    # Two independent random 63-bit codes per box: a set of boxes hashes to the wrapping
+    # sums, so equal sets give equal keys and distinct sets collide with prob. ~2^-120.
+    rng = np.random.default_rng(12345)
+    h = rng.integers(1, 2**63 - 1, size=(2, max(n_boxes, 1)), dtype=np.int64).astype(np.uint64)
+    return h[0], h[1]
+
+
+@dataclass
+class ScoreIndex:
+    """Precomputed index tensors of §7.7 for one object (built once, reused every step)."""
+
+    n_sp: int
+    n_parts: int
+    single_box: torch.Tensor  #: (G1,) long box of each single-box group
+    single_target: torch.Tensor  #: (G1,) long flat target s*K + c
+    single_count: torch.Tensor  #: (G1,) float multiplicity (number of (p, v) collapsed)
+    multi_box: torch.Tensor  #: (E2,) long box of each entry of a multi-box group
+    multi_group: torch.Tensor  #: (E2,) long group of each such entry (0..G2-1)
+    multi_target: torch.Tensor  #: (G2,) long flat target s*K + c
+    multi_count: torch.Tensor  #: (G2,) float multiplicity
+    inv_vis: torch.Tensor  #: (S,) 1 / (V_s + 1e-6), float64
+
+    @classmethod
+    def build(
+        cls,
+        point: np.ndarray,
+        box: np.ndarray,
+        box_view: np.ndarray,
+        box_label: np.ndarray,
+        sp: np.ndarray,
+        vis_count: np.ndarray,
+        n_views: int,
+        n_parts: int,
+        device: str | torch.device = "cpu",
+    ) -> "ScoreIndex":
+        point = np.asarray(point, dtype=np.int64)
+        box = np.asarray(box, dtype=np.int64)
+        box_view = np.asarray(box_view, dtype=np.int64)
+        box_label = np.asarray(box_label, dtype=np.int64)
+        sp = np.asarray(sp, dtype=np.int64)
+        S, K, V = int(np.asarray(vis_count).shape[0]), int(n_parts), int(n_views)
+        B = int(box_view.shape[0])
+        inv_vis = torch.as_tensor(1.0 / (np.asarray(vis_count, dtype=np.float64) + V_EPS), device=device)
+        empty_l = torch.zeros(0, dtype=torch.long, device=device)
+        empty_f = torch.zeros(0, dtype=torch.float64, device=device)
+        if point.size == 0:
+            return cls(S, K, empty_l, empty_l, empty_f, empty_l, empty_l, empty_l, empty_f, inv_vis)
+
+        # 1. group the COO entries by key (p, v, c); duplicates of (p, b) are harmless (max).
+        key = (point * V + box_view[box]) * K + box_label[box]
+        order = np.lexsort((box, key))
+        key, bx = key[order], box[order]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        gid = np.cumsum(np.r_[True, key[1:] != key[:-1]]) - 1  # group id of every entry
+        gkey = key[starts]
+        g_point = gkey // (V * K)
+        g_label = gkey % K
+        g_target = sp[g_point] * K + g_label
+
+        # 2. collapse groups of the same superpoint with the same box set.
+        h1, h2 = _box_hashes(B)
+        with np.errstate(over="ignore"):
+            s1 = np.add.reduceat(h1[bx], starts)
+            s2 = np.add.reduceat(h2[bx], starts)
+        gsize = np.diff(np.r_[starts, key.size])
+        # a box set fixes (v, c), so (target, hash) identifies (s, v, c, set)
+        cols = np.stack([g_target.astype(np.uint64), s1, s2], axis=1)
+        _, rep, inv, mult = np.unique(cols, axis=0, return_index=True, return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+        # representative group of each super-group and its entries
+        rep_size = gsize[rep]
+        rep_target = g_target[rep]
+        single = rep_size == 1
+        s_groups = rep[single]
+        single_box = bx[starts[s_groups]]
+        m_idx = np.flatnonzero(~single)
+        m_groups = rep[m_idx]
+        m_sizes = gsize[m_groups]
+        entry_group = np.repeat(np.arange(m_idx.size), m_sizes)
+        offsets = np.cumsum(m_sizes) - m_sizes  # first entry of each multi group, packed
+        entry_pos = np.repeat(starts[m_groups] - offsets, m_sizes) + np.arange(entry_group.size)
+        multi_box = bx[entry_pos]
+
+        def lt(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.ascontiguousarray(a, dtype=np.int64), device=device)
+
+        def ft(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float64), device=device)
+
+        return cls(
+            n_sp=S,
+            n_parts=K,
+            single_box=lt(single_box),
+            single_target=lt(rep_target[single]),
+            single_count=ft(mult[single]),
+            multi_box=lt(multi_box),
+            multi_group=lt(entry_group),
+            multi_target=lt(rep_target[m_idx]),
+            multi_count=ft(mult[m_idx]),
+            inv_vis=inv_vis,
+        )
+
+    @classmethod
+    def from_lifted(cls, lifted, device: str | torch.device = "cpu") -> "ScoreIndex":
+        """Build from a :class:`pipeline.lift.LiftedObject`."""
+        return cls.build(
+            lifted.point, lifted.box, lifted.box_view, lifted.box_label, lifted.sp,
+            lifted.vis_count, lifted.n_views, lifted.n_parts, device,
+        )
+
+    def to(self, dtype: torch.dtype) -> "ScoreIndex":
+        """Copy with the float tensors cast (float32 for training speed)."""
+        return ScoreIndex(
+            self.n_sp, self.n_parts, self.single_box, self.single_target, self.single_count.to(dtype),
+            self.multi_box, self.multi_group, self.multi_target, self.multi_count.to(dtype),
+            self.inv_vis.to(dtype),
+        )
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.single_box.shape[0] + self.multi_target.shape[0])
+
+
+def scores_from_index(w: torch.Tensor, index: ScoreIndex, z_null: torch.Tensor | float) -> torch.Tensor:
+    """Z (S, K+1) from box weights w (B,) and a prebuilt :class:`ScoreIndex`.
+
+    Assumes w >= 0 (the network ends in a ReLU): the scatter-amax starts from 0, which is
+    the value of max_b w_b·I_b(p) for boxes that do not contain p.
+    """
+    S, K = index.n_sp, index.n_parts
+    dtype = w.dtype
+    flat = w.new_zeros(S * K)
+    if index.single_box.numel():
+        flat = flat.index_add(0, index.single_target, w[index.single_box] * index.single_count.to(dtype))
+    if index.multi_box.numel():
+        g2 = index.multi_target.shape[0]
+        m = w.new_zeros(g2).scatter_reduce(0, index.multi_group, w[index.multi_box], "amax", include_self=True)
+        flat = flat.index_add(0, index.multi_target, m * index.multi_count.to(dtype))
+    parts = flat.view(S, K) * index.inv_vis.to(dtype)[:, None]
+    zn = torch.as_tensor(z_null, dtype=dtype, device=w.device).reshape(1, 1).expand(S, 1)
+    return torch.cat([zn, parts], dim=1)
+
+
+def superpoint_scores(
+    w: torch.Tensor,
+    point: np.ndarray,
+    box: np.ndarray,
+    box_view: np.ndarray,
+    box_label: np.ndarray,
+    sp: np.ndarray,
+    vis_count: np.ndarray,
+    n_views: int,
+    n_parts: int,
+    z_null: torch.Tensor | float,
+) -> torch.Tensor:
+    """Z (S, K+1) of §7.7 for one object (builds the index; use :class:`ScoreIndex` in loops)."""
+    index = ScoreIndex.build(point, box, box_view, box_label, sp, vis_count, n_views, n_parts, w.device)
+    return scores_from_index(w, index, z_null)
+
+
+def probabilities(Z: torch.Tensor) -> torch.Tensor:
+    """P = softmax(Z) over the K+1 labels (temperature 1; the weights set the scale)."""
+    return torch.softmax(Z, dim=-1)

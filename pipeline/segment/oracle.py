@@ -1,0 +1,103 @@
+"""SIMULATED SAM: the ground-truth segment that dominates each box, cut to the box.
+
+For each box, the segment (a GT part instance; unlabelled points form one segment per
+connected region of equal ``sem``; background never) owning most of the box's foreground
+pixels becomes the mask, restricted to the box, and a seeded fraction of its boundary pixels
+is flipped (a small random erosion/dilation) so masks are not pixel-perfect.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from pipeline.detect.scene import instance_table
+from pipeline.detect.types import Detections
+
+from .box import box_pixel_ranges
+
+
+@dataclass(frozen=True)
+class OracleMaskParams:
+    """Noise model of the simulated SAM."""
+
+    boundary_noise: float = 0.2
+    """Probability of flipping each pixel on the inner or outer boundary of the mask."""
+
+
+def segment_map(pix2pt_view: np.ndarray, point_inst: np.ndarray, sem: np.ndarray) -> np.ndarray:
+    """(H,W) int32 segment id per pixel: GT instances 0..I-1, then one id per connected
+    region of unlabelled pixels with equal ``sem`` (I, I+1, ...); -1 for background."""
+    p = np.asarray(pix2pt_view)
+    fg = p >= 0
+    seg = np.full(p.shape, -1, dtype=np.int32)
+    seg[fg] = point_inst[p[fg]]
+    n_inst = int(point_inst.max()) + 1 if point_inst.size and point_inst.max() >= 0 else 0
+    rest = fg & (seg < 0)
+    if rest.any():
+        sem_pix = np.full(p.shape, -2, dtype=np.int64)
+        sem_pix[rest] = np.asarray(sem)[p[rest]]
+        nxt = n_inst
+        for s in np.unique(sem_pix[rest]):
+            comp, n = ndimage.label(sem_pix == s)
+            seg[comp > 0] = comp[comp > 0] - 1 + nxt
+            nxt += n
+    return seg
+
+
+def oracle_masks(
+    det: Detections,
+    pix2pt: np.ndarray,
+    sem: np.ndarray,
+    ins: np.ndarray,
+    params: OracleMaskParams | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """SIMULATED SAM masks (B,H,W) bool for the boxes of one object; same seed, same masks."""
+    prm = params or OracleMaskParams()
+    pix2pt = np.asarray(pix2pt)
+    V, H, W = pix2pt.shape
+    point_inst, _ = instance_table(sem, ins)
+    masks = np.zeros((len(det), H, W), dtype=bool)
+    if len(det) == 0:
+        return masks
+    ranges = box_pixel_ranges(det.xyxy, H, W)
+    offs = det.offsets(V)
+    st = ndimage.generate_binary_structure(2, 1)
+    for v in range(V):
+        if offs[v] == offs[v + 1]:
+            continue
+        seg = segment_map(pix2pt[v], point_inst, sem)
+        for b in range(offs[v], offs[v + 1]):
+            r0, r1, c0, c1 = ranges[b]
+            if r0 >= r1 or c0 >= c1:
+                continue
+            crop = seg[r0:r1, c0:c1]
+            ids = crop[crop >= 0]
+            if ids.size == 0:
+                continue
+            m = crop == np.bincount(ids).argmax()
+            if prm.boundary_noise > 0:
+                rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(b)]))
+                inner = m & ~ndimage.binary_erosion(m, st, border_value=1)
+                outer = ndimage.binary_dilation(m, st) & ~m
+                flip = (inner | outer) & (rng.random(m.shape) < prm.boundary_noise)
+                m = m ^ flip
+            masks[b, r0:r1, c0:c1] = m
+    return masks
+
+
+class OracleMasker:
+    """Masker interface twin of :class:`pipeline.segment.sam.SamMasker` (SIMULATED)."""
+
+    simulated = True
+
+    def __init__(self, pix2pt, sem, ins, params: OracleMaskParams | None = None, seed: int = 0):
+        self.pix2pt, self.sem, self.ins = pix2pt, sem, ins
+        self.params = params or OracleMaskParams()
+        self.seed = seed
+
+    def masks_for_object(self, images: np.ndarray, det: Detections, embeddings=None):
+        """-> (masks (B,H,W) bool, {}); ``images`` are ignored (the ground truth is used)."""
+        return oracle_masks(det, self.pix2pt, self.sem, self.ins, self.params, self.seed), {}
