@@ -165,6 +165,8 @@ def group_instances(
     N = sp.shape[0]
     xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     B = xyxy.shape[0]
+    if B != lifted.n_boxes:
+        raise ValueError(f"{B} boxes given for a lifting with {lifted.n_boxes} boxes")
     box_view = lifted.box_view.astype(np.int64)
     box_label = lifted.box_label.astype(np.int64)
     ratio_boxes = np.ones(B, bool) if ratio_boxes is None else np.asarray(ratio_boxes, bool)
@@ -191,7 +193,10 @@ def group_instances(
         if L == 0:
             continue
         # 1. adjacency of 3D boxes
-        A = np.max(lo[nodes][:, None, :] - hi[nodes][None, :, :], axis=2)
+        lo_j, hi_j = lo[nodes], hi[nodes]
+        A = lo_j[:, None, 0] - hi_j[None, :, 0]  # (L, L), built axis by axis to save memory
+        for ax in (1, 2):
+            np.maximum(A, lo_j[:, None, ax] - hi_j[None, :, ax], out=A)
         A = np.maximum(A, A.T)
         ii, kk = np.nonzero(np.tril(A < adj_gap, k=-1))  # pairs with k < i
         # 2. ratio-list distance and size ratio per adjacent pair

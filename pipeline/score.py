@@ -89,9 +89,11 @@ class ScoreIndex:
             s2 = np.add.reduceat(h2[bx], starts)
         gsize = np.diff(np.r_[starts, key.size])
         # a box set fixes (v, c), so (target, hash) identifies (s, v, c, set)
-        cols = np.stack([g_target.astype(np.uint64), s1, s2], axis=1)
-        _, rep, inv, mult = np.unique(cols, axis=0, return_index=True, return_inverse=True, return_counts=True)
-        inv = inv.reshape(-1)
+        order2 = np.lexsort((s2, s1, g_target))
+        t_, a_, b_ = g_target[order2], s1[order2], s2[order2]
+        new = np.r_[True, (t_[1:] != t_[:-1]) | (a_[1:] != a_[:-1]) | (b_[1:] != b_[:-1])]
+        rep = order2[new]  # one representative group per super-group
+        mult = np.diff(np.r_[np.flatnonzero(new), order2.size])  # groups collapsed into it
         # representative group of each super-group and its entries
         rep_size = gsize[rep]
         rep_target = g_target[rep]

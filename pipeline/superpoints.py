@@ -2,31 +2,39 @@
 
 PartSLIP/PartSTAD run L0 cut pursuit (``libcp``, GPL) on a 10-NN graph with node features
 ``f = [normal, 0.3·rgb]`` and minimise ``Σ‖x_i − f_i‖² + λ Σ_(i,j) w_ij [x_i ≠ x_j]``
-(λ = reg = 0.05). The default backend here (``"greedy"``) is an in-house, MIT-licensed
-approximation of the same objective on numpy/scipy only:
+(λ = reg = 0.05), then merge components of <= 10 points into a neighbour. The default
+backend here (``"greedy"``) is an in-house, MIT-licensed approximation on numpy/scipy:
 
-* start from one region per point; each round, every region-adjacency edge (A,B) gets the
-  objective change of merging A and B, ``gain = λ·W_AB − |A||B|/(|A|+|B|)·‖μ_A − μ_B‖²``
-  (boundary penalty saved minus squared-error added; W_AB = summed edge weights between
-  them); every region picks its best positive-gain neighbour and *mutual* best pairs merge
-  (a matching, so no chain can merge regions that were never compared). Rounds repeat
-  until no edge has a positive gain. Regions stay connected in the kNN graph; everything
-  is vectorised per round (sort / bincount), ~20–40 rounds.
-* then components with <= ``min_size`` points are merged into the large component owning
-  the nearest neighbour of their first point (SPEC §5.6; if no component is large, the
-  whole cloud becomes one superpoint instead of crashing, SPEC §11.19).
+1. **L0 merging.** Start from one region per point. Each round, every pair of adjacent
+   regions (A,B) gets the objective decrease of merging them,
+   ``gain = λ·W_AB − |A||B|/(|A|+|B|)·‖μ_A − μ_B‖²`` (boundary penalty saved minus squared
+   error added; W_AB = summed weights of the kNN edges between them). Every region picks
+   its best positive-gain neighbour and *mutual* best pairs merge (a matching, so no chain
+   can join regions that were never compared). Rounds repeat until no pair has a positive
+   gain. Each round is a few sorts/bincounts over the region graph.
+2. **Growing small regions.** Bottom-up merging stalls where features are noisy at the
+   point scale (thin rods and rims narrower than the normal-estimation neighbourhood,
+   strongly curved patches), leaving many tiny regions that cut pursuit's top-down splits
+   would not produce. Every region of <= ``grow_size`` points joins the adjacent region
+   with the most similar mean feature (all picks at once, merged as connected
+   components), until none is left. ``grow_size`` (default 30) sets the granularity,
+   ``reg`` the homogeneity.
+3. **SPEC §5.6 safety net.** Components still <= ``min_size`` (only possible for pieces
+   with no graph neighbour) join the large component owning the nearest neighbour of
+   their first point; if no component is large the whole cloud is one superpoint (SPEC
+   §11.19 crashes there).
 
-Normals (SPEC §5.1): PCA over the neighbours within radius 0.1 (at most 30, the point
-itself included; at least 3 so that isolated points still get a normal), smallest
-eigenvector of the batched 3×3 covariances. The *returned* normals are oriented away from
-the centroid (a deterministic choice; the original leaves the sign to the solver, SPEC
-§11.18). The partition itself never sees the sign: its normal feature is the
-sign-invariant embedding of ``n nᵀ`` scaled so that ‖·‖² = sin²∠(n, m) (≈ ‖n − m‖² for
-small angles, like the original feature), so a flipped normal does not cut a flat patch.
+Regions are connected in the kNN graph. Normals (SPEC §5.1): PCA over the neighbours within
+radius 0.1 (at most 30 including the point itself; at least 3), smallest eigenvector of the
+batched 3×3 covariances. The *returned* normals are oriented away from the centroid (a
+deterministic choice; the original leaves the sign to the solver, SPEC §11.18). The
+partition never sees the sign: its normal feature is the sign-invariant embedding of
+``n nᵀ`` with ‖e(n) − e(m)‖ = sin∠(n, m) (≈ ‖n − m‖ for small angles, like the original
+feature), so a flipped normal cannot cut a flat patch in two.
 
-``backend="cutpursuit"`` uses ``pycut_pursuit.cp_d0_dist`` (GPL-3.0, not a dependency,
-imported only when asked) on the same graph and features. ``"auto"`` means ``"greedy"``,
-so the result never depends on what happens to be installed.
+``backend="cutpursuit"`` runs ``pycut_pursuit.cp_d0_dist`` (GPL-3.0, not a dependency,
+imported only when asked) on the same graph and features, then steps 2–3. ``"auto"`` means
+``"greedy"``, so results never depend on what happens to be installed.
 """
 from __future__ import annotations
 
@@ -37,8 +45,6 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 log = logging.getLogger(__name__)
-FEAT = None
-CONTRAST = 0.0
 
 BACKENDS = ("auto", "greedy", "cutpursuit")
 
@@ -59,25 +65,24 @@ class SuperpointResult:
 # --------------------------------------------------------------------------- normals
 
 
-def local_geometry(
+def estimate_normals(
     xyz: np.ndarray,
     nn_idx: np.ndarray,
     nn_dist: np.ndarray,
     radius: float = 0.1,
     min_nn: int = 3,
-) -> tuple[np.ndarray, np.ndarray]:
-    """PCA normals and shape tensors from a sorted kNN table (N,k) (self included, as in
+) -> np.ndarray:
+    """PCA normals (N,3) float32 from a sorted kNN table (N,k) (self included, as in
     Open3D's hybrid search).
 
     Neighbours beyond ``radius`` are ignored, except that the nearest ``min_nn`` always
-    count. Returns ``normals`` (N,3) float32 (smallest-eigenvalue axis, oriented away from
-    the centroid; degenerate neighbourhoods give the eigensolver's first axis) and the
-    shape-tensor embedding (N,6) float64 of ``C / trace(C)`` (see :func:`tensor_embedding`).
+    count. Smallest-eigenvalue axis, oriented away from the centroid; degenerate
+    neighbourhoods (all points equal) give the eigensolver's first axis.
     """
     p = np.asarray(xyz, dtype=np.float64)
     n, k = nn_idx.shape
     if n == 0:
-        return np.zeros((0, 3), np.float32), np.zeros((0, 6))
+        return np.zeros((0, 3), np.float32)
     w = (nn_dist <= radius) | (np.arange(k)[None, :] < min_nn)
     w &= nn_idx < n
     idx = np.where(w, nn_idx, 0)
@@ -92,29 +97,20 @@ def local_geometry(
     centred = p - p.mean(axis=0)
     flip = np.einsum("ni,ni->n", normals, centred) < 0
     normals[flip] *= -1.0
-    tr = np.trace(cov, axis1=1, axis2=2)
-    shape = np.where(tr[:, None, None] > 0, cov / np.where(tr > 0, tr, 1.0)[:, None, None], 0.0)
-    return normals.astype(np.float32), tensor_embedding(shape)
-
-
-def tensor_embedding(t: np.ndarray) -> np.ndarray:
-    """(N,3,3) symmetric tensors → (N,6) vectors with ‖e(A) − e(B)‖ = √2·‖A − B‖_F.
-
-    Applied to the normalised covariance ``C/tr C`` of a neighbourhood: for two planar
-    patches with normals n, m this distance is sin∠(n, m), the same small-angle behaviour
-    as ‖n − m‖ in the original feature, but sign-free (a flipped normal changes nothing)
-    and continuous where the normal is undefined: a thin rod, narrower than the
-    neighbourhood, is a consistent "line" tensor instead of a random normal per point.
-    """
-    r2 = np.sqrt(2.0)
-    return r2 * np.stack([t[:, 0, 0], t[:, 1, 1], t[:, 2, 2],
-                          r2 * t[:, 0, 1], r2 * t[:, 0, 2], r2 * t[:, 1, 2]], axis=1)
+    return normals.astype(np.float32)
 
 
 def normal_embedding(normals: np.ndarray) -> np.ndarray:
-    """Sign-invariant (N,6) embedding of n nᵀ with ‖e(n) − e(m)‖ = sin∠(n, m)."""
+    """Sign-invariant (N,6) embedding of n nᵀ with ‖e(n) − e(m)‖ = sin∠(n, m) for unit n, m.
+
+    e = (n_x², n_y², n_z², √2·n_x·n_y, √2·n_x·n_z, √2·n_y·n_z) / √2, so ‖e(n) − e(m)‖² =
+    ‖nnᵀ − mmᵀ‖²_F / 2 = 1 − (n·m)².
+    """
     n = np.asarray(normals, dtype=np.float64)
-    return tensor_embedding(n[:, :, None] * n[:, None, :]) / 2.0
+    r2 = np.sqrt(2.0)
+    e = np.stack([n[:, 0] ** 2, n[:, 1] ** 2, n[:, 2] ** 2,
+                  r2 * n[:, 0] * n[:, 1], r2 * n[:, 0] * n[:, 2], r2 * n[:, 1] * n[:, 2]], axis=1)
+    return e / r2
 
 
 # --------------------------------------------------------------------------- graph
@@ -144,92 +140,66 @@ def edge_weights(src: np.ndarray, dst: np.ndarray, dist: np.ndarray, feat: np.nd
 # --------------------------------------------------------------------------- greedy L0
 
 
-def _aggregate_edges(a: np.ndarray, b: np.ndarray, vals: np.ndarray, n_regions: int):
-    """Canonical (a<b) undirected region edges with summed value columns (E,m).
-
-    Returns (a, b, summed vals of the kept pairs, new_region_of_dropped, dropped vals):
-    pairs with a == b (edges that became internal) are returned separately so that
-    callers can add them to the region's internal statistics.
-    """
+def _aggregate_edges(a: np.ndarray, b: np.ndarray, w: np.ndarray, n_regions: int):
+    """Canonical (a<b) undirected region edges with summed weights; internal edges dropped."""
     lo = np.minimum(a, b)
     hi = np.maximum(a, b)
-    internal = lo == hi
-    keep = ~internal
+    keep = lo != hi
     key = lo[keep] * n_regions + hi[keep]
-    inner = (lo[internal], vals[internal])
     if key.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, vals.shape[1])), inner
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
     uniq, inv = np.unique(key, return_inverse=True)
-    sums = np.zeros((uniq.size, vals.shape[1]), dtype=np.float64)
-    for c in range(vals.shape[1]):
-        sums[:, c] = np.bincount(inv, weights=vals[keep, c], minlength=uniq.size)
-    return uniq // n_regions, uniq % n_regions, sums, inner
+    wsum = np.bincount(inv, weights=w[keep], minlength=uniq.size)
+    return uniq // n_regions, uniq % n_regions, wsum
 
 
 class _RegionGraph:
-    """Regions of a node graph and the statistics the merge rules need.
+    """Regions of the node graph with the sufficient statistics of the L0 objective:
+    size and feature sum per region, summed edge weight per adjacent region pair."""
 
-    Per region: size, feature sum, and the sum/count of feature differences over its
-    internal node edges. Per adjacent region pair: summed edge weight W, and the
-    sum/count of feature differences over the node edges crossing the boundary.
-    """
-
-    def __init__(self, feat: np.ndarray, src: np.ndarray, dst: np.ndarray, weight: np.ndarray):
+    def __init__(self, feat: np.ndarray, src: np.ndarray, dst: np.ndarray, weight: np.ndarray,
+                 label: np.ndarray | None = None):
         n = feat.shape[0]
         f = np.asarray(feat, dtype=np.float64)
         self.label = np.arange(n, dtype=np.int64)
         self.cnt = np.ones(n, dtype=np.float64)
         self.sums = f.copy()
-        self.inner = np.zeros((n, 2), dtype=np.float64)  # (sum of ‖Δf‖, count) inside
-        diff = np.linalg.norm(f[src] - f[dst], axis=1) if src.size else np.zeros(0)
-        vals = np.stack([weight, diff, np.ones_like(diff)], axis=1)
-        self.a, self.b, self.e, _ = _aggregate_edges(src, dst, vals, n)
+        self.a, self.b, self.w = _aggregate_edges(src, dst, np.asarray(weight, np.float64), n)
+        if label is not None:
+            _, new_id = np.unique(label, return_inverse=True)
+            self.merge(new_id.astype(np.int64))
 
     @property
     def n_regions(self) -> int:
         return self.cnt.shape[0]
 
+    def means(self) -> np.ndarray:
+        return self.sums / self.cnt[:, None]
+
     def gains(self, reg: float) -> np.ndarray:
         """Objective decrease of merging each adjacent pair: reg·W − |A||B|/(|A|+|B|)·‖Δμ‖²."""
         a, b, cnt = self.a, self.b, self.cnt
-        mu = self.sums / cnt[:, None]
+        mu = self.means()
         diff = mu[a] - mu[b]
         cost = (cnt[a] * cnt[b] / (cnt[a] + cnt[b])) * np.einsum("ij,ij->i", diff, diff)
-        return reg * self.e[:, 0] - cost
-
-    def contrast(self) -> np.ndarray:
-        """Mean feature jump across each boundary over the mean jump inside the two regions
-        (pooled over their internal edges): ~1 where the boundary is no sharper than the
-        surfaces it separates (an over-cut smooth surface), >> 1 at a real discontinuity."""
-        a, b = self.a, self.b
-        across = self.e[:, 1] / self.e[:, 2]
-        inside_sum = self.inner[a, 0] + self.inner[b, 0]
-        inside_cnt = self.inner[a, 1] + self.inner[b, 1]
-        inside = np.where(inside_cnt > 0, inside_sum / np.maximum(inside_cnt, 1.0), across)
-        return across / np.maximum(inside, 1e-12)
+        return reg * self.w - cost
 
     def merge(self, new_id: np.ndarray) -> None:
-        """Relabel regions by ``new_id`` (R,) → 0..R'-1 and update all statistics."""
+        """Relabel regions by ``new_id`` (R,) → 0..R'-1 and update the statistics."""
         r_new = int(new_id.max()) + 1
         self.cnt = np.bincount(new_id, weights=self.cnt, minlength=r_new)
-        sums = np.zeros((r_new, self.sums.shape[1]), dtype=np.float64)
-        inner = np.zeros((r_new, 2), dtype=np.float64)
+        sums = np.empty((r_new, self.sums.shape[1]), dtype=np.float64)
         for c in range(self.sums.shape[1]):
             sums[:, c] = np.bincount(new_id, weights=self.sums[:, c], minlength=r_new)
-        for c in range(2):
-            inner[:, c] = np.bincount(new_id, weights=self.inner[:, c], minlength=r_new)
-        self.a, self.b, self.e, (ri, vi) = _aggregate_edges(new_id[self.a], new_id[self.b],
-                                                           self.e, r_new)
-        for c in range(2):
-            inner[:, c] += np.bincount(ri, weights=vi[:, c + 1], minlength=r_new)
-        self.sums, self.inner = sums, inner
+        self.sums = sums
         self.label = new_id[self.label]
+        self.a, self.b, self.w = _aggregate_edges(new_id[self.a], new_id[self.b], self.w, r_new)
 
 
 def _ranked(score: np.ndarray, a: np.ndarray, b: np.ndarray, n_regions: int,
             candidates: np.ndarray):
-    """Rank candidate edges by descending score (ties: edge order) and return the rank
-    order and, per region, the rank of its best incident candidate (len(order) if none)."""
+    """Candidate edges by descending score (ties: edge order) and, per region, the rank
+    of its best incident candidate (len(order) if it has none)."""
     order = candidates[np.argsort(-score[candidates], kind="stable")]
     rank = np.arange(order.size)
     best = np.full(n_regions, order.size, dtype=np.int64)
@@ -238,66 +208,70 @@ def _ranked(score: np.ndarray, a: np.ndarray, b: np.ndarray, n_regions: int,
     return order, best
 
 
-def _merge_mutual_best(g: _RegionGraph, score: np.ndarray, candidates: np.ndarray) -> bool:
-    """Merge every candidate pair that is the best-scoring candidate of both its regions
-    (a matching: disjoint pairs). Returns False when there was nothing to merge."""
-    if candidates.size == 0:
-        return False
+def _pick_partners(g: _RegionGraph, score: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Each region's best-scoring candidate neighbour (-1 if none); ties: edge order."""
     order, best = _ranked(score, g.a, g.b, g.n_regions, candidates)
-    rank = np.arange(order.size)
-    ea, eb = g.a[order], g.b[order]
-    sel = (best[ea] == rank) & (best[eb] == rank)
-    parent = np.arange(g.n_regions, dtype=np.int64)
-    parent[eb[sel]] = ea[sel]
-    _, new_id = np.unique(parent, return_inverse=True)
-    g.merge(new_id)
-    return True
+    partner = np.full(g.n_regions, -1, dtype=np.int64)
+    has = np.flatnonzero(best < order.size)
+    e = order[best[has]]
+    partner[has] = np.where(g.a[e] == has, g.b[e], g.a[e])
+    return partner
+
+
+def _merge_links(g: _RegionGraph, u: np.ndarray, v: np.ndarray) -> None:
+    """Merge the connected components of the region links (u_i, v_i)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    r = g.n_regions
+    m = coo_matrix((np.ones(u.size), (u, v)), shape=(r, r))
+    _, new_id = connected_components(m, directed=False)
+    g.merge(new_id.astype(np.int64))
 
 
 def _l0_rounds(g: _RegionGraph, reg: float, max_rounds: int) -> None:
-    """Phase 1: merge mutual-best pairs with a positive L0 gain until none is left."""
+    """Step 1: merge with positive L0 gain until no pair has one.
+
+    Each round every region picks its best positive-gain neighbour. Mutual picks merge,
+    and so does every region whose pick belongs to a mutual pair (a star around it: a big
+    region can swallow all the small ones that prefer it in one round instead of one per
+    round). Longer pick chains wait for a later round, so two regions that were never
+    compared are never joined through a long chain.
+    """
     for _ in range(max_rounds):
         if g.a.size == 0:
             return
         gain = g.gains(reg)
-        if not _merge_mutual_best(g, gain, np.flatnonzero(gain > 0)):
+        pos = np.flatnonzero(gain > 0)
+        if pos.size == 0:
             return
+        partner = _pick_partners(g, gain, pos)
+        src = np.flatnonzero(partner >= 0)
+        dst = partner[src]
+        mutual = np.zeros(g.n_regions, dtype=bool)
+        mutual[src] = partner[dst] == src
+        link = mutual[src] | mutual[dst]
+        _merge_links(g, src[link], dst[link])
 
 
-def _absorb_small(g: _RegionGraph, reg: float, min_size: int, max_rounds: int) -> None:
-    """Phase 2: every region with <= min_size points joins its adjacent region of best
-    (least negative) gain, i.e. the most similar neighbour given the shared boundary;
-    picks are merged as connected components. Repeats until no small region has a
-    neighbour."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+def _grow_small(g: _RegionGraph, grow_size: int, max_rounds: int) -> None:
+    """Step 2: every region of <= grow_size points joins the adjacent region with the most
+    similar mean feature; all picks of a round merge as connected components. Stops when
+    no small region has a neighbour left."""
     for _ in range(max_rounds):
-        small = g.cnt <= min_size
+        small = g.cnt <= grow_size
         if g.a.size == 0 or not small.any():
             return
         cand = np.flatnonzero(small[g.a] | small[g.b])
         if cand.size == 0:
             return
-        gain = g.gains(reg)
-        order, best = _ranked(gain, g.a, g.b, g.n_regions, cand)
-        pickers = np.flatnonzero(small & (best < order.size))
-        e = order[best[pickers]]
-        partner = np.where(g.a[e] == pickers, g.b[e], g.a[e])
-        r = g.n_regions
-        m = coo_matrix((np.ones(pickers.size), (pickers, partner)), shape=(r, r))
-        _, new_id = connected_components(m, directed=False)
-        g.merge(new_id.astype(np.int64))
-
-
-def _contrast_rounds(g: _RegionGraph, max_contrast: float, max_rounds: int) -> None:
-    """Phase 3: merge mutual-lowest-contrast pairs while the contrast is <= max_contrast."""
-    for _ in range(max_rounds):
-        if g.a.size == 0:
+        mu = g.means()
+        d = mu[g.a] - mu[g.b]
+        partner = _pick_partners(g, -np.einsum("ij,ij->i", d, d), cand)
+        pickers = np.flatnonzero(small & (partner >= 0))
+        if pickers.size == 0:
             return
-        c = g.contrast()
-        if not _merge_mutual_best(g, -c, np.flatnonzero(c <= max_contrast)):
-            return
+        _merge_links(g, pickers, partner[pickers])
 
 
 def greedy_l0_partition(
@@ -306,24 +280,30 @@ def greedy_l0_partition(
     dst: np.ndarray,
     weight: np.ndarray,
     reg: float,
-    min_size: int = 10,
-    max_contrast: float = 0.0,
-    max_rounds: int = 1000,
+    max_rounds: int = 10_000,
 ) -> np.ndarray:
-    """Approximate argmin Σ‖x_i − f_i‖² + reg·Σ w_ij [x_i ≠ x_j] by mutual-best merging,
-    absorb regions of <= min_size points into their most similar neighbour, then (if
-    max_contrast > 0) merge neighbours separated by no sharper a boundary than their insides.
-
-    Returns a region label per node (not contiguous). Deterministic: ties are broken by the
-    canonical edge order. Small regions without any neighbour (isolated graph components)
-    are left for :func:`merge_small_components`.
-    """
+    """Step 1 only: approximate argmin Σ‖x_i − f_i‖² + reg·Σ w_ij [x_i ≠ x_j] by rounds of
+    mutual-best merging. Returns a region label per node (not contiguous); deterministic,
+    ties broken by the canonical edge order."""
     g = _RegionGraph(feat, src, dst, weight)
     _l0_rounds(g, reg, max_rounds)
-    if min_size > 0:
-        _absorb_small(g, reg, min_size, max_rounds)
-    if max_contrast > 0:
-        _contrast_rounds(g, max_contrast, max_rounds)
+    return g.label
+
+
+def grow_small_regions(
+    label: np.ndarray,
+    feat: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    weight: np.ndarray,
+    grow_size: int,
+    max_rounds: int = 10_000,
+) -> np.ndarray:
+    """Step 2 on any partition (node labels): see :func:`_grow_small`."""
+    if grow_size <= 0 or label.size == 0:
+        return label
+    g = _RegionGraph(feat, src, dst, weight, label=label)
+    _grow_small(g, grow_size, max_rounds)
     return g.label
 
 
@@ -402,19 +382,23 @@ def compute_superpoints(
     reg: float = 0.05,
     rgb_weight: float = 0.3,
     min_size: int = 10,
+    grow_size: int = 30,
     backend: str = "auto",
     normal_radius: float = 0.1,
     normal_max_nn: int = 30,
 ) -> SuperpointResult:
-    """Superpoints of an (N,3) normalised cloud with (N,3) uint8 colours (or None).
+    """Superpoints of an (N,3) normalised cloud with (N,3) uint8 colours (None = no colour).
 
-    Deterministic for identical inputs. Never fails on N = 1, N < k, duplicate or all-equal
-    points, or constant colour (those simply give few, possibly one, superpoints).
+    ``reg``: L0 regularisation (higher = fewer, less homogeneous regions); ``grow_size``:
+    regions up to this size are grown into their most similar neighbour (0 disables);
+    ``min_size``: SPEC §5.6 final merge of components <= min_size. Deterministic for
+    identical inputs. Never fails on N = 1, N < k, duplicate or all-equal points, or
+    constant colour (those simply give few, possibly one, superpoints).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if reg < 0 or k_adj < 1 or min_size < 0:
-        raise ValueError("need reg >= 0, k_adj >= 1 and min_size >= 0")
+    if reg < 0 or k_adj < 1 or min_size < 0 or grow_size < 0 or normal_max_nn < 1:
+        raise ValueError("need reg >= 0, k_adj >= 1, normal_max_nn >= 1, min_size >= 0, grow_size >= 0")
     p = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
     n = p.shape[0]
     if not np.isfinite(p).all():
@@ -425,21 +409,21 @@ def compute_superpoints(
         return SuperpointResult(np.zeros(0, np.int32), np.zeros((0, 3), np.float32))
 
     k = min(max(normal_max_nn, k_adj + 1), n)
-    tree = cKDTree(p)
-    nn_dist, nn_idx = tree.query(p, k=k, workers=-1)
-    nn_dist = nn_dist.reshape(n, k)
-    nn_idx = nn_idx.reshape(n, k).astype(np.int64)
-    normals, shape = local_geometry(p, nn_idx[:, :normal_max_nn], nn_dist[:, :normal_max_nn],
-                                    radius=normal_radius)
+    nn_dist, nn_idx = cKDTree(p).query(p, k=k, workers=-1)
+    nn_dist = np.asarray(nn_dist, dtype=np.float64).reshape(n, k)
+    nn_idx = np.asarray(nn_idx, dtype=np.int64).reshape(n, k)
+    normals = estimate_normals(p, nn_idx[:, :normal_max_nn], nn_dist[:, :normal_max_nn],
+                               radius=normal_radius)
 
     colour = np.zeros((n, 3)) if rgb is None else np.asarray(rgb, dtype=np.float64) / 255.0
-    feat = np.concatenate([FEAT(normals, shape, nn_idx), rgb_weight * colour], axis=1)
+    feat = np.concatenate([normal_embedding(normals), rgb_weight * colour], axis=1)
     src, dst, dist = knn_graph(nn_idx, nn_dist, k_adj)
     w = edge_weights(src, dst, dist, feat)
 
     if backend == "cutpursuit":
         label = cutpursuit_partition(feat, src, dst, w, reg)
     else:
-        label = greedy_l0_partition(feat, src, dst, w, reg, min_size=min_size, max_contrast=CONTRAST)
+        label = greedy_l0_partition(feat, src, dst, w, reg)
+    label = grow_small_regions(label, feat, src, dst, w, grow_size)
     label = merge_small_components(p, label, min_size)
     return SuperpointResult(sp=relabel_by_first_point(label), normals=normals)

@@ -213,7 +213,8 @@ def train_weight_net(
 ) -> TrainResult:
     """Train the weight network and θ_null (§7.9) and select the first best epoch (§7.10).
 
-    Without validation objects the curve's ``val_miou`` is NaN and the last epoch is kept.
+    Without validation objects (or when every validation score is NaN) the curve's
+    ``val_miou`` is NaN and the last epoch is kept.
     ``progress`` is called with each curve entry.
     """
     p = params or TrainParams()
@@ -253,7 +254,8 @@ def train_weight_net(
             curve.append(entry)
             if progress is not None:
                 progress(entry)
-            if (val_objs and val > best_val) or (not val_objs and epoch == p.epochs):
+            improved = bool(val_objs) and not math.isnan(val) and val > best_val
+            if improved or (epoch == p.epochs and best_epoch == 0):  # no usable validation: last epoch
                 best_val, best_epoch = val, epoch
                 best_state = {k: v.detach().clone().cpu() for k, v in net.state_dict().items()}
                 best_theta = float(null.theta.detach())
@@ -262,7 +264,7 @@ def train_weight_net(
             theta_null=best_theta,
             curve=curve,
             best_epoch=best_epoch,
-            best_val_miou=float(best_val) if val_objs else float("nan"),
+            best_val_miou=float(best_val) if val_objs and best_val > -math.inf else float("nan"),
         )
     finally:
         torch.set_num_threads(old_threads)

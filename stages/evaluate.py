@@ -1,0 +1,163 @@
+"""``partstad evaluate``: predictions of PartSLIP, PartSTAD and the two ablations, and metrics.
+
+Per object (cache/evaluate/<Cat>.zarr): ``sem_<method>`` (N,) i16, ``ins_<method>`` (N,)
+i32, ``inst_label_<method>`` / ``inst_conf_<method>`` per predicted instance, and for
+PartSTAD the superpoint probabilities ``prob_partstad`` (S,K+1). Methods: ``partslip``
+(box voting baseline), ``partstad`` (weighted masks), ``partstad_boxes`` (weights without
+masks) and ``masks_only`` (masks without weights). Objects without ground truth get
+predictions only. Metrics (semantic mIoU and instance mAP50, SPEC §8, in percent) go to
+``metrics/evaluate/<Cat>.json``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from pipeline.errors import BadInputError
+from pipeline.meta import part_names, small_part_mask
+from stages.common import load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
+from stages.runner import StageContext, run_stage
+
+log = logging.getLogger("partstad")
+CODE_VERSION = "1"
+METHODS = ("partslip", "partstad", "partstad_boxes", "masks_only")
+_NETS: dict[str, Any] = {}
+
+
+def _net(path: Path):
+    from pipeline.train import load_weights
+
+    key = str(path)
+    if key not in _NETS:
+        if not path.is_file():
+            raise BadInputError("trained weights not found (run `partstad train` first)", path=path)
+        _NETS[key] = load_weights(path)
+    return _NETS[key]
+
+
+def _predict(ctx: StageContext, object_id: str, mode: str, weights: Path):
+    from pipeline.train import labels_from_probs, predict
+    from stages.lift import read_lifted
+    from stages.train import prepare_object
+
+    net, theta, meta = _net(weights)
+    obj = prepare_object(ctx, object_id, mode, pos_enc=meta.get("pos_enc", "True") == "True")
+    P = predict(net, theta, obj)
+    lifted = read_lifted(ctx, object_id, mode)
+    labels_sp = labels_from_probs(P, lifted.valid, small_part_mask(ctx.category))
+    return lifted, P, labels_sp
+
+
+def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from pipeline.partslip import partslip_instances, partslip_semantic, partstad_instances
+    from pipeline.train import masks_without_weights, unweighted_coverage
+    from stages.lift import read_lifted
+
+    models = Path(ctx.params["_runtime"]["models"]) / ctx.category
+    xyz = ctx.store("ingest").read(object_id, "xyz")
+    vis = ctx.store("visibility").read_all(object_id, ["uv", "visible"])
+    xyxy = ctx.store("detect").read(object_id, "xyxy")
+    small = small_part_mask(ctx.category)
+    out: dict[str, np.ndarray] = {}
+
+    def put(method: str, labels_point: np.ndarray, inst) -> None:
+        out[f"sem_{method}"] = np.asarray(labels_point, dtype=np.int16)
+        out[f"ins_{method}"] = inst.ins_point.astype(np.int32)
+        out[f"inst_label_{method}"] = inst.instance_label.astype(np.int16)
+        out[f"inst_conf_{method}"] = inst.instance_confidence.astype(np.float32)
+
+    lifted_box = read_lifted(ctx, object_id, "box")
+    ps = partslip_semantic(lifted_box, vis["uv"], xyxy, small, whole_thresh=float(ctx.section("lift").get("whole_object_thresh", 0.98)))
+    put("partslip", ps.labels_point, partslip_instances(ps, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
+
+    lifted, P, lab = _predict(ctx, object_id, "mask", models / "partstad.safetensors")
+    put("partstad", lab[lifted.sp], partstad_instances(lab, P, lifted, xyz, vis["uv"], vis["visible"], xyxy))
+    out["prob_partstad"] = P.astype(np.float32)
+
+    if (models / "partstad_boxes.safetensors").is_file():
+        lb, Pb, labb = _predict(ctx, object_id, "box", models / "partstad_boxes.safetensors")
+        put("partstad_boxes", labb[lb.sp], partstad_instances(labb, Pb, lb, xyz, vis["uv"], vis["visible"], xyxy))
+
+    lab_m = masks_without_weights(lifted, small)
+    cov = unweighted_coverage(lifted)
+    P_m = np.concatenate([np.full((len(cov), 1), 0.5), cov], axis=1)
+    put("masks_only", lab_m[lifted.sp], partstad_instances(lab_m, P_m, lifted, xyz, vis["uv"], vis["visible"], xyxy))
+    return out, {"methods": [m for m in METHODS if f"sem_{m}" in out]}
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
+
+
+def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]:
+    """Semantic mIoU and instance mAP50 (percent) per method over the evaluated objects with GT."""
+    from pipeline.metrics import instance_ap50, part_iou_table
+
+    names = part_names(ctx.category)
+    K = len(names)
+    ev, ing = ctx.store("evaluate"), ctx.store("ingest")
+    gts, preds = [], {m: [] for m in METHODS}
+    insts: dict[str, list] = {m: [] for m in METHODS}
+    for oid in object_ids:
+        if not ev.is_complete(oid) or not ing.attrs(oid).get("labelled", True):
+            continue
+        gts.append((ing.read(oid, "sem"), ing.read(oid, "ins")))
+        present = set(ev.attrs(oid).get("methods", []))
+        for m in METHODS:
+            if m in present:
+                preds[m].append(ev.read(oid, f"sem_{m}"))
+                insts[m].append((ev.read(oid, f"ins_{m}"), ev.read(oid, f"inst_label_{m}"), ev.read(oid, f"inst_conf_{m}")))
+    result: dict[str, Any] = {"category": ctx.category, "n_test": len(gts), "methods": {}}
+    for m in METHODS:
+        if not preds[m] or len(preds[m]) != len(gts):
+            continue
+        iou = part_iou_table(preds[m], [g[0] for g in gts], K)
+        ap = instance_ap50(insts[m], gts, K)
+        result["methods"][m] = {
+            "miou": float(np.nanmean(iou) * 100) if np.any(~np.isnan(iou)) else None,
+            "map50": float(np.nanmean(ap) * 100) if np.any(~np.isnan(ap)) else None,
+            "part_iou": {n: (None if np.isnan(v) else float(v * 100)) for n, v in zip(names, iou)},
+            "part_ap50": {n: (None if np.isnan(v) else float(v * 100)) for n, v in zip(names, ap)},
+        }
+    return result
+
+
+@click.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
+@click.option("--cache", default="cache", show_default=True, help="Cache root.")
+@click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
+@click.option("--objects", default=None, help="Comma-separated object ids to restrict to.")
+@click.option("--scheduler", default="sync", show_default=True, help="sync | threads | processes | local:N | tcp://host:port.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--force", is_flag=True, help="Recompute up-to-date objects.")
+@click.option("--models", "models_root", default="models", show_default=True, help="Directory with <Category>/partstad.safetensors.")
+@click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/evaluate/<Category>.json goes.")
+@click.option("--splits", default=None, help="Comma-separated splits to evaluate (default: evaluate.splits in params).")
+def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, scheduler: str, device: str, force: bool, models_root: str, metrics_root: str, splits: str | None) -> None:
+    """Predict with PartSLIP, PartSTAD and ablations; write per-object labels and metrics."""
+    params = load_params(params_path)
+    sec = params.get("evaluate") or {}
+    split_list = tuple(splits.split(",")) if splits else tuple(sec.get("splits") or ("test",))
+    dev = resolve_device(device)
+    for category in resolve_categories(params, categories):
+        weights = Path(models_root) / category / "partstad.safetensors"
+        if not weights.is_file():
+            raise click.ClickException(f"[evaluate] {category}: trained weights not found at {weights} (run `partstad train --category {category}`)")
+        ctx = make_context("evaluate", category, cache, {**params, "_runtime": {"models": models_root}}, dev)
+        ids = select_objects(cache, category, objects, split_list)
+        keys = {"evaluate": sec, "lift": params.get("lift") or {}, "models": {p.name: _file_digest(p) for p in sorted((Path(models_root) / category).glob("*.safetensors"))}}
+        report = run_stage(ctx, ids, evaluate_work, code_version=CODE_VERSION, upstream=["ingest", "visibility", "detect", "lift"], param_keys=keys, scheduler=scheduler, force=force)
+        click.echo(report.summary())
+        for f in report.failed:
+            click.echo(f"  FAILED {f['object']}: {f['error']}", err=True)
+        metrics = category_metrics(ctx, ids)
+        metrics["simulated"] = any(ctx.store("lift").attrs(o).get("simulated", False) for o in ids if ctx.store("lift").is_complete(o))
+        metrics["failed"] = [f["object"] for f in report.failed]
+        write_json(Path(metrics_root) / "evaluate" / f"{category}.json", metrics)
+        for m, v in metrics["methods"].items():
+            click.echo(f"  {category:18s} {m:15s} mIoU {v['miou'] if v['miou'] is None else round(v['miou'], 1)}  mAP50 {v['map50'] if v['map50'] is None else round(v['map50'], 1)}" + ("  (simulated)" if metrics["simulated"] else ""))

@@ -1,0 +1,54 @@
+"""``partstad export``: per-point part labels of chosen objects as PLY (label colours) and .npy,
+in the object's original coordinates (the inverse of the ingest normalisation)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from pipeline.meta import part_names
+from pipeline.store import CategoryStore
+from stages.common import load_params, resolve_categories, select_objects
+
+METHODS = ("partstad", "partslip", "partstad_boxes", "masks_only")
+
+
+def export_object(cache: str, object_id: str, category: str, method: str, out_dir: Path) -> list[Path]:
+    """Write <id>_<method>.ply (xyz, label colours, semantic/instance properties) and .npy files."""
+    from pipeline.data.ply import write_ply
+    from pipeline.viz_labels import colour_labels
+
+    ing, ev = CategoryStore(cache, "ingest", category), CategoryStore(cache, "evaluate", category)
+    attrs = ing.attrs(object_id)
+    xyz = ing.read(object_id, "xyz").astype(np.float64) * float(attrs["scale"]) + np.asarray(attrs["centre"], dtype=np.float64)
+    sem = ev.read(object_id, f"sem_{method}").astype(np.int32)
+    ins = ev.read(object_id, f"ins_{method}").astype(np.int32)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"{category}_{object_id.split('/')[-1]}_{method}"
+    write_ply(stem.with_suffix(".ply"), xyz, colour_labels(sem, len(part_names(category))), {"semantic": sem, "instance": ins})
+    np.save(f"{stem}_semantic.npy", sem)
+    np.save(f"{stem}_instance.npy", ins)
+    return [stem.with_suffix(".ply"), Path(f"{stem}_semantic.npy"), Path(f"{stem}_instance.npy")]
+
+
+@click.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--cache", default="cache", show_default=True)
+@click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
+@click.option("--objects", default=None, help="Comma-separated object ids (default: every evaluated object).")
+@click.option("--method", type=click.Choice(METHODS), default="partstad", show_default=True)
+@click.option("--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False))
+def export(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, method: str, out_dir: str) -> None:
+    """Export predicted labels as PLY + .npy in original coordinates."""
+    params = load_params(params_path)
+    n = 0
+    for cat in resolve_categories(params, categories):
+        ev = CategoryStore(cache, "evaluate", cat)
+        for oid in select_objects(cache, cat, objects):
+            if not ev.is_complete(oid):
+                click.echo(f"[export] {oid}: not evaluated yet (run `partstad evaluate --splits ...`), skipped", err=True)
+                continue
+            export_object(cache, oid, cat, method, Path(out_dir))
+            n += 1
+    click.echo(f"[export] wrote {n} objects to {out_dir}")

@@ -1,0 +1,67 @@
+"""``partstad report``: static reports/index.html (metrics table, curves, example objects)
+and metrics/summary.json (means over categories, a DVC metric)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.meta import part_names
+from pipeline.store import CategoryStore
+from stages.common import load_params, resolve_categories, select_objects, write_json
+
+
+def _curve(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open() as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def _examples(cache: str, category: str, n: int) -> list[dict[str, Any]]:
+    ev, ing, ren = (CategoryStore(cache, s, category) for s in ("evaluate", "ingest", "render"))
+    out = []
+    for oid in [o for o in select_objects(cache, category, None, ("test",)) if ev.is_complete(o)][:n]:
+        labels = {"ground truth": ing.read(oid, "sem")} if ing.attrs(oid).get("labelled", True) else {}
+        labels["PartSLIP"] = ev.read(oid, "sem_partslip")
+        labels["PartSTAD"] = ev.read(oid, "sem_partstad")
+        views = ren.read(oid, "rgb") if ren.is_complete(oid) else None
+        out.append({"object": oid, "part_names": list(part_names(category)), "xyz": ing.read(oid, "xyz"), "labels": labels, "views": views})
+    return out
+
+
+@click.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--cache", default="cache", show_default=True)
+@click.option("--category", "categories", multiple=True, help="Categories to include (default: all in params).")
+@click.option("--metrics", "metrics_root", default="metrics", show_default=True)
+@click.option("--plots", "plots_root", default="plots", show_default=True)
+@click.option("--out", "out_dir", default="reports", show_default=True)
+def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_root: str, plots_root: str, out_dir: str) -> None:
+    """Write the HTML report (self-contained) and the summary metrics."""
+    from pipeline.report import build_report, summary_metrics
+
+    params = load_params(params_path)
+    n_ex = int((params.get("report") or {}).get("n_examples", 1))
+    metrics, curves, examples = {}, {}, []
+    for cat in resolve_categories(params, categories):
+        mpath = Path(metrics_root) / "evaluate" / f"{cat}.json"
+        if not mpath.is_file():
+            click.echo(f"[report] no metrics for {cat} at {mpath}; run `partstad evaluate` (skipped)", err=True)
+            continue
+        metrics[cat] = json.loads(mpath.read_text())
+        curves[cat] = _curve(Path(plots_root) / "train" / f"{cat}.csv")
+        examples += _examples(cache, cat, n_ex)
+    simulated = any(m.get("simulated") for m in metrics.values())
+    notes = ["Instance confidence = size-weighted mean part probability of the instance's superpoints × best 2D IoU with a same-label box (PartSTAD); mean semantic score (PartSLIP)."]
+    path = build_report(Path(out_dir), metrics, curves, examples, simulated=simulated, notes=notes)
+    summary = summary_metrics(metrics)
+    summary["simulated"] = simulated
+    write_json(Path(metrics_root) / "summary.json", summary)
+    click.echo(f"[report] wrote {path}")
+    for m, v in summary.items():
+        if isinstance(v, dict):
+            click.echo(f"  {m:15s} mean mIoU {v['miou']:.1f}  mean mAP50 {v['map50']:.1f}  over {v['n_categories']} categories")
