@@ -126,9 +126,14 @@ def make_cameras(
 def to_camera(cameras: Cameras, xyz: np.ndarray) -> np.ndarray:
     """(V,N,3) float64 OpenCV camera-frame coordinates of the (N,3) points."""
     p = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-    rot = cameras.world_to_cam[:, :3, :3]
-    t = cameras.world_to_cam[:, :3, 3]
-    return np.matmul(p[None], rot.transpose(0, 2, 1)) + t[:, None, :]
+    w2c = cameras.world_to_cam
+    out = np.empty((w2c.shape[0], p.shape[0], 3), dtype=np.float64)
+    # explicit 3x3 products: BLAS matmul with a 3-long inner dimension is slower, and its
+    # worker threads compete with llvmpipe's on small machines
+    for i in range(3):
+        out[..., i] = (w2c[:, i, 0, None] * p[None, :, 0] + w2c[:, i, 1, None] * p[None, :, 1]
+                       + w2c[:, i, 2, None] * p[None, :, 2] + w2c[:, i, 3, None])
+    return out
 
 
 def project(cameras: Cameras, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

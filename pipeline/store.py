@@ -9,26 +9,42 @@ Cache rules (DESIGN §4), enforced here so every stage gets them for free:
   groups are deleted before being rewritten), which keeps DVC's hard-linked cache intact;
 - only plain numeric/bool arrays: no object dtypes, no pickles. Ragged data = flat + offsets.
 
-The root may be a local directory or any fsspec URL that zarr understands.
+Integrity (never a silent wrong result): every chunk carries a CRC32C checksum and every
+chunk is written, even one equal to the fill value, so a truncated, bit-flipped or missing
+chunk file is detected on read. Read errors become :class:`BadInputError` naming the object
+and the file; the runner records them per object. A group is deleted by first renaming it
+away (local) or clearing its marker (fsspec), so a kill mid-delete never leaves a
+half-deleted group that still looks complete.
+
+The root may be a local directory, a ``file://`` URL (treated as that local directory) or
+any other fsspec URL that zarr understands (``s3://``, ``gcs://``, ``memory://``...); the
+JSON side files (failures.json, manifest.json) go through fsspec too.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import uuid
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle
+import zarr.errors
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
-from pipeline.errors import MissingUpstreamError
+from pipeline.errors import BadInputError, MissingUpstreamError, ObjectError
 
 COMPLETE_ATTR = "complete"
 FINGERPRINT_ATTR = "fingerprint"
-_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)
+#: Array attribute saying every chunk was written (so a missing chunk file is corruption).
+ALL_CHUNKS_ATTR = "all_chunks_written"
+_COMPRESSORS = (BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle), Crc32cCodec())
+_TRASH_PREFIX = ".trash-"
 
 
 def fingerprint(stage: str, code_version: str, params: Mapping[str, Any], upstream: Mapping[str, str] | None = None) -> str:
@@ -67,20 +83,36 @@ def default_chunks(name: str, shape: tuple[int, ...]) -> tuple[int, ...] | None:
     return None
 
 
+def normalise_root(root: str | Path) -> str:
+    """``file:///x`` -> ``/x`` (zarr's LocalStore: atomic writes, cheap deletes); others as given."""
+    root = str(root)
+    if root.startswith("file://"):
+        return root[len("file://"):] or "/"
+    return root
+
+
 class CategoryStore:
     """The Zarr store ``<root>/<stage>/<category>.zarr`` of one stage and category."""
 
     def __init__(self, root: str | Path, stage: str, category: str):
-        self.root = str(root)
+        self.root = normalise_root(root)
         self.stage = stage
         self.category = category
         self.url = f"{self.root.rstrip('/')}/{stage}/{category}.zarr"
         self._group: zarr.Group | None = None
 
+    def __getstate__(self) -> dict[str, Any]:  # travels to dask workers without open handles
+        return {**self.__dict__, "_group": None}
+
     # -- group access -------------------------------------------------------------
     @property
     def is_local(self) -> bool:
         return "://" not in self.url
+
+    def path(self, object_id: str | None = None, name: str | None = None) -> str:
+        """Where an object (or one of its arrays) lives: used in every error message."""
+        parts = [self.url] + ([local_name(object_id)] if object_id else []) + ([name] if name else [])
+        return "/".join(parts)
 
     def exists(self) -> bool:
         if self.is_local:
@@ -93,47 +125,66 @@ class CategoryStore:
 
     def group(self, writable: bool = False) -> zarr.Group:
         if writable:
-            return zarr.open_group(self.url, mode="a")
+            try:
+                return zarr.open_group(self.url, mode="a")
+            except zarr.errors.ContainsGroupError:  # another worker created it just now
+                return zarr.open_group(self.url, mode="r+")
         if self._group is None:
             if not self.exists():
                 raise MissingUpstreamError(f"no {self.stage} cache for category {self.category} at {self.url}")
-            self._group = zarr.open_group(self.url, mode="r")
+            try:
+                self._group = zarr.open_group(self.url, mode="r")
+            except Exception as exc:  # noqa: BLE001 - corrupt root metadata
+                raise BadInputError(f"unreadable {self.stage} store ({type(exc).__name__}: {exc})", path=f"{self.url}/zarr.json") from exc
         return self._group
 
     def _object_group(self, object_id: str) -> zarr.Group:
         name = local_name(object_id)
         try:
-            return self.group()[name]  # type: ignore[return-value]
+            member = self.group()[name]
+        except ObjectError:
+            raise
         except (KeyError, FileNotFoundError):
             raise MissingUpstreamError(
                 f"stage {self.stage!r} has no result for this object (run `partstad {self.stage}` first)",
                 object_id=object_id,
-                path=f"{self.url}/{name}",
+                path=self.path(object_id),
             ) from None
+        except Exception as exc:  # noqa: BLE001 - corrupt group metadata
+            raise BadInputError(f"unreadable group metadata ({type(exc).__name__}: {exc})", object_id=object_id, path=f"{self.path(object_id)}/zarr.json") from exc
+        if not isinstance(member, zarr.Group):
+            raise BadInputError("expected an object group, found an array", object_id=object_id, path=self.path(object_id))
+        return member
 
     # -- status -------------------------------------------------------------------
     def object_ids(self, complete_only: bool = True) -> list[str]:
+        """Object ids stored here (complete ones only by default); unreadable groups are left out."""
         if not self.exists():
             return []
         self._group = None
         g = self.group()
+        with warnings.catch_warnings():  # side files (failures.json...) are not zarr members
+            warnings.simplefilter("ignore")
+            names = sorted(n for n in g.group_keys() if not n.startswith(_TRASH_PREFIX))
         out = []
-        for name, member in g.groups():
-            if not complete_only or member.attrs.get(COMPLETE_ATTR, False):
-                out.append(f"{self.category}/{name}")
-        return sorted(out)
+        for name in names:
+            oid = f"{self.category}/{name}"
+            if not complete_only or self.stored_fingerprint(oid) is not None:
+                out.append(oid)
+        return out
 
     def stored_fingerprint(self, object_id: str) -> str | None:
-        """Fingerprint of a *complete* object, or None if missing/incomplete."""
+        """Fingerprint of a *complete* object, or None if missing/incomplete/unreadable."""
         if not self.exists():
             return None
         try:
             g = zarr.open_group(self.url, mode="r")[local_name(object_id)]
-        except (KeyError, FileNotFoundError):
+            attrs = dict(g.attrs)
+        except Exception:  # noqa: BLE001 - missing or corrupt metadata: not complete
             return None
-        if not g.attrs.get(COMPLETE_ATTR, False):
+        if not attrs.get(COMPLETE_ATTR, False):
             return None
-        return g.attrs.get(FINGERPRINT_ATTR)
+        return attrs.get(FINGERPRINT_ATTR)
 
     def is_complete(self, object_id: str, expected_fingerprint: str | None = None) -> bool:
         fp = self.stored_fingerprint(object_id)
@@ -161,24 +212,37 @@ class CategoryStore:
             c = (chunks or {}).get(key) or default_chunks(key, arr.shape) or "auto"
             if arr.dtype == np.float64:
                 arr = arr.astype(np.float32)
-            za = g.create_array(key, shape=arr.shape, dtype=arr.dtype, chunks=c, compressors=_COMPRESSOR)
+            za = g.create_array(
+                key, shape=arr.shape, dtype=arr.dtype, chunks=c, compressors=_COMPRESSORS,
+                attributes={ALL_CHUNKS_ATTR: True}, config={"write_empty_chunks": True},
+            )
             if arr.size:
                 za[...] = arr
         meta = json.loads(json.dumps(dict(attrs), default=_json_default))
-        meta.update({FINGERPRINT_ATTR: fingerprint_value, "object_id": object_id})
-        g.attrs.update(meta)
-        g.attrs[COMPLETE_ATTR] = True  # written last: only a finished group is complete
+        meta.update({FINGERPRINT_ATTR: fingerprint_value, "object_id": object_id, COMPLETE_ATTR: True})
+        g.attrs.update(meta)  # one atomic metadata write, last: only a finished group is complete
         self._group = None
 
     def delete_object(self, object_id: str) -> None:
+        """Remove an object's group so that no interruption leaves it looking complete."""
         name = local_name(object_id)
         if self.is_local:
-            p = Path(self.url) / name
+            base = Path(self.url)
+            if base.is_dir():  # leftovers of this object's deletes interrupted by a kill
+                for old in base.glob(f"{_TRASH_PREFIX}{name}-*"):
+                    shutil.rmtree(old, ignore_errors=True)
+            p = base / name
             if p.exists():
-                shutil.rmtree(p)
+                trash = base / f"{_TRASH_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+                os.rename(p, trash)  # atomic: the group is gone (not half gone) at once
+                shutil.rmtree(trash)
         elif self.exists():
             root = self.group(writable=True)
             if name in root:
+                try:
+                    root[name].attrs[COMPLETE_ATTR] = False  # no marker while half deleted
+                except Exception:  # noqa: BLE001 - corrupt metadata: delete anyway
+                    pass
                 del root[name]
         self._group = None
 
@@ -186,43 +250,70 @@ class CategoryStore:
     def attrs(self, object_id: str) -> dict[str, Any]:
         return dict(self._object_group(object_id).attrs)
 
-    def read(self, object_id: str, name: str) -> np.ndarray:
+    def _zarr_array(self, object_id: str, name: str, expect_shape: tuple[int | None, ...] | None = None) -> zarr.Array:
         g = self._object_group(object_id)
-        if name not in g:
-            raise MissingUpstreamError(f"array {name!r} missing", object_id=object_id, path=f"{self.url}/{local_name(object_id)}")
-        return g[name][...]
+        where = self.path(object_id, name)
+        try:
+            za = g[name] if name in g else None
+        except Exception as exc:  # noqa: BLE001 - corrupt array metadata
+            raise BadInputError(f"unreadable array metadata ({type(exc).__name__}: {exc})", object_id=object_id, path=f"{where}/zarr.json") from exc
+        if not isinstance(za, zarr.Array):
+            raise MissingUpstreamError(f"array {name!r} missing", object_id=object_id, path=self.path(object_id))
+        if expect_shape is not None and not _shape_matches(za.shape, expect_shape):
+            want = "(" + ", ".join("*" if d is None else str(d) for d in expect_shape) + ")"
+            raise BadInputError(f"array {name!r} has shape {tuple(za.shape)}, expected {want}", object_id=object_id, path=where)
+        if za.attrs.get(ALL_CHUNKS_ATTR, False) and za.size:
+            try:
+                n_found, n_expected = za.nchunks_initialized, za.nchunks
+            except Exception as exc:  # noqa: BLE001
+                raise BadInputError(f"cannot list chunks ({type(exc).__name__}: {exc})", object_id=object_id, path=where) from exc
+            if n_found != n_expected:
+                raise BadInputError(f"array {name!r} is incomplete: {n_found} of {n_expected} chunk files present", object_id=object_id, path=where)
+        return za
+
+    def read(self, object_id: str, name: str, *, expect_shape: tuple[int | None, ...] | None = None, finite: bool = False) -> np.ndarray:
+        """One whole array. ``expect_shape`` (None = any size) and ``finite`` are checked here,
+        so a wrong-shaped or NaN-bearing input fails with the object and file named."""
+        za = self._zarr_array(object_id, name, expect_shape)
+        out = _guarded_read(za, ..., object_id, self.path(object_id, name))
+        if finite and out.dtype.kind in "fc" and not np.isfinite(out).all():
+            n_bad = int((~np.isfinite(out)).sum())
+            raise BadInputError(f"array {name!r} has {n_bad} NaN/inf values", object_id=object_id, path=self.path(object_id, name))
+        return out
 
     def read_all(self, object_id: str, names: list[str] | None = None) -> dict[str, np.ndarray]:
         g = self._object_group(object_id)
         keys = names if names is not None else [k for k, _ in g.arrays()]
         return {k: self.read(object_id, k) for k in keys}
 
-    def array(self, object_id: str, name: str) -> zarr.Array:
-        """The stored zarr array itself: index it to read only the chunks you need."""
-        g = self._object_group(object_id)
-        if name not in g:
-            raise MissingUpstreamError(f"array {name!r} missing", object_id=object_id, path=f"{self.url}/{local_name(object_id)}")
-        return g[name]  # type: ignore[return-value]
+    def array(self, object_id: str, name: str, *, expect_shape: tuple[int | None, ...] | None = None) -> "CheckedArray":
+        """The stored array, indexable chunk by chunk; read errors name the object and file."""
+        return CheckedArray(self._zarr_array(object_id, name, expect_shape), object_id, self.path(object_id, name))
 
     def lazy(self, object_id: str, name: str):
         """Dask array over one stored array (chunked like the store: one view per chunk)."""
         import dask.array as da
 
-        g = self._object_group(object_id)
-        return da.from_zarr(g[name])
+        return da.from_zarr(self._zarr_array(object_id, name))
 
     # -- side files (failures, manifest) -----------------------------------------
-    def side_file(self, name: str) -> Path:
-        if not self.is_local:
-            raise NotImplementedError("side files need a local cache root")
-        return Path(self.url) / name
+    def side_file(self, name: str) -> Path | str:
+        """Path (local root) or fsspec URL of a JSON side file next to the object groups."""
+        return Path(self.url) / name if self.is_local else f"{self.url}/{name}"
 
-    def write_json(self, name: str, payload: Any) -> Path:
+    def write_json(self, name: str, payload: Any) -> Path | str:
         """Write a JSON side file by replace (never in place: DVC may have linked it)."""
         self.group(writable=True)
+        text = json.dumps(payload, indent=2, default=_json_default)
         path = self.side_file(name)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+        if not isinstance(path, Path):  # fsspec: one put of the whole file
+            import fsspec
+
+            with fsspec.open(path, "w") as fh:
+                fh.write(text)
+            return path
+        tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(text)
         if path.exists():
             path.unlink()
         tmp.rename(path)
@@ -230,6 +321,54 @@ class CategoryStore:
 
     def read_json(self, name: str, default: Any = None) -> Any:
         path = self.side_file(name)
+        if not isinstance(path, Path):
+            import fsspec
+
+            try:
+                with fsspec.open(path, "r") as fh:
+                    return json.loads(fh.read())
+            except FileNotFoundError:
+                return default
         if not path.exists():
             return default
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except ValueError as exc:
+            raise BadInputError(f"corrupt JSON side file ({exc})", path=path) from exc
+
+
+def _shape_matches(shape: tuple[int, ...], expect: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(expect) and all(e is None or int(e) == s for s, e in zip(shape, expect))
+
+
+def _guarded_read(za: zarr.Array, index: Any, object_id: str, where: str) -> np.ndarray:
+    """Read from a zarr array; codec/IO failures (truncated, corrupt chunk) -> BadInputError."""
+    try:
+        return np.asarray(za[index])
+    except (IndexError, TypeError):
+        raise  # caller bugs, not bad data
+    except Exception as exc:  # noqa: BLE001 - blosc/crc32c/IO errors all mean a corrupt file
+        raise BadInputError(f"corrupt or unreadable chunk ({type(exc).__name__}: {exc})", object_id=object_id, path=where) from exc
+
+
+class CheckedArray:
+    """A stored array indexed lazily (``a[b]`` reads one chunk) with read errors named."""
+
+    def __init__(self, za: zarr.Array, object_id: str, where: str):
+        self._za, self.object_id, self.where = za, object_id, where
+
+    shape = property(lambda self: tuple(self._za.shape))
+    dtype = property(lambda self: self._za.dtype)
+    ndim = property(lambda self: len(self._za.shape))
+    chunks = property(lambda self: self._za.chunks)
+    size = property(lambda self: int(self._za.size))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return _guarded_read(self._za, index, self.object_id, self.where)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[...]
+        return out.astype(dtype) if dtype is not None else out

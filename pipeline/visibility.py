@@ -27,7 +27,7 @@ def visible_points(pix2pt: np.ndarray, n_points: int) -> np.ndarray:
         raise ValueError(f"n_points must be >= 0, got {n_points}")
     flat = pix.reshape(v, -1)
     fg = flat >= 0
-    if fg.any() and (flat.max() >= n or flat.min() < -1):
+    if flat.size and (flat.max() >= n or flat.min() < -1):
         raise ValueError(f"pix2pt holds ids outside [-1, {n})")
     if n == 0:
         return np.zeros((v, 0), dtype=bool)

@@ -23,7 +23,7 @@ def _register() -> None:
     from stages import ingest
 
     main.add_command(ingest.ingest)
-    for name in ["render", "visibility", "superpoints", "detect", "segment", "lift", "train", "evaluate", "report", "export"]:
+    for name in ["render", "visibility", "superpoints", "detect", "segment", "import_partstad", "lift", "train", "evaluate", "report", "export"]:
         try:
             mod = __import__(f"stages.{name}", fromlist=[name])
         except ModuleNotFoundError as exc:

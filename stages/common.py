@@ -128,8 +128,13 @@ def run_object_stage(
     extra_param_sections: tuple[str, ...] = (),
     splits: tuple[str, ...] | None = None,
     runtime: dict[str, Any] | None = None,
+    resources: Any = None,
 ) -> list[StageReport]:
-    """The body of every per-object stage command: params -> objects -> runner, per category."""
+    """The body of every per-object stage command: params -> objects -> runner, per category.
+
+    ``resources``: dask worker resources per task (``{"GPU": 1}``) or a function of the
+    StageContext returning them (see :func:`stages.runner.run_stage`).
+    """
     from stages.runner import run_stage
 
     params = load_params(params_path)
@@ -143,6 +148,6 @@ def run_object_stage(
         if not ids:
             click.echo(f"[{stage}] {category}: no ingested objects (run `partstad ingest` first)", err=True)
         ctx = make_context(stage, category, cache, {**params, "_runtime": dict(runtime or {})}, dev)
-        reports.append(run_stage(ctx, ids, work, code_version=code_version, upstream=upstream, param_keys=keys, scheduler=scheduler, force=force))
+        reports.append(run_stage(ctx, ids, work, code_version=code_version, upstream=upstream, param_keys=keys, scheduler=scheduler, force=force, resources=resources))
     finish(reports)
     return reports

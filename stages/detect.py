@@ -14,6 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
+from pipeline.errors import BadInputError
 from pipeline.meta import part_names
 from stages.common import common_options, run_object_stage
 from stages.runner import StageContext
@@ -31,7 +32,8 @@ def _oracle(ctx: StageContext, object_id: str, sec: dict[str, Any]):
 
     ing = ctx.store("ingest")
     if not ing.attrs(object_id).get("labelled", True):
-        raise ValueError("the oracle (simulated) detector needs ground-truth labels; this object has none")
+        raise BadInputError("the oracle (simulated) detector needs ground-truth labels and this object has none; "
+                            "use detect.backend: grounding_dino for unlabelled shapes", object_id=object_id, path=ing.url)
     sem, ins = ing.read(object_id, "sem"), ing.read(object_id, "ins")
     pix2pt = ctx.store("render").read(object_id, "pix2pt")
     knobs = {"score_threshold": float(sec.get("score_threshold", 0.5)), "feat_dim": int(sec.get("feat_dim", 256)), "max_per_view": int(sec.get("max_per_view", 100))}
@@ -74,6 +76,11 @@ def detect_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray
     return arrays, {"backend": backend, "simulated": bool(det.simulated), "n_boxes": int(len(det.xyxy))}
 
 
+def gpu_resources(ctx: StageContext) -> dict[str, float] | None:
+    """Grounding DINO on CUDA needs a GPU worker (``dask worker --resources GPU=1``)."""
+    return {"GPU": 1} if ctx.device == "cuda" and ctx.section().get("backend", "oracle") == "grounding_dino" else None
+
+
 def check_weights(params_path: str) -> None:
     """Fail before any work when a configured model directory does not exist."""
     from stages.common import load_params
@@ -90,4 +97,4 @@ def check_weights(params_path: str) -> None:
 def detect(**kw: Any) -> None:
     """Detect part boxes in every rendered view (simulated oracle or Grounding DINO)."""
     check_weights(kw["params_path"])
-    run_object_stage("detect", detect_work, upstream=["ingest", "render"], code_version=CODE_VERSION, **kw)
+    run_object_stage("detect", detect_work, upstream=["ingest", "render"], code_version=CODE_VERSION, resources=gpu_resources, **kw)

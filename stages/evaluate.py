@@ -26,16 +26,17 @@ from stages.runner import StageContext, run_stage
 log = logging.getLogger("partstad")
 CODE_VERSION = "1"
 METHODS = ("partslip", "partstad", "partstad_boxes", "masks_only")
-_NETS: dict[str, Any] = {}
+_NETS: dict[tuple[str, int, int], Any] = {}
 
 
 def _net(path: Path):
     from pipeline.train import load_weights
 
-    key = str(path)
+    if not path.is_file():
+        raise BadInputError("trained weights not found (run `partstad train` first)", path=path)
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)  # a retrained file is a new net (long-lived workers)
     if key not in _NETS:
-        if not path.is_file():
-            raise BadInputError("trained weights not found (run `partstad train` first)", path=path)
         _NETS[key] = load_weights(path)
     return _NETS[key]
 
@@ -133,7 +134,7 @@ def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
 @click.option("--objects", default=None, help="Comma-separated object ids to restrict to.")
 @click.option("--scheduler", default="sync", show_default=True, help="sync | threads | processes | local:N | tcp://host:port.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
 @click.option("--force", is_flag=True, help="Recompute up-to-date objects.")
 @click.option("--models", "models_root", default="models", show_default=True, help="Directory with <Category>/partstad.safetensors.")
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/evaluate/<Category>.json goes.")

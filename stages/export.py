@@ -33,12 +33,12 @@ def export_object(cache: str, object_id: str, category: str, method: str, out_di
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
-@click.option("--cache", default="cache", show_default=True)
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
+@click.option("--cache", default="cache", show_default=True, help="Cache root (reads cache/ingest and cache/evaluate).")
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
 @click.option("--objects", default=None, help="Comma-separated object ids (default: every evaluated object).")
-@click.option("--method", type=click.Choice(METHODS), default="partstad", show_default=True)
-@click.option("--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False))
+@click.option("--method", type=click.Choice(METHODS), default="partstad", show_default=True, help="Whose predictions to export.")
+@click.option("--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False), help="Output directory for <Category>_<id>_<method>.ply/.npy.")
 def export(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, method: str, out_dir: str) -> None:
     """Export predicted labels as PLY + .npy in original coordinates."""
     params = load_params(params_path)
@@ -48,6 +48,9 @@ def export(params_path: str, cache: str, categories: tuple[str, ...], objects: s
         for oid in select_objects(cache, cat, objects):
             if not ev.is_complete(oid):
                 click.echo(f"[export] {oid}: not evaluated yet (run `partstad evaluate --splits ...`), skipped", err=True)
+                continue
+            if method not in ev.attrs(oid).get("methods", []):
+                click.echo(f"[export] {oid}: evaluate has no {method!r} predictions (partstad_boxes needs train.ablation_boxes), skipped", err=True)
                 continue
             export_object(cache, oid, cat, method, Path(out_dir))
             n += 1

@@ -30,7 +30,7 @@ def _load(ctx: StageContext, object_id: str):
     if kind == "partnete":
         from pipeline.data.partnete import read_partnete_object
 
-        return read_partnete_object(Path(src["path"]), ctx.category, object_id)
+        return read_partnete_object(Path(src["path"]), ctx.category, object_id.split("/", 1)[-1])
     if kind == "mobility":
         from pipeline.data.mobility import read_mobility_object
 
@@ -110,9 +110,12 @@ def ingest(params_path: str, cache: str, categories: tuple[str, ...], objects: s
     if source:
         data["source"] = source
     root = root or data.get("root")
+    if root:
+        data["root"] = str(root)  # --root is part of the fingerprint: another dataset re-ingests
     reports = []
     for category in resolve_categories(params, categories):
-        rows = list_sources(category, data, root)
+        all_rows = list_sources(category, data, root)
+        rows = all_rows
         if objects:
             wanted = {o if "/" in o else f"{category}/{o}" for o in objects.split(",")}
             rows = [r for r in rows if r["object"] in wanted]
@@ -120,9 +123,12 @@ def ingest(params_path: str, cache: str, categories: tuple[str, ...], objects: s
         keys = {k: v for k, v in data.items() if k not in ("splits",)}
         report = run_stage(ctx, [r["object"] for r in rows], ingest_work, code_version=CODE_VERSION, upstream=[], param_keys=keys, scheduler=scheduler, force=force)
         failed = {f["object"] for f in report.failed}
+        # The manifest lists every object of the source that is ingested, not only the ones
+        # this run touched: `--objects` must not drop the others from the downstream stages.
+        store = ctx.store()
         ctx.store().write_json("manifest.json", [
             {k: r[k] for k in ("object", "split", "source")} | {"category": category}
-            for r in rows if r["object"] not in failed
+            for r in all_rows if r["object"] not in failed and store.is_complete(r["object"])
         ])
         reports.append(report)
     finish(reports)

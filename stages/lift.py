@@ -48,8 +48,11 @@ def lift_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray],
     sec = ctx.section()
     vis = ctx.store("visibility").read_all(object_id, ["uv", "visible"])
     sp = ctx.store("superpoints").read(object_id, "sp")
-    det = ctx.store("detect").read_all(object_id, ["xyxy", "view", "label"])
-    masks = ctx.store("segment").array(object_id, "mask")  # read box by box, never all at once
+    detect = ctx.store("detect")
+    det = {"xyxy": detect.read(object_id, "xyxy", finite=True), "view": detect.read(object_id, "view"), "label": detect.read(object_id, "label")}
+    H, W = ctx.store("render").array(object_id, "pix2pt").shape[1:]
+    # read box by box, never all at once; a (B,H,W) mismatch with boxes/renders is bad input
+    masks = ctx.store("segment").array(object_id, "mask", expect_shape=(len(det["xyxy"]), H, W))
     ing = ctx.store("ingest")
     labelled = bool(ing.attrs(object_id).get("labelled", True))
     sem = ing.read(object_id, "sem") if labelled else None

@@ -14,6 +14,11 @@ from pipeline.store import CategoryStore
 from stages.common import load_params, resolve_categories, select_objects, write_json
 
 
+def _fmt(value: float | None) -> str:
+    """A mean that may be missing (no category had a value for it)."""
+    return "n/a" if value is None else f"{value:.1f}"
+
+
 def _curve(path: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
@@ -34,12 +39,12 @@ def _examples(cache: str, category: str, n: int) -> list[dict[str, Any]]:
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
-@click.option("--cache", default="cache", show_default=True)
+@click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
+@click.option("--cache", default="cache", show_default=True, help="Cache root (example objects are read from it).")
 @click.option("--category", "categories", multiple=True, help="Categories to include (default: all in params).")
-@click.option("--metrics", "metrics_root", default="metrics", show_default=True)
-@click.option("--plots", "plots_root", default="plots", show_default=True)
-@click.option("--out", "out_dir", default="reports", show_default=True)
+@click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Reads metrics/evaluate/<Category>.json, writes metrics/summary.json.")
+@click.option("--plots", "plots_root", default="plots", show_default=True, help="Reads the training curves plots/train/<Category>.csv.")
+@click.option("--out", "out_dir", default="reports", show_default=True, help="Directory of the HTML report (index.html).")
 def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_root: str, plots_root: str, out_dir: str) -> None:
     """Write the HTML report (self-contained) and the summary metrics."""
     from pipeline.report import build_report, summary_metrics
@@ -64,4 +69,4 @@ def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_ro
     click.echo(f"[report] wrote {path}")
     for m, v in summary.items():
         if isinstance(v, dict):
-            click.echo(f"  {m:15s} mean mIoU {v['miou']:.1f}  mean mAP50 {v['map50']:.1f}  over {v['n_categories']} categories")
+            click.echo(f"  {m:15s} mean mIoU {_fmt(v.get('miou'))}  mean mAP50 {_fmt(v.get('map50'))}  over {v['n_categories']} categories")

@@ -4,15 +4,25 @@ A stage supplies a *work function* ``work(ctx, object_id) -> (arrays, attrs)``; 
 computes each object's fingerprint, skips complete objects whose fingerprint matches,
 runs the rest on the chosen dask scheduler, writes results (delete, write, mark complete)
 and records failures in ``failures.json`` without stopping the other objects.
+
+On a dask.distributed cluster (``--scheduler local:N`` or an address) the work function,
+the :class:`StageContext` and the results travel by pickle; the workers write their
+objects straight into the cache (so the cache root must be reachable from every worker:
+the same path on a shared file system, or a URL). Unexpected exceptions and lost workers
+are retried (``retries``) before the object is recorded as failed; bad-input errors
+(:class:`ObjectError`) are deterministic and never retried. A stage that needs a GPU passes
+``resources={"GPU": 1}`` so that only workers started with ``--resources GPU=1`` run it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -22,6 +32,8 @@ from pipeline.store import CategoryStore, fingerprint
 log = logging.getLogger("partstad")
 
 WorkFn = Callable[["StageContext", str], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
+#: Dask worker resources for every task of a stage, fixed or chosen from the context.
+Resources = Union[Mapping[str, float], Callable[["StageContext"], Union[Mapping[str, float], None]], None]
 
 
 @dataclass
@@ -72,17 +84,31 @@ def upstream_fingerprints(ctx: StageContext, object_id: str, upstream: list[str]
     return out
 
 
-def _run_one(ctx: StageContext, object_id: str, work: WorkFn, fp: str) -> dict[str, str]:
-    """Worker-side task: compute and write one object, or report why it failed."""
+def _object_error(object_id: str, exc: ObjectError) -> dict[str, str]:
+    msg = str(exc) if exc.object_id else f"object {object_id}: {exc}"
+    return {"object": object_id, "status": "failed", "error": msg, "type": type(exc).__name__}
+
+
+def _unexpected_error(object_id: str, exc: BaseException, tb: str | None = None) -> dict[str, str]:
+    return {"object": object_id, "status": "failed", "error": f"object {object_id}: {exc!r}", "type": type(exc).__name__, "traceback": tb or ""}
+
+
+def _run_one(ctx: StageContext, object_id: str, work: WorkFn, fp: str, reraise: bool = False) -> dict[str, str]:
+    """Worker-side task: compute and write one object, or report why it failed.
+
+    With ``reraise`` (distributed runs) unexpected exceptions propagate so that dask's
+    ``retries`` apply; bad input (:class:`ObjectError`) is reported at once, never retried.
+    """
     try:
         arrays, attrs = work(ctx, object_id)
         ctx.store().write_object(object_id, arrays, attrs, fp)
         return {"object": object_id, "status": "done"}
     except ObjectError as exc:
-        return {"object": object_id, "status": "failed", "error": str(exc), "type": type(exc).__name__}
+        return _object_error(object_id, exc)
     except Exception as exc:  # noqa: BLE001 - one object's bug must not kill the stage
-        tb = traceback.format_exc(limit=3)
-        return {"object": object_id, "status": "failed", "error": f"object {object_id}: {exc!r}", "type": type(exc).__name__, "traceback": tb}
+        if reraise:
+            raise
+        return _unexpected_error(object_id, exc, traceback.format_exc(limit=3))
 
 
 def run_stage(
@@ -95,8 +121,15 @@ def run_stage(
     param_keys: Mapping[str, Any] | None = None,
     scheduler: str = "sync",
     force: bool = False,
+    resources: Resources = None,
+    retries: int = 2,
 ) -> StageReport:
-    """Run ``work`` for every object that is not already complete with the same fingerprint."""
+    """Run ``work`` for every object that is not already complete with the same fingerprint.
+
+    ``resources`` (e.g. ``{"GPU": 1}``, or a function of the context returning that or
+    None) is the dask worker resource each task needs on a distributed cluster; the local
+    schedulers ignore it. ``retries`` applies to lost workers and unexpected exceptions.
+    """
     t0 = time.perf_counter()
     report = StageReport(ctx.stage, ctx.category)
     store = ctx.store()
@@ -113,7 +146,10 @@ def run_stage(
         else:
             todo.append((oid, fp))
 
-    results = map_objects(ctx, todo, work, scheduler)
+    if todo:
+        store.group(writable=True)  # create the category store once, before workers race to
+    need = resources(ctx) if callable(resources) else resources
+    results = map_objects(ctx, todo, work, scheduler, resources=need, retries=retries)
     for res in results:
         if res["status"] == "done":
             report.done.append(res["object"])
@@ -129,7 +165,14 @@ def run_stage(
     return report
 
 
-def map_objects(ctx: StageContext, todo: list[tuple[str, str]], work: WorkFn, scheduler: str) -> list[dict[str, str]]:
+def map_objects(
+    ctx: StageContext,
+    todo: list[tuple[str, str]],
+    work: WorkFn,
+    scheduler: str,
+    resources: Mapping[str, float] | None = None,
+    retries: int = 2,
+) -> list[dict[str, str]]:
     """Execute the per-object tasks on dask (sync, threads, processes or a distributed cluster)."""
     if not todo:
         return []
@@ -139,6 +182,17 @@ def map_objects(ctx: StageContext, todo: list[tuple[str, str]], work: WorkFn, sc
 
         return [_run_one(ctx, oid, work, fp) for oid, fp in tqdm(todo, desc=desc, unit="obj", leave=False)]
 
-    from stages.scheduling import run_tasks
+    from stages.scheduling import is_distributed, run_tasks
 
-    return run_tasks([(_run_one, (ctx, oid, work, fp)) for oid, fp in todo], scheduler, desc=desc)
+    if not is_distributed(scheduler):
+        return run_tasks([(_run_one, (ctx, oid, work, fp)) for oid, fp in todo], scheduler, desc=desc)
+    # Workers may run elsewhere: give them an absolute cache root (same path on a shared
+    # file system) rather than one relative to this process's working directory.
+    if "://" not in ctx.cache:
+        ctx = dataclasses.replace(ctx, cache=os.path.abspath(ctx.cache))
+
+    def on_error(i: int, exc: BaseException, tb: str) -> dict[str, str]:
+        return _unexpected_error(todo[i][0], exc, tb)
+
+    tasks = [(_run_one, (ctx, oid, work, fp, True)) for oid, fp in todo]
+    return run_tasks(tasks, scheduler, desc=desc, retries=retries, resources=resources, on_error=on_error)

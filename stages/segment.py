@@ -84,6 +84,11 @@ def segment_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarra
     return arrays, attrs
 
 
+def gpu_resources(ctx: StageContext) -> dict[str, float] | None:
+    """SAM on CUDA needs a GPU worker (``dask worker --resources GPU=1``)."""
+    return {"GPU": 1} if ctx.device == "cuda" and ctx.section().get("mode", "oracle") == "sam" else None
+
+
 def check_checkpoint(params_path: str) -> None:
     sec = load_params(params_path).get("segment") or {}
     if sec.get("mode") == "sam":
@@ -97,4 +102,4 @@ def check_checkpoint(params_path: str) -> None:
 def segment(**kw: Any) -> None:
     """Turn every detected box into a mask (SAM, box rectangle, or simulated oracle SAM)."""
     check_checkpoint(kw["params_path"])
-    run_object_stage("segment", segment_work, upstream=["ingest", "render", "detect"], code_version=CODE_VERSION, **kw)
+    run_object_stage("segment", segment_work, upstream=["ingest", "render", "detect"], code_version=CODE_VERSION, resources=gpu_resources, **kw)

@@ -44,7 +44,8 @@ def prepare_object(ctx: StageContext, object_id: str, mode: str, pos_enc: bool, 
 
     lifted = read_lifted(ctx, object_id, mode)
     lift = ctx.store("lift")
-    det = ctx.store("detect").read_all(object_id, ["feat", "xyxy"])
+    detect = ctx.store("detect")  # NaN/inf features or boxes: BadInputError naming object and file
+    det = {"feat": detect.read(object_id, "feat", finite=True), "xyxy": detect.read(object_id, "xyxy", finite=True)}
     H, W = lift.attrs(object_id).get("image_size") or [800, 800]
     sem = lift.read(object_id, "sem") if lift.attrs(object_id).get("labelled", True) else None
     return TrainObject.from_lifted(
@@ -81,8 +82,11 @@ def train_category(category: str, params: dict[str, Any], cache: str, device: st
         val_objs = load_split(ctx, select_objects(cache, category, None, ("val",)), mode, tp.pos_enc, tp.device, skipped)
         if not train_objs:
             raise click.ClickException(f"[train] {category}: no usable few-shot objects in {cache}/lift/{category}.zarr (run the earlier stages)")
+        if not any(int(o.x.shape[0]) for o in train_objs):
+            click.echo(f"[train] {category} {name}: WARNING no boxes in any few-shot object (the detector found nothing); "
+                       "only the null logit is fitted and every point will be predicted as 'no part'", err=True)
         t0 = time.perf_counter()
-        bar = tqdm(total=tp.epochs, desc=f"train {category} {name}", unit="ep", leave=False)
+        bar = tqdm(total=tp.epochs, desc=f"train {category} {name}", unit="ep", leave=False, disable=None)
 
         def progress(entry: dict[str, Any]) -> None:
             bar.update(1)

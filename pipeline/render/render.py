@@ -137,7 +137,7 @@ def render_views(
         from pipeline.render.render_gl import render_ids_gl
 
         fp = "square"
-        pix2pt, colour = render_ids_gl(xyz, cameras, r, rgb=rgb, color_pass=color_pass)
+        pix2pt, colour = render_ids_gl(xyz, cameras, r, rgb=rgb, color_pass=color_pass, z=z)
         image = colour if colour is not None else colours_from_pix2pt(pix2pt, rgb)
     return RenderResult(rgb=image, pix2pt=pix2pt, depth=depth_from_pix2pt(pix2pt, z),
                         backend=used, footprint=fp)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.cameras import ZFAR, ZNEAR, Cameras, to_camera, to_opengl_pose
-from pipeline.render.gl_setup import _import_pyrender, get_renderer, render_lock
+from pipeline.render.gl_setup import _import_pyrender, color_only, get_renderer, render_lock
 from pipeline.render.splat_numpy import square_half_size
 
 MAX_GL_POINTS = (1 << 24) - 1  # ids + 1 must fit in 24-bit RGB
@@ -45,9 +45,9 @@ def gl_point_size(radius_px: float) -> int:
     return 2 * square_half_size(radius_px) + 1
 
 
-def _depth_range(cameras: Cameras, xyz: np.ndarray) -> tuple[float, float]:
+def _depth_range(cameras: Cameras, xyz: np.ndarray, z: np.ndarray | None = None) -> tuple[float, float]:
     """Tight GL near/far planes around the cloud: best depth-buffer precision."""
-    z = to_camera(cameras, xyz)[..., 2]
+    z = to_camera(cameras, xyz)[..., 2] if z is None else np.asarray(z)
     z = z[(z > ZNEAR) & (z <= ZFAR)]
     if z.size == 0:
         return ZNEAR, ZFAR
@@ -62,12 +62,14 @@ def render_ids_gl(
     radius_px: float,
     rgb: np.ndarray | None = None,
     color_pass: bool = False,
+    z: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Render all views with pyrender.
 
     Returns ``pix2pt`` (V,H,W) int32 (-1 background) and, when ``color_pass`` is set, the
     colour pass images (V,H,W,3) uint8 on white (else None). Points behind the near plane
-    (ZNEAR) are clipped by GL itself.
+    (ZNEAR) are clipped by GL itself. ``z`` (V,N), the camera depths if already known,
+    only sets tight near/far planes.
     """
     pyrender = _import_pyrender()
     xyz = np.asarray(xyz, dtype=np.float32).reshape(-1, 3)
@@ -81,7 +83,7 @@ def render_ids_gl(
     if n > MAX_GL_POINTS:
         raise ValueError(f"pyrender backend packs ids in 24 bits: at most {MAX_GL_POINTS} points")
 
-    znear, zfar = _depth_range(cameras, xyz)
+    znear, zfar = _depth_range(cameras, xyz, z)
     K = cameras.K
     cam = pyrender.IntrinsicsCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2],
                                     znear=znear, zfar=zfar)
@@ -98,7 +100,7 @@ def render_ids_gl(
         col_cam = col_scene.add(cam, pose=poses[0])
 
     flags = pyrender.RenderFlags.FLAT
-    with render_lock():
+    with render_lock(), color_only():
         r = get_renderer(w, h, gl_point_size(radius_px))
         for v in range(nv):
             id_scene.set_pose(id_cam, poses[v])
@@ -113,4 +115,6 @@ def render_ids_gl(
         empty = pyrender.Scene()
         empty.add(cam, pose=poses[0])
         r.render(empty, flags=flags)
+    if pix2pt.max() >= n:  # blended or dithered id colours (MSAA/sRGB left on?) decode to junk
+        raise RuntimeError("pyrender returned point ids out of range: the ID pass is not exact here")
     return pix2pt, colour
