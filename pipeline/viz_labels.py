@@ -193,7 +193,7 @@ def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]],
                 ax.plot(e, v, color=cmap[k], lw=1.5, marker="." if len(e) < 30 else None,
                         label=str(cat))
     ax_loss.set(title="training loss", xlabel="epoch", ylabel="loss")
-    ax_val.set(title="validation mIoU", xlabel="epoch", ylabel="mIoU (%)")
+    ax_val.set(title="validation mIoU", xlabel="epoch", ylabel="mIoU (0-1)")
     for ax in (ax_loss, ax_val):
         ax.grid(True, alpha=0.3)
     if curves:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -98,12 +99,23 @@ def make_context(stage: str, category: str, cache: str, params: dict[str, Any], 
     return StageContext(stage=stage, category=category, cache=cache, params=params, device=device)
 
 
+def _strict(value: Any) -> Any:
+    """NaN/inf -> None, so metric files are strict JSON (no `NaN` tokens) for DVC and browsers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def write_json(path: str | Path, payload: Any) -> None:
     """Replace (never modify in place) a JSON output file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.write_text(json.dumps(_strict(payload), indent=2, allow_nan=False))
     if p.exists():
         p.unlink()
     tmp.rename(p)

@@ -24,7 +24,7 @@ from stages.common import load_params, make_context, resolve_categories, resolve
 from stages.runner import StageContext, run_stage
 
 log = logging.getLogger("partstad")
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 METHODS = ("partslip", "partstad", "partstad_boxes", "masks_only")
 _NETS: dict[tuple[str, int, int], Any] = {}
 
@@ -37,7 +37,10 @@ def _net(path: Path):
     st = path.stat()
     key = (str(path), st.st_mtime_ns, st.st_size)  # a retrained file is a new net (long-lived workers)
     if key not in _NETS:
-        _NETS[key] = load_weights(path)
+        try:  # safetensors only: a pickle (or any other file) is refused, never executed
+            _NETS[key] = load_weights(path)
+        except Exception as exc:  # noqa: BLE001 - every load failure means an unusable file
+            raise BadInputError(f"cannot load trained weights ({type(exc).__name__}: {exc})", path=path) from exc
     return _NETS[key]
 
 
@@ -77,17 +80,20 @@ def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
     put("partslip", ps.labels_point, partslip_instances(ps, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
 
     lifted, P, lab = _predict(ctx, object_id, "mask", models / "partstad.safetensors")
-    put("partstad", lab[lifted.sp], partstad_instances(lab, P, lifted, xyz, vis["uv"], vis["visible"], xyxy))
+    # Instances: PartSLIP's grouping (§6.3) on each method's labels. The ratio lists come from
+    # the box membership for every method (SPEC §7.12 leaves it open): SAM masks fragment
+    # the ratio lists of one part across superpoints and split instances.
+    put("partstad", lab[lifted.sp], partstad_instances(lab, P, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
     out["prob_partstad"] = P.astype(np.float32)
 
     if (models / "partstad_boxes.safetensors").is_file():
         lb, Pb, labb = _predict(ctx, object_id, "box", models / "partstad_boxes.safetensors")
-        put("partstad_boxes", labb[lb.sp], partstad_instances(labb, Pb, lb, xyz, vis["uv"], vis["visible"], xyxy))
+        put("partstad_boxes", labb[lb.sp], partstad_instances(labb, Pb, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
 
     lab_m = masks_without_weights(lifted, small)
     cov = unweighted_coverage(lifted)
     P_m = np.concatenate([np.full((len(cov), 1), 0.5), cov], axis=1)
-    put("masks_only", lab_m[lifted.sp], partstad_instances(lab_m, P_m, lifted, xyz, vis["uv"], vis["visible"], xyxy))
+    put("masks_only", lab_m[lifted.sp], partstad_instances(lab_m, P_m, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
     return out, {"methods": [m for m in METHODS if f"sem_{m}" in out]}
 
 

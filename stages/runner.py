@@ -26,7 +26,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from pipeline.errors import MissingUpstreamError, ObjectError
+from pipeline.errors import BadInputError, MissingUpstreamError, ObjectError
 from pipeline.store import CategoryStore, fingerprint
 
 log = logging.getLogger("partstad")
@@ -73,8 +73,15 @@ def upstream_fingerprints(ctx: StageContext, object_id: str, upstream: list[str]
     """Fingerprints of the object's upstream results; raises if one is missing/incomplete."""
     out = {}
     for stage in upstream:
-        fp = ctx.store(stage).stored_fingerprint(object_id)
+        st = ctx.store(stage)
+        fp = st.stored_fingerprint(object_id)
         if fp is None:
+            try:  # an unreadable group gets the store's precise error (object and file)
+                st.attrs(object_id)
+            except BadInputError:
+                raise
+            except ObjectError:
+                pass
             raise MissingUpstreamError(
                 f"upstream stage {stage!r} has no complete result (run `partstad {stage}` first)",
                 object_id=object_id,
@@ -156,6 +163,14 @@ def run_stage(
         else:
             report.failed.append({k: v for k, v in res.items() if k != "status"})
             log.error("%s", res["error"])
+    # A failed object keeps no result here: an old group would no longer match its inputs
+    # (downstream stages would mix it with fresh upstream data). Downstream then reports
+    # the object as missing instead of computing from stale data.
+    for f in report.failed:
+        try:
+            store.delete_object(f["object"])
+        except Exception as exc:  # noqa: BLE001 - the failure is already recorded
+            log.warning("could not remove the stale result of %s: %r", f["object"], exc)
     report.seconds = time.perf_counter() - t0
     store.write_json(
         "failures.json",

@@ -86,7 +86,7 @@ class GroundingDinoDetector:
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             image_processor = GroundingDinoImageProcessorPil.from_pretrained(path, local_files_only=True)
-            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(path, local_files_only=True)
+            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(path, local_files_only=True, use_safetensors=True)  # never a pickle
         except OSError as e:  # missing files inside the directory
             raise DetectorWeightsNotFoundError(f"cannot load Grounding DINO from {path}: {e}") from e
         except (ValueError, KeyError, TypeError) as e:  # unusable config / tokenizer files

@@ -373,3 +373,60 @@ def test_unlabelled_shapes_get_predictions_only(tmp_path, run, write_params, mon
     np.testing.assert_allclose(ply.xyz, raw, atol=1e-5)  # back in the file's own coordinates
     np.testing.assert_array_equal(ply.props["semantic"], sem)
     np.testing.assert_array_equal(np.load(exports / "Chair_300_partstad_semantic.npy"), sem)
+
+
+def _strict_json(path: Path):
+    def refuse(token):
+        raise AssertionError(f"{path} holds {token}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_no_validation_shapes_gives_strict_json_metrics(tmp_path, run, write_params):
+    """n_val 0: training has no validation mIoU; metric files must still be strict JSON."""
+    params = write_params(tmp_path, data={"n_points": 800, "n_fewshot": 1, "n_val": 0, "n_test": 1}, train={"epochs": 2, "ablation_boxes": False})
+    c = ["--params", params, "--cache", tmp_path / "cache"]
+    for stage in ("ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"):
+        run([stage, *c])
+    out = ["--metrics", tmp_path / "metrics"]
+    run(["train", *c, *out, "--models", tmp_path / "models", "--plots", tmp_path / "plots"])
+    m = _strict_json(tmp_path / "metrics" / "train" / f"{CAT}.json")
+    assert m["partstad"]["n_val"] == 0 and m["partstad"]["best_val_miou"] is None
+    run(["evaluate", *c, *out, "--models", tmp_path / "models"])
+    assert "partstad" in _strict_json(tmp_path / "metrics" / "evaluate" / f"{CAT}.json")["methods"]
+    run(["report", "--params", params, "--cache", tmp_path / "cache", *out, "--plots", tmp_path / "plots", "--out", tmp_path / "reports"])
+    _strict_json(tmp_path / "metrics" / "summary.json")
+    # partstad_boxes was not trained: exporting it explains instead of failing
+    res = run(["export", "--params", params, "--cache", tmp_path / "cache", "--method", "partstad_boxes", "--out", tmp_path / "exports"])
+    assert "no 'partstad_boxes' predictions" in res.output and "[export] wrote 0 objects" in res.output
+
+
+def test_report_with_missing_means(tmp_path, run, write_params):
+    """A method whose mIoU/mAP50 are null in every category must not crash the summary."""
+    metrics = tmp_path / "metrics"
+    (metrics / "evaluate").mkdir(parents=True)
+    (metrics / "evaluate" / f"{CAT}.json").write_text(json.dumps({
+        "category": CAT, "n_test": 1, "simulated": True, "failed": [],
+        "methods": {"partstad": {"miou": None, "map50": None, "part_iou": {}, "part_ap50": {}}}}))
+    res = run(["report", "--params", write_params(tmp_path), "--cache", tmp_path / "cache", "--metrics", metrics, "--plots", tmp_path / "plots", "--out", tmp_path / "reports"])
+    assert "mean mIoU n/a" in res.output
+    assert (tmp_path / "reports" / "index.html").is_file()
+    assert _strict_json(metrics / "summary.json")["partstad"]["n_categories"] == 1
+
+
+def test_missing_model_files_fail_before_any_work(tmp_path, invoke, write_params):
+    gd = write_params(tmp_path, name="gd.yaml", detect={"backend": "grounding_dino", "weights_dir": str(tmp_path / "no_gdino")})
+    res = invoke(["detect", "--params", gd, "--cache", tmp_path / "cache"])
+    assert res.exit_code == 2 and "no_gdino" in res.output and "detect.weights_dir" in res.output
+    sam = write_params(tmp_path, name="sam.yaml", segment={"mode": "sam", "sam_checkpoint": str(tmp_path / "sam_vit_b.pth")})
+    res = invoke(["segment", "--params", sam, "--cache", tmp_path / "cache"])
+    assert res.exit_code == 2 and "sam_vit_b.pth" in res.output and "segment.sam_checkpoint" in res.output
+    assert not (tmp_path / "cache").exists()
+
+
+def test_train_without_fewshot_objects_is_a_clear_error(tmp_path, invoke, write_params):
+    res = invoke(["train", "--params", write_params(tmp_path), "--cache", tmp_path / "cache", "--models", tmp_path / "models",
+                  "--metrics", tmp_path / "metrics", "--plots", tmp_path / "plots"])
+    assert res.exit_code == 1 and "no usable few-shot objects" in res.output and "lift/Chair.zarr" in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "models" / CAT / "partstad.safetensors").exists()

@@ -1,0 +1,223 @@
+"""Robustness sweep: corrupted or inconsistent cache inputs give a per-object error naming the
+object and the file (recorded in failures.json, the other objects complete) or a recompute,
+never a silent wrong result and never a crash of the whole stage. Model files are loaded
+without running code from them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.errors import BadInputError
+from pipeline.store import CategoryStore
+
+CHAIN = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"]
+TINY = dict(data={"n_points": 2000, "n_fewshot": 2, "n_val": 1, "n_test": 2}, render={"image_size": 64}, detect={"feat_dim": 32})
+ALL = ["Chair/0000", "Chair/0001", "Chair/0002", "Chair/0003", "Chair/0004"]  # 0,1 fewshot; 2 val; 3,4 test
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, run, write_params):
+    """A finished chain (ingest .. lift, then train) on five tiny chairs."""
+    d = tmp_path_factory.mktemp("robust-base")
+    params = write_params(d, **TINY)
+    for stage in CHAIN:
+        run([stage, "--params", params, "--cache", d / "cache"])
+    run(["train", "--params", params, "--cache", d / "cache", "--models", d / "models", "--metrics", d / "metrics", "--plots", d / "plots"])
+    return d
+
+
+@pytest.fixture
+def work(base, tmp_path):
+    """A private copy of the base project (params, cache, models) for one test."""
+    d = tmp_path / "p"
+    shutil.copytree(base, d)
+    return d
+
+
+def _args(d: Path, stage: str, *extra: str) -> list:
+    return [stage, "--params", d / "params.yaml", "--cache", d / "cache", *extra]
+
+
+def _store(d: Path, stage: str) -> CategoryStore:
+    return CategoryStore(d / "cache", stage, "Chair")
+
+
+def _failures(d: Path, stage: str) -> dict[str, str]:
+    return {f["object"]: f["error"] for f in _store(d, stage).read_json("failures.json")["failed"]}
+
+
+def _group_dir(d: Path, stage: str, oid: str) -> Path:
+    return d / "cache" / stage / "Chair.zarr" / oid.split("/")[1]
+
+
+def _rewrite(d: Path, stage: str, oid: str, **replace: np.ndarray) -> None:
+    """Replace arrays of a complete object but keep its fingerprint (a silent corruption)."""
+    st = _store(d, stage)
+    arrays = {name: st.read(oid, name) for name in st.attrs(oid).get("arrays", [])} or st.read_all(oid)
+    arrays.update(replace)
+    attrs = st.attrs(oid)
+    st.write_object(oid, arrays, attrs, attrs["fingerprint"])
+
+
+# ----------------------------------------------------------------------------- cache data
+def test_corrupt_chunks_of_an_upstream_array_fail_only_their_objects(work, run):
+    pix = _group_dir(work, "render", "Chair/0001") / "pix2pt" / "c"
+    p = pix / "3" / "0" / "0"
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # truncated chunk file
+    p = _group_dir(work, "render", "Chair/0002") / "pix2pt" / "c" / "4" / "0" / "0"
+    b = bytearray(p.read_bytes())
+    b[len(b) // 2] ^= 0x5A  # one flipped byte: same size, still decompresses without checksums
+    p.write_bytes(bytes(b))
+    (_group_dir(work, "render", "Chair/0003") / "pix2pt" / "c" / "5" / "0" / "0").unlink()  # missing chunk
+
+    out = run(_args(work, "visibility", "--force")).output
+    assert "[visibility] Chair: 2 computed, 0 up to date, 3 failed" in out
+    fails = _failures(work, "visibility")
+    assert set(fails) == {"Chair/0001", "Chair/0002", "Chair/0003"}
+    for oid, msg in fails.items():
+        assert f"object {oid}" in msg and f"render/Chair.zarr/{oid.split('/')[1]}/pix2pt" in msg, msg
+    assert "corrupt" in fails["Chair/0001"] and "corrupt" in fails["Chair/0002"]
+    assert "9 of 10 chunk files present" in fails["Chair/0003"]
+    vis = _store(work, "visibility")
+    assert vis.object_ids() == ["Chair/0000", "Chair/0004"]  # no stale result left for the failed ones
+    with pytest.raises(BadInputError, match="Chair/0002.*pix2pt"):
+        _store(work, "render").read("Chair/0002", "pix2pt")
+    # the render stage itself still trusts its marker; --force rewrites the damaged objects
+    out = run(_args(work, "render", "--force")).output
+    assert "[render] Chair: 5 computed" in out
+    out = run(_args(work, "visibility")).output
+    assert "[visibility] Chair: 3 computed, 2 up to date, 0 failed" in out
+
+
+def test_missing_upstream_object_and_unreadable_group_metadata(work, run):
+    shutil.rmtree(_group_dir(work, "render", "Chair/0002"))
+    meta = _group_dir(work, "render", "Chair/0004") / "zarr.json"
+    meta.write_text(meta.read_text()[:20])
+    own = _group_dir(work, "visibility", "Chair/0000") / "zarr.json"
+    own.write_text("{")  # the stage's own output unreadable: just recomputed
+    out = run(_args(work, "visibility")).output
+    assert "[visibility] Chair: 1 computed, 2 up to date, 2 failed" in out
+    fails = _failures(work, "visibility")
+    assert "object Chair/0002" in fails["Chair/0002"] and "upstream stage 'render'" in fails["Chair/0002"] and "render/Chair.zarr" in fails["Chair/0002"]
+    assert "object Chair/0004" in fails["Chair/0004"] and "render/Chair.zarr/0004/zarr.json" in fails["Chair/0004"]
+    assert _store(work, "visibility").object_ids() == ["Chair/0000", "Chair/0001", "Chair/0003"]
+    # downstream of the now missing results: lift fails these two objects too, by name
+    out = run(_args(work, "lift")).output
+    assert "[lift] Chair: 0 computed, 3 up to date, 2 failed" in out
+    assert set(_failures(work, "lift")) == {"Chair/0002", "Chair/0004"}
+
+
+def test_nan_detector_features_are_rejected_by_train_and_evaluate(work, run):
+    for oid in ("Chair/0001", "Chair/0003"):
+        feat = _store(work, "detect").read(oid, "feat")
+        assert len(feat) > 0
+        feat[0, 0] = np.nan
+        _rewrite(work, "detect", oid, feat=feat)
+    out = run(["train", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models",
+               "--metrics", work / "metrics", "--plots", work / "plots"]).output
+    assert "[train] Chair partstad:" in out
+    skipped = {s["object"]: s["error"] for s in json.loads((work / "metrics" / "train" / "Chair.json").read_text())["skipped"]}
+    assert "Chair/0001" in skipped and "NaN" in skipped["Chair/0001"] and "detect/Chair.zarr/0001/feat" in skipped["Chair/0001"]
+    out = run(["evaluate", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models", "--metrics", work / "metrics"]).output
+    assert "[evaluate] Chair: 1 computed, 0 up to date, 1 failed" in out
+    fails = _failures(work, "evaluate")
+    assert list(fails) == ["Chair/0003"] and "NaN" in fails["Chair/0003"] and "detect/Chair.zarr/0003/feat" in fails["Chair/0003"]
+    assert _store(work, "evaluate").object_ids() == ["Chair/0004"]
+
+
+def test_masks_of_the_wrong_shape_are_rejected_by_lift(work, run):
+    m1 = _store(work, "segment").read("Chair/0001", "mask")
+    _rewrite(work, "segment", "Chair/0001", mask=m1[:, ::2, ::2])  # half-resolution masks
+    m2 = _store(work, "segment").read("Chair/0002", "mask")
+    _rewrite(work, "segment", "Chair/0002", mask=np.concatenate([m2, m2[:1]]))  # one mask too many
+    out = run(_args(work, "lift", "--force")).output
+    assert "[lift] Chair: 3 computed, 0 up to date, 2 failed" in out
+    fails = _failures(work, "lift")
+    b1, b2 = len(m1), len(m2)
+    assert f"shape ({b1}, 32, 32), expected ({b1}, 64, 64)" in fails["Chair/0001"] and "segment/Chair.zarr/0001/mask" in fails["Chair/0001"]
+    assert f"shape ({b2 + 1}, 64, 64), expected ({b2}, 64, 64)" in fails["Chair/0002"] and "object Chair/0002" in fails["Chair/0002"]
+    assert _store(work, "lift").object_ids() == ["Chair/0000", "Chair/0003", "Chair/0004"]
+
+
+def test_stale_fingerprint_recomputes_exactly_the_changed_object(work, run):
+    from stages.render import render_work
+    from stages.runner import StageContext
+    import yaml
+
+    before = _store(work, "render").read("Chair/0001", "pix2pt")
+    ing = _store(work, "ingest")
+    xyz = ing.read("Chair/0001", "xyz")
+    attrs = ing.attrs("Chair/0001")
+    ing.write_object("Chair/0001", {**ing.read_all("Chair/0001"), "xyz": xyz[:, [2, 1, 0]]}, attrs, "upstream-changed")
+    out = run(_args(work, "render")).output
+    assert "[render] Chair: 1 computed, 4 up to date, 0 failed" in out
+    after = _store(work, "render").read("Chair/0001", "pix2pt")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    expected, _ = render_work(StageContext("render", "Chair", str(work / "cache"), params), "Chair/0001")
+    np.testing.assert_array_equal(after, expected["pix2pt"])
+    assert not np.array_equal(after, before)
+    for stage in ("visibility", "superpoints", "detect"):
+        assert f"[{stage}] Chair: 1 computed, 4 up to date, 0 failed" in run(_args(work, stage)).output
+
+
+# ----------------------------------------------------------------------------- model files
+class _Evil:
+    """Unpickling this runs `touch <marker>`: a loader that executes pickles would create it."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _evil_file(path: Path, marker: Path) -> Path:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"weight": torch.zeros(2), "payload": _Evil(marker)}, path)
+    return path
+
+
+def test_pickle_bearing_weight_files_are_refused(work, run, tmp_path):
+    from pipeline.segment.sam import SamCheckpointError, SamMasker
+    from pipeline.train import load_weights
+
+    marker = tmp_path / "code-ran"
+    with pytest.raises(SamCheckpointError, match="sam.pth"):
+        SamMasker("vit_b", _evil_file(tmp_path / "sam.pth", marker))
+    with pytest.raises(Exception):  # noqa: B017 - safetensors refuses anything but its own format
+        load_weights(_evil_file(tmp_path / "net.safetensors", marker))
+    _evil_file(work / "models" / "Chair" / "partstad.safetensors", marker)
+    out = run(["evaluate", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models", "--metrics", work / "metrics"]).output
+    assert "[evaluate] Chair: 0 computed, 0 up to date, 2 failed" in out
+    for msg in _failures(work, "evaluate").values():
+        assert "cannot load trained weights" in msg and "models/Chair/partstad.safetensors" in msg
+    assert not marker.exists(), "code from a weights file was executed"
+
+
+def test_grounding_dino_accepts_only_safetensors(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import BertConfig, BertTokenizer, GroundingDinoConfig, ResNetConfig
+
+    from pipeline.detect.grounding_dino import DetectorWeightsNotFoundError, GroundingDinoDetector
+
+    d = tmp_path / "gdino"
+    d.mkdir()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "leg"]
+    BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(d)
+    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic", out_features=["stage2", "stage3", "stage4"])
+    GroundingDinoConfig(backbone_config=backbone, text_config=BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2),
+                        d_model=32, num_queries=10, encoder_layers=1, decoder_layers=1).save_pretrained(d)
+    (d / "preprocessor_config.json").write_text(json.dumps({"image_processor_type": "GroundingDinoImageProcessor", "size": {"shortest_edge": 64, "longest_edge": 64}}))
+    marker = tmp_path / "code-ran"
+    _evil_file(d / "pytorch_model.bin", marker)
+    with pytest.raises(DetectorWeightsNotFoundError, match="safetensors"):
+        GroundingDinoDetector(d)
+    assert not marker.exists()
