@@ -3,12 +3,17 @@ cache size per object compared with the original PartSTAD preprocessing format (
 
 Run: ``python benchmarks/bench_scale.py [--objects 8] [--image-size 256] [--points 20000]``.
 
-Every stage runs as ``partstad <stage>`` in its own wrapper process (so its peak RSS,
-``getrusage(RUSAGE_CHILDREN).ru_maxrss``, is its own: the largest single process, i.e. the
-CLI or one dask worker). Objects/min comes from the stage's own timing line
-("(X s)", which for ``local:2`` includes starting the cluster) and, in brackets, from the
-wall time including Python start-up. Both schedulers run side by side on the same machine in
-one run; the ratio column is the speed-up of ``local:2`` over ``sync``.
+Three ways to run each stage, side by side in one run on the same machine:
+``sync`` (one process), ``local:2`` (a LocalCluster started by the command itself, as a
+user would type it) and ``tcp://…`` (a cluster started beforehand with
+``dask scheduler`` + ``dask worker --nworkers 2 --nthreads 1 --resources GPU=1``, as on a
+real cluster; workers are restarted before each stage so their peak memory is per stage).
+Every stage runs as ``partstad <stage>`` in its own wrapper process; peak RSS is
+``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of that wrapper (the largest single process: the
+CLI or one LocalCluster worker) and, for the tcp cluster, the largest worker's own
+``ru_maxrss``. Objects/min comes from the stage's own timing line ("(X s)", which for
+``local:2`` includes starting the cluster) and, in brackets, from the wall time including
+Python start-up.
 
 Cache bytes/object are the on-disk bytes of each object's Zarr group (compressed, CRC'd).
 The original layout is computed for the same objects from SPEC §9: ``pc_idx`` int64
@@ -28,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -63,6 +69,35 @@ def run_stage(stage: str, workdir: Path, cache: str, scheduler: str) -> dict:
         raise SystemExit(f"unexpected output of partstad {stage}:\n{res['out']}")
     res.update(computed=int(m.group(1)), seconds=float(m.group(4)))
     return res
+
+
+def start_cluster(work: Path, n_workers: int):
+    """`dask scheduler` + `dask worker` processes, exactly as the docs start a real cluster."""
+    from distributed import Client
+
+    sched_file = work / "scheduler.json"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    procs = [subprocess.Popen(["dask", "scheduler", "--scheduler-file", str(sched_file), "--port", "0", "--no-dashboard"],
+                              cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    for _ in range(600):
+        if sched_file.exists():
+            break
+        time.sleep(0.1)
+    procs.append(subprocess.Popen(["dask", "worker", "--scheduler-file", str(sched_file), "--nworkers", str(n_workers), "--nthreads", "1",
+                                   "--resources", "GPU=1", "--no-dashboard"], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    client = Client(scheduler_file=str(sched_file))
+    client.wait_for_workers(n_workers, timeout=120)
+    return procs, client
+
+
+def _warm_up() -> None:
+    import stages.cli  # noqa: F401  (imports every stage module, torch included)
+
+
+def _worker_maxrss_kb() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def group_bytes(cache: Path, stage: str) -> dict[str, int]:
@@ -112,24 +147,36 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(params(args.objects, args.image_size, args.points), sort_keys=False))
     dist = f"local:{args.workers}"
+    procs, client = start_cluster(work, args.workers)
+    address = client.scheduler.address
     rows = []
-    for stage in STAGES:  # the same stage with both schedulers, side by side
-        a = run_stage(stage, work, "cache_sync", "sync")
-        b = run_stage(stage, work, "cache_dist", dist)
-        rows.append((stage, a, b))
+    try:
+        for stage in STAGES:  # the same stage with every scheduler, side by side
+            a = run_stage(stage, work, "cache_sync", "sync")
+            b = run_stage(stage, work, "cache_dist", dist)
+            client.restart()  # fresh worker processes: per-stage peak memory
+            client.run(_warm_up)  # imports done before the clock starts, as on a long-lived cluster
+            c = run_stage(stage, work, "cache_tcp", address)
+            c["maxrss_kb"] = max([c["maxrss_kb"], *client.run(_worker_maxrss_kb).values()])
+            rows.append((stage, a, b, c))
+    finally:
+        client.close()
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
     n = args.objects
     print(f"\n# bench_scale: {n} synthetic Chair objects, {args.points} points, {args.image_size}x{args.image_size} px, 10 views; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
-    print(f"\n| stage | sync obj/min | {dist} obj/min | speed-up | sync peak RSS | {dist} peak RSS (largest process) |")
-    print("|---|---|---|---|---|---|")
-    for stage, a, b in rows:
-        pa, pb = n / a["seconds"] * 60, n / b["seconds"] * 60
-        wa, wb = n / a["wall"] * 60, n / b["wall"] * 60
-        print(f"| {stage} | {pa:.0f} ({wa:.0f}) | {pb:.0f} ({wb:.0f}) | {pb / pa:.2f}x | {a['maxrss_kb'] / 1024:.0f} MB | {b['maxrss_kb'] / 1024:.0f} MB |")
-    tot_a = sum(a["seconds"] for _, a, _ in rows)
-    tot_b = sum(b["seconds"] for _, _, b in rows)
-    print(f"| **chain** | {n / tot_a * 60:.0f} | {n / tot_b * 60:.0f} | {tot_a / tot_b:.2f}x | | |")
-    print("\nobj/min from the stage's own timing (in brackets: including process start-up); local:N includes starting the cluster.")
+    print(f"\n| stage | sync obj/min | {dist} obj/min | tcp cluster ({args.workers} workers) obj/min | peak RSS sync / {dist} / tcp |")
+    print("|---|---|---|---|---|")
+    for stage, a, b, c in rows:
+        cells = [f"{n / r['seconds'] * 60:.0f} ({n / r['wall'] * 60:.0f})" for r in (a, b, c)]
+        rss = " / ".join(f"{r['maxrss_kb'] / 1024:.0f}" for r in (a, b, c))
+        print(f"| {stage} | {cells[0]} | {cells[1]} | {cells[2]} | {rss} MB |")
+    tot = [sum(r[i]["seconds"] for r in rows) for i in (1, 2, 3)]
+    print(f"| **chain** | {n / tot[0] * 60:.0f} | {n / tot[1] * 60:.0f} | {n / tot[2] * 60:.0f} | |")
+    print(f"\nspeed-up over sync for the chain: {dist} {tot[0] / tot[1]:.2f}x, tcp cluster {tot[0] / tot[2]:.2f}x. "
+          "obj/min from the stage's own timing (in brackets: including process start-up); local:N includes starting the cluster.")
 
     cache = work / "cache_sync"
     ours = {s: group_bytes(cache, s) for s in STAGES}

@@ -44,6 +44,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 BACKENDS = ("auto", "greedy", "cutpursuit")
+_SHIFT: dict = {}
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,33 @@ def estimate_normals(
             c = np.einsum("nk,nk->n", dw[..., i], d[..., j]) / cnt - m[:, i] * m[:, j]
             cov[:, i, j] = c
             cov[:, j, i] = c
-    _, vecs = np.linalg.eigh(cov)
+    vals, vecs = np.linalg.eigh(cov)
     normals = vecs[:, :, 0]
+    for _ in range(_SHIFT.get("irls", 0)):
+        # robust refit: down-weight neighbours far from the current tangent plane
+        off = np.einsum("nkc,nc->nk", d, normals)
+        scale = _SHIFT.get("tau", 0.5) * (np.einsum("nk,nk->n", nn_dist, wf) / cnt)
+        rw = wf * np.exp(-(off / np.maximum(scale, 1e-12)[:, None]) ** 2)
+        rc = rw.sum(axis=1)
+        dw2 = d * rw[..., None]
+        m2 = dw2.sum(axis=1) / rc[:, None]
+        for i in range(3):
+            for j in range(i, 3):
+                c = np.einsum("nk,nk->n", dw2[..., i], d[..., j]) / rc - m2[:, i] * m2[:, j]
+                cov[:, i, j] = c
+                cov[:, j, i] = c
+        vals, vecs = np.linalg.eigh(cov)
+        normals = vecs[:, :, 0]
+    if _SHIFT.get("on"):
+        kk = _SHIFT.get("k", k)
+        idx = np.where(w[:, :kk], nn_idx[:, :kk], np.arange(n)[:, None])
+        cen = p + m  # neighbourhood centroids
+        nj = normals[idx]  # (n,kk,3)
+        r = np.einsum("nkc,nkc->nk", nj, p[:, None, :] - cen[idx])
+        lam = np.maximum(vals[:, 0], 0)
+        cost = lam[idx] + _SHIFT.get("beta", 1.0) * r ** 2
+        best = idx[np.arange(n), np.argmin(cost, axis=1)]
+        normals = normals[best]
     centred = p - p.mean(axis=0)
     flip = np.einsum("ni,ni->n", normals, centred) < 0
     normals[flip] *= -1.0
@@ -274,6 +300,12 @@ def _grow_small(g: _RegionGraph, grow_size: int, max_rounds: int) -> None:
         pickers = np.flatnonzero(small & (partner >= 0))
         if pickers.size == 0:
             return
+        if _SHIFT.get("nochain"):
+            tgt = partner[pickers]
+            ok = (~small[tgt]) | (partner[tgt] == pickers) | (partner[tgt] < 0)
+            pickers = pickers[ok]
+            if pickers.size == 0:
+                return
         _merge_links(g, pickers, partner[pickers])
 
 
@@ -308,6 +340,50 @@ def grow_small_regions(
     g = _RegionGraph(feat, src, dst, weight, label=label)
     _grow_small(g, grow_size, max_rounds)
     return g.label
+
+
+def propagate(label, feat, src, dst, w, size, mode, max_rounds=1000):
+    """Points of regions <= size are released and re-assigned point by point, ring by ring,
+    from the adjacent large regions."""
+    _, lab, cnt = np.unique(label, return_inverse=True, return_counts=True)
+    big = cnt > size
+    if not big.any():
+        return label
+    n = lab.size
+    cur = np.where(big[lab], lab, -1)
+    f = np.asarray(feat, np.float64)
+    nb = lab.max() + 1
+    mu = np.zeros((nb, f.shape[1]))
+    for c in range(f.shape[1]):
+        mu[:, c] = np.bincount(lab, weights=f[:, c], minlength=nb)
+    mu /= np.maximum(cnt, 1)[:, None]
+    s2 = np.concatenate([src, dst]); d2 = np.concatenate([dst, src]); w2 = np.concatenate([w, w])
+    for _ in range(max_rounds):
+        free = cur < 0
+        if not free.any():
+            break
+        e = np.flatnonzero(free[s2] & (cur[d2] >= 0))
+        if e.size == 0:
+            break
+        i, r = s2[e], cur[d2[e]]
+        if mode == "feat":
+            score = -np.einsum("ij,ij->i", f[i] - mu[r], f[i] - mu[r])
+            order = np.lexsort((-score, i))
+            i, r = i[order], r[order]
+            first = np.r_[True, i[1:] != i[:-1]]
+            cur[i[first]] = r[first]
+        else:  # summed edge weight per (point, region)
+            key = i * nb + r
+            uk, inv = np.unique(key, return_inverse=True)
+            ws = np.bincount(inv, weights=w2[e])
+            ip, rp = uk // nb, uk % nb
+            order = np.lexsort((-ws, ip))
+            ip, rp = ip[order], rp[order]
+            first = np.r_[True, ip[1:] != ip[:-1]]
+            cur[ip[first]] = rp[first]
+    free = cur < 0
+    cur[free] = nb + lab[free]
+    return cur
 
 
 # --------------------------------------------------------------------------- cut pursuit
@@ -420,13 +496,28 @@ def compute_superpoints(
 
     colour = np.zeros((n, 3)) if rgb is None else np.asarray(rgb, dtype=np.float64) / 255.0
     feat = np.concatenate([normal_embedding(normals), rgb_weight * colour], axis=1)
+    if _SHIFT.get("q"):
+        nn_ = normals.astype(np.float64)
+        q = np.einsum("ni,ni->n", nn_, p - p.mean(0))[:, None] * nn_
+        feat = np.concatenate([feat, _SHIFT["q"] * q], axis=1)
+    if _SHIFT.get("xyz"):
+        feat = np.concatenate([feat, _SHIFT["xyz"] * (p - p.mean(0))], axis=1)
     src, dst, dist = knn_graph(nn_idx, nn_dist, k_adj)
     w = edge_weights(src, dst, dist, feat)
 
     if backend == "cutpursuit":
         label = cutpursuit_partition(feat, src, dst, w, reg)
+    elif _SHIFT.get("sched"):
+        g = _RegionGraph(feat, src, dst, w)
+        _l0_rounds(g, reg, 10000)
+        for gs in _SHIFT["sched"]:
+            _grow_small(g, gs, 10000)
+            _l0_rounds(g, _SHIFT.get("reg2", reg), 10000)
+        label = g.label
     else:
         label = greedy_l0_partition(feat, src, dst, w, reg)
+    if _SHIFT.get("prop"):
+        label = propagate(label, feat, src, dst, w, _SHIFT.get("psize", grow_size), _SHIFT["prop"])
     label = grow_small_regions(label, feat, src, dst, w, grow_size)
     label = merge_small_components(p, label, min_size)
     return SuperpointResult(sp=relabel_by_first_point(label), normals=normals)

@@ -196,7 +196,7 @@ def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]],
     ax_val.set(title="validation mIoU", xlabel="epoch", ylabel="mIoU (0-1)")
     for ax in (ax_loss, ax_val):
         ax.grid(True, alpha=0.3)
-    if curves:
+    if ax_val.get_legend_handles_labels()[0]:
         ax_val.legend(fontsize=8, loc="best", ncol=1 if len(curves) <= 8 else 2)
     else:
         ax_loss.text(0.5, 0.5, "no curves", ha="center", va="center", transform=ax_loss.transAxes)

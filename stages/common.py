@@ -34,7 +34,7 @@ def common_options(f: Callable) -> Callable:
     @click.option("--cache", "cache", default="cache", show_default=True, help="Cache root (directory or fsspec URL) holding cache/<stage>/<Category>.zarr.")
     @click.option("--category", "categories", multiple=True, help="Category to process (repeatable). Default: all categories in params.")
     @click.option("--objects", "objects", default=None, help="Comma-separated object ids (e.g. Chair/0003 or 0003) to restrict to.")
-    @click.option("--scheduler", default="sync", show_default=True, help="Dask scheduler: sync | threads | processes | local:N | tcp://host:port.")
+    @click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", help="Dask scheduler: sync | threads | processes | local:N | tcp://host:port (env PARTSTAD_SCHEDULER, e.g. under dvc repro).")
     @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device for model stages.")
     @click.option("--force", is_flag=True, help="Recompute objects even when their cached result is up to date.")
     @functools.wraps(f)

@@ -139,7 +139,7 @@ def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]
 @click.option("--cache", default="cache", show_default=True, help="Cache root.")
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
 @click.option("--objects", default=None, help="Comma-separated object ids to restrict to.")
-@click.option("--scheduler", default="sync", show_default=True, help="sync | threads | processes | local:N | tcp://host:port.")
+@click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", help="sync | threads | processes | local:N | tcp://host:port (env PARTSTAD_SCHEDULER).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
 @click.option("--force", is_flag=True, help="Recompute up-to-date objects.")
 @click.option("--models", "models_root", default="models", show_default=True, help="Directory with <Category>/partstad.safetensors.")

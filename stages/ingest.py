@@ -49,7 +49,6 @@ def ingest_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray
         "centre": np.asarray(cloud.centre, dtype=float).tolist(),
         "scale": float(cloud.scale),
         "parts": list(part_names(ctx.category)),
-        "split": src["split"],
         "source": src["source"],
         "simulated": src["source"] == "synthetic",
         "labelled": cloud.sem is not None,
@@ -120,7 +119,9 @@ def ingest(params_path: str, cache: str, categories: tuple[str, ...], objects: s
             wanted = {o if "/" in o else f"{category}/{o}" for o in objects.split(",")}
             rows = [r for r in rows if r["object"] in wanted]
         ctx = make_context("ingest", category, cache, {**params, "data": data, "_sources": {r["object"]: r for r in rows}})
-        keys = {k: v for k, v in data.items() if k not in ("splits",)}
+        # Split sizes only decide which split an object belongs to (kept in the manifest), not
+        # its content: changing them must not recompute every object downstream.
+        keys = {k: v for k, v in data.items() if k not in ("splits", "n_fewshot", "n_val", "n_test", "val_ids")}
         report = run_stage(ctx, [r["object"] for r in rows], ingest_work, code_version=CODE_VERSION, upstream=[], param_keys=keys, scheduler=scheduler, force=force)
         failed = {f["object"] for f in report.failed}
         # The manifest lists every object of the source that is ingested, not only the ones

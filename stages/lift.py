@@ -69,7 +69,7 @@ def lift_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray],
     image_size = ctx.store("render").attrs(object_id).get("image_size")
     attrs = {
         "arrays": sorted(arrays),
-        "labelled": labelled, "split": ing.attrs(object_id).get("split"), "image_size": image_size,
+        "labelled": labelled, "image_size": image_size,
         "n_members_mask": int(len(by_mask.point)), "n_members_box": int(len(by_box.point)), "n_superpoints": by_mask.n_sp,
         "simulated": bool(ctx.store("detect").attrs(object_id).get("simulated", False) or ctx.store("segment").attrs(object_id).get("simulated", False)),
     }

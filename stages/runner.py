@@ -154,7 +154,7 @@ def run_stage(
             todo.append((oid, fp))
 
     if todo:
-        store.group(writable=True)  # create the category store once, before workers race to
+        store.group(writable=True)  # create the category store once, before workers race to create it
     need = resources(ctx) if callable(resources) else resources
     results = map_objects(ctx, todo, work, scheduler, resources=need, retries=retries)
     for res in results:
@@ -172,9 +172,13 @@ def run_stage(
         except Exception as exc:  # noqa: BLE001 - the failure is already recorded
             log.warning("could not remove the stale result of %s: %r", f["object"], exc)
     report.seconds = time.perf_counter() - t0
+    # Keep earlier failure records of objects this run did not look at (e.g. --objects runs).
+    this_run = set(object_ids)
+    previous = (store.read_json("failures.json", default=None) or {}).get("failed", []) if store.exists() else []
+    kept = [f for f in previous if f.get("object") not in this_run and not store.is_complete(f.get("object", ""))]
     store.write_json(
         "failures.json",
-        {"stage": ctx.stage, "category": ctx.category, "failed": report.failed, "n_done": len(report.done), "n_skipped": len(report.skipped)},
+        {"stage": ctx.stage, "category": ctx.category, "failed": kept + report.failed, "n_done": len(report.done), "n_skipped": len(report.skipped)},
     )
     log.info(report.summary())
     return report

@@ -15,6 +15,8 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import click
+
 Task = tuple[Callable[..., Any], tuple[Any, ...]]
 #: ``on_error(task_index, exception, traceback_text) -> result`` for tasks that failed for good.
 OnError = Callable[[int, BaseException, str], Any]
@@ -23,7 +25,7 @@ log = logging.getLogger("partstad")
 _LOCAL_CLUSTERS: dict[tuple[int, tuple[tuple[str, float], ...]], Any] = {}
 
 
-class ClusterResourceError(RuntimeError):
+class ClusterResourceError(click.ClickException):
     """The cluster has no worker offering the resources a stage needs (it would wait forever)."""
 
 
@@ -114,6 +116,8 @@ def _run_distributed(
     from distributed import Client, as_completed
     from tqdm.auto import tqdm
 
+    if not log.isEnabledFor(logging.DEBUG):  # cluster chatter only with `partstad -v`
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     if scheduler.startswith("local:"):
         n = int(scheduler.split(":", 1)[1])
         if n < 1:

@@ -81,12 +81,13 @@ def _frame(axis: np.ndarray, up_hint=(0.0, 1.0, 0.0)) -> np.ndarray:
     return np.stack([x, y, z], axis=1)
 
 
-def beam(p0, p1, w: float, h: float, up_hint=(0.0, 1.0, 0.0)) -> Geom:
-    """Box of cross-section w x h from p0 to p1."""
+def beam(p0, p1, w: float, h: float, up_hint=(0.0, 1.0, 0.0), drop_ends: tuple[bool, bool] = (False, False)) -> Geom:
+    """Box of cross-section w x h from p0 to p1; `drop_ends` removes the end face at p0 / p1
+    (an end that butts against another part is hidden)."""
     p0, p1 = np.asarray(p0, np.float64), np.asarray(p1, np.float64)
     d = p1 - p0
     length = float(np.linalg.norm(d))
-    v, f = box((w, h, length))
+    v, f = box((w, h, length), drop_sides=tuple(s for s, drop in zip(("-z", "+z"), drop_ends) if drop))
     return v @ _frame(d, up_hint).T + (p0 + p1) / 2, f
 
 
@@ -117,12 +118,13 @@ def lathe(profile, sections: int = 24, cap_start: bool = True, cap_end: bool = T
     return np.concatenate(verts), np.concatenate(faces).astype(np.int64)
 
 
-def cylinder(r: float, p0, p1, sections: int = 16, caps: bool = True) -> Geom:
-    """Cylinder of radius r between points p0 and p1."""
+def cylinder(r: float, p0, p1, sections: int = 16, caps: bool | tuple[bool, bool] = True) -> Geom:
+    """Cylinder of radius r between points p0 and p1; `caps` for both ends or (at p0, at p1)."""
     p0, p1 = np.asarray(p0, np.float64), np.asarray(p1, np.float64)
     d = p1 - p0
     length = float(np.linalg.norm(d))
-    v, f = lathe([(r, 0.0), (r, length)], sections, caps, caps)
+    c0, c1 = (caps, caps) if isinstance(caps, bool) else caps
+    v, f = lathe([(r, 0.0), (r, length)], sections, c0, c1)
     # lathe axis is +Y; map +Y to the segment direction
     rot = _frame(d)  # columns x, y, z with z = axis
     rot = rot[:, [0, 2, 1]]  # local y -> axis

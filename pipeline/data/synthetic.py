@@ -119,7 +119,7 @@ def _handle(rng: np.random.Generator, style: str, centre, z: float, orient: str,
     p = size["protrude"]
     if style == "knob":
         r = size["knob_r"]
-        stem = S.cylinder(r * 0.4, (cx, cy, z), (cx, cy, z + p * 0.7), 8)
+        stem = S.cylinder(r * 0.4, (cx, cy, z), (cx, cy, z + p * 0.7), 8, caps=False)
         head = S.sphere(r, (cx, cy, z + p - r * 0.6), 6, 10, scale=(1.0, 1.0, 0.7))
         return S.concat(stem, head)
     ax = np.array([1.0, 0.0, 0.0]) if orient == "h" else np.array([0.0, 1.0, 0.0])
@@ -127,14 +127,14 @@ def _handle(rng: np.random.Generator, style: str, centre, z: float, orient: str,
     if style == "bar":
         r = size["bar_r"]
         a, b = c - ax * length / 2, c + ax * length / 2
-        legs = [S.cylinder(r * 0.8, q, q + (0, 0, p), 8) for q in (a + ax * r, b - ax * r)]
+        legs = [S.cylinder(r * 0.8, q, q + (0, 0, p), 8, caps=False) for q in (a + ax * r, b - ax * r)]
         over = size["overhang"] * length
         bar = S.cylinder(r, a - ax * over + (0, 0, p), b + ax * over + (0, 0, p), 10)
         return S.concat(*legs, bar)
     # "pull": a solid block handle
     w = size["pull_w"]
     ext = (length, w, p) if orient == "h" else (w, length, p)
-    return S.box(ext, (cx, cy, z + p / 2))
+    return S.box(ext, (cx, cy, z + p / 2), drop_sides=("-z",))
 
 
 def _handle_size(rng: np.random.Generator) -> dict[str, float]:
@@ -168,11 +168,14 @@ def _chair(rng: np.random.Generator, index: int) -> list[_Part]:
 
     # back: a solid panel or a frame with slats, tilted backwards
     bh, bt, bw, tilt = _u(rng, 0.32, 0.6), _u(rng, 0.025, 0.07), W * _u(rng, 0.78, 1.0), _u(rng, 2, 14)
-    if rng.random() < 0.6 or scheme == "office":
-        back = S.box((bw, bh, bt), (0, bh / 2, 0))
+    solid = rng.random() < 0.6 or scheme == "office"
+    gap = _u(rng, 0.0, 0.05) if scheme == "office" else 0.0
+    foot = ("-y",) if gap <= 0.01 else ()  # the back's bottom face rests on the seat: hidden
+    if solid:
+        back = S.box((bw, bh, bt), (0, bh / 2, 0), drop_sides=foot)
     else:
         pw, rail = _u(rng, 0.025, 0.04), _u(rng, 0.05, 0.1)
-        pieces = [S.box((pw, bh, bt), (sx * (bw / 2 - pw / 2), bh / 2, 0)) for sx in (-1, 1)]
+        pieces = [S.box((pw, bh, bt), (sx * (bw / 2 - pw / 2), bh / 2, 0), drop_sides=foot) for sx in (-1, 1)]
         pieces.append(S.box((bw, rail, bt), (0, bh - rail / 2, 0)))
         n_sl = int(rng.integers(2, 6))
         if rng.random() < 0.5:
@@ -182,12 +185,11 @@ def _chair(rng: np.random.Generator, index: int) -> list[_Part]:
             ys = np.linspace(0.03, bh - rail, n_sl + 1)[:-1]
             pieces += [S.box((bw - 2 * pw, _u(rng, 0.03, 0.06), bt * 0.6), (0, y + 0.02, 0)) for y in ys]
         back = S.concat(*pieces)
-    gap = _u(rng, 0.0, 0.05) if scheme == "office" else 0.0
     back = S.transform(back, S.rot_x(-tilt), (0, sh + gap, -D / 2 + bt / 2))
     parts.append(_Part(back, "back", back_m))
     if gap > 0.01:  # a connector from under the seat to the back
-        parts.append(_Part(S.beam((0, sh - st, -D / 2 + 0.08), (0, sh + gap + 0.05, -D / 2 - 0.01), 0.06, 0.02),
-                           None, leg_m))
+        parts.append(_Part(S.beam((0, sh - st, -D / 2 + 0.08), (0, sh + gap + 0.05, -D / 2 - 0.01), 0.06, 0.02,
+                                  drop_ends=(True, True)), None, leg_m))
 
     if arms:
         ah, aw, at, al = _u(rng, 0.17, 0.26), _u(rng, 0.04, 0.07), _u(rng, 0.025, 0.04), D * _u(rng, 0.65, 0.9)
@@ -198,12 +200,14 @@ def _chair(rng: np.random.Generator, index: int) -> list[_Part]:
             rest = S.box((aw, at, al), (x, sh + ah, zf - al / 2))
             post_w = aw * _u(rng, 0.5, 0.8)
             if swivel:
-                post = S.beam((x - sx * (aw / 2 + out + 0.06), sh - st * 0.5, -0.02), (x, sh + ah, -0.02), post_w, post_w)
+                post = S.beam((x - sx * (aw / 2 + out + 0.06), sh - st * 0.5, -0.02), (x, sh + ah, -0.02), post_w, post_w,
+                              drop_ends=(True, True))
             else:
-                post = S.beam((x, sh - st, zf - 0.05), (x, sh + ah, zf - 0.05), post_w, post_w)
+                post = S.beam((x, sh - st, zf - 0.05), (x, sh + ah, zf - 0.05), post_w, post_w, drop_ends=(False, True))
             geoms = [rest, post]
             if rng.random() < 0.4 and not swivel:
-                geoms.append(S.beam((x, sh - st, -D / 2 + 0.05), (x, sh + ah, -D / 2 + 0.05), post_w, post_w))
+                geoms.append(S.beam((x, sh - st, -D / 2 + 0.05), (x, sh + ah, -D / 2 + 0.05), post_w, post_w,
+                                    drop_ends=(False, True)))
             parts.append(_Part(S.concat(*geoms), "arm", arm_m))
 
     if not swivel:
@@ -214,16 +218,17 @@ def _chair(rng: np.random.Generator, index: int) -> list[_Part]:
         for sx, sz in ((-1, 1), (1, 1), (-1, -1), (1, -1)):
             top = np.array([sx * (W / 2 - inset - lt / 2), ytop, sz * (D / 2 - inset - lt / 2)])
             bot = top + np.array([sx * splay, -ytop, sz * splay])
-            g = S.cylinder(lt / 2, bot, top, 10) if round_leg else S.beam(bot, top, lt, lt, (0, 0, 1))
+            g = (S.cylinder(lt / 2, bot, top, 10, caps=(True, False)) if round_leg
+                 else S.beam(bot, top, lt, lt, (0, 0, 1), drop_ends=(False, True)))
             parts.append(_Part(g, "leg", leg_m))
             tops.append(top)
             bots.append(bot)
         if rng.random() < 0.45:
             t = _u(rng, 0.2, 0.4)
             pts = [b + (tp - b) * t for tp, b in zip(tops, bots)]
-            bars = [S.beam(pts[0], pts[2], lt * 0.6, lt * 0.6), S.beam(pts[1], pts[3], lt * 0.6, lt * 0.6)]
+            bars = [_stretcher(pts[0], pts[2], lt), _stretcher(pts[1], pts[3], lt)]
             if rng.random() < 0.5:
-                bars.append(S.beam(pts[0], pts[1], lt * 0.6, lt * 0.6))
+                bars.append(_stretcher(pts[0], pts[1], lt))
             parts.append(_Part(S.concat(*bars), None, leg_m))
     else:
         rw, ww = _u(rng, 0.022, 0.032), _u(rng, 0.018, 0.028)
@@ -232,29 +237,36 @@ def _chair(rng: np.random.Generator, index: int) -> list[_Part]:
         tip_y = 2 * rw + 0.02
         hub_y = tip_y + _u(rng, 0.03, 0.06)
         phase = _u(rng, 0, 360 / n_legs)
+        hub_r = _u(rng, 0.04, 0.055)
+        col_r = _u(rng, 0.02, 0.03)
         wheel_m = _material(rng, "plastic") if rng.random() < 0.3 else Material("plastic", _hsv(0, 0, _u(rng, 0.08, 0.2)), 3.0)
         for k in range(n_legs):
             a = np.radians(phase + k * 360 / n_legs)
             d = np.array([np.cos(a), 0.0, np.sin(a)])
             perp = np.array([-d[2], 0.0, d[0]])
-            leg = S.beam(d * 0.035 + (0, hub_y, 0), d * L + (0, tip_y + lh / 2, 0), lw, lh)
+            r0 = np.sqrt(max(hub_r ** 2 - (lw / 2) ** 2, 1e-6)) - 0.002  # the inner end is just inside the hub
+            leg = S.beam(d * r0 + (0, hub_y, 0), d * L + (0, tip_y + lh / 2, 0), lw, lh, drop_ends=(True, False))
             parts.append(_Part(leg, "leg", leg_m))
             c = d * (L - 0.02) + (0, rw, 0) - d * _u(rng, 0.0, 0.02)
             wheel = S.concat(
                 S.cylinder(rw, c - perp * ww / 2, c + perp * ww / 2, 14),
-                S.cylinder(0.007, (c[0], rw * 1.6, c[2]), (c[0], tip_y + 0.005, c[2]), 8),
+                S.cylinder(0.007, (c[0], rw * 1.6, c[2]), (c[0], tip_y + 0.005, c[2]), 8, caps=False),
                 S.box((ww * 1.3, 0.012, rw * 1.2), (c[0], 2 * rw + 0.004, c[2]), S.rot_y(-np.degrees(a))),
             )
             parts.append(_Part(wheel, "wheel", wheel_m))
-        hub_r = _u(rng, 0.04, 0.055)
-        col_r = _u(rng, 0.02, 0.03)
         support = S.concat(
             S.cylinder(hub_r, (0, hub_y - 0.025, 0), (0, hub_y + lh + 0.01, 0), 16),
-            S.cylinder(col_r, (0, hub_y + lh, 0), (0, sh - st - 0.03, 0), 14),
-            S.box((0.18, 0.03, 0.2), (0, sh - st - 0.015, 0)),
+            S.cylinder(col_r, (0, hub_y + lh + 0.01, 0), (0, sh - st - 0.03, 0), 14, caps=False),
+            S.box((0.18, 0.03, 0.2), (0, sh - st - 0.015, 0), drop_sides=("+y",)),  # top: under the seat
         )
         parts.append(_Part(support, None, leg_m))
     return parts
+
+
+def _stretcher(a: np.ndarray, b: np.ndarray, lt: float) -> S.Geom:
+    """A bar between two legs of width lt, from surface to surface (ends hidden)."""
+    d = (b - a) / np.linalg.norm(b - a)
+    return S.beam(a + d * lt / 2, b - d * lt / 2, lt * 0.6, lt * 0.6, drop_ends=(True, True))
 
 
 # ----------------------------------------------------------------------------- fronts
@@ -338,11 +350,12 @@ def _storage(rng: np.random.Generator, index: int) -> list[_Part]:
     u = rng.random()
     if u < 0.3:
         hp = _u(rng, 0.04, 0.1)
-        parts.append(_Part(S.box((W - 0.04, hp, D - 0.06), (0, hp / 2, -0.01)), None, body_m))
+        parts.append(_Part(S.box((W - 0.04, hp, D - 0.06), (0, hp / 2, -0.01), drop_sides=("+y",)), None, body_m))
     elif u < 0.55:
         hp = _u(rng, 0.05, 0.15)
         fr = _u(rng, 0.015, 0.03)
-        feet = [S.cylinder(fr, (sx * (W / 2 - 0.04), 0, sz * (D / 2 - 0.04)), (sx * (W / 2 - 0.04), hp, sz * (D / 2 - 0.04)), 10)
+        feet = [S.cylinder(fr, (sx * (W / 2 - 0.04), 0, sz * (D / 2 - 0.04)), (sx * (W / 2 - 0.04), hp, sz * (D / 2 - 0.04)), 10,
+                           caps=(True, False))
                 for sx in (-1, 1) for sz in (-1, 1)]
         parts.append(_Part(S.concat(*feet), None, handle_m if rng.random() < 0.5 else body_m))
     parts.append(_Part(S.box((W, H, D), (0, hp + H / 2, 0), drop_sides=("+z",)), None, body_m))
@@ -394,7 +407,7 @@ def _table(rng: np.random.Generator, index: int) -> list[_Part]:
         parts.append(_Part(S.cylinder(R, (0, H - tt, 0), (0, H, 0), 32), "tabletop", top_m))
         if rng.random() < 0.5:
             cr, br = _u(rng, 0.03, 0.07), _u(rng, 0.18, 0.3)
-            ped = S.concat(S.cylinder(cr, (0, 0.03, 0), (0, H - tt, 0), 16),
+            ped = S.concat(S.cylinder(cr, (0, 0.03, 0), (0, H - tt, 0), 16, caps=False),
                            S.frustum(br, br * 0.7, (0, 0, 0), (0, 0.035, 0), 24))
             parts.append(_Part(ped, "leg", leg_m))
         else:
@@ -404,7 +417,8 @@ def _table(rng: np.random.Generator, index: int) -> list[_Part]:
             for k in range(n):
                 a = np.radians(ph + 360 * k / n)
                 d = np.array([np.cos(a), 0, np.sin(a)])
-                parts.append(_Part(S.cylinder(lt / 2, d * r_bot, d * r_top + (0, H - tt, 0), 10), "leg", leg_m))
+                leg = S.cylinder(lt / 2, d * r_bot, d * r_top + (0, H - tt, 0), 10, caps=(True, False))
+                parts.append(_Part(leg, "leg", leg_m))
         return parts
 
     W, D = (_u(rng, 1.0, 1.6), _u(rng, 0.55, 0.8)) if style == "desk" else (_u(rng, 0.8, 1.5), _u(rng, 0.5, 0.9))
@@ -421,12 +435,13 @@ def _table(rng: np.random.Generator, index: int) -> list[_Part]:
     wheel_m = Material("plastic", _hsv(0, 0, _u(rng, 0.08, 0.25)), 3.0)
     for sx, sz in corners:
         x, z = sx * (W / 2 - inset - lt / 2), sz * (D / 2 - inset - lt / 2)
-        g = S.cylinder(lt / 2, (x, yb, z), (x, ytop, z), 12) if round_leg else S.box((lt, ytop - yb, lt), (x, (yb + ytop) / 2, z))
+        g = (S.cylinder(lt / 2, (x, yb, z), (x, ytop, z), 12, caps=(True, False)) if round_leg
+             else S.box((lt, ytop - yb, lt), (x, (yb + ytop) / 2, z), drop_sides=("+y",)))
         parts.append(_Part(g, "leg", leg_m))
         if rw:
             ww = _u(rng, 0.02, 0.03)
             wheel = S.concat(S.cylinder(rw, (x - ww / 2, rw, z), (x + ww / 2, rw, z), 14),
-                             S.box((ww * 1.4, yb - rw, lt * 0.8), (x, rw + (yb - rw) / 2, z)))
+                             S.box((ww * 1.4, yb - rw, lt * 0.8), (x, rw + (yb - rw) / 2, z), drop_sides=("+y",)))
             parts.append(_Part(wheel, "wheel", wheel_m))
     zf = D / 2 - inset - lt / 2 + 0.01
     apron_h = _u(rng, 0.08, 0.13)
@@ -434,7 +449,7 @@ def _table(rng: np.random.Generator, index: int) -> list[_Part]:
         cw = _u(rng, 0.35, 0.48)
         xa, xb = (W / 2 - inset - cw, W / 2 - inset) if side == 1 else (-W / 2 + inset, -W / 2 + inset + cw)
         cd = D - 2 * inset
-        body = S.box((cw, ytop, cd), ((xa + xb) / 2, ytop / 2, 0), drop_sides=("+z",))
+        body = S.box((cw, ytop, cd), ((xa + xb) / 2, ytop / 2, 0), drop_sides=("+z", "+y"))  # top: under the tabletop
         parts.append(_Part(body, None, leg_m if rng.random() < 0.5 else top_m))
         zc = cd / 2
         mode = _pick(rng, {"drawers": 1, "mixed": 1.5, "doors": 0.5})
@@ -444,26 +459,56 @@ def _table(rng: np.random.Generator, index: int) -> list[_Part]:
         parts += _fronts(rng, cells, zc, top_m if rng.random() < 0.6 else leg_m, handle_m, hstyle, hsize)
         # apron across the free part, maybe with a drawer
         fx0, fx1 = (-W / 2 + inset + lt, xa) if side == 1 else (xb, W / 2 - inset - lt)
-        parts.append(_Part(S.box((fx1 - fx0, apron_h, 0.02), ((fx0 + fx1) / 2, ytop - apron_h / 2, zf - 0.01)), None, top_m))
+        holes: list[tuple[float, float]] = []
         if rng.random() < 0.5:
             m, half = (fx0 + fx1) / 2, min(0.25, (fx1 - fx0) / 2 - 0.03)
             cells = [("drawer", m - half, m + half, ytop - apron_h, ytop, "")]
             parts += _fronts(rng, cells, zf, top_m, handle_m, hstyle, hsize)
+            holes.append((m - half, m + half))
+        apron = _apron(fx0, fx1, ytop - apron_h, ytop, zf, 0.02, holes)
+        parts.append(_Part(apron, None, top_m))
         return parts
     has_apron = style == "drawer" or rng.random() < 0.6
     if has_apron:
+        # boards between the legs' inner faces (x = ±ax, z = ±az), set back from the legs' outer faces
         ax, az = W / 2 - inset - lt, D / 2 - inset - lt
-        y = ytop - apron_h / 2
-        apron = S.concat(S.box((2 * ax, apron_h, 0.02), (0, y, -az)), S.box((2 * ax, apron_h, 0.02), (0, y, az)),
-                         S.box((0.02, apron_h, 2 * az), (-ax, y, 0)), S.box((0.02, apron_h, 2 * az), (ax, y, 0)))
-        parts.append(_Part(apron, None, leg_m if rng.random() < 0.5 else top_m))
+        at, za = 0.02, D / 2 - inset - _APRON_SETBACK
+        xs = W / 2 - inset - _APRON_SETBACK
+        y0 = ytop - apron_h
+        apron_m = leg_m if rng.random() < 0.5 else top_m
+        holes = []
         if style == "drawer" or rng.random() < 0.2:
             nd = 1 if W < 1.0 else int(rng.integers(1, 3))
             dw = min(_u(rng, 0.3, 0.5), 2 * ax / nd - 0.04)
             cx = np.linspace(-ax, ax, nd + 2)[1:-1] if nd > 1 else np.array([0.0])
-            cells = [("drawer", float(c - dw / 2), float(c + dw / 2), ytop - apron_h + 0.005, ytop - 0.005, "") for c in cx]
-            parts += _fronts(rng, cells, az + 0.01, top_m if rng.random() < 0.7 else leg_m, handle_m, hstyle, hsize)
+            cells = [("drawer", float(c - dw / 2), float(c + dw / 2), y0 + 0.005, ytop - 0.005, "") for c in cx]
+            holes = [(x0, x1) for _, x0, x1, *_ in cells]
+            parts += _fronts(rng, cells, za, top_m if rng.random() < 0.7 else leg_m, handle_m, hstyle, hsize)
+        side = S.box((at, apron_h, 2 * az), (0, 0, 0), drop_sides=("+y", "-z", "+z"))
+        apron = S.concat(_apron(-ax, ax, y0, ytop, za, at, holes),
+                         _apron(-ax, ax, y0, ytop, za, at, [], back=True),
+                         S.transform(side, shift=(-xs + at / 2, ytop - apron_h / 2, 0)),
+                         S.transform(side, shift=(xs - at / 2, ytop - apron_h / 2, 0)))
+        parts.append(_Part(apron, None, apron_m))
     return parts
+
+
+#: How far table aprons sit back from the legs' outer faces.
+_APRON_SETBACK = 0.008
+
+
+def _apron(x0: float, x1: float, y0: float, y1: float, z: float, t: float, holes: list[tuple[float, float]],
+           back: bool = False) -> S.Geom:
+    """A board along x under a top (hidden top face, ends butting against legs), front face at
+    depth z (or at -z for the back board), with openings [(xa, xb), ...] left for drawers."""
+    edges = [x0] + [e for h in sorted(holes) for e in h] + [x1]
+    zc = -(z - t / 2) if back else z - t / 2
+    boards = []
+    for xa, xb in zip(edges[0::2], edges[1::2]):
+        if xb - xa > 1e-3:
+            ends = tuple(s for s, e in (("-x", xa == x0), ("+x", xb == x1)) if e)
+            boards.append(S.box((xb - xa, y1 - y0, t), ((xa + xb) / 2, (y0 + y1) / 2, zc), drop_sides=("+y",) + ends))
+    return S.concat(*boards)
 
 
 # ----------------------------------------------------------------------------- Bottle
@@ -535,43 +580,57 @@ def _kettle(rng: np.random.Generator, index: int) -> list[_Part]:
     prof = [(0.0, base_h)] + [(R * r, base_h + Hk * y) for r, y in zip(rr, ys)]
     Rt = R * rr[-1]
     body_m = _material(rng, _pick(rng, {"metal": 0.45, "plastic": 0.3, "ceramic": 0.25}))
-    parts = [_Part(S.lathe(prof, 28, True, False), None, body_m)]
+    ytop = base_h + Hk
+    hr = _u(rng, 0.007, 0.013)
+    top_handle = Rt >= 0.05 and rng.random() < 0.4
+    # the lid closes an opening in a shoulder ring; a top handle's feet stand on that ring
+    if top_handle:
+        hr *= 0.7
+        zr = Rt - hr - _u(rng, 0.0, 0.004)
+    lip, rim_h = _u(rng, 0.002, 0.005), _u(rng, 0.004, 0.01)
+    rl = Rt * _u(rng, 0.55, 0.9)
+    if top_handle:
+        rl = min(rl, zr - hr - lip - 0.003)
+    rise = (Rt - rl) * _u(rng, 0.1, 0.5)
+    y0 = ytop + rise
+    body_prof = prof + [(rl, y0)] if Rt - rl > 1e-3 else prof
+    parts = [_Part(S.lathe(body_prof, 28, True, False), None, body_m)]
     if base_h:
         parts.append(_Part(S.cylinder(R * 1.1, (0, 0, 0), (0, base_h, 0), 28), None, _material(rng, "plastic")))
-    ytop = base_h + Hk
 
     def radius_at(y: float) -> float:
         return float(np.interp((y - base_h) / Hk, ys, rr)) * R
 
-    # lid: a low dome with a knob
+    # lid: a rim standing a little proud of the opening (a visible seam), a low dome, a knob
     dome = _u(rng, 0.01, 0.04)
     t = np.linspace(0, 1, 6)
-    lid_prof = [(Rt * 1.04 * np.cos(a * np.pi / 2), ytop + dome * np.sin(a * np.pi / 2)) for a in t]
+    lid_prof = [(rl + lip, y0), (rl + lip, y0 + rim_h)]
+    lid_prof += [((rl + lip * 0.3) * np.cos(a * np.pi / 2), y0 + rim_h + dome * np.sin(a * np.pi / 2)) for a in t]
     kr = _u(rng, 0.01, 0.018)
-    lid_m = body_m if rng.random() < 0.6 else _material(rng, _pick(rng, {"metal": 1, "plastic": 1}))
-    lid = S.concat(S.lathe(lid_prof, 24, True, False), S.sphere(kr, (0, ytop + dome + kr * 0.7, 0), 6, 10))
+    lid_m = body_m if rng.random() < 0.45 else _material(rng, _pick(rng, {"metal": 1, "plastic": 1.5}))
+    ylid = y0 + rim_h + dome
+    lid = S.concat(S.lathe(lid_prof, 24, False, False), S.sphere(kr, (0, ylid + kr * 0.7, 0), 6, 10))
     parts.append(_Part(lid, "lid", lid_m))
     handle_m = body_m if rng.random() < 0.3 else _material(rng, _pick(rng, {"plastic": 0.6, "wood": 0.25, "metal": 0.15}))
-    hr = _u(rng, 0.007, 0.013)
-    if rng.random() < 0.6:  # side handle on -X
+    if not top_handle:  # side handle on -X
         y1, y2 = base_h + Hk * _u(rng, 0.75, 0.92), base_h + Hk * _u(rng, 0.15, 0.35)
         out = _u(rng, 0.04, 0.07)
         xo = -(R + out)
         ctrl = np.array([[-radius_at(y1) + 0.004, y1, 0], [xo + 0.01, y1 + 0.01, 0], [xo, (y1 + y2) / 2, 0],
                          [xo + 0.015, y2, 0], [-radius_at(y2) + 0.004, y2, 0]])
         handle = S.tube(_smooth(ctrl, 3), hr, 10)
-    else:  # top handle arching front to back over the lid
-        ah = dome + 2 * kr + _u(rng, 0.05, 0.11)
-        zr = Rt * _u(rng, 0.7, 0.9)
+    else:  # top handle arching front to back over the lid, feet on the shoulder ring
+        yf = ytop + rise * (Rt - zr) / max(Rt - rl, 1e-6) - 0.003
+        ah = ylid - yf + 2 * kr + _u(rng, 0.05, 0.11)
         a = np.linspace(0, np.pi, 16)
-        path = np.stack([np.zeros_like(a), ytop - 0.004 + ah * np.sin(a), zr * np.cos(a)], 1)
+        path = np.stack([np.zeros_like(a), yf + ah * np.sin(a), zr * np.cos(a)], 1)
         handle = S.tube(path, hr, 10)
     parts.append(_Part(handle, "handle", handle_m))
     # spout on +X, rising forward
     y_s = base_h + Hk * _u(rng, 0.2, 0.45)
     L, up = _u(rng, 0.06, 0.12), _u(rng, 0.06, 0.14)
     up = min(up, ytop + 0.02 - y_s)
-    x0 = radius_at(y_s) * 0.75
+    x0 = min(radius_at(y_s - 0.02), radius_at(y_s + 0.02)) - 0.004  # the spout starts at the wall
     ctrl = np.array([[x0, y_s, 0], [x0 + 0.45 * L, y_s + 0.1 * up, 0], [x0 + 0.8 * L, y_s + 0.5 * up, 0],
                      [x0 + L, y_s + up, 0]])
     path = _smooth(ctrl, 2)

@@ -82,3 +82,15 @@ def test_threads_scheduler_matches_sync(cache, tmp_path):
 def test_unknown_scheduler_is_an_error(cache):
     with pytest.raises(ValueError, match="unknown scheduler"):
         run_stage(_ctx(cache), ["Chair/0"], square_work, code_version="1", upstream=["src"], scheduler="bogus")
+
+
+def test_failures_of_objects_outside_a_partial_run_are_kept(cache):
+    ids = [f"Chair/{i}" for i in range(4)]
+    run_stage(_ctx(cache), ids, square_work, code_version="1", upstream=["src"])
+    run_stage(_ctx(cache), ["Chair/0"], square_work, code_version="1", upstream=["src"], force=True)
+    on_disk = json.loads(_ctx(cache).store().side_file("failures.json").read_text())
+    assert [f["object"] for f in on_disk["failed"]] == ["Chair/2"]
+    # once the object is fixed and recomputed, its record goes away
+    StageContext("src", "Chair", cache, {}).store().write_object("Chair/2", {"x": np.ones(5, np.float32)}, {}, "fixed")
+    run_stage(_ctx(cache), ["Chair/2"], square_work, code_version="1", upstream=["src"])
+    assert json.loads(_ctx(cache).store().side_file("failures.json").read_text())["failed"] == []

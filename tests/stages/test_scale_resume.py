@@ -111,3 +111,16 @@ def test_param_change_reruns_only_affected_stages_and_objects(tmp_path, run, wri
     st.write_object("Chair/0001", arrays, st.attrs("Chair/0001"), "a-different-fingerprint")
     assert _summary(run(["segment", "--params", params, "--cache", cache]).output, "segment") == (1, 4)
     assert _summary(run(["lift", "--params", params, "--cache", cache]).output, "lift") == (1, 4)
+
+
+def test_delete_interrupted_by_a_kill_never_leaves_a_complete_looking_group(tmp_path):
+    st = CategoryStore(tmp_path, "render", "Chair")
+    st.write_object("Chair/1", {"a": np.arange(3)}, {}, "fp1")
+    st.write_object("Chair/2", {"a": np.arange(3)}, {}, "fp2")
+    # a kill between the rename and the removal leaves only a trash directory behind
+    group = Path(st.url) / "1"
+    group.rename(Path(st.url) / ".trash-1-deadbeef")
+    assert st.object_ids() == ["Chair/2"] and not st.is_complete("Chair/1")
+    st.write_object("Chair/1", {"a": np.arange(4)}, {}, "fp1b")  # the rewrite sweeps the leftover
+    assert not list(Path(st.url).glob(".trash-*"))
+    assert st.object_ids() == ["Chair/1", "Chair/2"] and st.read("Chair/1", "a").tolist() == [0, 1, 2, 3]

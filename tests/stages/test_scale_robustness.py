@@ -95,6 +95,15 @@ def test_corrupt_chunks_of_an_upstream_array_fail_only_their_objects(work, run):
     assert "[visibility] Chair: 3 computed, 2 up to date, 0 failed" in out
 
 
+def test_corrupt_chunk_read_lazily_box_by_box_is_named(work, run):
+    chunk = _group_dir(work, "segment", "Chair/0003") / "mask" / "c" / "0" / "0" / "0"  # mask of box 0
+    chunk.write_bytes(chunk.read_bytes()[:-3])
+    out = run(_args(work, "lift", "--force")).output
+    assert "[lift] Chair: 4 computed, 0 up to date, 1 failed" in out
+    msg = _failures(work, "lift")["Chair/0003"]
+    assert "object Chair/0003" in msg and "segment/Chair.zarr/0003/mask" in msg and "corrupt" in msg
+
+
 def test_missing_upstream_object_and_unreadable_group_metadata(work, run):
     shutil.rmtree(_group_dir(work, "render", "Chair/0002"))
     meta = _group_dir(work, "render", "Chair/0004") / "zarr.json"
