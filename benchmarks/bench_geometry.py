@@ -7,9 +7,10 @@ footprint) and pyrender (EGL/OSMesa offscreen, if a context exists) on the same 
 cameras, interleaved, median of ``--repeats`` runs, in ms per view; plus their pix2pt
 agreement. Superpoints: seconds per 100k points, and purity (share of points whose
 superpoint's majority label is their own) with superpoints per 100 points, on the
-synthetic generator's shapes (10k points), on an in-test style primitive scene and on the
-shared PartNet-Mobility sample if present. Targets (STACK/brief): numpy <= 60 ms/view,
-pyrender <= 40 ms/view, superpoints <= 2 s / 100k, purity >= 0.97 at <= 1 per 100 points.
+synthetic generator's shapes (indices 0-3 at 10k and 20k points, and the acceptance set:
+the test split, indices 12-19, at 20k) and on the shared PartNet-Mobility sample if
+present. Targets (STACK/brief): numpy <= 60 ms/view, pyrender <= 40 ms/view, superpoints
+<= 2 s / 100k, purity >= 0.97 at <= 1 per 100 points.
 """
 from __future__ import annotations
 
@@ -117,21 +118,23 @@ def bench_superpoints(n_big: int) -> list[tuple[str, str]]:
     try:
         from pipeline.data.synthetic import generate_shape  # noqa: F401
 
-        for n in (10000, 20000):
+        # indices 0-3 (few-shot shapes) at two densities, and the acceptance set: the
+        # test split (indices 12-19) at the data stage's default 20k points
+        for n, indices in ((10000, range(4)), (20000, range(4)), (20000, range(12, 20))):
             pur, cnt = [], []
             per_cat = []
             for cat in CATEGORIES:
                 p_c = []
-                for index in range(4):
+                for index in indices:
                     x, c, lb, _ = cloud(n, cat, index)
                     r = compute_superpoints(x, c)
                     p_c.append(purity(r.sp, lb))
                     cnt.append(r.n_superpoints / n * 100)
                 pur += p_c
                 per_cat.append(f"{cat} {np.mean(p_c):.3f}")
-            rows.append((f"synthetic {n // 1000}k pts: purity / sp per 100",
+            rows.append((f"synthetic {n // 1000}k pts, idx {indices.start}-{indices.stop - 1}: purity / sp per 100",
                          f"{np.mean(pur):.4f} (min {np.min(pur):.3f}) / {np.mean(cnt):.2f}  "
-                         f"[24 shapes; {', '.join(per_cat)}]"))
+                         f"[{len(pur)} shapes; {', '.join(per_cat)}]"))
     except ImportError:
         rows.append(("synthetic shapes", "skipped: pipeline.data.synthetic missing"))
     if MOBILITY.exists():
@@ -143,6 +146,15 @@ def bench_superpoints(n_big: int) -> list[tuple[str, str]]:
         rows.append(("mobility 40147 (leaf labels): purity / sp per 100",
                      f"{purity(r.sp, lb):.4f} / {100 * r.n_superpoints / len(x):.2f}  "
                      f"({r.n_superpoints} sp, {len(np.unique(lb))} leaf parts)"))
+        try:
+            from pipeline.data.mobility import read_mobility_object
+
+            obj = read_mobility_object(MOBILITY.parent)
+            r = compute_superpoints(obj.xyz, obj.rgb)
+            rows.append(("mobility 40147 (semantic labels): purity / sp per 100",
+                         f"{purity(r.sp, obj.sem):.4f} / {100 * r.n_superpoints / len(obj.xyz):.2f}"))
+        except ImportError:
+            pass
     return rows
 
 

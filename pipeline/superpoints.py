@@ -14,11 +14,16 @@ backend here (``"greedy"``) is an in-house, MIT-licensed approximation on numpy/
    gain. Each round is a few sorts/bincounts over the region graph.
 2. **Growing small regions.** Bottom-up merging stalls where features are noisy at the
    point scale (thin rods and rims narrower than the normal-estimation neighbourhood,
-   strongly curved patches), leaving many tiny regions that cut pursuit's top-down splits
-   would not produce. Every region of <= ``grow_size`` points joins the adjacent region
-   with the most similar mean feature (all picks at once, merged as connected
-   components), until none is left. ``grow_size`` (default 30) sets the granularity,
-   ``reg`` the homogeneity.
+   strongly curved patches, the blurred-normal strip along every crease), leaving many
+   tiny regions that cut pursuit's top-down splits would not produce. Every region of
+   <= ``grow_size`` points joins the adjacent region that is most similar *relative to how
+   strongly the two are attached*: the smallest ``‖μ_A − μ_B‖² / (ε + W_AB / min(|A|,|B|))``
+   (W_AB / min(|A|,|B|) = summed boundary edge weight per point of the smaller region).
+   A crease fragment thus joins the face it is woven into rather than one it touches at a
+   few points with a marginally closer mean (plain nearest-mean growing lets crease strips
+   hop across part boundaries). All picks merge at once, as connected components, until
+   no small region is left. ``grow_size`` (default 30) sets the granularity, ``reg`` the
+   homogeneity.
 3. **SPEC §5.6 safety net.** Components still <= ``min_size`` (only possible for pieces
    with no graph neighbour) join the large component owning the nearest neighbour of
    their first point; if no component is large the whole cloud is one superpoint (SPEC
@@ -44,7 +49,6 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 BACKENDS = ("auto", "greedy", "cutpursuit")
-_SHIFT: dict = {}
 
 
 @dataclass(frozen=True)
@@ -96,33 +100,8 @@ def estimate_normals(
             c = np.einsum("nk,nk->n", dw[..., i], d[..., j]) / cnt - m[:, i] * m[:, j]
             cov[:, i, j] = c
             cov[:, j, i] = c
-    vals, vecs = np.linalg.eigh(cov)
+    _, vecs = np.linalg.eigh(cov)
     normals = vecs[:, :, 0]
-    for _ in range(_SHIFT.get("irls", 0)):
-        # robust refit: down-weight neighbours far from the current tangent plane
-        off = np.einsum("nkc,nc->nk", d, normals)
-        scale = _SHIFT.get("tau", 0.5) * (np.einsum("nk,nk->n", nn_dist, wf) / cnt)
-        rw = wf * np.exp(-(off / np.maximum(scale, 1e-12)[:, None]) ** 2)
-        rc = rw.sum(axis=1)
-        dw2 = d * rw[..., None]
-        m2 = dw2.sum(axis=1) / rc[:, None]
-        for i in range(3):
-            for j in range(i, 3):
-                c = np.einsum("nk,nk->n", dw2[..., i], d[..., j]) / rc - m2[:, i] * m2[:, j]
-                cov[:, i, j] = c
-                cov[:, j, i] = c
-        vals, vecs = np.linalg.eigh(cov)
-        normals = vecs[:, :, 0]
-    if _SHIFT.get("on"):
-        kk = _SHIFT.get("k", k)
-        idx = np.where(w[:, :kk], nn_idx[:, :kk], np.arange(n)[:, None])
-        cen = p + m  # neighbourhood centroids
-        nj = normals[idx]  # (n,kk,3)
-        r = np.einsum("nkc,nkc->nk", nj, p[:, None, :] - cen[idx])
-        lam = np.maximum(vals[:, 0], 0)
-        cost = lam[idx] + _SHIFT.get("beta", 1.0) * r ** 2
-        best = idx[np.arange(n), np.argmin(cost, axis=1)]
-        normals = normals[best]
     centred = p - p.mean(axis=0)
     flip = np.einsum("ni,ni->n", normals, centred) < 0
     normals[flip] *= -1.0
@@ -283,10 +262,17 @@ def _l0_rounds(g: _RegionGraph, reg: float, max_rounds: int) -> None:
         _merge_links(g, src[link], dst[link])
 
 
+#: Floor of the contact strength in the growing score (summed edge weight per point; one
+#: kNN edge typically weighs 0.1-0.3), so that a pair joined by vanishing weights still
+#: has a finite score.
+_CONTACT_FLOOR = 1e-3
+
+
 def _grow_small(g: _RegionGraph, grow_size: int, max_rounds: int) -> None:
-    """Step 2: every region of <= grow_size points joins the adjacent region with the most
-    similar mean feature; all picks of a round merge as connected components. Stops when
-    no small region has a neighbour left."""
+    """Step 2: every region of <= grow_size points joins the adjacent region with the
+    smallest squared mean-feature distance per unit of contact strength (summed boundary
+    edge weight per point of the smaller region); all picks of a round merge as connected
+    components. Stops when no small region has a neighbour left."""
     for _ in range(max_rounds):
         small = g.cnt <= grow_size
         if g.a.size == 0 or not small.any():
@@ -296,16 +282,11 @@ def _grow_small(g: _RegionGraph, grow_size: int, max_rounds: int) -> None:
             return
         mu = g.means()
         d = mu[g.a] - mu[g.b]
-        partner = _pick_partners(g, -np.einsum("ij,ij->i", d, d), cand)
+        contact = g.w / np.minimum(g.cnt[g.a], g.cnt[g.b])
+        partner = _pick_partners(g, -np.einsum("ij,ij->i", d, d) / (_CONTACT_FLOOR + contact), cand)
         pickers = np.flatnonzero(small & (partner >= 0))
         if pickers.size == 0:
             return
-        if _SHIFT.get("nochain"):
-            tgt = partner[pickers]
-            ok = (~small[tgt]) | (partner[tgt] == pickers) | (partner[tgt] < 0)
-            pickers = pickers[ok]
-            if pickers.size == 0:
-                return
         _merge_links(g, pickers, partner[pickers])
 
 
@@ -340,50 +321,6 @@ def grow_small_regions(
     g = _RegionGraph(feat, src, dst, weight, label=label)
     _grow_small(g, grow_size, max_rounds)
     return g.label
-
-
-def propagate(label, feat, src, dst, w, size, mode, max_rounds=1000):
-    """Points of regions <= size are released and re-assigned point by point, ring by ring,
-    from the adjacent large regions."""
-    _, lab, cnt = np.unique(label, return_inverse=True, return_counts=True)
-    big = cnt > size
-    if not big.any():
-        return label
-    n = lab.size
-    cur = np.where(big[lab], lab, -1)
-    f = np.asarray(feat, np.float64)
-    nb = lab.max() + 1
-    mu = np.zeros((nb, f.shape[1]))
-    for c in range(f.shape[1]):
-        mu[:, c] = np.bincount(lab, weights=f[:, c], minlength=nb)
-    mu /= np.maximum(cnt, 1)[:, None]
-    s2 = np.concatenate([src, dst]); d2 = np.concatenate([dst, src]); w2 = np.concatenate([w, w])
-    for _ in range(max_rounds):
-        free = cur < 0
-        if not free.any():
-            break
-        e = np.flatnonzero(free[s2] & (cur[d2] >= 0))
-        if e.size == 0:
-            break
-        i, r = s2[e], cur[d2[e]]
-        if mode == "feat":
-            score = -np.einsum("ij,ij->i", f[i] - mu[r], f[i] - mu[r])
-            order = np.lexsort((-score, i))
-            i, r = i[order], r[order]
-            first = np.r_[True, i[1:] != i[:-1]]
-            cur[i[first]] = r[first]
-        else:  # summed edge weight per (point, region)
-            key = i * nb + r
-            uk, inv = np.unique(key, return_inverse=True)
-            ws = np.bincount(inv, weights=w2[e])
-            ip, rp = uk // nb, uk % nb
-            order = np.lexsort((-ws, ip))
-            ip, rp = ip[order], rp[order]
-            first = np.r_[True, ip[1:] != ip[:-1]]
-            cur[ip[first]] = rp[first]
-    free = cur < 0
-    cur[free] = nb + lab[free]
-    return cur
 
 
 # --------------------------------------------------------------------------- cut pursuit
@@ -496,28 +433,13 @@ def compute_superpoints(
 
     colour = np.zeros((n, 3)) if rgb is None else np.asarray(rgb, dtype=np.float64) / 255.0
     feat = np.concatenate([normal_embedding(normals), rgb_weight * colour], axis=1)
-    if _SHIFT.get("q"):
-        nn_ = normals.astype(np.float64)
-        q = np.einsum("ni,ni->n", nn_, p - p.mean(0))[:, None] * nn_
-        feat = np.concatenate([feat, _SHIFT["q"] * q], axis=1)
-    if _SHIFT.get("xyz"):
-        feat = np.concatenate([feat, _SHIFT["xyz"] * (p - p.mean(0))], axis=1)
     src, dst, dist = knn_graph(nn_idx, nn_dist, k_adj)
     w = edge_weights(src, dst, dist, feat)
 
     if backend == "cutpursuit":
         label = cutpursuit_partition(feat, src, dst, w, reg)
-    elif _SHIFT.get("sched"):
-        g = _RegionGraph(feat, src, dst, w)
-        _l0_rounds(g, reg, 10000)
-        for gs in _SHIFT["sched"]:
-            _grow_small(g, gs, 10000)
-            _l0_rounds(g, _SHIFT.get("reg2", reg), 10000)
-        label = g.label
     else:
         label = greedy_l0_partition(feat, src, dst, w, reg)
-    if _SHIFT.get("prop"):
-        label = propagate(label, feat, src, dst, w, _SHIFT.get("psize", grow_size), _SHIFT["prop"])
     label = grow_small_regions(label, feat, src, dst, w, grow_size)
     label = merge_small_components(p, label, min_size)
     return SuperpointResult(sp=relabel_by_first_point(label), normals=normals)

@@ -16,7 +16,7 @@ from pipeline.meta import part_names
 from stages.common import common_options, finish, load_params, make_context, resolve_categories
 from stages.runner import StageContext, run_stage
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: synthetic shapes without hidden faces, kettle lid seams, overlay fronts
 
 
 def _load(ctx: StageContext, object_id: str):

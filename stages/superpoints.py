@@ -12,7 +12,7 @@ import numpy as np
 from stages.common import common_options, run_object_stage
 from stages.runner import StageContext
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: small regions grow by similarity per unit of contact
 
 
 def superpoints_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -22,7 +22,8 @@ def superpoints_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.nd
     ing = ctx.store("ingest").read_all(object_id, ["xyz", "rgb"])
     res = compute_superpoints(
         ing["xyz"], ing["rgb"], k_adj=int(sec.get("k_adj", 10)), reg=float(sec.get("reg", 0.05)),
-        rgb_weight=float(sec.get("rgb_weight", 0.3)), min_size=int(sec.get("min_size", 10)), backend=sec.get("backend", "auto"),
+        rgb_weight=float(sec.get("rgb_weight", 0.3)), min_size=int(sec.get("min_size", 10)),
+        grow_size=int(sec.get("grow_size", 30)), backend=sec.get("backend", "auto"),
     )
     sp = res.sp.astype(np.int32)
     return {"sp": sp, "normal": res.normals.astype(np.float32)}, {"n_superpoints": int(sp.max() + 1) if len(sp) else 0}

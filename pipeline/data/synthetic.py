@@ -5,7 +5,14 @@ one per part instance, using the exact PartNetE part names (SPEC §1.2) and leav
 pieces unlabelled (-1) as real data does (cabinet bodies, bottle bodies, chair columns...).
 Shapes are +Y up with the front facing +Z (the azimuth-0 camera looks from +Z, SPEC §2.2).
 Colours come from materials (wood, metal, fabric...) with random tints, a fixed baked light
-and per-point noise, so that a part is not identifiable by colour alone.
+and per-point noise, so that a part is not identifiable by colour alone; separately made
+pieces of one material (a drawer front and its carcass, a kettle lid and its body) often
+differ slightly in tone, and sometimes not at all.
+
+Only surfaces that a scan could see are built, as PartNetE's clouds are fused from RGB-D
+renderings (SPEC §1.1): faces where a part rests against another (a leg's top under the
+tabletop, a pedestal under the desk top, the back of a drawer front, a bottle neck inside
+its cap) are left out; sampled, they would lie on a neighbour's surface with its normal.
 
 Everything is a deterministic function of (category, index, seed). The style of a shape
 cycles with `index` so that any few consecutive indices cover every part name.
@@ -94,6 +101,19 @@ def _material(rng: np.random.Generator, kind: str) -> Material:
     raise ValueError(kind)
 
 
+def _piece(rng: np.random.Generator, m: Material) -> Material:
+    """Another piece of the same material: a different board of the same wood (tone and grain
+    differ), or a panel of the same paint/plastic/metal whose finish differs slightly."""
+    if m.kind == "wood":
+        base = np.asarray(m.rgb) * rng.uniform(0.86, 1.14) + rng.uniform(-10, 10, 3)
+        d = rng.normal(size=3)
+        d[1] *= 0.3
+        return Material("wood", tuple(np.clip(base, 0, 255)), m.noise, rng.uniform(0.04, 0.1), rng.uniform(25, 70),
+                        tuple(d / np.linalg.norm(d)))
+    base = np.asarray(m.rgb) * rng.uniform(0.93, 1.07) + rng.uniform(-4, 4, 3)
+    return Material(m.kind, tuple(np.clip(base, 0, 255)), m.noise, m.grain, m.grain_freq, m.grain_dir)
+
+
 def _pick(rng: np.random.Generator, kinds: dict[str, float]) -> str:
     names = list(kinds)
     p = np.array([kinds[k] for k in names], float)
@@ -153,7 +173,7 @@ def _chair(rng: np.random.Generator, index: int) -> list[_Part]:
         m = _material(rng, _pick(rng, {"wood": 0.6, "painted": 0.2, "plastic": 0.2}))
         seat_m = _material(rng, "fabric") if rng.random() < 0.35 else m
         back_m = seat_m if rng.random() < 0.5 else m
-        leg_m = arm_m = m
+        leg_m = arm_m = _piece(rng, m) if rng.random() < 0.5 else m
     elif scheme == "office":
         seat_m = _material(rng, _pick(rng, {"fabric": 0.7, "plastic": 0.3}))
         back_m = seat_m if rng.random() < 0.7 else _material(rng, "fabric")
@@ -189,7 +209,7 @@ def _chair(rng: np.random.Generator, index: int) -> list[_Part]:
     parts.append(_Part(back, "back", back_m))
     if gap > 0.01:  # a connector from under the seat to the back
         parts.append(_Part(S.beam((0, sh - st, -D / 2 + 0.08), (0, sh + gap + 0.05, -D / 2 - 0.01), 0.06, 0.02,
-                                  drop_ends=(True, True)), None, leg_m))
+                                  drop_ends=(True, False)), None, leg_m))
 
     if arms:
         ah, aw, at, al = _u(rng, 0.17, 0.26), _u(rng, 0.04, 0.07), _u(rng, 0.025, 0.04), D * _u(rng, 0.65, 0.9)
@@ -281,7 +301,8 @@ def _fronts(rng: np.random.Generator, cells: list[tuple[str, float, float, float
     for kind, x0, x1, y0, y1, hinge in cells:
         x0, x1, y0, y1 = x0 + gap / 2, x1 - gap / 2, y0 + gap / 2, y1 - gap / 2
         w, h = x1 - x0, y1 - y0
-        parts.append(_Part(S.box((w, h, ft), ((x0 + x1) / 2, (y0 + y1) / 2, z + ft / 2)), kind, front_m))
+        # the back of a closed front faces the inside of the furniture: never seen
+        parts.append(_Part(S.box((w, h, ft), ((x0 + x1) / 2, (y0 + y1) / 2, z + ft / 2), drop_sides=("-z",)), kind, front_m))
         zf = z + ft
         if kind == "drawer":
             y = y0 + h * _u(rng, 0.5, 0.68)
@@ -335,13 +356,29 @@ def _column_cells(rng: np.random.Generator, mode: str, x0: float, x1: float, y0:
     return cells
 
 
+def _overlay(cells: list[tuple[str, float, float, float, float, str]], x0: float, x1: float, y0: float, y1: float,
+             ov: float) -> list[tuple[str, float, float, float, float, str]]:
+    """Fronts of an opening [x0,x1]x[y0,y1] extended by ov over the surrounding frame (edges
+    between two fronts stay where they are)."""
+    out = []
+    for kind, a, b, c, d, hinge in cells:
+        a = a - ov if np.isclose(a, x0) else a
+        b = b + ov if np.isclose(b, x1) else b
+        c = c - ov if np.isclose(c, y0) else c
+        d = d + ov if np.isclose(d, y1) else d
+        out.append((kind, a, b, c, d, hinge))
+    return out
+
+
 # ----------------------------------------------------------------------------- StorageFurniture
 def _storage(rng: np.random.Generator, index: int) -> list[_Part]:
     mode = ("drawers", "doors", "mixed")[index % 3]
     W, D = _u(rng, 0.45, 1.4), _u(rng, 0.35, 0.6)
     H = _u(rng, 0.5, 1.3) if mode == "drawers" else _u(rng, 0.6, 1.9)
     body_m = _material(rng, _pick(rng, {"wood": 0.55, "painted": 0.45}))
-    front_m = body_m if rng.random() < 0.5 else _material(rng, _pick(rng, {"wood": 0.5, "painted": 0.5}))
+    finish = rng.random()  # fronts: the carcass's exact finish, another piece of it, or another material
+    front_m = body_m if finish < 0.3 else _piece(rng, body_m) if finish < 0.5 else \
+        _material(rng, _pick(rng, {"wood": 0.5, "painted": 0.5}))
     handle_m = _material(rng, _pick(rng, {"metal": 0.8, "plastic": 0.1, "wood": 0.1}))
     hstyle = _pick(rng, {"bar": 0.45, "knob": 0.3, "pull": 0.25})
     hsize = _handle_size(rng)
@@ -360,10 +397,14 @@ def _storage(rng: np.random.Generator, index: int) -> list[_Part]:
         parts.append(_Part(S.concat(*feet), None, handle_m if rng.random() < 0.5 else body_m))
     parts.append(_Part(S.box((W, H, D), (0, hp + H / 2, 0), drop_sides=("+z",)), None, body_m))
     b = _u(rng, 0.015, 0.03)
+    ov = b * _u(rng, 0.3, 0.45)  # partial overlay: fronts cover this much of the face frame
     zf = D / 2
-    frame = [S.box((W, b, 0.018), (0, hp + b / 2, zf - 0.009)), S.box((W, b, 0.018), (0, hp + H - b / 2, zf - 0.009)),
-             S.box((b, H, 0.018), (-W / 2 + b / 2, hp + H / 2, zf - 0.009)),
-             S.box((b, H, 0.018), (W / 2 - b / 2, hp + H / 2, zf - 0.009))]
+    def member(size, centre) -> S.Geom:  # face-frame board; its back is inside the carcass
+        return S.box(size, centre, drop_sides=("-z",))
+
+    frame = [member((W, b, 0.018), (0, hp + b / 2, zf - 0.009)), member((W, b, 0.018), (0, hp + H - b / 2, zf - 0.009)),
+             member((b, H, 0.018), (-W / 2 + b / 2, hp + H / 2, zf - 0.009)),
+             member((b, H, 0.018), (W / 2 - b / 2, hp + H / 2, zf - 0.009))]
     if rng.random() < 0.3:
         frame.append(S.box((W + 0.03, 0.025, D + 0.02), (0, hp + H + 0.0125, 0.005)))
     ncol = 1 if W < 0.6 else int(rng.integers(1, 3 if W < 1.0 else 4))
@@ -374,7 +415,7 @@ def _storage(rng: np.random.Generator, index: int) -> list[_Part]:
     for c in range(ncol):
         xa, xb = float(xs[c]), float(xs[c + 1])
         if c > 0:
-            frame.append(S.box((b, H - 2 * b, 0.018), (xa, hp + H / 2, zf - 0.009)))
+            frame.append(member((b, H - 2 * b, 0.018), (xa, hp + H / 2, zf - 0.009)))
             xa += b / 2
         if c < ncol - 1:
             xb -= b / 2
@@ -386,7 +427,7 @@ def _storage(rng: np.random.Generator, index: int) -> list[_Part]:
         cm = mode
         if mode == "mixed" and ncol > 1 and c > 0 and rng.random() < 0.5:
             cm = _pick(rng, {"drawers": 1, "doors": 1})
-        cells += _column_cells(rng, cm, xa, xb, y0, y1)
+        cells += _overlay(_column_cells(rng, cm, xa, xb, y0, y1), xa, xb, y0, y1, ov)
     parts.append(_Part(S.concat(*frame), None, body_m))
     parts += _fronts(rng, cells, zf, front_m, handle_m, hstyle, hsize)
     return parts
@@ -397,7 +438,8 @@ def _table(rng: np.random.Generator, index: int) -> list[_Part]:
     style = ("drawer", "desk", "round", "wheels")[index % 4]
     H, tt = _u(rng, 0.68, 0.78), _u(rng, 0.025, 0.06)
     top_m = _material(rng, _pick(rng, {"wood": 0.6, "painted": 0.2, "glass": 0.1, "plastic": 0.1}))
-    leg_m = top_m if rng.random() < 0.45 else _material(rng, _pick(rng, {"wood": 0.4, "metal": 0.6}))
+    u = rng.random()  # legs: the top's exact finish, another piece of it, or another material
+    leg_m = top_m if u < 0.25 else _piece(rng, top_m) if u < 0.45 else _material(rng, _pick(rng, {"wood": 0.4, "metal": 0.6}))
     handle_m = _material(rng, _pick(rng, {"metal": 0.8, "plastic": 0.1, "wood": 0.1}))
     hstyle = _pick(rng, {"bar": 0.45, "knob": 0.3, "pull": 0.25})
     hsize = _handle_size(rng)
@@ -450,7 +492,8 @@ def _table(rng: np.random.Generator, index: int) -> list[_Part]:
         xa, xb = (W / 2 - inset - cw, W / 2 - inset) if side == 1 else (-W / 2 + inset, -W / 2 + inset + cw)
         cd = D - 2 * inset
         body = S.box((cw, ytop, cd), ((xa + xb) / 2, ytop / 2, 0), drop_sides=("+z", "+y"))  # top: under the tabletop
-        parts.append(_Part(body, None, leg_m if rng.random() < 0.5 else top_m))
+        body_m = leg_m if rng.random() < 0.5 else top_m
+        parts.append(_Part(body, None, _piece(rng, body_m) if rng.random() < 0.5 else body_m))
         zc = cd / 2
         mode = _pick(rng, {"drawers": 1, "mixed": 1.5, "doors": 0.5})
         if index % 8 == 1:
@@ -476,6 +519,7 @@ def _table(rng: np.random.Generator, index: int) -> list[_Part]:
         xs = W / 2 - inset - _APRON_SETBACK
         y0 = ytop - apron_h
         apron_m = leg_m if rng.random() < 0.5 else top_m
+        apron_m = _piece(rng, apron_m) if rng.random() < 0.5 else apron_m  # a board of its own
         holes = []
         if style == "drawer" or rng.random() < 0.2:
             nd = 1 if W < 1.0 else int(rng.integers(1, 3))
@@ -484,11 +528,11 @@ def _table(rng: np.random.Generator, index: int) -> list[_Part]:
             cells = [("drawer", float(c - dw / 2), float(c + dw / 2), y0 + 0.005, ytop - 0.005, "") for c in cx]
             holes = [(x0, x1) for _, x0, x1, *_ in cells]
             parts += _fronts(rng, cells, za, top_m if rng.random() < 0.7 else leg_m, handle_m, hstyle, hsize)
-        side = S.box((at, apron_h, 2 * az), (0, 0, 0), drop_sides=("+y", "-z", "+z"))
+        side_board = S.box((at, apron_h, 2 * az), (0, 0, 0), drop_sides=("+y", "-z", "+z"))
         apron = S.concat(_apron(-ax, ax, y0, ytop, za, at, holes),
                          _apron(-ax, ax, y0, ytop, za, at, [], back=True),
-                         S.transform(side, shift=(-xs + at / 2, ytop - apron_h / 2, 0)),
-                         S.transform(side, shift=(xs - at / 2, ytop - apron_h / 2, 0)))
+                         S.transform(side_board, shift=(-xs + at / 2, ytop - apron_h / 2, 0)),
+                         S.transform(side_board, shift=(xs - at / 2, ytop - apron_h / 2, 0)))
         parts.append(_Part(apron, None, apron_m))
     return parts
 
@@ -524,10 +568,9 @@ def _bottle(rng: np.random.Generator, index: int) -> list[_Part]:
     for t in np.linspace(0, 1, 6)[1:]:
         prof.append((rn + (R - rn) * np.cos(t * np.pi / 2), Hb + sh * np.sin(t * np.pi / 2)))
     ytop = Hb + sh + neck
-    prof.append((rn, ytop))
     body_m = _material(rng, _pick(rng, {"glass": 0.5, "plastic": 0.5}))
     lid_m = body_m if rng.random() < 0.15 else _material(rng, _pick(rng, {"plastic": 0.7, "metal": 0.3}))
-    parts = [_Part(S.lathe(prof, 24, True, True), None, body_m)]
+    parts: list[_Part] = []
     if rng.random() < 0.4:  # a paper/plastic label sleeve, still unlabelled body
         y0 = Hb * _u(rng, 0.2, 0.35)
         y1 = Hb * _u(rng, 0.6, 0.8)
@@ -536,7 +579,10 @@ def _bottle(rng: np.random.Generator, index: int) -> list[_Part]:
     style = _pick(rng, {"screw": 0.45, "sport": 0.2, "dome": 0.2, "pump": 0.15})
     lr, lh = rn * _u(rng, 1.08, 1.3), _u(rng, 0.015, 0.035) * s
     yl = ytop - lh * 0.6
-    lid = [S.cylinder(lr, (0, yl, 0), (0, yl + lh, 0), 20)]
+    # the neck ends where it enters the lid (the part inside is hidden); the lid's underside
+    # is the ring around the neck
+    parts.insert(0, _Part(S.lathe(prof + [(rn, yl)], 24, True, False), None, body_m))
+    lid = [S.lathe([(rn, yl), (lr, yl), (lr, yl + lh)], 20, False, True)]
     if style == "sport":
         lid.append(S.cylinder(lr * 0.45, (0, yl + lh, 0), (0, yl + lh + lh * 0.8, 0), 14))
     elif style == "dome":
@@ -607,7 +653,8 @@ def _kettle(rng: np.random.Generator, index: int) -> list[_Part]:
     lid_prof = [(rl + lip, y0), (rl + lip, y0 + rim_h)]
     lid_prof += [((rl + lip * 0.3) * np.cos(a * np.pi / 2), y0 + rim_h + dome * np.sin(a * np.pi / 2)) for a in t]
     kr = _u(rng, 0.01, 0.018)
-    lid_m = body_m if rng.random() < 0.45 else _material(rng, _pick(rng, {"metal": 1, "plastic": 1.5}))
+    u = rng.random()  # the body's exact finish, a separately made piece of it, or another material
+    lid_m = body_m if u < 0.25 else _piece(rng, body_m) if u < 0.45 else _material(rng, _pick(rng, {"metal": 1, "plastic": 1.5}))
     ylid = y0 + rim_h + dome
     lid = S.concat(S.lathe(lid_prof, 24, False, False), S.sphere(kr, (0, ylid + kr * 0.7, 0), 6, 10))
     parts.append(_Part(lid, "lid", lid_m))
@@ -669,8 +716,8 @@ def _lamp(rng: np.random.Generator, index: int) -> list[_Part]:
         j0 = np.array([-br * 0.4, bh, 0.0])
         j1 = j0 + l1 * np.array([np.cos(a1), np.sin(a1), 0])
         j2 = j1 + l2 * np.array([np.cos(a2), np.sin(a2), 0])
-        body = S.concat(S.cylinder(pr, j0, j1, 10), S.cylinder(pr, j1, j2, 10), S.sphere(pr * 1.8, j1, 6, 10),
-                        S.cylinder(pr * 1.6, j0 - (0, 0.005, 0), j0 + (0, 0.02, 0), 10))
+        body = S.concat(S.cylinder(pr, j0, j1, 10, caps=False), S.cylinder(pr, j1, j2, 10, caps=(False, True)),
+                        S.sphere(pr * 1.8, j1, 6, 10), S.cylinder(pr * 1.6, j0, j0 + (0, 0.02, 0), 10, caps=(False, True)))
         parts.append(_Part(body, "body", body_m))
         sh = _u(rng, 0.08, 0.14)
         rt, rb = _u(rng, 0.02, 0.035), _u(rng, 0.06, 0.1)
@@ -687,10 +734,11 @@ def _lamp(rng: np.random.Generator, index: int) -> list[_Part]:
     if not tall and rng.random() < 0.45:  # a vase-like body with a short neck
         vr, vh = _u(rng, 0.05, 0.09), (yb - bh) * _u(rng, 0.6, 0.85)
         t = np.linspace(0, 1, 8)
-        vprof = [(0.0, bh)] + [(vr * (0.55 + 0.45 * np.sin(np.pi * (0.15 + 0.8 * x))), bh + vh * x) for x in t] + [(pr, bh + vh)]
-        body = S.concat(S.lathe(vprof, 24, False, False), S.cylinder(pr, (0, bh + vh, 0), (0, yb, 0), 10))
-    else:
-        body = S.cylinder(pr, (0, bh, 0), (0, yb, 0), 12)
+        # no bottom disc (it stands on the base) and an open top (the neck continues it)
+        vprof = [(vr * (0.55 + 0.45 * np.sin(np.pi * (0.15 + 0.8 * x))), bh + vh * x) for x in t] + [(pr, bh + vh)]
+        body = S.concat(S.lathe(vprof, 24, False, False), S.cylinder(pr, (0, bh + vh, 0), (0, yb, 0), 10, caps=False))
+    else:  # a pole standing on the base, its top inside the bulb holder
+        body = S.cylinder(pr, (0, bh, 0), (0, yb, 0), 12, caps=False)
     parts.append(_Part(body, "body", body_m))
     c = np.array([0.0, yb + bulb_r * 0.9, 0.0])
     bulb = S.concat(S.sphere(bulb_r, c, 8, 12), S.cylinder(bulb_r * 0.5, (0, yb - 0.005, 0), (0, yb + 0.4 * bulb_r, 0), 10))

@@ -77,7 +77,7 @@ def test_ingest(pipe):
     np.testing.assert_allclose(d["xyz"].mean(0), 0, atol=1e-5)
     assert np.linalg.norm(d["xyz"], axis=1).max() == pytest.approx(1.0, abs=1e-5)
     a = ing.attrs(OID)
-    assert a["split"] == "test" and a["simulated"] is True and a["n_points"] == N and a["parts"] == list(part_names(CAT))
+    assert "split" not in a and a["simulated"] is True and a["n_points"] == N and a["parts"] == list(part_names(CAT))
     assert len(a["centre"]) == 3 and a["scale"] > 0
 
 
