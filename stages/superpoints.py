@@ -26,11 +26,20 @@ def superpoints_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.nd
         grow_size=int(sec.get("grow_size", 30)), backend=sec.get("backend", "auto"),
     )
     sp = res.sp.astype(np.int32)
+    if ctx.params.get("_runtime", {}).get("preview"):
+        from pathlib import Path
+
+        from pipeline.viz_geometry import render_superpoint_sheet, save_png
+
+        out = Path("reports/previews") / ctx.category
+        out.mkdir(parents=True, exist_ok=True)
+        save_png(out / f"{object_id.split('/')[-1]}_superpoints.png", render_superpoint_sheet(ing["xyz"], sp))
     return {"sp": sp, "normal": res.normals.astype(np.float32)}, {"n_superpoints": int(sp.max() + 1) if len(sp) else 0}
 
 
 @click.command()
 @common_options
-def superpoints(**kw: Any) -> None:
+@click.option("--preview", is_flag=True, help="Also write PNG sheets of the superpoints in random colours to reports/previews/<Category>/.")
+def superpoints(preview: bool, **kw: Any) -> None:
     """Partition each cloud into superpoints (kNN graph on normals + colour, L0-style partition)."""
-    run_object_stage("superpoints", superpoints_work, upstream=["ingest"], code_version=CODE_VERSION, **kw)
+    run_object_stage("superpoints", superpoints_work, upstream=["ingest"], code_version=CODE_VERSION, runtime={"preview": preview}, **kw)

@@ -38,7 +38,8 @@ def pipe(tmp_path_factory, run, write_params):
         mp.chdir(root)  # render --preview writes reports/previews relative to the cwd
         out["ingest"] = run(["ingest", *common])
         out["render"] = run(["render", *common, "--preview"])
-        for stage in ("visibility", "superpoints", "detect", "segment", "lift"):
+        out["superpoints"] = run(["superpoints", *common, "--preview"])
+        for stage in ("visibility", "detect", "segment", "lift"):
             out[stage] = run([stage, *common])
         out["train"] = run(["train", *common, "--models", models, "--metrics", metrics, "--plots", plots, "--device", "cpu"])
         out["evaluate"] = run(["evaluate", *common, "--models", models, "--metrics", metrics, "--device", "cpu"])
@@ -95,8 +96,10 @@ def test_render(pipe):
     np.testing.assert_allclose(np.linalg.norm(d["view_dirs"], axis=1), 1, atol=1e-5)
     assert ren.array(OID, "pix2pt").chunks == (1, H, W)  # one view per chunk
     assert ren.attrs(OID)["image_size"] == [H, W]
-    previews = sorted(p.name for p in (pipe["root"] / "reports" / "previews" / CAT).glob("*.png"))
+    previews = sorted(p.name for p in (pipe["root"] / "reports" / "previews" / CAT).glob("*_views.png"))
     assert previews == [f"{o.split('/')[1]}_views.png" for o in FEWSHOT + VAL + TEST]
+    sheets = sorted(p.name for p in (pipe["root"] / "reports" / "previews" / CAT).glob("*_superpoints.png"))
+    assert sheets == [f"{o.split('/')[1]}_superpoints.png" for o in FEWSHOT + VAL + TEST]
 
 
 def test_visibility_matches_pix2pt(pipe):
