@@ -13,7 +13,7 @@ from typing import Any
 import click
 import yaml
 
-from pipeline.meta import CATEGORIES, part_names
+from pipeline.meta import part_names
 from pipeline.store import CategoryStore
 from stages.runner import StageContext, StageReport
 
@@ -121,7 +121,17 @@ def write_json(path: str | Path, payload: Any) -> None:
     tmp.rename(p)
 
 
-__all__ = ["CATEGORIES", "common_options", "load_params", "resolve_categories", "select_objects", "finish", "make_context"]
+def save_preview(ctx: StageContext, object_id: str, kind: str, image: Any) -> Path | None:
+    """Write reports/previews/<Category>/<id>_<kind>.png when the stage runs with --preview."""
+    if not ctx.params.get("_runtime", {}).get("preview"):
+        return None
+    from pipeline.viz_geometry import save_png
+
+    out = Path("reports/previews") / ctx.category
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{object_id.split('/')[-1]}_{kind}.png"
+    save_png(path, image() if callable(image) else image)
+    return path
 
 
 def run_object_stage(

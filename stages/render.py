@@ -6,13 +6,13 @@ Per object: ``rgb`` (V,H,W,3) u8, ``pix2pt`` (V,H,W) i32 (-1 background), ``dept
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from stages.common import common_options, run_object_stage
+from pipeline.viz_geometry import contact_sheet
+from stages.common import common_options, run_object_stage, save_preview
 from stages.runner import StageContext
 
 CODE_VERSION = "1"
@@ -44,17 +44,8 @@ def render_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray
         "world_to_cam": np.asarray(cams.world_to_cam, dtype=np.float64),
         "view_dirs": np.asarray(cams.directions, dtype=np.float32),
     }
-    if ctx.params.get("_runtime", {}).get("preview"):
-        _preview(ctx, object_id, res.rgb)
+    save_preview(ctx, object_id, "views", lambda: contact_sheet(res.rgb, titles=[f"view {i}" for i in range(len(res.rgb))]))
     return arrays, {"backend": res.backend, "image_size": list(res.pix2pt.shape[1:]), "views": [list(v) for v in cams.views]}
-
-
-def _preview(ctx: StageContext, object_id: str, rgb: np.ndarray) -> None:
-    from pipeline.viz_geometry import contact_sheet, save_png
-
-    out = Path("reports/previews") / ctx.category
-    out.mkdir(parents=True, exist_ok=True)
-    save_png(out / f"{object_id.split('/')[-1]}_views.png", contact_sheet(rgb, titles=[f"view {i}" for i in range(len(rgb))]))
 
 
 @click.command()

@@ -9,7 +9,8 @@ from typing import Any
 import click
 import numpy as np
 
-from stages.common import common_options, run_object_stage
+from pipeline.viz_geometry import render_superpoint_sheet
+from stages.common import common_options, run_object_stage, save_preview
 from stages.runner import StageContext
 
 CODE_VERSION = "2"  # 2: small regions grow by similarity per unit of contact
@@ -26,14 +27,7 @@ def superpoints_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.nd
         grow_size=int(sec.get("grow_size", 30)), backend=sec.get("backend", "auto"),
     )
     sp = res.sp.astype(np.int32)
-    if ctx.params.get("_runtime", {}).get("preview"):
-        from pathlib import Path
-
-        from pipeline.viz_geometry import render_superpoint_sheet, save_png
-
-        out = Path("reports/previews") / ctx.category
-        out.mkdir(parents=True, exist_ok=True)
-        save_png(out / f"{object_id.split('/')[-1]}_superpoints.png", render_superpoint_sheet(ing["xyz"], sp))
+    save_preview(ctx, object_id, "superpoints", lambda: render_superpoint_sheet(ing["xyz"], sp))
     return {"sp": sp, "normal": res.normals.astype(np.float32)}, {"n_superpoints": int(sp.max() + 1) if len(sp) else 0}
 
 
