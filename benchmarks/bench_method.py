@@ -2,10 +2,10 @@
 
 Run: ``python benchmarks/bench_method.py [--epochs 400] [--objects 8]``. Everything is
 measured side by side in one run on synthetic objects of realistic size (20k points,
-~300 superpoints, ~100 boxes, 10 views, 800×800 masks; :func:`pipeline.reference.synthetic_scene`):
+~300 superpoints, ~100 boxes, 10 views, 800×800 masks; :func:`tests.oracles.synthetic_scene`):
 
 1. score + loss forward/backward: vectorised (:mod:`pipeline.score`, :mod:`pipeline.loss`)
-   vs the literal loop reference of :mod:`pipeline.reference` → speed-up (target ≥ 50×);
+   vs the literal loop reference of :mod:`tests.oracles` → speed-up (target ≥ 50×);
 2. training: ``objects`` train + ``objects`` validation objects × ``epochs`` (target ≤ 60 s
    for 8 × 400 on a 2-core CPU);
 3. per-object inference: lift + predict + labels + instances (target ≤ 1 s), and PartSLIP.
@@ -13,17 +13,20 @@ measured side by side in one run on synthetic objects of realistic size (20k poi
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.lift import lift_object
-from pipeline.loss import riou_loss
-from pipeline.partslip import partslip_instances, partslip_semantic, partstad_instances
-from pipeline.reference import ref_riou_loss, ref_scores, synthetic_scene
-from pipeline.score import ScoreIndex, probabilities, scores_from_index
-from pipeline.train import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.oracles
+
+from pipeline.lift import lift_object  # noqa: E402
+from pipeline.loss import riou_loss  # noqa: E402
+from pipeline.partslip import partslip_instances, partslip_semantic, partstad_instances  # noqa: E402
+from pipeline.score import ScoreIndex, probabilities, scores_from_index  # noqa: E402
+from pipeline.train import (  # noqa: E402
     TrainObject,
     TrainParams,
     labels_from_probs,
@@ -31,6 +34,7 @@ from pipeline.train import (
     predict,
     train_weight_net,
 )
+from tests.oracles import ref_riou_loss, ref_scores, synthetic_scene  # noqa: E402
 
 SMALL = [False, True, False, False]
 REALISTIC = dict(n_points=20000, n_sp=300, n_views=10, n_parts=4, boxes_per_view=13, H=800, W=800, dilate=3,

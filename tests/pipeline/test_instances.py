@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.lift import lift_object
 from pipeline.partslip import group_instances, partslip_instances, partslip_semantic, partstad_instances
-from pipeline.reference import (
+from tests.oracles import (
     ref_group_instances,
     ref_membership,
     ref_partslip_scores,

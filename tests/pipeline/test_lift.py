@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.errors import BadInputError
 from pipeline.lift import box_iou, gt_fractions, lift_object, whole_object_valid
-from pipeline.reference import (
+from tests.oracles import (
     ref_membership,
     ref_partslip_scores,
     ref_whole_object_valid,

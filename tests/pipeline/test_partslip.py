@@ -5,7 +5,7 @@ import pytest
 from pipeline.lift import lift_object, whole_object_valid
 from pipeline.meta import small_part_mask
 from pipeline.partslip import partslip_semantic, semantic_scores, threshold_labels
-from pipeline.reference import ref_partslip_scores, ref_threshold_labels, synthetic_scene
+from tests.oracles import ref_partslip_scores, ref_threshold_labels, synthetic_scene
 
 
 def box_lift(sc):

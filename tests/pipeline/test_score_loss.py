@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from pipeline.loss import relaxed_iou, riou_loss
-from pipeline.reference import ref_riou_loss, ref_scores
 from pipeline.score import ScoreIndex, probabilities, scores_from_index, superpoint_scores
+from tests.oracles import ref_riou_loss, ref_scores
 
 
 def random_problem(seed, N=120, S=12, V=4, K=3, B=9, empty_view=True, n_invalid=3):

@@ -8,7 +8,6 @@ import torch
 from pipeline.lift import lift_object
 from pipeline.metrics import object_miou
 from pipeline.model import WeightNet, z_null_value
-from pipeline.reference import ref_threshold_labels, synthetic_scene
 from pipeline.train import (
     TrainObject,
     TrainParams,
@@ -24,6 +23,7 @@ from pipeline.train import (
     unweighted_coverage,
     validation_miou,
 )
+from tests.oracles import ref_threshold_labels, synthetic_scene
 
 SCENE = dict(n_points=600, n_sp=30, n_views=6, n_parts=3, boxes_per_view=8, H=48, W=48, dilate=1,
              wrong_frac=0.4, feat_dim=4, drop_visible=0.2, wrong_kind="label", unlabeled_frac=0.0)
