@@ -5,6 +5,10 @@ names per category (SPEC §1.2). We redo that merge from the part tree: each poi
 id of its leaf node; walking from that leaf to the root, the DEEPEST node whose name maps to a
 PartNetE part decides the label, and that node's id is the instance. So a handle on a door is
 a "handle" (deeper), the door surface under the same door is a "door" instance.
+
+Names inside an object are untrusted: the folder name must be a valid object id, file-name
+numbers are matched as ASCII digits only, and mesh names from `result.json` must be plain
+file names inside `textured_objs/`.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.data.cloud import LabelledCloud, make_cloud
+from pipeline.data.ids import id_sort_key, validate_object_id
 from pipeline.data.sampling import sample_triangles
 from pipeline.errors import BadInputError
 from pipeline.meta import PARTNETE_PARTS, part_names
@@ -49,8 +54,9 @@ MOBILITY_NAME_MAP: dict[str, dict[str, str]] = {
     },
 }
 
-_LABEL_FILE = re.compile(r"sample-points-all-label-(\d+)\.txt$")
-_PTS_FILE = re.compile(r"sample-points-all-pts-nor-rgba-(\d+)\.txt$")
+# re.ASCII: `\d` would otherwise also match other scripts' digits ("٣").
+_LABEL_FILE = re.compile(r"sample-points-all-label-(\d+)\.txt$", re.ASCII)
+_PTS_FILE = re.compile(r"sample-points-all-pts-nor-rgba-(\d+)\.txt$", re.ASCII)
 GREY = 128
 
 
@@ -59,7 +65,7 @@ def _read_json(path: Path, oid: str | None) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise BadInputError(f"missing {path.name}", object_id=oid, path=path) from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: absurdly nested JSON
         raise BadInputError(f"cannot parse {path.name} ({e})", object_id=oid, path=path) from None
 
 
@@ -84,7 +90,7 @@ class PartTree:
                 kids = list(node.get("children", []) or [])
                 self.children[nid] = [int(k["id"]) for k in kids]
                 stack.extend((k, nid) for k in kids)
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:  # Overflow: "id": 1e999
             raise BadInputError(f"malformed result.json node ({e!r})", object_id=object_id, path=path) from None
 
     def leaves(self) -> list[int]:
@@ -132,7 +138,7 @@ def _find_point_sample(obj_dir: Path) -> tuple[Path, Path] | None:
         return None
     labels = {m.group(1): p for p in ps.iterdir() if (m := _LABEL_FILE.search(p.name))}
     pts = {m.group(1): p for p in ps.iterdir() if (m := _PTS_FILE.search(p.name))}
-    common = sorted(set(labels) & set(pts), key=int)
+    common = sorted(set(labels) & set(pts), key=id_sort_key)
     if not common:
         return None
     k = common[-1]  # the densest sampling available
@@ -245,6 +251,14 @@ def _visual_colours(mesh: Any, face: np.ndarray, bary: np.ndarray) -> np.ndarray
     return np.full((n, 3), GREY, np.uint8)
 
 
+def _mesh_path(tex_dir: Path, obj_name: str, oid: str, result_path: Path) -> Path:
+    """`textured_objs/<name>.obj`; a name with a path in it could read any file on disk."""
+    if obj_name in ("", ".", "..") or "/" in obj_name or "\\" in obj_name or "\0" in obj_name:
+        raise BadInputError(f"result.json names mesh {obj_name!r}, which is not a plain file name",
+                            object_id=oid, path=result_path)
+    return tex_dir / f"{obj_name}.obj"
+
+
 def _sample_meshes(obj_dir: Path, tree: PartTree, n_points: int, seed: int, oid: str
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Area-weighted sample over every leaf's meshes; returns (xyz, rgb, leaf id per point)."""
@@ -252,7 +266,7 @@ def _sample_meshes(obj_dir: Path, tree: PartTree, n_points: int, seed: int, oid:
     pieces: list[tuple[Any, int]] = []  # (mesh, leaf id)
     for nid in sorted(tree.name):
         for obj_name in tree.objs[nid]:
-            p = tex_dir / f"{obj_name}.obj"
+            p = _mesh_path(tex_dir, obj_name, oid, obj_dir / "result.json")
             if not p.is_file():
                 raise BadInputError(f"mesh {obj_name}.obj listed in result.json is missing",
                                     object_id=oid, path=p)
@@ -294,14 +308,17 @@ def read_mobility_object(
 
     Points come from `point_sample/` when present (`n_points`/`seed` are then unused), else
     from area-weighted sampling of the per-part meshes in `textured_objs/`. The category is
-    `meta.json`'s `model_cat` unless given. object_id is "<Category>/<dir name>".
+    `meta.json`'s `model_cat` unless given. object_id is "<Category>/<dir name>"; a dir name
+    that `validate_object_id` refuses is a BadInputError naming the folder.
     """
     obj_dir = Path(obj_dir)
+    validate_object_id(obj_dir.name, path=obj_dir)
     if category is None:
         meta = _read_json(obj_dir / "meta.json", None)
         category = meta.get("model_cat") if isinstance(meta, dict) else None
-        if not category:
-            raise BadInputError("meta.json has no model_cat", path=obj_dir / "meta.json")
+        if not category or not isinstance(category, str):
+            raise BadInputError(f"meta.json has no model_cat string (got {category!r})",
+                                path=obj_dir / "meta.json")
     oid = f"{category}/{obj_dir.name}"
     if category not in PARTNETE_PARTS:
         raise BadInputError(f"category {category!r} is not a PartNetE category",

@@ -2,6 +2,12 @@
 
 `val_list.json` ids are test shapes (SPEC §1.3); listing marks them "val" so that the
 manifest can use them for checkpoint selection. They stay test shapes on disk.
+
+Folder names are untrusted: listing never parses them as numbers and returns every object
+folder, valid id or not, so that the stage can record a per-object error naming the folder
+(callers check ids with `pipeline.data.ids.validate_object_id`; `read_partnete_object` does
+too). An id present in both splits of a category is an error for the whole listing: it would
+leak a test shape into the few-shot training set.
 """
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import json
 from pathlib import Path
 
 from pipeline.data.cloud import LabelledCloud, make_cloud
+from pipeline.data.ids import id_sort_key, validate_object_id
 from pipeline.data.ply import read_ply
 from pipeline.data.safe_pickle import load_label_npy
 from pipeline.errors import BadInputError
@@ -22,9 +29,9 @@ def load_val_list(path: str | Path) -> dict[str, list[str]]:
     path = Path(path)
     try:
         raw = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise BadInputError(f"cannot read val list ({e})", path=path) from None
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
         raise BadInputError("val list must map category -> list of ids", path=path)
     return {str(k): [str(i) for i in v] for k, v in raw.items()}
 
@@ -38,7 +45,12 @@ def list_partnete(
 
     split: few_shot -> "fewshot", test -> "test", or "val" for test ids listed in `val_ids`
     (default: `root/val_list.json` when present). Only directories of known PartNetE
-    categories are listed; order is sorted by (category, split dir, id) for reproducibility.
+    categories are listed; order is sorted by (category, split dir, id) for reproducibility,
+    ids in natural order (`id_sort_key`).
+
+    Invalid ids (e.g. a folder named "²" or "a b") ARE returned; check them with
+    `validate_object_id`. Raises BadInputError if an id is in both few_shot/ and test/ of
+    one category, or if a directory cannot be listed.
     """
     root = Path(root)
     if val_ids is None and (root / "val_list.json").is_file():
@@ -50,29 +62,47 @@ def list_partnete(
         base = root / "data" / sub
         if not base.is_dir():
             continue
-        for cat_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        for cat_dir in _subdirs(base):
             cat = cat_dir.name
             if cat not in PARTNETE_PARTS or (wanted is not None and cat not in wanted):
                 continue
-            for obj_dir in sorted((p for p in cat_dir.iterdir() if p.is_dir()), key=_id_key):
+            for obj_dir in _subdirs(cat_dir):
                 oid = obj_dir.name
                 s = "val" if split == "test" and oid in val.get(cat, ()) else split
                 out.append((cat, oid, s, obj_dir))
-    out.sort(key=lambda r: (r[0], r[3].parent.parent.name, _id_key(r[3])))
+    _check_disjoint_splits(out)
+    out.sort(key=lambda r: (r[0], r[3].parent.parent.name, id_sort_key(r[1])))
     return out
 
 
-def _id_key(p: Path) -> tuple[int, int | str]:
-    """Numeric ids sort numerically, others lexically after them."""
-    return (0, int(p.name)) if p.name.isdigit() else (1, p.name)
+def _subdirs(path: Path) -> list[Path]:
+    """Sub-directories of `path` in name order; an unreadable directory is a BadInputError."""
+    try:
+        return sorted((p for p in path.iterdir() if p.is_dir()), key=lambda p: id_sort_key(p.name))
+    except OSError as e:
+        raise BadInputError(f"cannot list directory ({e.strerror or e})", path=path) from None
+
+
+def _check_disjoint_splits(rows: list[tuple[str, str, str, Path]]) -> None:
+    """One id in two splits of a category would put a test shape into few-shot training."""
+    seen: dict[tuple[str, str], Path] = {}
+    for cat, oid, _, path in rows:
+        other = seen.setdefault((cat, oid), path)
+        if other != path:
+            raise BadInputError(
+                f"object id {oid!r} of category {cat} is in two splits: {other} and {path} "
+                "(a shape must be either few-shot or test, never both)",
+                object_id=f"{cat}/{oid}", path=path)
 
 
 def read_partnete_object(obj_dir: str | Path, category: str, object_id: str) -> LabelledCloud:
     """Read `pc.ply` (+ `label.npy` if present) of one PartNetE object, normalised.
 
-    `object_id` is the model id (e.g. "179"); the cloud's id is "<Category>/<id>".
+    `object_id` is the model id (e.g. "179"); the cloud's id is "<Category>/<id>". An id that
+    `validate_object_id` refuses is a BadInputError naming the folder.
     """
     obj_dir = Path(obj_dir)
+    validate_object_id(object_id, path=obj_dir)
     oid = f"{category}/{object_id}"
     k = len(part_names(category))
     ply_path = obj_dir / "pc.ply"

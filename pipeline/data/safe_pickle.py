@@ -5,11 +5,17 @@
 pickle names, so we parse the header with `numpy.lib.format` and unpickle the payload with a
 restricted unpickler that resolves only the globals numpy needs to rebuild plain arrays
 (DESIGN §3: never `allow_pickle=True` on untrusted files).
+
+Sizes are bounded before anything is allocated: a few hundred bytes can declare a shape of
+terabytes (and numpy segfaults on an object array whose pickled list is shorter than its
+shape), so every declared shape is checked against the bytes the file actually carries.
 """
 from __future__ import annotations
 
 import codecs
 import io
+import math
+import os
 import pickle
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,45 +42,169 @@ def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") ->
     return obj.encode("latin-1", errors)
 
 
+class _SizeError(Exception):
+    """A pickle declared more data than it carries; restricted_loads names the file."""
+
+
+def _count(shape: Any) -> int:
+    """Number of elements of a declared shape (exact Python ints: no overflow)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, tuple) or not all(
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        raise _SizeError(f"array shape {shape!r} is not a tuple of non-negative ints")
+    return math.prod(int(n) for n in shape)
+
+
+def _nbytes(shape: Any, dtype: Any) -> int:
+    """Bytes an array of `shape` and `dtype` would allocate."""
+    try:
+        itemsize = np.dtype(dtype).itemsize
+    except (TypeError, ValueError) as e:
+        raise _SizeError(f"bad array dtype {dtype!r} ({e})") from None
+    return _count(shape) * itemsize
+
+
+class _CheckedArray(np.ndarray):
+    """What the unpickler hands out for `numpy.ndarray`: its `__setstate__` checks that the
+    declared shape matches the data carried before numpy allocates. Callers never see it
+    (`_plain_arrays` turns every instance back into a plain ndarray)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "_CheckedArray":
+        # numpy pickles go through _reconstruct; a direct call could allocate any size.
+        raise UnsafePickleError("pickle calls numpy.ndarray directly (not allowed)")
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise _SizeError(f"array state is a {type(state).__name__}, not numpy's 4/5-tuple")
+        shape, dtype, raw = state[-4], state[-3], state[-1]
+        if not isinstance(dtype, np.dtype):
+            raise _SizeError(f"array state dtype is a {type(dtype).__name__}")
+        count = _count(shape)
+        if dtype.hasobject:
+            if not isinstance(raw, list) or len(raw) != count:
+                got = f"{len(raw)} items" if isinstance(raw, list) else f"a {type(raw).__name__}"
+                raise _SizeError(f"object array of shape {shape} carries {got}")
+        elif isinstance(raw, (bytes, bytearray, str)) and len(raw) != count * dtype.itemsize:
+            raise _SizeError(f"array of shape {shape} {dtype} needs {count * dtype.itemsize} bytes "
+                             f"but carries {len(raw)}")
+        super().__setstate__(state)
+
+
+def _guarded_reconstruct(subtype: Any, shape: Any, dtype: Any, *, max_bytes: float) -> np.ndarray:
+    """`_reconstruct` bounded by the pickle's own size (numpy itself always passes shape (0,))."""
+    if subtype is not _CheckedArray:
+        raise UnsafePickleError(f"_reconstruct of {getattr(subtype, '__name__', subtype)!r} "
+                                "(only numpy.ndarray is allowed)")
+    need = _nbytes(shape, dtype)
+    if need > max_bytes:
+        raise _SizeError(f"pickle declares a {need}-byte array in a {max_bytes}-byte payload")
+    return _multiarray._reconstruct(subtype, shape, dtype)
+
+
+def _guarded_scalar(dtype: Any, *args: Any, max_bytes: float) -> Any:
+    """`multiarray.scalar` bounded by the pickle's size (a 'U500000000' scalar is 2 GB)."""
+    need = _nbytes((), dtype)
+    if need > max_bytes:
+        raise _SizeError(f"pickle declares a {need}-byte scalar in a {max_bytes}-byte payload")
+    return _multiarray.scalar(dtype, *args)
+
+
 #: (module, name) -> object. Only what rebuilding ndarrays, dtypes and numpy scalars needs,
 #: under both the numpy 1 (`numpy.core`) and numpy 2 (`numpy._core`) module names.
+#: `_reconstruct` and `scalar` are size-guarded per payload in `find_class`.
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _CheckedArray,
     ("numpy", "dtype"): np.dtype,
     ("builtins", "dict"): dict,
     ("builtins", "list"): list,
     ("_codecs", "encode"): _latin1_encode,
 }
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_mod, "_reconstruct")] = _multiarray._reconstruct
-    _ALLOWED[(_mod, "scalar")] = _multiarray.scalar
+    _ALLOWED[(_mod, "_reconstruct")] = _guarded_reconstruct
+    _ALLOWED[(_mod, "scalar")] = _guarded_scalar
+_SIZE_GUARDED = (_guarded_reconstruct, _guarded_scalar)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler whose `find_class` admits only the `_ALLOWED` globals."""
+    """Unpickler whose `find_class` admits only the `_ALLOWED` globals.
 
-    def __init__(self, file: BinaryIO, *, path: str | Path | None = None):
+    `max_bytes` caps any single array or scalar the pickle asks numpy to allocate up front
+    (default: unbounded; `restricted_loads` passes the payload size).
+    """
+
+    def __init__(self, file: BinaryIO, *, path: str | Path | None = None, max_bytes: int | None = None):
         super().__init__(file)
         self._path = path
+        self._max_bytes = max_bytes if max_bytes is not None else math.inf
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - see class doc
         try:
-            return _ALLOWED[(module, name)]
+            obj = _ALLOWED[(module, name)]
         except KeyError:
             raise UnsafePickleError(
                 f"pickle refers to forbidden global {module}.{name}", path=self._path
             ) from None
+        if obj in _SIZE_GUARDED:
+            return _bind_max(obj, self._max_bytes)
+        return obj
 
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102
         raise UnsafePickleError("pickle uses persistent ids (not allowed)", path=self._path)
 
 
-def restricted_loads(data: bytes, *, path: str | Path | None = None) -> Any:
-    """Unpickle bytes with `RestrictedUnpickler`; malformed data -> BadInputError."""
+def _bind_max(fn: Any, max_bytes: float) -> Any:
+    """`fn` with this payload's cap; a plain function, so the pickle cannot pass its own cap."""
+    def guarded(*args: Any) -> Any:
+        return fn(*args, max_bytes=max_bytes)
+    return guarded
+
+
+def _plain_arrays(root: Any) -> Any:
+    """Turn every `_CheckedArray` in an unpickled graph (dicts, lists, object arrays) into a
+    plain ndarray view. Iterative, with a seen-set: pickles can nest deeply or build cycles."""
+    def plain(x: Any) -> Any:
+        return x.view(np.ndarray) if isinstance(x, _CheckedArray) else x
+
+    root = plain(root)
+    stack, seen = [root], set()
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, dict):
+            slots: Any = list(x.items())
+        elif isinstance(x, list):
+            slots = list(enumerate(x))
+        elif isinstance(x, np.ndarray) and x.dtype == object:
+            x = x.reshape(-1) if x.flags.c_contiguous else x.flat  # writable views of x
+            slots = list(enumerate(x))
+        else:
+            continue
+        for k, v in slots:
+            p = plain(v)
+            if p is not v:
+                x[k] = p
+            if isinstance(p, (dict, list, np.ndarray)):
+                stack.append(p)
+    return root
+
+
+def restricted_loads(data: bytes, *, path: str | Path | None = None, max_bytes: int | None = None) -> Any:
+    """Unpickle bytes with `RestrictedUnpickler`; malformed data -> BadInputError.
+
+    No array or scalar may declare more than `max_bytes` (default `len(data)`) up front, and
+    an array's pickled contents must match its declared shape: the payload bounds memory.
+    """
+    cap = len(data) if max_bytes is None else max_bytes
     try:
-        return RestrictedUnpickler(io.BytesIO(data), path=path).load()
-    except UnsafePickleError:
-        raise
+        return _plain_arrays(RestrictedUnpickler(io.BytesIO(data), path=path, max_bytes=cap).load())
+    except UnsafePickleError as e:
+        raise UnsafePickleError(e.reason, object_id=e.object_id, path=e.path or path) from None
+    except _SizeError as e:
+        raise BadInputError(f"pickle payload declares more data than it holds: {e}", path=path) from None
     except Exception as e:  # noqa: BLE001 - any decoding error is a bad file
         raise BadInputError(f"corrupt pickle payload ({type(e).__name__}: {e})", path=path) from None
 
@@ -99,6 +229,7 @@ def load_npy_restricted(path: str | Path) -> np.ndarray:
                 if not isinstance(arr, np.ndarray):
                     raise BadInputError(f".npy payload is a {type(arr).__name__}, not an array", path=path)
                 return arr
+            _check_npy_size(f, shape, dtype, path)
             f.seek(0)
             try:
                 return np.load(f, allow_pickle=False)
@@ -106,6 +237,16 @@ def load_npy_restricted(path: str | Path) -> np.ndarray:
                 raise BadInputError(f"corrupt .npy data ({e})", path=path) from None
     except OSError as e:
         raise BadInputError(f"cannot read file: {e.strerror or e}", path=path) from None
+
+
+def _check_npy_size(f: BinaryIO, shape: tuple[int, ...], dtype: np.dtype, path: Path) -> None:
+    """The header's shape must fit in the bytes after it: numpy allocates the declared size
+    before reading, so a tiny file could otherwise claim gigabytes."""
+    need = math.prod(shape) * dtype.itemsize
+    have = os.fstat(f.fileno()).st_size - f.tell()
+    if need > have:
+        raise BadInputError(f".npy header declares shape {shape} {dtype} ({need} bytes) but the "
+                            f"file holds only {have} bytes of data", path=path)
 
 
 def _int_array(value: Any, key: str, path: Path) -> np.ndarray:

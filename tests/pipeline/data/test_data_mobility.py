@@ -199,3 +199,63 @@ def test_shared_sample_object():
     assert set(np.unique(c.ins[c.sem == names.index("door")])) == {5}
     assert set(np.unique(c.ins[c.sem == names.index("drawer")])) == {6}
     assert np.linalg.norm(c.xyz, axis=1).max() == pytest.approx(1, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["\u00b2", "a b", "..x"])
+def test_invalid_folder_name_is_bad_input(tmp_path, name):
+    d = tmp_path / name
+    _write_obj(d, CABINET_TREE, leaves=[3, 5])
+    with pytest.raises(BadInputError) as ei:
+        read_mobility_object(d)
+    assert repr(name) in str(ei.value) and str(d) in str(ei.value) and "invalid object id" in str(ei.value)
+
+
+def test_non_numeric_folder_name_is_fine(tmp_path):
+    _write_obj(tmp_path / "cab_a", CABINET_TREE, leaves=[3, 5])
+    assert read_mobility_object(tmp_path / "cab_a").object_id == "StorageFurniture/cab_a"
+
+
+def test_point_sample_numbers_are_ascii_digits_only(tmp_path):
+    d = tmp_path / "8"
+    _write_obj(d, CABINET_TREE, leaves=[3, 5])
+    ps = d / "point_sample"
+    # "٣" (Arabic-Indic 3) and "²" are not sample sizes: ignored, never parsed
+    for n in ("\u0663", "\u00b2"):
+        (ps / f"sample-points-all-pts-nor-rgba-{n}.txt").write_text("garbage\n")
+        (ps / f"sample-points-all-label-{n}.txt").write_text("garbage\n")
+    assert read_mobility_object(d).n_points == 2
+
+
+@pytest.mark.parametrize("meta, match", [
+    ({"model_cat": ["StorageFurniture"]}, "no model_cat string"),
+    ({"model_cat": {"a": 1}}, "no model_cat string"),
+    ([1, 2], "no model_cat"),
+])
+def test_meta_model_cat_must_be_a_string(tmp_path, meta, match):
+    d = tmp_path / "9"
+    _write_obj(d, CABINET_TREE, leaves=[3, 5])
+    (d / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(BadInputError, match=match) as ei:
+        read_mobility_object(d)
+    assert str(d / "meta.json") in str(ei.value)
+
+
+@pytest.mark.parametrize("text", ['[{"id": 1e999, "name": "x"}]', "[" * 100000 + "]" * 100000])
+def test_hostile_result_json_is_bad_input(tmp_path, text):
+    d = tmp_path / "10"
+    _write_obj(d, CABINET_TREE, leaves=[3, 5])
+    (d / "result.json").write_text(text)
+    with pytest.raises(BadInputError) as ei:
+        read_mobility_object(d)
+    assert "StorageFurniture/10" in str(ei.value) and "result.json" in str(ei.value)
+
+
+@pytest.mark.parametrize("mesh", ["../../../secret", "/tmp/secret", "a\\b"])
+def test_mesh_names_must_stay_in_textured_objs(tmp_path, mesh):
+    (tmp_path / "secret.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    d = tmp_path / "obj" / "11"
+    _write_obj(d, [{"id": 0, "name": "drawer", "objs": [mesh]}])
+    (d / "textured_objs").mkdir()
+    with pytest.raises(BadInputError, match="not a plain file name") as ei:
+        read_mobility_object(d)
+    assert repr(mesh) in str(ei.value) and str(d / "result.json") in str(ei.value)

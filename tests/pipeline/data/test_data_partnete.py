@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 
+from pipeline.data.ids import is_valid_object_id
 from pipeline.data.partnete import list_partnete, read_partnete_object
 from pipeline.data.ply import write_ply
 from pipeline.errors import BadInputError, UnsafePickleError
@@ -104,3 +105,54 @@ def test_read_partnete_corrupt_ply_and_unsafe_label(tmp_path):
     np.save(d / "label.npy", arr, allow_pickle=True)
     with pytest.raises(UnsafePickleError, match="Chair/1"):
         read_partnete_object(d, "Chair", "1")
+
+
+def test_list_partnete_odd_folder_names_do_not_crash(tmp_path):
+    # "²".isdigit() is True but int("²") fails; invalid ids are still listed (callers validate)
+    names = ["\u00b2", "chair_a", "10", "007", "2", "a b", "9" * 200]
+    for oid in names:
+        (tmp_path / "data" / "test" / "Chair" / oid).mkdir(parents=True)
+    rows = list_partnete(tmp_path)
+    assert [o for _, o, _, _ in rows] == ["2", "007", "10", "9" * 200, "a b", "chair_a", "\u00b2"]
+    assert all(p == tmp_path / "data" / "test" / "Chair" / o for _, o, _, p in rows)
+    assert [o for _, o, _, p in rows if not is_valid_object_id(o)] == ["9" * 200, "a b", "\u00b2"]
+
+
+def test_read_partnete_object_refuses_invalid_id(tmp_path):
+    d = tmp_path / "data" / "test" / "Chair" / "\u00b2"
+    _write_object(d)
+    with pytest.raises(BadInputError) as ei:
+        read_partnete_object(d, "Chair", "\u00b2")
+    assert "'²'" in str(ei.value) and str(d) in str(ei.value) and "non-ASCII" in str(ei.value)
+
+
+def test_read_partnete_object_accepts_non_numeric_id(tmp_path):
+    d = tmp_path / "data" / "test" / "Chair" / "chair_a"
+    _write_object(d)
+    assert read_partnete_object(d, "Chair", "chair_a").object_id == "Chair/chair_a"
+
+
+def test_list_partnete_id_in_two_splits_is_an_error(tmp_path):
+    _tree(tmp_path)
+    _write_object(tmp_path / "data" / "few_shot" / "Bottle" / "7")  # also in test/Bottle
+    with pytest.raises(BadInputError) as ei:
+        list_partnete(tmp_path)
+    msg = str(ei.value)
+    assert "'7'" in msg and "Bottle" in msg and "two splits" in msg
+    assert str(tmp_path / "data" / "few_shot" / "Bottle" / "7") in msg
+    assert str(tmp_path / "data" / "test" / "Bottle" / "7") in msg
+    assert ei.value.object_id == "Bottle/7"
+    # the same id in another category, or a category that is not listed, is fine
+    assert len(list_partnete(tmp_path, categories=["Chair"])) == 4
+    _write_object(tmp_path / "data" / "few_shot" / "Chair" / "7")
+    assert ("Chair", "7", "fewshot") in [r[:3] for r in list_partnete(tmp_path, categories=["Chair"])]
+
+
+def test_val_list_values_must_be_lists(tmp_path):
+    _tree(tmp_path)
+    (tmp_path / "val_list.json").write_text(json.dumps({"Chair": 179}))
+    with pytest.raises(BadInputError, match="val_list.json"):
+        list_partnete(tmp_path)
+    (tmp_path / "val_list.json").write_text("[" * 100000)
+    with pytest.raises(BadInputError, match="cannot read val list"):
+        list_partnete(tmp_path)
