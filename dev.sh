@@ -14,12 +14,14 @@ bootstrap() {
   fi
   local stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
   if [ ! -f "$stamp" ]; then
-    .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+    # Every install must succeed (set -e + pipefail): a failed install stops here, loudly.
+    # sed only drops pip's harmless "Location ... is ignored" notes and always exits 0.
+    .venv/bin/pip install -q --upgrade pip 2>&1 | sed '/is ignored/d'
     # torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
-    .venv/bin/pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-    .venv/bin/pip install -q -e ".[test]" 2>&1 | grep -v "is ignored" || true
-    .venv/bin/python -c "import torch, zarr, dask, pyrender, segment_anything, click, dvc" >/dev/null 2>&1 || true
-    .venv/bin/python -c "import torch, zarr, dask, trimesh, click, dvc"
+    .venv/bin/pip install -q "torch==2.13.0" 2>&1 | sed '/is ignored/d'
+    .venv/bin/pip install -q -e ".[test]" 2>&1 | sed '/is ignored/d'
+    # Every required and test dependency must import (pyrender needs EGL; see STACK.md).
+    .venv/bin/python -c "import transformers, torch, zarr, dask, trimesh, pyrender, click, dvc, pydantic, filelock, safetensors; from pipeline.segment.sam import _import_segment_anything; _import_segment_anything()"
     touch "$stamp"
   fi
 }

@@ -215,6 +215,7 @@ def lift_object(
     n_parts: int | None = None,
     min_visible: int | None = None,
     n_sp: int | None = None,
+    iou_gate: float = IOU_GATE,
 ) -> LiftedObject:
     """Compute the membership I_b(p) and per-superpoint arrays of one object.
 
@@ -230,6 +231,8 @@ def lift_object(
         n_parts: K (required; box labels and sem must be < K).
         min_visible: exclusive visible-count threshold; default 1 (mask) / 0 (box).
         n_sp: S if some trailing ids are unused; default ``sp.max() + 1``.
+        iou_gate: a box counts for a superpoint only when the 2D IoU of the superpoint's
+            visible extent and the box exceeds this (SPEC §6.1/§7.1: 1e-6).
     """
     if mode not in ("mask", "box"):
         raise ValueError(f"mode must be 'mask' or 'box', got {mode!r}")
@@ -259,7 +262,7 @@ def lift_object(
     # Gate per (superpoint, box): enough visible points in view(b) and 2D IoU test.
     if B:
         iou = box_iou(bbox[:, box_view], xyxy[None])  # (S, B)
-        iou_ok = iou >= IOU_GATE if mode == "box" else iou > IOU_GATE
+        iou_ok = iou >= iou_gate if mode == "box" else iou > iou_gate
         gate = (count[:, box_view] > min_visible) & iou_ok
     else:
         gate = np.zeros((S, 0), dtype=bool)

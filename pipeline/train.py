@@ -286,8 +286,12 @@ def save_weights(path: str | Path, result: TrainResult, metadata: dict[str, str]
     save_file(tensors, str(path), metadata=meta)
 
 
-def load_weights(path: str | Path, tau: float = 10.0, eps: float = 1e-5) -> tuple[WeightNet, float, dict[str, str]]:
-    """Read a file written by :func:`save_weights` → (network, θ_null, metadata)."""
+def load_weights(path: str | Path, tau: float | None = None, eps: float | None = None) -> tuple[WeightNet, float, dict[str, str]]:
+    """Read a file written by :func:`save_weights` → (network, θ_null, metadata).
+
+    τ and ε come from the file's metadata (``tau``/``eps``, as saved by training) unless
+    given; files without them get the paper's values.
+    """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -295,6 +299,8 @@ def load_weights(path: str | Path, tau: float = 10.0, eps: float = 1e-5) -> tupl
     theta = float(tensors.pop("theta_null")[0])
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata() or {})
+    tau = float(meta.get("tau", 10.0)) if tau is None else tau
+    eps = float(meta.get("eps", 1e-5)) if eps is None else eps
     return WeightNet.from_state_dict(tensors, tau=tau, eps=eps), theta, meta
 
 

@@ -11,24 +11,39 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
+from pipeline.errors import BadInputError, ObjectError
 from pipeline.meta import part_names
-from pipeline.store import CategoryStore
+from stages.config import ConfigError, PipelineConfig, load_config, section_digest
+from stages.keys import STAGES, KeyResolver
 from stages.runner import StageContext, StageReport
+from stages.store import CategoryStore, StoreBusyError, StoreCorruptError, atomic_write_text
 
 log = logging.getLogger("partstad")
 
 
-def load_params(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.exists():
-        raise click.UsageError(f"params file not found: {p}")
-    return yaml.safe_load(p.read_text()) or {}
+class ParamsError(click.ClickException):
+    """Invalid configuration or command line: exit code 2, nothing touched."""
+
+    exit_code = 2
+
+
+class StageFailed(click.ClickException):
+    """Some objects failed, or nothing matched: exit code 1 (results of the others are kept)."""
+
+    exit_code = 1
+
+
+def load_params(path: str | Path) -> PipelineConfig:
+    """The validated configuration, before any work; a bad file or key exits with code 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise ParamsError(str(exc)) from None
 
 
 def common_options(f: Callable) -> Callable:
-    """--params/--cache/--category/--objects/--scheduler/--device/--force for every stage."""
+    """--params/--cache/--category/--objects/--scheduler/--device/--force/--keep-going/--lock-timeout."""
 
     @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False), help="YAML file holding every knob of the pipeline.")
     @click.option("--cache", "cache", default="cache", show_default=True, help="Cache root (directory or fsspec URL) holding cache/<stage>/<Category>.zarr.")
@@ -37,6 +52,19 @@ def common_options(f: Callable) -> Callable:
     @click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", help="Dask scheduler: sync | threads | processes | local:N | tcp://host:port (env PARTSTAD_SCHEDULER, e.g. under dvc repro).")
     @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device for model stages.")
     @click.option("--force", is_flag=True, help="Recompute objects even when their cached result is up to date.")
+    @keep_going_options
+    @functools.wraps(f)
+    def wrapper(**kwargs: Any) -> Any:
+        return f(**kwargs)
+
+    return wrapper
+
+
+def keep_going_options(f: Callable) -> Callable:
+    """--keep-going and --lock-timeout, for every command that writes a store."""
+
+    @click.option("--keep-going", is_flag=True, help="Exit 0 even when some objects failed (they are still listed in failures.json).")
+    @click.option("--lock-timeout", default=-1.0, show_default=True, type=float, help="Seconds to wait for another run writing the same store (-1: wait for ever, 0: stop at once).")
     @functools.wraps(f)
     def wrapper(**kwargs: Any) -> Any:
         return f(**kwargs)
@@ -55,13 +83,13 @@ def resolve_device(device: str) -> str:
         return "cpu"
 
 
-def resolve_categories(params: dict[str, Any], given: tuple[str, ...]) -> list[str]:
-    cats = list(given) or list(params.get("categories") or [])
+def resolve_categories(cfg: PipelineConfig, given: tuple[str, ...]) -> list[str]:
+    cats = list(given) or list(cfg.categories)
     for c in cats:
         try:
             part_names(c)
         except KeyError as exc:
-            raise click.BadParameter(str(exc), param_hint="--category") from None
+            raise ParamsError(f"--category: {exc.args[0] if exc.args else exc}") from None
     return cats
 
 
@@ -70,7 +98,10 @@ def manifest(cache: str, category: str) -> list[dict[str, Any]]:
     store = CategoryStore(cache, "ingest", category)
     if not store.exists():
         return []
-    return store.read_json("manifest.json", default=[]) or []
+    rows = store.read_json("manifest.json", default=[]) or []
+    if not isinstance(rows, list):
+        raise BadInputError("manifest.json is not a list of objects; re-run `partstad ingest`", path=store.side_file("manifest.json"))
+    return rows
 
 
 def select_objects(cache: str, category: str, objects: str | None, splits: tuple[str, ...] | None = None) -> list[str]:
@@ -87,16 +118,39 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
 
 
-def finish(reports: list[StageReport]) -> None:
-    """Print a summary; exit 0 even with per-object failures (they are in failures.json)."""
+def finish(reports: list[StageReport], problems: list[str] | None = None, keep_going: bool = False) -> None:
+    """Print a summary and exit honestly: code 1 when an object failed or nothing matched
+    (``--keep-going`` turns object failures into a warning; nothing-matched stays an error)."""
+    problems = list(problems or [])
     for r in reports:
         click.echo(r.summary())
         for f in r.failed:
             click.echo(f"  FAILED {f['object']}: {f['error']}", err=True)
+    n_failed = sum(len(r.failed) for r in reports)
+    for p in problems:
+        click.echo(f"ERROR {p}", err=True)
+    if problems:
+        raise StageFailed(f"{len(problems)} problem(s) stopped the run" + (f" and {n_failed} object(s) failed" if n_failed else ""))
+    if n_failed:
+        where = ", ".join(sorted({f"{r.stage}/{r.category}.zarr/failures.json" for r in reports if r.failed}))
+        if keep_going:
+            click.echo(f"WARNING {n_failed} object(s) failed (listed in {where}); exit 0 because of --keep-going", err=True)
+            return
+        raise StageFailed(f"{n_failed} object(s) failed (listed in {where}); the other results are kept")
 
 
-def make_context(stage: str, category: str, cache: str, params: dict[str, Any], device: str = "cpu") -> StageContext:
-    return StageContext(stage=stage, category=category, cache=cache, params=params, device=device)
+def make_context(stage: str, category: str, cache: str, config: PipelineConfig, device: str = "cpu", runtime: dict[str, Any] | None = None) -> StageContext:
+    return StageContext(stage=stage, category=category, cache=cache, config=config, device=device, runtime=dict(runtime or {}))
+
+
+def key_resolver(ctx: StageContext, extra: Callable[[str, str], Any] | None = None) -> KeyResolver:
+    """Object keys for the stages of one category under this configuration."""
+    cfg = ctx.config
+
+    def view(stage: str) -> Any:
+        return section_digest(*(getattr(cfg, s) for s in STAGES[stage].sections))
+
+    return KeyResolver(view, ctx.store, extra)
 
 
 def _strict(value: Any) -> Any:
@@ -112,18 +166,12 @@ def _strict(value: Any) -> Any:
 
 def write_json(path: str | Path, payload: Any) -> None:
     """Replace (never modify in place) a JSON output file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(_strict(payload), indent=2, allow_nan=False))
-    if p.exists():
-        p.unlink()
-    tmp.rename(p)
+    atomic_write_text(path, json.dumps(_strict(payload), indent=2, allow_nan=False))
 
 
 def save_preview(ctx: StageContext, object_id: str, kind: str, image: Any) -> Path | None:
     """Write reports/previews/<Category>/<id>_<kind>.png when the stage runs with --preview."""
-    if not ctx.params.get("_runtime", {}).get("preview"):
+    if not ctx.runtime.get("preview"):
         return None
     from pipeline.viz_geometry import save_png
 
@@ -138,8 +186,6 @@ def run_object_stage(
     stage: str,
     work: Callable,
     *,
-    upstream: list[str],
-    code_version: str,
     params_path: str,
     cache: str,
     categories: tuple[str, ...],
@@ -147,29 +193,43 @@ def run_object_stage(
     scheduler: str,
     device: str,
     force: bool,
-    extra_param_sections: tuple[str, ...] = (),
+    keep_going: bool = False,
+    lock_timeout: float = -1,
     splits: tuple[str, ...] | None = None,
     runtime: dict[str, Any] | None = None,
     resources: Any = None,
+    preflight: Callable[[PipelineConfig, str], None] | None = None,
+    extra: Callable[[StageContext], Callable[[str, str], Any]] | None = None,
 ) -> list[StageReport]:
-    """The body of every per-object stage command: params -> objects -> runner, per category.
+    """The body of every per-object stage command: config -> objects -> runner, per category.
 
-    ``resources``: dask worker resources per task (``{"GPU": 1}``) or a function of the
-    StageContext returning them (see :func:`stages.runner.run_stage`).
+    The configuration is validated (and ``preflight(config, device)`` loads any model
+    weights) before any object or store is touched. ``resources``: dask worker resources per
+    task (``{"GPU": 1}``) or a function of the StageContext returning them.
     """
     from stages.runner import run_stage
 
-    params = load_params(params_path)
+    cfg = load_params(params_path)
     dev = resolve_device(device)
-    keys = {stage: params.get(stage) or {}}
-    for extra in extra_param_sections:
-        keys[extra] = params.get(extra) or {}
-    reports = []
-    for category in resolve_categories(params, categories):
-        ids = select_objects(cache, category, objects, splits)
+    cats = resolve_categories(cfg, categories)
+    if preflight is not None:
+        preflight(cfg, dev)
+    reports, problems = [], []
+    for category in cats:
+        try:
+            ids = select_objects(cache, category, objects, splits)
+        except ObjectError as exc:
+            problems.append(f"[{stage}] {category}: {exc}")
+            continue
         if not ids:
-            click.echo(f"[{stage}] {category}: no ingested objects (run `partstad ingest` first)", err=True)
-        ctx = make_context(stage, category, cache, {**params, "_runtime": dict(runtime or {})}, dev)
-        reports.append(run_stage(ctx, ids, work, code_version=code_version, upstream=upstream, param_keys=keys, scheduler=scheduler, force=force, resources=resources))
-    finish(reports)
+            what = f"--objects {objects!r} matched no" if objects else "no"
+            problems.append(f"[{stage}] {category}: {what} ingested object{'' if splits is None else ' in splits ' + ','.join(splits)} (run `partstad ingest` first?)")
+            continue
+        ctx = make_context(stage, category, cache, cfg, dev, runtime)
+        try:
+            reports.append(run_stage(ctx, ids, work, keys=key_resolver(ctx, extra(ctx) if extra else None), scheduler=scheduler,
+                                     force=force, resources=resources, lock_timeout=lock_timeout))
+        except (StoreBusyError, StoreCorruptError) as exc:
+            problems.append(f"[{stage}] {category}: {exc}")
+    finish(reports, problems, keep_going)
     return reports

@@ -7,7 +7,6 @@ and the demo) and ``grounding_dino`` (real, local weights).
 """
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,12 @@ import numpy as np
 
 from pipeline.errors import BadInputError
 from pipeline.meta import part_names
-from stages.common import common_options, run_object_stage
+from stages.common import ParamsError, common_options, run_object_stage
+from stages.helpers import object_seed
 from stages.runner import StageContext
 
-CODE_VERSION = "1"
 
-
-def object_seed(base: int, object_id: str) -> int:
-    """A per-object seed that does not depend on processing order."""
-    return (int(base) * 1_000_003 + zlib.crc32(object_id.encode())) % (2**31)
-
-
-def _oracle(ctx: StageContext, object_id: str, sec: dict[str, Any]):
+def _oracle(ctx: StageContext, object_id: str, sec: Any):
     from pipeline.detect.oracle import OracleDetectorParams, oracle_detect
 
     ing = ctx.store("ingest")
@@ -36,65 +29,70 @@ def _oracle(ctx: StageContext, object_id: str, sec: dict[str, Any]):
                             "use detect.backend: grounding_dino for unlabelled shapes", object_id=object_id, path=ing.url)
     sem, ins = ing.read(object_id, "sem"), ing.read(object_id, "ins")
     pix2pt = ctx.store("render").read(object_id, "pix2pt")
-    knobs = {"score_threshold": float(sec.get("score_threshold", 0.5)), "feat_dim": int(sec.get("feat_dim", 256)), "max_per_view": int(sec.get("max_per_view", 100))}
-    knobs.update(sec.get("oracle") or {})
-    if "fp_size" in knobs:
-        knobs["fp_size"] = tuple(knobs["fp_size"])
-    det, _diagnostics = oracle_detect(pix2pt, sem, ins, part_names(ctx.category), OracleDetectorParams(**knobs), seed=object_seed(sec.get("seed", 0), object_id))
+    knobs = {**sec.oracle.model_dump(), "score_threshold": sec.score_threshold, "feat_dim": sec.feat_dim, "max_per_view": sec.max_per_view}
+    knobs["fp_size"] = tuple(knobs["fp_size"])
+    det, _diagnostics = oracle_detect(pix2pt, sem, ins, part_names(ctx.category), OracleDetectorParams(**knobs), seed=object_seed(sec.seed, object_id))
     return det
 
 
 _DETECTORS: dict[str, Any] = {}
 
 
-def _grounding_dino(ctx: StageContext, object_id: str, sec: dict[str, Any]):
-    from pipeline.detect.types import detect_object
+def grounding_dino(sec: Any, device: str):
+    """The Grounding DINO of ``detect.weights_dir``, loaded once per process."""
     from pipeline.detect.grounding_dino import GroundingDinoDetector
 
-    key = str(sec.get("weights_dir"))
-    if key not in _DETECTORS:  # one model per worker process
-        _DETECTORS[key] = GroundingDinoDetector(Path(key), score_threshold=float(sec.get("score_threshold", 0.3)), max_per_view=int(sec.get("max_per_view", 100)), device=ctx.device)
+    key = f"{sec.weights_dir}|{device}"
+    if key not in _DETECTORS:
+        _DETECTORS[key] = GroundingDinoDetector(Path(sec.weights_dir), score_threshold=sec.score_threshold, max_per_view=sec.max_per_view, device=device)
+    return _DETECTORS[key]
+
+
+def _grounding_dino(ctx: StageContext, object_id: str, sec: Any):
+    from pipeline.detect.types import detect_object
+
     images = ctx.store("render").read(object_id, "rgb")
-    return detect_object(_DETECTORS[key], images, part_names(ctx.category))
+    return detect_object(grounding_dino(sec, ctx.device), images, part_names(ctx.category))
 
 
 def detect_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    sec = ctx.section()
-    backend = sec.get("backend", "oracle")
-    if backend == "oracle":
+    sec = ctx.config.detect
+    if sec.backend == "oracle":
         det = _oracle(ctx, object_id, sec)
-    elif backend == "grounding_dino":
+    elif sec.backend == "grounding_dino":
         det = _grounding_dino(ctx, object_id, sec)
     else:
-        raise ValueError(f"unknown detect backend {backend!r} (oracle, grounding_dino; use `partstad import-partstad` for import)")
-    n_views = ctx.store("render").read(object_id, "pix2pt").shape[0] if backend != "oracle" else None
-    n_views = n_views or len(ctx.section("render").get("views") or range(10))
+        raise BadInputError(f"detect.backend {sec.backend!r} is filled by `partstad import-partstad`, not by `partstad detect`", object_id=object_id)
+    n_views = ctx.store("render").array(object_id, "pix2pt").shape[0]
     arrays = {
         "xyxy": det.xyxy.astype(np.float32), "view": det.view.astype(np.int16), "label": det.label.astype(np.int16),
         "score": det.score.astype(np.float32), "feat": det.feat.astype(np.float16), "offsets": det.offsets(n_views).astype(np.int64),
     }
-    return arrays, {"backend": backend, "simulated": bool(det.simulated), "n_boxes": int(len(det.xyxy))}
+    return arrays, {"backend": sec.backend, "simulated": bool(det.simulated), "n_boxes": int(len(det.xyxy))}
 
 
 def gpu_resources(ctx: StageContext) -> dict[str, float] | None:
     """Grounding DINO on CUDA needs a GPU worker (``dask worker --resources GPU=1``)."""
-    return {"GPU": 1} if ctx.device == "cuda" and ctx.section().get("backend", "oracle") == "grounding_dino" else None
+    return {"GPU": 1} if ctx.device == "cuda" and ctx.config.detect.backend == "grounding_dino" else None
 
 
-def check_weights(params_path: str) -> None:
-    """Fail before any work when a configured model directory does not exist."""
-    from stages.common import load_params
-
-    sec = load_params(params_path).get("detect") or {}
-    if sec.get("backend") == "grounding_dino":
-        wd = sec.get("weights_dir")
+def preflight(cfg: Any, device: str) -> None:
+    """Before any object: the configured model must exist and load (else exit 2, cache untouched)."""
+    sec = cfg.detect
+    if sec.backend == "import":
+        raise ParamsError("detect.backend: 'import' results are written by `partstad import-partstad`; `partstad detect` would overwrite them")
+    if sec.backend == "grounding_dino":
+        wd = sec.weights_dir
         if not wd or not Path(wd).is_dir():
-            raise click.UsageError(f"detect.weights_dir {wd!r} is not a directory: give a local Grounding DINO model directory in params.yaml")
+            raise ParamsError(f"detect.weights_dir: {wd!r} is not a directory; give a local Grounding DINO model directory in params.yaml")
+        try:
+            grounding_dino(sec, device)
+        except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
+            raise ParamsError(f"detect.weights_dir: cannot load Grounding DINO from {wd} ({type(exc).__name__}: {exc})") from None
 
 
 @click.command()
 @common_options
 def detect(**kw: Any) -> None:
     """Detect part boxes in every rendered view (simulated oracle or Grounding DINO)."""
-    check_weights(kw["params_path"])
-    run_object_stage("detect", detect_work, upstream=["ingest", "render"], code_version=CODE_VERSION, resources=gpu_resources, **kw)
+    run_object_stage("detect", detect_work, resources=gpu_resources, preflight=preflight, **kw)

@@ -10,7 +10,7 @@ predictions only. Metrics (semantic mIoU and instance mAP50, SPEC §8, in percen
 """
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,15 @@ import numpy as np
 
 from pipeline.errors import BadInputError
 from pipeline.meta import part_names, small_part_mask
-from stages.common import load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
+from stages.common import finish, keep_going_options, key_resolver, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
+from stages.config import config_hash
+from stages.keys import files_digest
+from stages.lifted_io import read_lifted
 from stages.runner import StageContext, run_stage
+from stages.store import StoreBusyError, StoreCorruptError, store_lock
+from stages.train_io import prepare_object
 
 log = logging.getLogger("partstad")
-CODE_VERSION = "2"
 METHODS = ("partslip", "partstad", "partstad_boxes", "masks_only")
 _NETS: dict[tuple[str, int, int], Any] = {}
 
@@ -46,10 +50,8 @@ def _net(path: Path):
 
 def _predict(ctx: StageContext, object_id: str, mode: str, weights: Path):
     from pipeline.train import labels_from_probs, predict
-    from stages.lift import read_lifted
-    from stages.train import prepare_object
 
-    net, theta, meta = _net(weights)
+    net, theta, meta = _net(weights)  # tau and eps as saved by train
     obj = prepare_object(ctx, object_id, mode, pos_enc=meta.get("pos_enc", "True") == "True")
     P = predict(net, theta, obj)
     lifted = read_lifted(ctx, object_id, mode)
@@ -60,9 +62,8 @@ def _predict(ctx: StageContext, object_id: str, mode: str, weights: Path):
 def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from pipeline.partslip import partslip_instances, partslip_semantic, partstad_instances
     from pipeline.train import masks_without_weights, unweighted_coverage
-    from stages.lift import read_lifted
 
-    models = Path(ctx.params["_runtime"]["models"]) / ctx.category
+    models = Path(ctx.runtime["models"]) / ctx.category
     xyz = ctx.store("ingest").read(object_id, "xyz")
     vis = ctx.store("visibility").read_all(object_id, ["uv", "visible"])
     xyxy = ctx.store("detect").read(object_id, "xyxy")
@@ -76,7 +77,7 @@ def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
         out[f"inst_conf_{method}"] = inst.instance_confidence.astype(np.float32)
 
     lifted_box = read_lifted(ctx, object_id, "box")
-    ps = partslip_semantic(lifted_box, vis["uv"], xyxy, small, whole_thresh=float(ctx.section("lift").get("whole_object_thresh", 0.98)))
+    ps = partslip_semantic(lifted_box, vis["uv"], xyxy, small, whole_thresh=ctx.config.lift.whole_object_thresh)
     put("partslip", ps.labels_point, partslip_instances(ps, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
 
     lifted, P, lab = _predict(ctx, object_id, "mask", models / "partstad.safetensors")
@@ -95,10 +96,6 @@ def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
     P_m = np.concatenate([np.full((len(cov), 1), 0.5), cov], axis=1)
     put("masks_only", lab_m[lifted.sp], partstad_instances(lab_m, P_m, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
     return out, {"methods": [m for m in METHODS if f"sem_{m}" in out]}
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
 
 
 def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]:
@@ -134,6 +131,15 @@ def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]
     return result
 
 
+def model_provenance(models: Path) -> dict[str, Any]:
+    """What the metrics record about the weights: file hashes and the training config."""
+    out: dict[str, Any] = {"dir": str(models), "files": {}}
+    for p in sorted(models.glob("*.safetensors")):
+        _net_obj, _theta, meta = _net(p)
+        out["files"][p.name] = {"sha256_20": files_digest([p]), "tau": meta.get("tau"), "config": json.loads(meta["config"]) if "config" in meta else None}
+    return out
+
+
 @click.command()
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
 @click.option("--cache", default="cache", show_default=True, help="Cache root.")
@@ -145,26 +151,57 @@ def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]
 @click.option("--models", "models_root", default="models", show_default=True, help="Directory with <Category>/partstad.safetensors.")
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/evaluate/<Category>.json goes.")
 @click.option("--splits", default=None, help="Comma-separated splits to evaluate (default: evaluate.splits in params).")
-def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, scheduler: str, device: str, force: bool, models_root: str, metrics_root: str, splits: str | None) -> None:
-    """Predict with PartSLIP, PartSTAD and ablations; write per-object labels and metrics."""
-    params = load_params(params_path)
-    sec = params.get("evaluate") or {}
-    split_list = tuple(splits.split(",")) if splits else tuple(sec.get("splits") or ("test",))
+@keep_going_options
+def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, scheduler: str, device: str, force: bool,
+             models_root: str, metrics_root: str, splits: str | None, keep_going: bool, lock_timeout: float) -> None:
+    """Predict with PartSLIP, PartSTAD and ablations; write per-object labels and metrics.
+
+    Metrics are written only when at least one object was evaluated; the exit code is 1
+    when an object failed or nothing matched (unless --keep-going for object failures).
+    """
+    cfg = load_params(params_path)
+    split_list = tuple(splits.split(",")) if splits else tuple(cfg.evaluate.splits)
+    bad = [s for s in split_list if s not in ("fewshot", "val", "test")]
+    if bad:
+        raise click.BadParameter(f"unknown split(s) {', '.join(bad)} (fewshot, val, test)", param_hint="--splits")
     dev = resolve_device(device)
-    for category in resolve_categories(params, categories):
-        weights = Path(models_root) / category / "partstad.safetensors"
-        if not weights.is_file():
-            raise click.ClickException(f"[evaluate] {category}: trained weights not found at {weights} (run `partstad train --category {category}`)")
-        ctx = make_context("evaluate", category, cache, {**params, "_runtime": {"models": models_root}}, dev)
+    reports, problems = [], []
+    for category in resolve_categories(cfg, categories):
+        models = Path(models_root) / category
+        weights = models / "partstad.safetensors"
         ids = select_objects(cache, category, objects, split_list)
-        keys = {"evaluate": sec, "lift": params.get("lift") or {}, "models": {p.name: _file_digest(p) for p in sorted((Path(models_root) / category).glob("*.safetensors"))}}
-        report = run_stage(ctx, ids, evaluate_work, code_version=CODE_VERSION, upstream=["ingest", "visibility", "detect", "lift"], param_keys=keys, scheduler=scheduler, force=force)
-        click.echo(report.summary())
-        for f in report.failed:
-            click.echo(f"  FAILED {f['object']}: {f['error']}", err=True)
-        metrics = category_metrics(ctx, ids)
-        metrics["simulated"] = any(ctx.store("lift").attrs(o).get("simulated", False) for o in ids if ctx.store("lift").is_complete(o))
+        if not ids:
+            problems.append(f"[evaluate] {category}: {'--objects ' + repr(objects) + ' matched no' if objects else 'no'} ingested object in splits {','.join(split_list)}; metrics left as they were")
+            continue
+        ctx = make_context("evaluate", category, cache, cfg, dev, runtime={"models": models_root})
+        try:
+            with store_lock(f"{models}.lock", str(models), lock_timeout):  # no retraining under our feet
+                if not weights.is_file():
+                    problems.append(f"[evaluate] {category}: trained weights not found at {weights} (run `partstad train --category {category}`)")
+                    continue
+                try:
+                    provenance = model_provenance(models)
+                except BadInputError as exc:
+                    problems.append(f"[evaluate] {category}: {exc}")
+                    continue
+                weights_key = {name: f["sha256_20"] for name, f in provenance["files"].items()}
+                report = run_stage(ctx, ids, evaluate_work, keys=key_resolver(ctx, lambda stage, oid: weights_key if stage == "evaluate" else None),
+                                   scheduler=scheduler, force=force, lock_timeout=lock_timeout)
+        except (StoreBusyError, StoreCorruptError) as exc:
+            problems.append(f"[evaluate] {category}: {exc}")
+            continue
+        reports.append(report)
+        evaluated = [o for o in ids if o not in {f["object"] for f in report.failed}]
+        if not evaluated:
+            problems.append(f"[evaluate] {category}: every object failed; metrics left as they were")
+            continue
+        metrics = category_metrics(ctx, evaluated)
+        lift = ctx.store("lift")
+        metrics["simulated"] = any(lift.attrs(o).get("simulated", False) for o in evaluated if lift.is_complete(o))
         metrics["failed"] = [f["object"] for f in report.failed]
+        metrics["provenance"] = {"params_hash": config_hash(cfg), "models": provenance, "splits": list(split_list),
+                                 "detect_backend": cfg.detect.backend, "segment_mode": cfg.segment.mode}
         write_json(Path(metrics_root) / "evaluate" / f"{category}.json", metrics)
         for m, v in metrics["methods"].items():
             click.echo(f"  {category:18s} {m:15s} mIoU {v['miou'] if v['miou'] is None else round(v['miou'], 1)}  mAP50 {v['map50'] if v['map50'] is None else round(v['map50'], 1)}" + ("  (simulated)" if metrics["simulated"] else ""))
+    finish(reports, problems, keep_going)

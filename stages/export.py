@@ -8,8 +8,8 @@ import click
 import numpy as np
 
 from pipeline.meta import part_names
-from pipeline.store import CategoryStore
-from stages.common import load_params, resolve_categories, select_objects
+from stages.store import CategoryStore
+from stages.common import StageFailed, load_params, resolve_categories, select_objects
 
 METHODS = ("partstad", "partslip", "partstad_boxes", "masks_only")
 
@@ -41,17 +41,25 @@ def export_object(cache: str, object_id: str, category: str, method: str, out_di
 @click.option("--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False), help="Output directory for <Category>_<id>_<method>.ply/.npy.")
 def export(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, method: str, out_dir: str) -> None:
     """Export predicted labels as PLY + .npy in original coordinates."""
-    params = load_params(params_path)
-    n = 0
-    for cat in resolve_categories(params, categories):
+    cfg = load_params(params_path)
+    n, skipped = 0, 0
+    for cat in resolve_categories(cfg, categories):
         ev = CategoryStore(cache, "evaluate", cat)
         for oid in select_objects(cache, cat, objects):
             if not ev.is_complete(oid):
+                if not objects:  # default: every evaluated object; the others are not asked for
+                    continue
                 click.echo(f"[export] {oid}: not evaluated yet (run `partstad evaluate --splits ...`), skipped", err=True)
+                skipped += 1
                 continue
             if method not in ev.attrs(oid).get("methods", []):
                 click.echo(f"[export] {oid}: evaluate has no {method!r} predictions (partstad_boxes needs train.ablation_boxes), skipped", err=True)
+                skipped += 1
                 continue
             export_object(cache, oid, cat, method, Path(out_dir))
             n += 1
     click.echo(f"[export] wrote {n} objects to {out_dir}")
+    if n == 0:
+        raise StageFailed("[export] nothing exported: no evaluated object matched" + (f" --objects {objects!r}" if objects else ""))
+    if skipped:
+        raise StageFailed(f"[export] {skipped} object(s) skipped (see above); {n} exported")

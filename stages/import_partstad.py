@@ -36,7 +36,6 @@ lift`` accepts the results. Do not run ``render``/``visibility``/``superpoints``
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import traceback
@@ -47,9 +46,10 @@ import click
 import numpy as np
 
 from pipeline.errors import BadInputError, ObjectError
-from pipeline.store import fingerprint
-from stages.common import common_options, load_params, make_context, resolve_categories
+from stages.common import common_options, finish, load_params, make_context, resolve_categories
+from stages.keys import ORIGIN_ATTR, UPSTREAM_ATTR, files_digest
 from stages.runner import StageContext, StageReport
+from stages.store import StoreBusyError, StoreCorruptError, fingerprint
 
 log = logging.getLogger("partstad")
 
@@ -79,28 +79,21 @@ def preprocessed_ids(save_dir: Path, category: str) -> set[str]:
 
 
 def _files_digest(save_dir: str, data_path: str, category: str, local_id: str) -> str:
-    """Hash of (name, size, mtime) of every file the import of one object reads."""
+    """Content hash of every file the import of one object reads."""
     from pipeline.detect.imported import object_paths
 
     P = object_paths(save_dir, category, local_id)
     paths = [P[k] for k in ("pc_idx", "screen_coords", "superpoint", "pred", "feature", "mask")]
     paths += [P["rendered_img"] / f"{v}.png" for v in range(10)]
     paths += [Path(data_path) / "pc.ply", Path(data_path) / "label.npy"]
-    h = hashlib.sha256()
-    for p in paths:
-        try:
-            st = p.stat()
-            h.update(f"{p}:{st.st_size}:{st.st_mtime_ns};".encode())
-        except OSError:
-            h.update(f"{p}:missing;".encode())
-    return h.hexdigest()[:20]
+    return files_digest(paths)
 
 
 def object_fingerprints(ctx: StageContext, object_id: str) -> dict[str, str]:
     """Fingerprints of the six stores for one object, chained through their upstreams."""
-    rt = ctx.params["_runtime"]
-    src = ctx.params["_sources"][object_id]
-    params = {"import": rt["save_dir"], "data_root": rt["data_root"],
+    rt = ctx.runtime
+    src = rt["sources"][object_id]
+    params = {"import": rt["save_dir"], "data_root": rt["data_root"], "object": object_id,
               "files": _files_digest(rt["save_dir"], src["path"], ctx.category, object_id.split("/", 1)[1])}
     fps: dict[str, str] = {}
     for stage, ups in STAGES.items():
@@ -113,7 +106,7 @@ def ingest_arrays(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
     from pipeline.data.partnete import read_partnete_object
     from pipeline.meta import part_names
 
-    src = ctx.params["_sources"][object_id]
+    src = ctx.runtime["sources"][object_id]
     cloud = read_partnete_object(Path(src["path"]), ctx.category, object_id.split("/", 1)[1])
     arrays = {"xyz": cloud.xyz.astype(np.float32), "rgb": cloud.rgb.astype(np.uint8)}
     if cloud.sem is not None:
@@ -123,7 +116,7 @@ def ingest_arrays(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
         "centre": np.asarray(cloud.centre, dtype=float).tolist(), "scale": float(cloud.scale),
         "parts": list(part_names(ctx.category)), "split": src["split"], "source": "partnete", "simulated": False,
         "labelled": cloud.sem is not None, "n_points": int(len(cloud.xyz)),
-        "imported_from": ctx.params["_runtime"]["save_dir"],
+        "imported_from": ctx.runtime["save_dir"],
     }
     return arrays, attrs
 
@@ -137,7 +130,7 @@ def import_object(ctx: StageContext, object_id: str) -> dict[str, tuple[dict[str
     from pipeline.detect.imported import object_paths, read_partstad_preprocessed
     from pipeline.render.render import depth_from_pix2pt
     from pipeline.visibility import visible_points
-    save_dir = ctx.params["_runtime"]["save_dir"]
+    save_dir = ctx.runtime["save_dir"]
     local_id = object_id.split("/", 1)[1]
     ing_arrays, ing_attrs = ingest_arrays(ctx, object_id)
     xyz = ing_arrays["xyz"]
@@ -148,7 +141,7 @@ def import_object(ctx: StageContext, object_id: str) -> dict[str, tuple[dict[str
     V, H, W = obj.pix2pt.shape
     if obj.uv.shape[1] != N:
         raise BadInputError(
-            f"screen_coords has {obj.uv.shape[1]} points but the PartNetE cloud ({ctx.params['_sources'][object_id]['path']}) has {N}: "
+            f"screen_coords has {obj.uv.shape[1]} points but the PartNetE cloud ({ctx.runtime['sources'][object_id]['path']}) has {N}: "
             "the preprocessing belongs to another point cloud", object_id=object_id, path=paths["screen_coords"])
     if V != len(PAPER_VIEWS):
         raise BadInputError(f"{V} views, expected the {len(PAPER_VIEWS)} views of the paper cameras (SPEC §2.2)",
@@ -195,20 +188,18 @@ def _import_one(ctx: StageContext, object_id: str, fps: dict[str, str]) -> dict[
     """Worker-side task: read everything, then write the six stores in upstream order."""
     try:
         out = import_object(ctx, object_id)
-        for stage in STAGES:
+        for stage, ups in STAGES.items():
             arrays, attrs = out[stage]
-            ctx.store(stage).write_object(object_id, arrays, attrs, fps[stage])
+            meta = {ORIGIN_ATTR: "import", UPSTREAM_ATTR: {u: fps[u] for u in ups}}
+            ctx.store(stage).write_object(object_id, arrays, {**attrs, **meta}, fps[stage])
         return {"object": object_id, "status": "done"}
     except Exception as exc:  # noqa: BLE001 - one object's problem must not stop the others
         res = {"object": object_id, "status": "failed", "error": str(exc) if isinstance(exc, ObjectError) else f"object {object_id}: {exc!r}",
                "type": type(exc).__name__}
         if not isinstance(exc, ObjectError):
             res["traceback"] = traceback.format_exc(limit=3)
-        for stage in STAGES:  # never leave a half-imported or stale object behind
-            try:
-                ctx.store(stage).delete_object(object_id)
-            except Exception:  # noqa: BLE001
-                pass
+        # Previous results stay (each store swaps whole objects in); the manifest leaves the
+        # object out, so downstream stages do not use it until an import succeeds.
         return res
 
 
@@ -239,10 +230,10 @@ def import_category(ctx: StageContext, rows: list[dict[str, Any]], scheduler: st
     for stage in STAGES:
         ctx.store(stage).write_json("failures.json", {
             "stage": stage, "category": ctx.category, "failed": failed, "n_done": len(done), "n_skipped": len(skipped),
-            "imported_from": ctx.params["_runtime"]["save_dir"]})
+            "imported_from": ctx.runtime["save_dir"]})
         reports.append(StageReport(stage, ctx.category, list(done), list(skipped), list(failed), seconds))
     bad = {f["object"] for f in failed}
-    ctx.store("ingest").write_json("manifest.json", [
+    ctx.store("ingest").write_json("manifest.json", [  # the objects this import offers, as `ingest` would list them
         {"object": r["object"], "split": r["split"], "source": "partnete", "category": ctx.category}
         for r in rows if r["object"] not in bad])
     return reports
@@ -255,7 +246,7 @@ def import_category(ctx: StageContext, rows: list[dict[str, Any]], scheduler: st
 @click.option("--data-root", "data_root", required=True, type=click.Path(exists=True, file_okay=False),
               help="PartNetE root: data/{few_shot,test}/<Category>/<id>/{pc.ply,label.npy}; val_list.json optional.")
 def import_partstad(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, scheduler: str,
-                    device: str, force: bool, save_dir: str, data_root: str) -> None:
+                    device: str, force: bool, keep_going: bool, lock_timeout: float, save_dir: str, data_root: str) -> None:
     """Import real GLIP boxes/features and SAM masks from the original PartSTAD preprocessing.
 
     Fills cache/{ingest,render,visibility,superpoints,detect,segment}/<Category>.zarr for
@@ -264,13 +255,15 @@ def import_partstad(params_path: str, cache: str, categories: tuple[str, ...], o
     """
     from pipeline.data.partnete import list_partnete
 
-    params = load_params(params_path)
-    data = dict(params.get("data") or {})
+    import contextlib
+
+    cfg = load_params(params_path)
     sd, root = Path(save_dir).resolve(), Path(data_root).resolve()
-    for category in resolve_categories(params, categories):
+    all_reports, problems = [], []
+    for category in resolve_categories(cfg, categories):
         have = preprocessed_ids(sd, category)
         rows = [{"object": f"{cat}/{oid}", "split": split, "source": "partnete", "path": str(path)}
-                for cat, oid, split, path in list_partnete(root, val_ids=data.get("val_ids") or None, categories=[category])]
+                for cat, oid, split, path in list_partnete(root, val_ids=cfg.data.val_ids or None, categories=[category])]
         only_data = [r["object"] for r in rows if r["object"].split("/", 1)[1] not in have]
         only_save = sorted(have - {r["object"].split("/", 1)[1] for r in rows})
         rows = [r for r in rows if r["object"].split("/", 1)[1] in have]
@@ -282,13 +275,29 @@ def import_partstad(params_path: str, cache: str, categories: tuple[str, ...], o
         if only_save:
             click.echo(f"[import] {category}: {len(only_save)} preprocessed objects are not in {root}/data (not imported): {', '.join(only_save[:10])}", err=True)
         if not rows:
-            click.echo(f"[import] {category}: no object present in both {root} and {sd}", err=True)
-        ctx = make_context("import", category, cache, {
-            **params, "_sources": {r["object"]: r for r in rows},
-            "_runtime": {"save_dir": str(sd), "data_root": str(root)}})
-        reports = import_category(ctx, rows, scheduler, force)
+            problems.append(f"[import-partstad] {category}: no object present in both {root} and {sd}" + (f" matching --objects {objects!r}" if objects else ""))
+            continue
+        ctx = make_context("import", category, cache, cfg, runtime={"sources": {r["object"]: r for r in rows}, "save_dir": str(sd), "data_root": str(root)})
+        try:
+            with contextlib.ExitStack() as locks:
+                for stage in STAGES:  # fixed order: no deadlock between two imports
+                    locks.enter_context(ctx.store(stage).lock(lock_timeout))
+                    ctx.store(stage).check_root()
+                reports = import_category(ctx, rows, scheduler, force)
+        except (StoreBusyError, StoreCorruptError) as exc:
+            problems.append(f"[import-partstad] {category}: {exc}")
+            continue
         r0 = reports[0]
         click.echo(f"[import-partstad] {category}: {len(r0.done)} imported, {len(r0.skipped)} up to date, "
                    f"{len(r0.failed)} failed ({r0.seconds:.1f} s) -> ingest, render, visibility, superpoints, detect, segment")
-        for f in r0.failed:
-            click.echo(f"  FAILED {f['object']}: {f['error']}", err=True)
+        all_reports.append(r0)
+    finish([], problems, keep_going) if problems else None
+    n_failed = sum(len(r.failed) for r in all_reports)
+    if n_failed:
+        for r in all_reports:
+            for f in r.failed:
+                click.echo(f"  FAILED {f['object']}: {f['error']}", err=True)
+        if not keep_going:
+            from stages.common import StageFailed
+
+            raise StageFailed(f"{n_failed} object(s) failed to import (listed in each store's failures.json); the others are imported")

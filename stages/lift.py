@@ -9,43 +9,19 @@ cache/lift and the detector features).
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import click
 import numpy as np
 
-from pipeline.lift import LiftedObject, lift_object, whole_object_valid
+from pipeline.lift import lift_object, whole_object_valid
 from pipeline.meta import part_names
 from stages.common import common_options, run_object_stage
+from stages.lifted_io import lifted_to_arrays
 from stages.runner import StageContext
 
-CODE_VERSION = "1"
-_ARRAY_FIELDS = [f.name for f in dataclasses.fields(LiftedObject) if f.name not in ("n_parts", "mode", "min_visible")]
-
-
-def lifted_to_arrays(lifted: LiftedObject, prefix: str) -> dict[str, np.ndarray]:
-    out = {f"{prefix}{name}": getattr(lifted, name) for name in _ARRAY_FIELDS if getattr(lifted, name) is not None}
-    out[f"{prefix}meta"] = np.array([lifted.n_parts, lifted.min_visible], dtype=np.int32)
-    return out
-
-
-def lifted_from_arrays(arrays: dict[str, np.ndarray], prefix: str, mode: str) -> LiftedObject:
-    meta = arrays[f"{prefix}meta"]
-    kwargs = {name: arrays.get(f"{prefix}{name}") for name in _ARRAY_FIELDS}
-    return LiftedObject(**kwargs, n_parts=int(meta[0]), mode=mode, min_visible=int(meta[1]))
-
-
-def read_lifted(ctx: StageContext, object_id: str, mode: str = "mask") -> LiftedObject:
-    store = ctx.store("lift")
-    prefix = f"{mode}_"
-    names = [f"{prefix}{n}" for n in _ARRAY_FIELDS] + [f"{prefix}meta"]
-    present = set(store.attrs(object_id).get("arrays", []))
-    return lifted_from_arrays({n: store.read(object_id, n) for n in names if n in present}, prefix, mode)
-
-
 def lift_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    sec = ctx.section()
+    sec = ctx.config.lift
     vis = ctx.store("visibility").read_all(object_id, ["uv", "visible"])
     sp = ctx.store("superpoints").read(object_id, "sp")
     detect = ctx.store("detect")
@@ -57,11 +33,11 @@ def lift_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray],
     labelled = bool(ing.attrs(object_id).get("labelled", True))
     sem = ing.read(object_id, "sem") if labelled else None
     K = len(part_names(ctx.category))
-    common = dict(sp=sp, visible=vis["visible"], uv=vis["uv"], xyxy=det["xyxy"], box_view=det["view"], box_label=det["label"], sem=sem, n_parts=K)
+    common = dict(iou_gate=sec.iou_gate, sp=sp, visible=vis["visible"], uv=vis["uv"], xyxy=det["xyxy"], box_view=det["view"], box_label=det["label"], sem=sem, n_parts=K)
     by_mask = lift_object(masks=masks, mode="mask", **common)
     by_box = lift_object(masks=None, mode="box", **common)
     arrays = {**lifted_to_arrays(by_mask, "mask_"), **lifted_to_arrays(by_box, "box_")}
-    arrays["whole_object_valid"] = whole_object_valid(vis["uv"], det["xyxy"], det["view"], thresh=float(sec.get("whole_object_thresh", 0.98)))
+    arrays["whole_object_valid"] = whole_object_valid(vis["uv"], det["xyxy"], det["view"], thresh=sec.whole_object_thresh)
     if sem is not None:
         arrays["sem"] = sem.astype(np.int16)
         arrays["ins"] = ing.read(object_id, "ins").astype(np.int32)
@@ -80,4 +56,4 @@ def lift_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray],
 @common_options
 def lift(**kw: Any) -> None:
     """Lift masks and boxes onto points/superpoints (sparse COO membership + targets)."""
-    run_object_stage("lift", lift_work, upstream=["ingest", "render", "visibility", "superpoints", "detect", "segment"], code_version=CODE_VERSION, **kw)
+    run_object_stage("lift", lift_work, **kw)

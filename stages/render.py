@@ -13,29 +13,16 @@ import numpy as np
 
 from pipeline.viz_geometry import contact_sheet
 from stages.common import common_options, run_object_stage, save_preview
+from stages.helpers import cameras_from_config
 from stages.runner import StageContext
-
-CODE_VERSION = "1"
-
-
-def cameras_from_params(section: dict[str, Any]):
-    from pipeline.cameras import PAPER_VIEWS, make_cameras
-
-    views = [tuple(v) for v in section.get("views") or PAPER_VIEWS]
-    return make_cameras(views=views, distance=float(section.get("distance", 2.2)), fov_deg=float(section.get("fov_deg", 60.0)), image_size=int(section.get("image_size", 800)))
-
-
-def radius_px(section: dict[str, Any]) -> float:
-    return float(section.get("radius_ndc", 0.005)) * int(section.get("image_size", 800)) / 2.0
-
 
 def render_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from pipeline.render.render import render_views
 
-    sec = ctx.section()
+    sec = ctx.config.render
     ing = ctx.store("ingest").read_all(object_id, ["xyz", "rgb"])
-    cams = cameras_from_params(sec)
-    res = render_views(ing["xyz"], ing["rgb"], cams, radius_px=radius_px(sec), backend=sec.get("backend", "auto"), footprint=sec.get("footprint", "disc"))
+    cams = cameras_from_config(sec)
+    res = render_views(ing["xyz"], ing["rgb"], cams, radius_px=sec.radius_px, backend=sec.backend, footprint=sec.footprint)
     arrays = {
         "rgb": res.rgb,
         "pix2pt": res.pix2pt.astype(np.int32),
@@ -53,4 +40,4 @@ def render_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray
 @click.option("--preview", is_flag=True, help="Also write PNG contact sheets of the views to reports/previews/<Category>/.")
 def render(preview: bool, **kw: Any) -> None:
     """Render each ingested point cloud from the configured views (pyrender or numpy splat)."""
-    run_object_stage("render", render_work, upstream=["ingest"], code_version=CODE_VERSION, runtime={"preview": preview}, **kw)
+    run_object_stage("render", render_work, runtime={"preview": preview}, **kw)

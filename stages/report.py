@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from pipeline.meta import part_names
-from pipeline.store import CategoryStore
-from stages.common import load_params, resolve_categories, select_objects, write_json
+from stages.store import CategoryStore
+from stages.common import StageFailed, load_params, resolve_categories, select_objects, write_json
 
 
 def _fmt(value: float | None) -> str:
@@ -49,17 +49,22 @@ def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_ro
     """Write the HTML report (self-contained) and the summary metrics."""
     from pipeline.report import build_report, summary_metrics
 
-    params = load_params(params_path)
-    n_ex = int((params.get("report") or {}).get("n_examples", 1))
+    cfg = load_params(params_path)
+    n_ex = cfg.report.n_examples
     metrics, curves, examples = {}, {}, []
-    for cat in resolve_categories(params, categories):
+    for cat in resolve_categories(cfg, categories):
         mpath = Path(metrics_root) / "evaluate" / f"{cat}.json"
         if not mpath.is_file():
             click.echo(f"[report] no metrics for {cat} at {mpath}; run `partstad evaluate` (skipped)", err=True)
             continue
-        metrics[cat] = json.loads(mpath.read_text())
+        try:
+            metrics[cat] = json.loads(mpath.read_text())
+        except ValueError as exc:
+            raise StageFailed(f"[report] {mpath} is not valid JSON ({exc}); re-run `partstad evaluate --category {cat}`") from None
         curves[cat] = _curve(Path(plots_root) / "train" / f"{cat}.csv")
         examples += _examples(cache, cat, n_ex)
+    if not metrics:
+        raise StageFailed("[report] no category has metrics (run `partstad evaluate` first); report and summary left as they were")
     simulated = any(m.get("simulated") for m in metrics.values())
     notes = ["Instance confidence = size-weighted mean part probability of the instance's superpoints × best 2D IoU with a same-label box (PartSTAD); mean semantic score (PartSLIP)."]
     path = build_report(Path(out_dir), metrics, curves, examples, simulated=simulated, notes=notes)

@@ -27,7 +27,8 @@ from typing import Any, Union
 import numpy as np
 
 from pipeline.errors import BadInputError, MissingUpstreamError, ObjectError
-from pipeline.store import CategoryStore, fingerprint
+from stages.keys import ORIGIN_ATTR, UPSTREAM_ATTR
+from stages.store import CategoryStore, fingerprint
 
 log = logging.getLogger("partstad")
 
@@ -38,19 +39,29 @@ Resources = Union[Mapping[str, float], Callable[["StageContext"], Union[Mapping[
 
 @dataclass
 class StageContext:
-    """Everything a work function needs; picklable so it travels to dask workers."""
+    """Everything a work function needs; picklable so it travels to dask workers.
+
+    ``config`` is the validated :class:`stages.config.PipelineConfig` (or, for generic
+    runner use, any mapping of sections); ``runtime`` carries per-run values that are not
+    settings (sources found by ingest, the models directory, --preview).
+    """
 
     stage: str
     category: str
     cache: str
-    params: dict[str, Any]
+    config: Any
     device: str = "cpu"
+    runtime: dict[str, Any] = field(default_factory=dict)
 
     def store(self, stage: str | None = None) -> CategoryStore:
         return CategoryStore(self.cache, stage or self.stage, self.category)
 
-    def section(self, name: str | None = None) -> dict[str, Any]:
-        return dict(self.params.get(name or self.stage) or {})
+    def section(self, name: str | None = None) -> Any:
+        """One config section (a typed model; a dict for generic mappings)."""
+        key = name or self.stage
+        if isinstance(self.config, Mapping):
+            return self.config.get(key) or {}
+        return getattr(self.config, key)
 
 
 @dataclass
@@ -60,13 +71,36 @@ class StageReport:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def n_objects(self) -> int:
+        return len(self.done) + len(self.skipped) + len(self.failed)
+
     def summary(self) -> str:
+        rep = f", {len(self.repaired)} repaired" if self.repaired else ""
         return (
             f"[{self.stage}] {self.category}: {len(self.done)} computed, {len(self.skipped)} up to date, "
-            f"{len(self.failed)} failed ({self.seconds:.1f} s)"
+            f"{len(self.failed)} failed{rep} ({self.seconds:.1f} s)"
         )
+
+
+class TrustedUpstream:
+    """Default key scheme for generic runs: upstream results are trusted as stored."""
+
+    def __init__(self, ctx: StageContext, upstream: list[str], code_version: str, params: Any):
+        self.ctx, self.upstream, self.code_version, self.params = ctx, upstream, code_version, params
+
+    def current(self, stage: str, object_id: str) -> str:
+        return upstream_fingerprints(self.ctx, object_id, [stage])[stage]
+
+    def key(self, stage: str, object_id: str) -> str:
+        ups = upstream_fingerprints(self.ctx, object_id, self.upstream)
+        return fingerprint(stage, self.code_version, {"params": self.params, "object": object_id}, ups)
+
+    def upstream_of(self, stage: str) -> list[str]:
+        return list(self.upstream)
 
 
 def upstream_fingerprints(ctx: StageContext, object_id: str, upstream: list[str]) -> dict[str, str]:
@@ -100,15 +134,17 @@ def _unexpected_error(object_id: str, exc: BaseException, tb: str | None = None)
     return {"object": object_id, "status": "failed", "error": f"object {object_id}: {exc!r}", "type": type(exc).__name__, "traceback": tb or ""}
 
 
-def _run_one(ctx: StageContext, object_id: str, work: WorkFn, fp: str, reraise: bool = False) -> dict[str, str]:
+def _run_one(ctx: StageContext, object_id: str, work: WorkFn, fp: str, meta: Mapping[str, Any] | None = None, reraise: bool = False) -> dict[str, str]:
     """Worker-side task: compute and write one object, or report why it failed.
 
-    With ``reraise`` (distributed runs) unexpected exceptions propagate so that dask's
-    ``retries`` apply; bad input (:class:`ObjectError`) is reported at once, never retried.
+    ``meta`` (upstream keys, origin) is added to the object's attrs. With ``reraise``
+    (distributed runs) unexpected exceptions propagate so that dask's ``retries`` apply;
+    bad input (:class:`ObjectError`) is reported at once, never retried. A failure never
+    touches the object's previous result (the store swaps a new result in only when whole).
     """
     try:
         arrays, attrs = work(ctx, object_id)
-        ctx.store().write_object(object_id, arrays, attrs, fp)
+        ctx.store().write_object(object_id, arrays, {**dict(attrs), **dict(meta or {})}, fp)
         return {"object": object_id, "status": "done"}
     except ObjectError as exc:
         return _object_error(object_id, exc)
@@ -118,75 +154,109 @@ def _run_one(ctx: StageContext, object_id: str, work: WorkFn, fp: str, reraise: 
         return _unexpected_error(object_id, exc, traceback.format_exc(limit=3))
 
 
+def previous_failures(store: CategoryStore) -> list[dict[str, Any]]:
+    """Failure records of an earlier run; a corrupt failures.json is reported and replaced."""
+    if not store.exists():
+        return []
+    try:
+        data = store.read_json("failures.json", default=None) or {}
+        failed = data.get("failed", []) if isinstance(data, dict) else []
+        return [f for f in failed if isinstance(f, dict) and isinstance(f.get("object"), str)]
+    except ObjectError as exc:
+        log.warning("%s; it is replaced by this run's record", exc)
+        return []
+
+
 def run_stage(
     ctx: StageContext,
     object_ids: list[str],
     work: WorkFn,
     *,
-    code_version: str,
-    upstream: list[str],
+    code_version: str = "0",
+    upstream: list[str] | None = None,
     param_keys: Mapping[str, Any] | None = None,
+    keys: Any = None,
     scheduler: str = "sync",
     force: bool = False,
     resources: Resources = None,
     retries: int = 2,
+    lock_timeout: float = -1,
+    origin: str | None = None,
+    after: Callable[[StageReport], None] | None = None,
 ) -> StageReport:
-    """Run ``work`` for every object that is not already complete with the same fingerprint.
+    """Run ``work`` for every object whose cached result is missing, stale or damaged.
+
+    ``keys`` computes object keys (:class:`stages.keys.KeyResolver`: config + code hash +
+    verified upstream keys); without it upstream results are trusted as stored and the key
+    hashes ``code_version`` and ``param_keys``. The whole run holds the store's lock, so a
+    second run of the same stage and category waits (or stops, ``lock_timeout``).
+    A complete object is skipped only when its key matches *and* its arrays pass the cheap
+    self-check; a failing object keeps its previous result and is listed in failures.json.
 
     ``resources`` (e.g. ``{"GPU": 1}``, or a function of the context returning that or
     None) is the dask worker resource each task needs on a distributed cluster; the local
     schedulers ignore it. ``retries`` applies to lost workers and unexpected exceptions.
+    ``after(report)`` runs at the end while the lock is still held.
     """
     t0 = time.perf_counter()
     report = StageReport(ctx.stage, ctx.category)
     store = ctx.store()
-    stage_params = dict(param_keys) if param_keys is not None else ctx.section()
-    todo: list[tuple[str, str]] = []
-    for oid in object_ids:
-        try:
-            fp = fingerprint(ctx.stage, code_version, stage_params, upstream_fingerprints(ctx, oid, upstream))
-        except ObjectError as exc:
-            report.failed.append({"object": oid, "error": str(exc), "type": type(exc).__name__})
-            continue
-        if not force and store.is_complete(oid, fp):
-            report.skipped.append(oid)
-        else:
-            todo.append((oid, fp))
+    if keys is None:
+        params = dict(param_keys) if param_keys is not None else ctx.section()
+        keys = TrustedUpstream(ctx, list(upstream or []), code_version, params)
+    ups = keys.upstream_of(ctx.stage) if hasattr(keys, "upstream_of") else list(upstream or [])
+    with store.lock(lock_timeout):
+        store.check_root()
+        store.clean_leftovers()
+        todo: list[tuple[str, str, dict[str, Any]]] = []
+        for oid in object_ids:
+            try:
+                fp = keys.key(ctx.stage, oid)
+                meta: dict[str, Any] = {UPSTREAM_ATTR: {u: keys.current(u, oid) for u in ups}}
+            except ObjectError as exc:
+                report.failed.append(_object_error(oid, exc))
+                continue
+            if origin:
+                meta[ORIGIN_ATTR] = origin
+            if not force and store.is_complete(oid, fp):
+                problem = store.verify_object(oid)
+                if problem is None:
+                    report.skipped.append(oid)
+                    continue
+                log.warning("%s: the cached %s result is damaged (%s); recomputing it", oid, ctx.stage, problem)
+                report.repaired.append(oid)
+            todo.append((oid, fp, meta))
 
-    if todo:
-        store.group(writable=True)  # create the category store once, before workers race to create it
-    need = resources(ctx) if callable(resources) else resources
-    results = map_objects(ctx, todo, work, scheduler, resources=need, retries=retries)
-    for res in results:
-        if res["status"] == "done":
-            report.done.append(res["object"])
-        else:
-            report.failed.append({k: v for k, v in res.items() if k != "status"})
-            log.error("%s", res["error"])
-    # A failed object keeps no result here: an old group would no longer match its inputs
-    # (downstream stages would mix it with fresh upstream data). Downstream then reports
-    # the object as missing instead of computing from stale data.
-    for f in report.failed:
-        try:
-            store.delete_object(f["object"])
-        except Exception as exc:  # noqa: BLE001 - the failure is already recorded
-            log.warning("could not remove the stale result of %s: %r", f["object"], exc)
-    report.seconds = time.perf_counter() - t0
-    # Keep earlier failure records of objects this run did not look at (e.g. --objects runs).
-    this_run = set(object_ids)
-    previous = (store.read_json("failures.json", default=None) or {}).get("failed", []) if store.exists() else []
-    kept = [f for f in previous if f.get("object") not in this_run and not store.is_complete(f.get("object", ""))]
-    store.write_json(
-        "failures.json",
-        {"stage": ctx.stage, "category": ctx.category, "failed": kept + report.failed, "n_done": len(report.done), "n_skipped": len(report.skipped)},
-    )
-    log.info(report.summary())
+        if todo:
+            store.group(writable=True)  # create the category store once, before workers race to create it
+        need = resources(ctx) if callable(resources) else resources
+        results = map_objects(ctx, todo, work, scheduler, resources=need, retries=retries)
+        for res in results:
+            if res["status"] == "done":
+                report.done.append(res["object"])
+            else:
+                report.failed.append(res)
+        for f in report.failed:
+            f.pop("status", None)
+            log.error("%s", f["error"])
+        report.seconds = time.perf_counter() - t0
+        # Keep earlier failure records of objects this run did not look at (e.g. --objects runs).
+        this_run = set(object_ids)
+        kept = [f for f in previous_failures(store) if f.get("object") not in this_run]
+        if store.exists() or report.failed:
+            store.write_json(
+                "failures.json",
+                {"stage": ctx.stage, "category": ctx.category, "failed": kept + report.failed, "n_done": len(report.done), "n_skipped": len(report.skipped)},
+            )
+        if after is not None:  # still under the lock (ingest's manifest)
+            after(report)
+    log.debug(report.summary())
     return report
 
 
 def map_objects(
     ctx: StageContext,
-    todo: list[tuple[str, str]],
+    todo: list[tuple[str, str, dict[str, Any]]],
     work: WorkFn,
     scheduler: str,
     resources: Mapping[str, float] | None = None,
@@ -199,12 +269,12 @@ def map_objects(
     if scheduler == "sync":
         from tqdm.auto import tqdm
 
-        return [_run_one(ctx, oid, work, fp) for oid, fp in tqdm(todo, desc=desc, unit="obj", leave=False)]
+        return [_run_one(ctx, oid, work, fp, meta) for oid, fp, meta in tqdm(todo, desc=desc, unit="obj", leave=False, disable=None)]
 
     from stages.scheduling import is_distributed, run_tasks
 
     if not is_distributed(scheduler):
-        return run_tasks([(_run_one, (ctx, oid, work, fp)) for oid, fp in todo], scheduler, desc=desc)
+        return run_tasks([(_run_one, (ctx, oid, work, fp, meta)) for oid, fp, meta in todo], scheduler, desc=desc)
     # Workers may run elsewhere: give them an absolute cache root (same path on a shared
     # file system) rather than one relative to this process's working directory.
     if "://" not in ctx.cache:
@@ -213,5 +283,5 @@ def map_objects(
     def on_error(i: int, exc: BaseException, tb: str) -> dict[str, str]:
         return _unexpected_error(todo[i][0], exc, tb)
 
-    tasks = [(_run_one, (ctx, oid, work, fp, True)) for oid, fp in todo]
+    tasks = [(_run_one, (ctx, oid, work, fp, meta, True)) for oid, fp, meta in todo]
     return run_tasks(tasks, scheduler, desc=desc, retries=retries, resources=resources, on_error=on_error)

@@ -13,11 +13,12 @@ from typing import Any
 import click
 import numpy as np
 
-from stages.common import common_options, load_params, run_object_stage
-from stages.detect import object_seed
+from pipeline.errors import BadInputError
+
+from stages.common import ParamsError, common_options, run_object_stage
+from stages.helpers import object_seed
 from stages.runner import StageContext
 
-CODE_VERSION = "1"
 _MASKERS: dict[str, Any] = {}
 
 
@@ -43,13 +44,13 @@ def _cached_embeddings(ctx: StageContext, object_id: str) -> dict[int, np.ndarra
 
 
 def _sam_key(ctx: StageContext) -> str:
-    sec = ctx.section()
-    return f"{sec.get('sam_model_type')}:{sec.get('sam_checkpoint')}"
+    sec = ctx.config.segment
+    return f"{sec.sam_model_type}:{sec.sam_checkpoint}"
 
 
 def segment_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    sec = ctx.section()
-    mode = sec.get("mode", "oracle")
+    sec = ctx.config.segment
+    mode = sec.mode
     det = _detections(ctx, object_id)
     render = ctx.store("render")
     pix2pt = render.read(object_id, "pix2pt")
@@ -64,42 +65,53 @@ def segment_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarra
         from pipeline.segment.oracle import OracleMaskParams, oracle_masks
 
         ing = ctx.store("ingest")
-        masks = oracle_masks(det, pix2pt, ing.read(object_id, "sem"), ing.read(object_id, "ins"), OracleMaskParams(boundary_noise=float(sec.get("boundary_noise", 0.2))), seed=object_seed(sec.get("seed", 0), object_id))
+        masks = oracle_masks(det, pix2pt, ing.read(object_id, "sem"), ing.read(object_id, "ins"), OracleMaskParams(boundary_noise=sec.boundary_noise), seed=object_seed(sec.seed, object_id))
     elif mode == "sam":
-        from pipeline.segment.sam import SamMasker
 
         key = _sam_key(ctx)
-        if key not in _MASKERS:
-            _MASKERS[key] = SamMasker(sec.get("sam_model_type", "vit_b"), Path(sec["sam_checkpoint"]), device=ctx.device)
         cached = _cached_embeddings(ctx, object_id)
-        masks, emb = _MASKERS[key].masks_for_object(render.read(object_id, "rgb"), det, cached)
+        masks, emb = sam_masker(sec, ctx.device).masks_for_object(render.read(object_id, "rgb"), det, cached)
         views = sorted(emb)
         if views:
             arrays["embed"] = np.concatenate([emb[v] for v in views]).astype(np.float16)
             arrays["embed_views"] = np.asarray(views, dtype=np.int16)
         attrs.update({"render_fingerprint": render.stored_fingerprint(object_id), "sam": key})
     else:
-        raise ValueError(f"unknown segment mode {mode!r} (sam, box, oracle)")
+        raise BadInputError(f"segment.mode {mode!r} is not computed by `partstad segment`", object_id=object_id)
     arrays["mask"] = np.asarray(masks, dtype=bool).reshape(len(det.xyxy), H, W)
     return arrays, attrs
 
 
+def sam_masker(sec: Any, device: str):
+    """The SAM of ``segment.sam_checkpoint``, loaded once per process."""
+    from pipeline.segment.sam import SamMasker
+
+    key = f"{sec.sam_model_type}:{sec.sam_checkpoint}|{device}"
+    if key not in _MASKERS:
+        _MASKERS[key] = SamMasker(sec.sam_model_type, Path(sec.sam_checkpoint), device=device)
+    return _MASKERS[key]
+
+
 def gpu_resources(ctx: StageContext) -> dict[str, float] | None:
     """SAM on CUDA needs a GPU worker (``dask worker --resources GPU=1``)."""
-    return {"GPU": 1} if ctx.device == "cuda" and ctx.section().get("mode", "oracle") == "sam" else None
+    return {"GPU": 1} if ctx.device == "cuda" and ctx.config.segment.mode == "sam" else None
 
 
-def check_checkpoint(params_path: str) -> None:
-    sec = load_params(params_path).get("segment") or {}
-    if sec.get("mode") == "sam":
-        ck = sec.get("sam_checkpoint")
+def preflight(cfg: Any, device: str) -> None:
+    """Before any object: the SAM checkpoint must exist and load (else exit 2, cache untouched)."""
+    sec = cfg.segment
+    if sec.mode == "sam":
+        ck = sec.sam_checkpoint
         if not ck or not Path(ck).is_file():
-            raise click.UsageError(f"segment.sam_checkpoint {ck!r} is not a file: give a local segment-anything checkpoint in params.yaml")
+            raise ParamsError(f"segment.sam_checkpoint: {ck!r} is not a file; give a local segment-anything checkpoint in params.yaml")
+        try:
+            sam_masker(sec, device)
+        except Exception as exc:  # noqa: BLE001 - truncated / wrong model type / pickle: unusable
+            raise ParamsError(f"segment.sam_checkpoint: cannot load {ck} as a {sec.sam_model_type} model ({type(exc).__name__}: {exc})") from None
 
 
 @click.command()
 @common_options
 def segment(**kw: Any) -> None:
     """Turn every detected box into a mask (SAM, box rectangle, or simulated oracle SAM)."""
-    check_checkpoint(kw["params_path"])
-    run_object_stage("segment", segment_work, upstream=["ingest", "render", "detect"], code_version=CODE_VERSION, resources=gpu_resources, **kw)
+    run_object_stage("segment", segment_work, resources=gpu_resources, preflight=preflight, **kw)

@@ -13,18 +13,14 @@ from pipeline.viz_geometry import render_superpoint_sheet
 from stages.common import common_options, run_object_stage, save_preview
 from stages.runner import StageContext
 
-CODE_VERSION = "2"  # 2: small regions grow by similarity per unit of contact
-
-
 def superpoints_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from pipeline.superpoints import compute_superpoints
 
-    sec = ctx.section()
+    sec = ctx.config.superpoints
     ing = ctx.store("ingest").read_all(object_id, ["xyz", "rgb"])
     res = compute_superpoints(
-        ing["xyz"], ing["rgb"], k_adj=int(sec.get("k_adj", 10)), reg=float(sec.get("reg", 0.05)),
-        rgb_weight=float(sec.get("rgb_weight", 0.3)), min_size=int(sec.get("min_size", 10)),
-        grow_size=int(sec.get("grow_size", 30)), backend=sec.get("backend", "auto"),
+        ing["xyz"], ing["rgb"], k_adj=sec.k_adj, reg=sec.reg, rgb_weight=sec.rgb_weight,
+        min_size=sec.min_size, grow_size=sec.grow_size, backend=sec.backend,
     )
     sp = res.sp.astype(np.int32)
     save_preview(ctx, object_id, "superpoints", lambda: render_superpoint_sheet(ing["xyz"], sp))
@@ -36,4 +32,4 @@ def superpoints_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.nd
 @click.option("--preview", is_flag=True, help="Also write PNG sheets of the superpoints in random colours to reports/previews/<Category>/.")
 def superpoints(preview: bool, **kw: Any) -> None:
     """Partition each cloud into superpoints (kNN graph on normals + colour, L0-style partition)."""
-    run_object_stage("superpoints", superpoints_work, upstream=["ingest"], code_version=CODE_VERSION, runtime={"preview": preview}, **kw)
+    run_object_stage("superpoints", superpoints_work, runtime={"preview": preview}, **kw)

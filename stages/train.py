@@ -9,9 +9,13 @@ cache/detect. Writes ``models/<Cat>/partstad.safetensors`` (and, with
 from __future__ import annotations
 
 import csv
-import dataclasses
+import io
+import json
 import logging
+import os
+import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,39 +23,21 @@ import click
 import numpy as np
 
 from pipeline.errors import ObjectError
-from pipeline.meta import small_part_mask
-from stages.common import load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
+from stages.common import StageFailed, finish, keep_going_options, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
+from stages.config import PipelineConfig, TrainConfig, config_hash
+from stages.train_io import prepare_object
 from stages.runner import StageContext
+from stages.store import StoreBusyError, atomic_write_text, store_lock
 
 log = logging.getLogger("partstad")
-CODE_VERSION = "1"
 
 
-def train_params(section: dict[str, Any], device: str):
+def train_params(sec: TrainConfig, device: str):
+    """The pipeline's TrainParams from the validated train section."""
     from pipeline.train import TrainParams
 
-    names = {f.name for f in dataclasses.fields(TrainParams)}
-    kw = {k: v for k, v in section.items() if k in names}
-    if "batch_size" in section:
-        kw["batch"] = int(section["batch_size"])
-    return TrainParams(**kw, **({"device": device} if "device" in names else {}))
-
-
-def prepare_object(ctx: StageContext, object_id: str, mode: str, pos_enc: bool, device: str = "cpu"):
-    """A TrainObject from cache/lift and cache/detect only."""
-    from pipeline.train import TrainObject
-    from stages.lift import read_lifted
-
-    lifted = read_lifted(ctx, object_id, mode)
-    lift = ctx.store("lift")
-    detect = ctx.store("detect")  # NaN/inf features or boxes: BadInputError naming object and file
-    det = {"feat": detect.read(object_id, "feat", finite=True), "xyxy": detect.read(object_id, "xyxy", finite=True)}
-    H, W = lift.attrs(object_id).get("image_size") or [800, 800]
-    sem = lift.read(object_id, "sem") if lift.attrs(object_id).get("labelled", True) else None
-    return TrainObject.from_lifted(
-        lifted, det["feat"].astype(np.float32), lift.read(object_id, "view_dirs"), det["xyxy"], int(H), int(W),
-        pos_enc=pos_enc, sem=sem, small_part_flags=small_part_mask(ctx.category), device=device, object_id=object_id,
-    )
+    return TrainParams(epochs=sec.epochs, batch=sec.batch_size, lr=sec.lr, lr_null=sec.lr_null, weight_decay=sec.weight_decay,
+                       tau=sec.tau, seed=sec.seed, pos_enc=sec.pos_enc, absent_parts=sec.absent_parts, device=device)
 
 
 def load_split(ctx: StageContext, ids: list[str], mode: str, pos_enc: bool, device: str, skipped: list[dict[str, str]]):
@@ -60,28 +46,55 @@ def load_split(ctx: StageContext, ids: list[str], mode: str, pos_enc: bool, devi
         try:
             objs.append(prepare_object(ctx, oid, mode, pos_enc, device))
         except ObjectError as exc:
-            skipped.append({"object": oid, "error": str(exc)})
+            if not any(s["object"] == oid for s in skipped):
+                skipped.append({"object": oid, "error": str(exc)})
             log.error("skipping %s", exc)
     return objs
 
 
-def train_category(category: str, params: dict[str, Any], cache: str, device: str, models_dir: Path, out_metrics: Path, out_plots: Path) -> dict[str, Any]:
+def _curve_csv(curve: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=["epoch", "loss", "val_miou"], lineterminator="\n")
+    wr.writeheader()
+    wr.writerows(curve)
+    return buf.getvalue()
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Swap a fully written directory in place of ``target`` (old one removed after)."""
+    trash = None
+    if target.exists():
+        trash = target.with_name(f".trash-{target.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(target, trash)
+    os.replace(staging, target)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, models_dir: Path, out_metrics: Path, out_plots: Path) -> dict[str, Any]:
+    """Train every variant in memory, then swap the new model directory in (old one kept on failure)."""
     from tqdm.auto import tqdm
 
     from pipeline.train import save_weights, train_weight_net
 
-    sec = dict(params.get("train") or {})
+    sec = cfg.train
     tp = train_params(sec, device)
-    ctx = make_context("train", category, cache, params, device)
+    ctx = make_context("train", category, cache, cfg, device)
     skipped: list[dict[str, str]] = []
-    result_summary: dict[str, Any] = {"category": category, "epochs": tp.epochs}
-    variants = [("partstad", "mask")] + ([("partstad_boxes", "box")] if sec.get("ablation_boxes", True) else [])
-    models_dir.mkdir(parents=True, exist_ok=True)
+    provenance = {"category": category, "train_config": sec.model_dump(mode="json"), "params_hash": config_hash(cfg),
+                  "lift_stores": f"{cache}/lift/{category}.zarr"}
+    result_summary: dict[str, Any] = {"category": category, "epochs": tp.epochs, "config": provenance}
+    variants = [("partstad", "mask")] + ([("partstad_boxes", "box")] if sec.ablation_boxes else [])
+    results = {}
+    fewshot, val = select_objects(cache, category, None, ("fewshot",)), select_objects(cache, category, None, ("val",))
+    if not fewshot:
+        raise StageFailed(f"[train] {category}: no few-shot objects in the ingest manifest of {cache} (run `partstad ingest` first)")
     for name, mode in variants:
-        train_objs = load_split(ctx, select_objects(cache, category, None, ("fewshot",)), mode, tp.pos_enc, tp.device, skipped)
-        val_objs = load_split(ctx, select_objects(cache, category, None, ("val",)), mode, tp.pos_enc, tp.device, skipped)
+        train_objs = load_split(ctx, fewshot, mode, tp.pos_enc, tp.device, skipped)
+        val_objs = load_split(ctx, val, mode, tp.pos_enc, tp.device, skipped)
         if not train_objs:
-            raise click.ClickException(f"[train] {category}: no usable few-shot objects in {cache}/lift/{category}.zarr (run the earlier stages)")
+            raise StageFailed(f"[train] {category}: none of the {len(fewshot)} few-shot objects is usable in {cache}/lift/{category}.zarr "
+                              f"(first problem: {skipped[0]['error'] if skipped else 'unknown'}); the previous model is kept")
         if not any(int(o.x.shape[0]) for o in train_objs):
             click.echo(f"[train] {category} {name}: WARNING no boxes in any few-shot object (the detector found nothing); "
                        "only the null logit is fitted and every point will be predicted as 'no part'", err=True)
@@ -95,25 +108,24 @@ def train_category(category: str, params: dict[str, Any], cache: str, device: st
         res = train_weight_net(train_objs, val_objs, tp, progress=progress)
         bar.close()
         seconds = time.perf_counter() - t0
-        path = models_dir / f"{name}.safetensors"
-        tmp = path.with_suffix(".tmp")
-        save_weights(tmp, res, {"category": category, "variant": name, "membership": mode, "pos_enc": str(tp.pos_enc), "tau": str(tp.tau)})
-        if path.exists():
-            path.unlink()
-        tmp.rename(path)
+        results[name] = (res, mode)
         result_summary[name] = {"best_epoch": res.best_epoch, "best_val_miou": res.best_val_miou, "final_loss": res.curve[-1]["loss"], "theta_null": res.theta_null,
                                 "seconds": round(seconds, 2), "n_train": len(train_objs), "n_val": len(val_objs)}
-        if name == "partstad":
-            out_plots.parent.mkdir(parents=True, exist_ok=True)
-            tmp_csv = out_plots.with_suffix(".tmp")
-            with tmp_csv.open("w", newline="") as fh:
-                wr = csv.DictWriter(fh, fieldnames=["epoch", "loss", "val_miou"])
-                wr.writeheader()
-                wr.writerows(res.curve)
-            if out_plots.exists():
-                out_plots.unlink()
-            tmp_csv.rename(out_plots)
         click.echo(f"[train] {category} {name}: best epoch {res.best_epoch}, val mIoU {res.best_val_miou:.3f}, {seconds:.1f} s")
+    # Every variant trained: only now does anything on disk change.
+    models_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = models_dir.with_name(f".staging-{models_dir.name}-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        for name, (res, mode) in results.items():
+            save_weights(staging / f"{name}.safetensors", res, {
+                "variant": name, "membership": mode, "pos_enc": str(tp.pos_enc), "tau": repr(float(tp.tau)), "eps": repr(float(tp.eps)),
+                "config": json.dumps(provenance, sort_keys=True)})
+        replace_dir(staging, models_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_text(out_plots, _curve_csv(results["partstad"][0].curve))
     result_summary["skipped"] = skipped
     write_json(out_metrics, result_summary)
     return result_summary
@@ -127,9 +139,29 @@ def train_category(category: str, params: dict[str, Any], cache: str, device: st
 @click.option("--models", "models_root", default="models", show_default=True, help="Where models/<Category>/*.safetensors go.")
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/train/<Category>.json goes.")
 @click.option("--plots", "plots_root", default="plots", show_default=True, help="Where plots/train/<Category>.csv goes.")
-def train(params_path: str, cache: str, categories: tuple[str, ...], device: str, models_root: str, metrics_root: str, plots_root: str) -> None:
-    """Train the PartSTAD box-weight network of each category on its few-shot shapes."""
-    params = load_params(params_path)
+@keep_going_options
+def train(params_path: str, cache: str, categories: tuple[str, ...], device: str, models_root: str, metrics_root: str, plots_root: str,
+          keep_going: bool, lock_timeout: float) -> None:
+    """Train the PartSTAD box-weight network of each category on its few-shot shapes.
+
+    A model is replaced only after all its variants trained; skipped (unusable) few-shot or
+    validation objects make the exit code 1 unless --keep-going.
+    """
+    cfg = load_params(params_path)
     dev = resolve_device(device)
-    for category in resolve_categories(params, categories):
-        train_category(category, params, cache, dev, Path(models_root) / category, Path(metrics_root) / "train" / f"{category}.json", Path(plots_root) / "train" / f"{category}.csv")
+    problems: list[str] = []
+    n_skipped = 0
+    for category in resolve_categories(cfg, categories):
+        target = Path(models_root) / category
+        try:
+            with store_lock(f"{target}.lock", str(target), lock_timeout):
+                summary = train_category(category, cfg, cache, dev, target, Path(metrics_root) / "train" / f"{category}.json", Path(plots_root) / "train" / f"{category}.csv")
+        except (StageFailed, StoreBusyError) as exc:
+            problems.append(exc.message if isinstance(exc, StageFailed) else f"[train] {category}: {exc}")
+            continue
+        for s in summary["skipped"]:
+            click.echo(f"  SKIPPED {s['object']}: {s['error']}", err=True)
+        n_skipped += len(summary["skipped"])
+    finish([], problems, keep_going)
+    if n_skipped and not keep_going:
+        raise StageFailed(f"{n_skipped} object(s) could not be used for training (listed in metrics/train/<Category>.json); the models were trained without them")

@@ -11,19 +11,16 @@ import click
 import numpy as np
 
 from stages.common import common_options, run_object_stage
+from stages.helpers import cameras_from_config
 from stages.runner import StageContext
-
-CODE_VERSION = "1"
-
 
 def visibility_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from pipeline.cameras import project
     from pipeline.visibility import visible_points
-    from stages.render import cameras_from_params
 
     xyz = ctx.store("ingest").read(object_id, "xyz")
     pix2pt = ctx.store("render").read(object_id, "pix2pt")
-    cams = cameras_from_params(ctx.section("render"))
+    cams = cameras_from_config(ctx.config.render)
     uv, _ = project(cams, xyz)
     vis = visible_points(pix2pt, len(xyz))
     return {"uv": uv.astype(np.float32), "visible": vis}, {"n_visible_per_view": vis.sum(1).tolist()}
@@ -33,4 +30,4 @@ def visibility_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.nda
 @common_options
 def visibility(**kw: Any) -> None:
     """Project every point into every view and mark the points that win a pixel."""
-    run_object_stage("visibility", visibility_work, upstream=["ingest", "render"], code_version=CODE_VERSION, extra_param_sections=("render",), **kw)
+    run_object_stage("visibility", visibility_work, **kw)

@@ -1,8 +1,7 @@
 """Tiny random-weight Grounding DINO (STACK §11.1), saved and loaded back from a local dir."""
 import numpy as np
 import pytest
-
-pytest.importorskip("transformers")
+import transformers  # noqa: F401  - a test dependency: missing means a broken install, not a skip
 
 from pipeline.detect.grounding_dino import (  # noqa: E402
     DetectorWeightsNotFoundError,

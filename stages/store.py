@@ -45,6 +45,9 @@ FINGERPRINT_ATTR = "fingerprint"
 ALL_CHUNKS_ATTR = "all_chunks_written"
 _COMPRESSORS = (BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle), Crc32cCodec())
 _TRASH_PREFIX = ".trash-"
+_STAGING_PREFIX = ".staging-"
+#: Group attribute: name -> shape of every array written, for the self-check on skip.
+STORED_ARRAYS_ATTR = "stored_arrays"
 
 
 def fingerprint(stage: str, code_version: str, params: Mapping[str, Any], upstream: Mapping[str, str] | None = None) -> str:
@@ -165,7 +168,7 @@ class CategoryStore:
         g = self.group()
         with warnings.catch_warnings():  # side files (failures.json...) are not zarr members
             warnings.simplefilter("ignore")
-            names = sorted(n for n in g.group_keys() if not n.startswith(_TRASH_PREFIX))
+            names = sorted(n for n in g.group_keys() if not n.startswith("."))
         out = []
         for name in names:
             oid = f"{self.category}/{name}"
@@ -199,14 +202,38 @@ class CategoryStore:
         fingerprint_value: str,
         chunks: Mapping[str, tuple[int, ...]] | None = None,
     ) -> None:
-        """Delete any previous group of the object, write all arrays, then mark complete."""
+        """Write an object's arrays and attrs, then make them *the* result in one step.
+
+        Local stores write a staging group beside the old one and swap directories only when
+        every array and the marker are written, so a failure or a kill never removes a valid
+        previous result and readers see the old or the new group, never a half-written one.
+        fsspec stores (no rename) clear the old group first and write in place.
+        """
         for key, arr in arrays.items():
             arr = np.asarray(arr)
             if arr.dtype == object:
                 raise TypeError(f"array {key!r} of {object_id} has object dtype; use flat + offsets")
-        self.delete_object(object_id)
-        root = self.group(writable=True)
-        g = root.create_group(local_name(object_id))
+        name = local_name(object_id)
+        if self.is_local:
+            self.group(writable=True)
+            staging = Path(self.url) / f"{_STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+            try:
+                g = zarr.open_group(str(staging), mode="w")
+                self._fill_group(g, object_id, arrays, attrs, fingerprint_value, chunks)
+                self._swap_in(staging, Path(self.url) / name)
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+        else:
+            self.delete_object(object_id)
+            g = self.group(writable=True).create_group(name)
+            self._fill_group(g, object_id, arrays, attrs, fingerprint_value, chunks)
+        self._group = None
+
+    @staticmethod
+    def _fill_group(g: zarr.Group, object_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
+                    fingerprint_value: str, chunks: Mapping[str, tuple[int, ...]] | None) -> None:
+        stored: dict[str, list[int]] = {}
         for key, arr in arrays.items():
             arr = np.ascontiguousarray(arr)
             c = (chunks or {}).get(key) or default_chunks(key, arr.shape) or "auto"
@@ -218,10 +245,21 @@ class CategoryStore:
             )
             if arr.size:
                 za[...] = arr
+            stored[key] = list(arr.shape)
         meta = json.loads(json.dumps(dict(attrs), default=_json_default))
-        meta.update({FINGERPRINT_ATTR: fingerprint_value, "object_id": object_id, COMPLETE_ATTR: True})
+        meta.update({FINGERPRINT_ATTR: fingerprint_value, "object_id": object_id, STORED_ARRAYS_ATTR: stored, COMPLETE_ATTR: True})
         g.attrs.update(meta)  # one atomic metadata write, last: only a finished group is complete
-        self._group = None
+
+    @staticmethod
+    def _swap_in(staging: Path, target: Path) -> None:
+        """Replace ``target`` by ``staging`` (two renames; the old group is removed after)."""
+        trash = None
+        if target.exists():
+            trash = target.parent / f"{_TRASH_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(target, trash)
+        os.replace(staging, target)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
     def delete_object(self, object_id: str) -> None:
         """Remove an object's group so that no interruption leaves it looking complete."""
@@ -234,7 +272,7 @@ class CategoryStore:
             p = base / name
             if p.exists():
                 trash = base / f"{_TRASH_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
-                os.rename(p, trash)  # atomic: the group is gone (not half gone) at once
+                os.replace(p, trash)  # atomic: the group is gone (not half gone) at once
                 shutil.rmtree(trash)
         elif self.exists():
             root = self.group(writable=True)
@@ -245,6 +283,64 @@ class CategoryStore:
                     pass
                 del root[name]
         self._group = None
+
+    def clean_leftovers(self) -> int:
+        """Remove staging/trash directories left by killed runs (call under the store lock)."""
+        if not self.is_local or not Path(self.url).is_dir():
+            return 0
+        n = 0
+        for p in Path(self.url).iterdir():
+            if p.is_dir() and p.name.startswith((_TRASH_PREFIX, _STAGING_PREFIX)):
+                shutil.rmtree(p, ignore_errors=True)
+                n += 1
+        return n
+
+    def check_root(self) -> None:
+        """Refuse to work on a store whose root metadata is unreadable (clear error, no traceback)."""
+        if not self.is_local:
+            return
+        base = Path(self.url)
+        if base.exists() and not base.is_dir():
+            raise StoreCorruptError(f"{self.url} should be a Zarr store directory but is a file; move it away")
+        if (base / "zarr.json").exists():
+            try:
+                g = zarr.open_group(self.url, mode="r")
+                if not isinstance(g, zarr.Group):
+                    raise TypeError("not a group")
+            except Exception as exc:  # noqa: BLE001 - any parse error means a damaged store
+                raise StoreCorruptError(
+                    f"the {self.stage} store of {self.category} is unreadable: {base / 'zarr.json'} ({type(exc).__name__}: {exc}). "
+                    f"Restore it (`dvc checkout {self.url}`) or delete {self.url} to recompute it") from None
+
+    # -- self-check ------------------------------------------------------------------
+    def verify_object(self, object_id: str) -> str | None:
+        """Why a complete-marked object is not usable (None when it is): cheap metadata checks.
+
+        Every array recorded at write time must exist with its shape and all of its chunk
+        files; the group and array metadata must parse. Chunk contents are checked (CRC32C)
+        only when read.
+        """
+        try:
+            attrs = self.attrs(object_id)
+            stored = attrs.get(STORED_ARRAYS_ATTR)
+            if not isinstance(stored, dict):
+                return "no record of its arrays (written by an older version)"
+            for name, shape in stored.items():
+                za = self._zarr_array(object_id, name, tuple(shape))
+                del za
+        except ObjectError as exc:
+            return exc.reason
+        return None
+
+    # -- locking -----------------------------------------------------------------------
+    def lock(self, timeout: float = -1):
+        """An exclusive inter-process lock on this store (``<store>.lock`` beside it).
+
+        Returns a context manager; raises :class:`StoreBusyError` when another run holds it
+        for longer than ``timeout`` seconds (-1 = wait for ever). fsspec stores are not
+        locked (no portable lock there): run one writer per remote store.
+        """
+        return store_lock(f"{self.url}.lock" if self.is_local else None, self.url, timeout)
 
     # -- read ---------------------------------------------------------------------
     def attrs(self, object_id: str) -> dict[str, Any]:
@@ -312,11 +408,7 @@ class CategoryStore:
             with fsspec.open(path, "w") as fh:
                 fh.write(text)
             return path
-        tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(text)
-        if path.exists():
-            path.unlink()
-        tmp.rename(path)
+        atomic_write_text(path, text)
         return path
 
     def read_json(self, name: str, default: Any = None) -> Any:
@@ -335,6 +427,77 @@ class CategoryStore:
             return json.loads(path.read_text())
         except ValueError as exc:
             raise BadInputError(f"corrupt JSON side file ({exc})", path=path) from exc
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a new file beside ``path`` and ``os.replace`` it in: readers see old or new,
+    and a file DVC hard-linked into its cache is replaced, never modified in place."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return p
+
+
+class StoreCorruptError(RuntimeError):
+    """A store's own metadata (its root zarr.json) cannot be read."""
+
+
+class StoreBusyError(RuntimeError):
+    """Another run holds the lock of a store."""
+
+
+class _NoLock:
+    def __enter__(self) -> "_NoLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class _StoreLock:
+    """filelock-based exclusive lock that says who waits for what."""
+
+    def __init__(self, lock_path: str, what: str, timeout: float):
+        from filelock import FileLock
+
+        Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(lock_path)
+        self.lock_path, self.what, self.timeout = lock_path, what, timeout
+
+    def __enter__(self) -> "_StoreLock":
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=0)
+            return self
+        except Timeout:
+            pass
+        if self.timeout == 0:
+            raise StoreBusyError(f"another partstad run is writing {self.what} (lock {self.lock_path}); "
+                                 "try again when it has finished, or pass --lock-timeout to wait")
+        import logging
+
+        logging.getLogger("partstad").warning("another partstad run is writing %s; waiting for it to finish (lock %s)", self.what, self.lock_path)
+        try:
+            self._lock.acquire(timeout=self.timeout)
+        except Timeout:
+            raise StoreBusyError(f"gave up after {self.timeout:g} s: another partstad run is still writing {self.what} "
+                                 f"(lock {self.lock_path})") from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.release()
+
+
+def store_lock(lock_path: str | None, what: str, timeout: float = -1) -> Any:
+    """Exclusive lock on ``lock_path`` (None: no lock), see :meth:`CategoryStore.lock`."""
+    return _StoreLock(lock_path, what, timeout) if lock_path else _NoLock()
 
 
 def _shape_matches(shape: tuple[int, ...], expect: tuple[int | None, ...]) -> bool:

@@ -1,0 +1,316 @@
+"""The typed, validated configuration of every stage: the one place where defaults live.
+
+``params.yaml`` is parsed once, before any object runs, into :class:`PipelineConfig`.
+Unknown keys, wrong types and out-of-range values are refused with the dotted key named
+(``render.image_size: Input should be a valid integer``) and the command exits with code 2
+before anything in the cache is touched. Each field carries a docstring (shown by
+``partstad params``).
+
+A field marked ``affects_results=False`` (e.g. ``evaluate.splits``) decides *which* objects
+run, not *what* an object's result is, so it is left out of the cache keys
+(:func:`section_digest`): changing it never recomputes anything.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+
+from pipeline.cameras import PAPER_VIEWS
+from pipeline.meta import CATEGORIES
+
+_STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True, validate_default=True)
+
+
+class ConfigError(ValueError):
+    """params.yaml is unreadable or invalid; the message names the file and the keys."""
+
+
+def not_in_key(**kw: Any) -> Any:
+    """A field that selects work but does not change any object's result (left out of keys)."""
+    return Field(json_schema_extra={"affects_results": False}, **kw)
+
+
+class Section(BaseModel):
+    model_config = _STRICT
+
+
+class DataConfig(Section):
+    source: Literal["synthetic", "partnete", "mobility"] = "synthetic"
+    """Where shapes come from: the embedded synthetic generator, a PartNetE root or raw PartNet-Mobility."""
+    root: str | None = None
+    """Dataset root for `partnete` / `mobility` (a local directory)."""
+    n_points: int = Field(20000, gt=0, le=10_000_000)
+    """Points per shape for the synthetic generator and for sampling meshes."""
+    seed: int = 0
+    """Seed of the synthetic generator and of mesh sampling."""
+    n_fewshot: int = not_in_key(default=8, ge=0)
+    """Few-shot training shapes per category (synthetic; paper: 8)."""
+    n_val: int = not_in_key(default=4, ge=0)
+    """Validation shapes per category (synthetic), used for checkpoint selection."""
+    n_test: int = not_in_key(default=8, ge=0)
+    """Test shapes per category (synthetic)."""
+    val_ids: list[str] | None = not_in_key(default=None)
+    """PartNetE: few-shot ids to hold out as validation (default: `val_list.json` if present)."""
+    splits: dict[str, Literal["fewshot", "val", "test"]] | None = not_in_key(default=None)
+    """PartNet-Mobility: split per object folder name (default: test)."""
+
+
+class RenderConfig(Section):
+    backend: Literal["numpy", "pyrender", "auto"] = "numpy"
+    """Splat renderer: pure numpy z-buffer, pyrender (OpenGL/EGL), or pyrender when it works."""
+    image_size: int = Field(800, gt=0, le=8192)
+    """Square image side in pixels (paper: 800)."""
+    distance: float = Field(2.2, gt=0)
+    """Camera distance from the origin (shapes are normalised to the unit sphere)."""
+    fov_deg: float = Field(60.0, gt=0, lt=180)
+    """Vertical field of view in degrees."""
+    radius_ndc: float = Field(0.005, gt=0, le=1)
+    """Splat radius in NDC units (2 px at 800 px)."""
+    footprint: Literal["disc", "square"] = "disc"
+    """Splat shape: PyTorch3D-like disc or pyrender-like square."""
+    views: list[tuple[float, float]] = Field(
+        default_factory=lambda: [tuple(v) for v in PAPER_VIEWS], min_length=1, max_length=64,
+    )
+    """Camera (elevation, azimuth) pairs in degrees (paper: these 10)."""
+
+    @property
+    def radius_px(self) -> float:
+        """Splat radius in pixels at this image size."""
+        return self.radius_ndc * self.image_size / 2.0
+
+
+class VisibilityConfig(Section):
+    """No knobs: a point is visible in a view iff it wins at least one pixel."""
+
+
+class SuperpointsConfig(Section):
+    backend: Literal["greedy", "cutpursuit", "auto"] = "greedy"
+    """Partition: in-house MIT greedy L0 partition, or GPL pycut-pursuit if installed."""
+    reg: float = Field(0.05, gt=0)
+    """Regularisation strength of the L0 partition (larger = fewer superpoints)."""
+    k_adj: int = Field(10, ge=1, le=100)
+    """Neighbours of the kNN adjacency graph."""
+    rgb_weight: float = Field(0.3, ge=0)
+    """Weight of colour relative to normals in the partitioned signal."""
+    min_size: int = Field(10, ge=0)
+    """SPEC §5.6: components of at most this many points merge into a neighbour."""
+    grow_size: int = Field(30, ge=0)
+    """Regions of at most this many points grow into their best neighbour (0 = off)."""
+
+
+def _docstrings(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass (the string right after each field)."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    out = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+            out[node.target.id] = " ".join(str(nxt.value.value).split())
+    return out
+
+
+def model_of_dataclass(cls: type, name: str, *, exclude: tuple[str, ...] = (), constraints: dict[str, dict[str, Any]] | None = None) -> type[BaseModel]:
+    """A strict pydantic model whose fields, types, defaults and docs come from a pipeline
+    dataclass, so the defaults live in one place (the dataclass next to the maths)."""
+    hints = typing.get_type_hints(cls)
+    docs = _docstrings(cls)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        fields[f.name] = (hints[f.name], Field(default, description=docs.get(f.name), **(constraints or {}).get(f.name, {})))
+    return create_model(name, __config__=_STRICT, **fields)
+
+
+def _oracle_model() -> type[BaseModel]:
+    from pipeline.detect.oracle import OracleDetectorParams
+
+    nonneg = {"ge": 0}
+    prob = {"ge": 0, "le": 1}
+    return model_of_dataclass(
+        OracleDetectorParams, "OracleDetectConfig",
+        exclude=("score_threshold", "max_per_view", "feat_dim"),  # set by the detect section itself
+        constraints={"p_max": prob, "area_scale": {"gt": 0}, "jitter": nonneg, "confusion": prob, "confused_confidence": nonneg,
+                     "fp_rate": nonneg, "whole_object_prob": prob, "score_noise": nonneg, "min_box_px": nonneg, "feat_noise": nonneg,
+                     "max_parts": {"ge": 1}, "max_views": {"ge": 1}},
+    )
+
+
+OracleDetectConfig = _oracle_model()
+
+
+class DetectConfig(Section):
+    backend: Literal["oracle", "grounding_dino", "import"] = "oracle"
+    """oracle (SIMULATED from ground truth), grounding_dino (real, local weights) or import (original preprocessing)."""
+    feat_dim: int = Field(256, ge=1, le=4096)
+    """Per-box feature dimension of the simulated detector (GLIP: 256)."""
+    seed: int = 0
+    """Seed of the simulated detector's noise (per object: mixed with the object id)."""
+    weights_dir: str | None = None
+    """Local Grounding DINO directory (config.json + model.safetensors + processor files) for backend grounding_dino."""
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    """Boxes scoring at most this are dropped (GLIP: 0.5)."""
+    max_per_view: int = Field(100, ge=1)
+    """At most this many boxes per view (highest scores kept)."""
+    oracle: OracleDetectConfig = Field(default_factory=OracleDetectConfig)  # type: ignore[valid-type]
+    """Noise model of the simulated detector (see pipeline/detect/oracle.py)."""
+
+
+class SegmentConfig(Section):
+    mode: Literal["oracle", "sam", "box"] = "oracle"
+    """oracle (SIMULATED SAM from ground truth), sam (segment-anything, local checkpoint) or box (rectangles)."""
+    sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
+    """segment-anything model type of the checkpoint."""
+    sam_checkpoint: str | None = None
+    """Local path to a segment-anything checkpoint (.pth) for mode sam."""
+    seed: int = 0
+    """Seed of the simulated SAM's boundary noise."""
+    boundary_noise: float = Field(0.2, ge=0, le=1)
+    """Simulated SAM: flip probability of boundary pixels."""
+
+
+class LiftConfig(Section):
+    iou_gate: float = Field(1.0e-6, ge=0, lt=1)
+    """SPEC §6.1/§7.1: a box counts for a superpoint only when the 2D IoU of the superpoint's visible extent and the box exceeds this."""
+    whole_object_thresh: float = Field(0.98, gt=0, le=1)
+    """PartSLIP's whole-object box filter: boxes covering more than this fraction of the visible points are dropped (baseline only)."""
+
+
+class TrainConfig(Section):
+    epochs: int = Field(400, gt=0, le=100_000)
+    """Training epochs; validation after each one, the first best epoch is kept."""
+    batch_size: int = Field(2, gt=0)
+    """Objects per optimisation step."""
+    lr: float = Field(1.0e-4, gt=0)
+    """AdamW learning rate of the weight network."""
+    lr_null: float = Field(0.05, gt=0)
+    """AdamW learning rate of the null logit."""
+    weight_decay: float = Field(0.01, ge=0)
+    """Decoupled weight decay of both optimisers."""
+    tau: float = 10.0
+    """Weight offset: w = ReLU(tau + o); also the initial null logit. Saved with the weights and used by evaluate."""
+    seed: int = 0
+    """Seed of the initialisation and of the epoch shuffles."""
+    pos_enc: bool = True
+    """Append the 147-D positional encoding of the box query to the detector feature."""
+    absent_parts: Literal["paper", "skip"] = "paper"
+    """Loss for parts absent from an object's ground truth: paper (constant 1/K) or skip."""
+    ablation_boxes: bool = True
+    """Also train the 'weights without masks' ablation on box membership."""
+
+
+class EvaluateConfig(Section):
+    splits: list[Literal["fewshot", "val", "test"]] = not_in_key(default_factory=lambda: ["test"], min_length=1)
+    """Splits to predict and score."""
+
+
+class ReportConfig(Section):
+    n_examples: int = Field(2, ge=0, le=100)
+    """Example objects per category shown in the HTML report."""
+
+
+class PipelineConfig(BaseModel):
+    """Every knob of the pipeline, one section per stage."""
+
+    model_config = _STRICT
+    categories: list[str] = Field(default_factory=lambda: ["Chair"], min_length=1)
+    """Categories processed by `dvc repro` and by commands run without --category."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    visibility: VisibilityConfig = Field(default_factory=VisibilityConfig)
+    superpoints: SuperpointsConfig = Field(default_factory=SuperpointsConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    lift: LiftConfig = Field(default_factory=LiftConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @field_validator("categories")
+    @classmethod
+    def _known(cls, cats: list[str]) -> list[str]:
+        import difflib
+
+        for c in cats:
+            if c not in CATEGORIES:
+                close = difflib.get_close_matches(c, CATEGORIES, n=3)
+                raise ValueError(f"unknown category {c!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        if len(set(cats)) != len(cats):
+            raise ValueError("a category is listed twice")
+        return cats
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_are_mappings(cls, data: Any) -> Any:
+        """`render: 5` or `render:` (None) -> a clear error / the defaults."""
+        if not isinstance(data, dict):
+            raise ValueError("params must be a mapping of sections")
+        out = dict(data)
+        for name in cls.model_fields:
+            if name in out and out[name] is None and name != "categories":
+                out[name] = {}
+        return out
+
+
+def _format_errors(path: Path | str, exc: ValidationError) -> str:
+    lines = [f"invalid params file {path}:"]
+    for e in exc.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        got = "" if e["type"] in ("extra_forbidden", "missing") else f" (got {e.get('input')!r})"
+        msg = "unknown key (misspelled? it would be ignored)" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: Any, source: str = "params") -> PipelineConfig:
+    """Validate a params mapping; ConfigError names every bad key."""
+    try:
+        return PipelineConfig.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate params.yaml (missing file, YAML syntax and schema errors -> ConfigError)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"params file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"params file {p} is not valid YAML: {exc}") from None
+    return parse_config(raw, str(p))
+
+
+def _key_view(model: BaseModel) -> Any:
+    """A section's fields that affect results (recursively), as plain JSON data."""
+    out = {}
+    for name, info in type(model).model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("affects_results") is False:
+            continue
+        value = getattr(model, name)
+        out[name] = _key_view(value) if isinstance(value, BaseModel) else value
+    return json.loads(json.dumps(out, default=list))
+
+
+def section_digest(*sections: BaseModel) -> dict[str, Any]:
+    """The key-relevant content of some sections, keyed by section class (for fingerprints)."""
+    return {type(s).__name__: _key_view(s) for s in sections}
+
+
+def config_hash(cfg: PipelineConfig) -> str:
+    """Short hash of the whole resolved configuration (recorded in every artefact)."""
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]

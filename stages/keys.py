@@ -1,0 +1,206 @@
+"""Cache keys that cannot go stale: config + code + inputs + upstream keys, per object.
+
+An object's key in stage S is the hash of
+- the object id (different objects never share a key),
+- the key-relevant fields of the config sections S reads (:data:`STAGES`),
+- a **code hash** of the source of every project module S can import (found by walking the
+  import statements of ``stages/<S>.py`` through ``pipeline``/``stages``; nothing to bump by
+  hand), leaving out the plumbing modules that cannot change a result (:data:`PLUMBING`),
+- the current keys of the object in S's upstream stages,
+- stage extras: for ingest the content hash of the input files, for evaluate the hash of
+  the trained weights.
+
+:class:`KeyResolver` computes the key a stage *would* write now and checks every upstream
+result it depends on, recursively: an upstream object whose stored key differs from the
+key its own config, code and upstreams give now is **stale** (someone changed its settings
+or code and did not re-run it), and the object fails with a message naming the stage to
+re-run, instead of silently mixing old and new data. Roots (ingest, imported objects) are
+trusted as stored: re-running ingest is what re-reads the input files.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import BadInputError, MissingUpstreamError, ObjectError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_PACKAGES = ("pipeline", "stages")
+#: Modules that move data around without changing any value a stage computes.
+PLUMBING = frozenset({
+    "stages", "pipeline", "stages.cli", "stages.common", "stages.runner", "stages.scheduling", "stages.store",
+    "stages.config", "stages.keys", "stages.locking", "pipeline.errors",
+})
+ORIGIN_ATTR = "origin"
+UPSTREAM_ATTR = "upstream_keys"
+
+
+class StaleUpstreamError(ObjectError):
+    """An upstream result was computed with other settings, code or inputs than now."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What one per-object stage reads: upstream stages and config sections."""
+
+    upstream: tuple[str, ...]
+    sections: tuple[str, ...]
+
+
+#: The per-object stages, their upstream stages and the config sections that shape results.
+STAGES: dict[str, StageSpec] = {
+    "ingest": StageSpec((), ("data",)),
+    "render": StageSpec(("ingest",), ("render",)),
+    "visibility": StageSpec(("ingest", "render"), ("render", "visibility")),
+    "superpoints": StageSpec(("ingest",), ("superpoints",)),
+    "detect": StageSpec(("ingest", "render"), ("detect",)),
+    "segment": StageSpec(("ingest", "render", "detect"), ("segment",)),
+    "lift": StageSpec(("ingest", "render", "visibility", "superpoints", "detect", "segment"), ("lift",)),
+    "evaluate": StageSpec(("ingest", "visibility", "detect", "lift"), ("evaluate", "lift")),
+}
+
+
+def _module_file(name: str) -> Path | None:
+    base = REPO_ROOT.joinpath(*name.split("."))
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Project modules named by any import statement of a module (function-level ones too)."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                mod = f"{base}.{node.module}" if node.module else base
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names)  # `from pkg import module`
+    return {m for m in found if m.split(".")[0] in PROJECT_PACKAGES and _module_file(m) is not None}
+
+
+@lru_cache(maxsize=None)
+def module_closure(root: str) -> tuple[str, ...]:
+    """Every project module reachable from ``root`` by imports, plumbing left out."""
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in PLUMBING and name != root:  # plumbing is not followed (its values are hashed via the config)
+            continue
+        path = _module_file(name)
+        if path is not None:
+            todo.extend(_imports(name, path) - seen)
+        parent = name.rsplit(".", 1)[0]  # importing a.b.c runs a/b/__init__.py too
+        if "." in name and parent not in seen:
+            todo.append(parent)
+    return tuple(sorted(m for m in seen if m not in PLUMBING))
+
+
+@lru_cache(maxsize=None)
+def code_hash(stage: str) -> str:
+    """Hash of the source of the modules a stage runs (``stages.<stage>`` and its imports)."""
+    h = hashlib.sha256()
+    for name in module_closure(f"stages.{stage}"):
+        path = _module_file(name)
+        assert path is not None
+        h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def files_digest(paths: list[Path]) -> str:
+    """Content hash of input files (sorted by path); a missing file hashes as missing."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(str(p).encode() + b"\0")
+        if p.is_file():
+            with p.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        else:
+            h.update(b"<missing>")
+    return h.hexdigest()[:20]
+
+
+def object_key(stage: str, object_id: str, section_view: Mapping[str, Any], code: str, upstream: Mapping[str, str], extra: Any = None) -> str:
+    """The key of one object's result in one stage."""
+    return digest({"stage": stage, "object": object_id, "config": section_view, "code": code,
+                   "upstream": dict(sorted(upstream.items())), "extra": extra})
+
+
+class KeyResolver:
+    """Current keys of objects, verified along the chain of upstream stages.
+
+    ``section_view(stage)`` returns the key-relevant config of a stage, ``store(stage)`` its
+    CategoryStore and ``extra(stage, object_id)`` any stage extra (evaluate: weights hash).
+    """
+
+    def __init__(self, section_view: Callable[[str], Any], store: Callable[[str], Any], extra: Callable[[str, str], Any] | None = None):
+        self._view = section_view
+        self._store = store
+        self._extra = extra or (lambda stage, oid: None)
+        self._memo: dict[tuple[str, str], str] = {}
+
+    @staticmethod
+    def upstream_of(stage: str) -> list[str]:
+        return list(STAGES[stage].upstream)
+
+    def key(self, stage: str, object_id: str) -> str:
+        """The key ``stage`` would write for ``object_id`` now (its upstreams verified)."""
+        ups = {u: self.current(u, object_id) for u in STAGES[stage].upstream}
+        return object_key(stage, object_id, self._view(stage), code_hash(stage), ups, self._extra(stage, object_id))
+
+    def current(self, stage: str, object_id: str) -> str:
+        """The stored key of an upstream result, after checking it is up to date."""
+        memo = (stage, object_id)
+        if memo in self._memo:
+            return self._memo[memo]
+        store = self._store(stage)
+        fp = store.stored_fingerprint(object_id)
+        if fp is None:
+            try:  # an unreadable group gets the store's precise error (object and file)
+                store.attrs(object_id)
+            except BadInputError:
+                raise
+            except ObjectError:
+                pass
+            raise MissingUpstreamError(f"upstream stage {stage!r} has no complete result (run `partstad {stage}` first)",
+                                       object_id=object_id, path=store.url)
+        attrs = store.attrs(object_id)
+        recorded = attrs.get(UPSTREAM_ATTR)
+        if stage != "ingest" and attrs.get(ORIGIN_ATTR) != "import":
+            expected = self.key(stage, object_id)
+            if fp != expected:
+                raise StaleUpstreamError(
+                    f"the {stage} result is out of date (its settings, code or inputs changed since it was computed): "
+                    f"run `partstad {stage}` first", object_id=object_id, path=store.path(object_id))
+        elif isinstance(recorded, dict):  # roots: at least their own upstream chain must agree
+            for up, up_key in recorded.items():
+                if self.current(up, object_id) != up_key:
+                    raise StaleUpstreamError(f"the {stage} result was made from another {up} result: run `partstad {stage}` first",
+                                             object_id=object_id, path=store.path(object_id))
+        self._memo[memo] = fp
+        return fp
