@@ -107,7 +107,7 @@ def group_bytes(cache: Path, stage: str) -> dict[str, int]:
 
 def original_bytes(cache: Path) -> dict[str, list[tuple[float, float]]]:
     """Per object, (bytes at this run's H×W, bytes at 800×800) of the SPEC §9 files."""
-    from pipeline.store import CategoryStore
+    from stages.store import CategoryStore
 
     st = {s: CategoryStore(cache, s, "Chair") for s in STAGES}
     out: dict[str, list[tuple[float, float]]] = {"render+visibility": [], "detect": [], "segment": [], "lift": []}
@@ -198,7 +198,7 @@ def main() -> None:
     total_ours = sum(mean(list(ours[s].values())) for s in STAGES)
     total_orig = sum(mean([x[0] for x in orig[k]]) for k in orig)
     print(f"| **all stages** | {fmt_bytes(total_ours)} | {fmt_bytes(total_orig)} | {total_orig / total_ours:.0f}x smaller | {fmt_bytes(sum(mean([x[1] for x in orig[k]]) for k in orig))} |")
-    from pipeline.store import CategoryStore
+    from stages.store import CategoryStore
 
     det = CategoryStore(cache, "detect", "Chair")
     bs = [det.attrs(o)["n_boxes"] for o in det.object_ids()]

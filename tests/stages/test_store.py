@@ -6,7 +6,7 @@ import pytest
 import zarr
 
 from pipeline.errors import MissingUpstreamError
-from pipeline.store import CategoryStore, default_chunks, fingerprint
+from stages.store import CategoryStore, default_chunks, fingerprint
 
 
 def test_fingerprint_changes_with_params_upstream_and_code():
