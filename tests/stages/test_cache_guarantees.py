@@ -313,3 +313,36 @@ def test_a_truncated_weights_file_stops_evaluate_before_any_object(proj, invoke)
     res = invoke(args(proj, "evaluate", "--force"))
     assert res.exit_code == 1 and "cannot load trained weights" in res.output
     assert snapshot(proj / "cache") | snapshot(proj / "metrics") == before
+
+
+# -- 7. input hardening --------------------------------------------------------------------------
+def _partnete(root: Path, objects: list[tuple[str, str]]) -> None:
+    from pipeline.data.ply import write_ply
+
+    rng = np.random.default_rng(1)
+    for split, oid in objects:
+        d = root / "data" / split / "Chair" / oid
+        d.mkdir(parents=True)
+        write_ply(d / "pc.ply", rng.normal(size=(200, 3)).astype(np.float32), rng.integers(0, 255, (200, 3)).astype(np.uint8))
+        np.save(d / "label.npy", {"semantic_seg": rng.integers(-1, 4, 200), "instance_seg": np.arange(200)}, allow_pickle=True)
+
+
+def test_odd_object_folder_names_fail_alone_with_a_clear_message(tmp_path, invoke, write_params):
+    root = tmp_path / "PartNetE"
+    _partnete(root, [("few_shot", "1"), ("test", "²"), ("test", "a b"), ("test", "chair_a")])
+    params = write_params(tmp_path, data={"source": "partnete", "root": str(root)})
+    res = invoke(["ingest", "--params", params, "--cache", tmp_path / "cache"])
+    assert res.exit_code == 1
+    assert summary(res.output, "ingest") == (2, 0, 2)
+    assert "invalid object id '²'" in res.output and "invalid object id 'a b'" in res.output
+    manifest = json.loads((tmp_path / "cache" / "ingest" / "Chair.zarr" / "manifest.json").read_text())
+    assert sorted(r["object"] for r in manifest) == ["Chair/1", "Chair/chair_a"]
+
+
+def test_the_same_id_in_two_splits_is_an_error_and_nothing_is_ingested(tmp_path, invoke, write_params):
+    root = tmp_path / "PartNetE"
+    _partnete(root, [("few_shot", "7"), ("test", "7"), ("test", "8")])
+    params = write_params(tmp_path, data={"source": "partnete", "root": str(root)})
+    res = invoke(["ingest", "--params", params, "--cache", tmp_path / "cache"])
+    assert res.exit_code == 1 and "Chair/7" in res.output and "few_shot" in res.output and "test" in res.output
+    assert not (tmp_path / "cache" / "ingest" / "Chair.zarr" / "manifest.json").exists()
