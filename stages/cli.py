@@ -1,39 +1,74 @@
-"""``partstad``: one click verb per pipeline stage (the same verbs dvc.yaml runs)."""
+"""``partstad``: one click verb per pipeline stage (the same verbs dvc.yaml runs).
+
+Commands are imported only when run, so `partstad --help` and a quick command do not pay
+for torch, dask or zarr imports they do not need.
+"""
 from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from stages.common import setup_logging
+#: verb -> (module, function, one-line help shown by `partstad --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "ingest": ("stages.ingest", "ingest", "Read (or generate) labelled point clouds into the cache."),
+    "render": ("stages.render", "render", "Render each point cloud from the configured views."),
+    "visibility": ("stages.visibility", "visibility", "Project points into every view; mark visible ones."),
+    "superpoints": ("stages.superpoints", "superpoints", "Partition each cloud into superpoints."),
+    "detect": ("stages.detect", "detect", "Detect part boxes in every view (simulated or Grounding DINO)."),
+    "segment": ("stages.segment", "segment", "Turn every box into a mask (SAM, box, or simulated SAM)."),
+    "import-partstad": ("stages.import_partstad", "import_partstad", "Import the original PartSTAD preprocessing outputs."),
+    "lift": ("stages.lift", "lift", "Lift masks and boxes onto superpoints (sparse membership)."),
+    "train": ("stages.train", "train", "Train the box-weight network of each category."),
+    "evaluate": ("stages.evaluate", "evaluate", "Predict with every method; write labels and metrics."),
+    "report": ("stages.report", "report", "Write the HTML report and summary metrics."),
+    "export": ("stages.export", "export", "Export predicted labels as PLY + .npy."),
+    "params": ("stages.params_cmd", "params", "Show every setting with its default, type and doc."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, _, help_) in COMMANDS.items()])
+
+
+def _version() -> str:
+    try:
+        return version("partstad-pipeline")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.version_option(_version(), prog_name="partstad")
 def main(verbose: bool) -> None:
     """Few-shot 3D part segmentation (PartSTAD) as a cache-driven batch pipeline.
 
     Stages, in order: ingest -> render -> visibility -> superpoints -> detect -> segment
     -> lift -> train -> evaluate -> report. Each reads its inputs from the Zarr cache
     (cache/<stage>/<Category>.zarr), skips objects that are up to date, and records bad
-    objects in failures.json. Run them all with `dvc repro`.
+    objects in failures.json. Run them all with `dvc repro`. Exit codes: 0 done,
+    1 some object failed or nothing matched, 2 invalid params or options.
     """
-    setup_logging(verbose)
+    import logging
+    import sys
 
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
 
-def _register() -> None:
-    from stages import ingest
-
-    main.add_command(ingest.ingest)
-    for name in ["render", "visibility", "superpoints", "detect", "segment", "import_partstad", "lift", "train", "evaluate", "report", "export"]:
-        try:
-            mod = __import__(f"stages.{name}", fromlist=[name])
-        except ModuleNotFoundError as exc:
-            if exc.name == f"stages.{name}":
-                continue
-            raise
-        main.add_command(getattr(mod, name))
-
-
-_register()
 
 if __name__ == "__main__":
     main()

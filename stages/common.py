@@ -5,7 +5,6 @@ import functools
 import json
 import logging
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,10 +111,6 @@ def select_objects(cache: str, category: str, objects: str | None, splits: tuple
         wanted = {o if "/" in o else f"{category}/{o}" for o in objects.split(",") if o}
         ids = [i for i in ids if i in wanted]
     return ids
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
 
 
 def finish(reports: list[StageReport], problems: list[str] | None = None, keep_going: bool = False) -> None:

@@ -135,7 +135,7 @@ def model_of_dataclass(cls: type, name: str, *, exclude: tuple[str, ...] = (), c
 
 
 def _oracle_model() -> type[BaseModel]:
-    from pipeline.detect.oracle import OracleDetectorParams
+    from pipeline.detect.oracle_params import OracleDetectorParams
 
     nonneg = {"ge": 0}
     prob = {"ge": 0, "le": 1}
