@@ -239,8 +239,11 @@ class CategoryStore:
             c = (chunks or {}).get(key) or default_chunks(key, arr.shape) or "auto"
             if arr.dtype == np.float64:
                 arr = arr.astype(np.float32)
+            # One view (or box) per chunk, all chunks of an array in one shard file: reads stay
+            # per view while a store holds a few files per object (DVC hashes every file).
+            shards = tuple(arr.shape) if isinstance(c, tuple) and arr.size else None
             za = g.create_array(
-                key, shape=arr.shape, dtype=arr.dtype, chunks=c, compressors=_COMPRESSORS,
+                key, shape=arr.shape, dtype=arr.dtype, chunks=c, shards=shards, compressors=_COMPRESSORS,
                 attributes={ALL_CHUNKS_ATTR: True}, config={"write_empty_chunks": True},
             )
             if arr.size:
