@@ -68,12 +68,27 @@ def run(args: list[str]) -> Result:
     return res
 
 
+def run_failing(args: list[str]) -> Result:
+    """`partstad <args>` that must report failed objects (or nothing matched): exit code 1,
+    the message that other results are kept; prints everything on mismatch."""
+    res = invoke(args)
+    assert res.exit_code == 1, f"partstad {' '.join(map(str, args))} should exit 1: {describe(res)}"
+    assert res.exception is None or isinstance(res.exception, SystemExit), describe(res)
+    return res
+
+
 # Fixtures hand the helpers to the test modules (no `import conftest`, which is ambiguous as
 # soon as another test folder grows its own conftest.py).
 @pytest.fixture(name="run", scope="session")
 def run_fixture():
     """`run(args)`: invoke `partstad <args>` in-process and assert exit code 0."""
     return run
+
+
+@pytest.fixture(name="run_failing", scope="session")
+def run_failing_fixture():
+    """`run_failing(args)`: invoke `partstad <args>` in-process and assert exit code 1."""
+    return run_failing
 
 
 @pytest.fixture(name="invoke", scope="session")

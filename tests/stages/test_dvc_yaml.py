@@ -5,7 +5,6 @@ keys would catch it inside the stage, but only if DVC runs the stage at all.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml

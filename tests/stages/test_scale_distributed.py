@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.store import CategoryStore
+from stages.store import CategoryStore
 from stages.runner import StageContext, run_stage
 from stages.scheduling import ClusterResourceError
 
@@ -70,12 +70,12 @@ def _src(tmp_path: Path, n: int = 4) -> str:
 
 
 def _ctx(cache: str, marker_dir: Path, **runtime) -> StageContext:
-    return StageContext("sq", "Chair", cache, {"sq": {"scale": 2.0}, "_runtime": {"marker_dir": str(marker_dir), **runtime}})
+    return StageContext("sq", "Chair", cache, {"sq": {"scale": 2.0}}, runtime={"marker_dir": str(marker_dir), **runtime})
 
 
 def _first_attempt(ctx: StageContext, object_id: str) -> bool:
     """True the first time an object is attempted (a marker file records the attempt)."""
-    marker = Path(ctx.params["_runtime"]["marker_dir"]) / object_id.replace("/", "_")
+    marker = Path(ctx.runtime["marker_dir"]) / object_id.replace("/", "_")
     if marker.exists():
         return False
     marker.write_text(str(os.getpid()))
@@ -84,7 +84,7 @@ def _first_attempt(ctx: StageContext, object_id: str) -> bool:
 
 def crash_once_work(ctx: StageContext, object_id: str):
     """Kills its worker process on the first attempt at Chair/1 (Chair/3: every attempt)."""
-    if object_id == ctx.params["_runtime"].get("always_crash") or (object_id == "Chair/1" and _first_attempt(ctx, object_id)):
+    if object_id == ctx.runtime.get("always_crash") or (object_id == "Chair/1" and _first_attempt(ctx, object_id)):
         os._exit(13)
     x = ctx.store("src").read(object_id, "x")
     return {"y": x * ctx.section()["scale"]}, {"pid": os.getpid()}
@@ -148,18 +148,19 @@ def test_gpu_tasks_need_a_gpu_worker(tmp_path, cluster):
 
 
 def test_gpu_resources_only_for_real_models_on_cuda():
+    from stages.config import parse_config
     from stages.detect import gpu_resources as det_res
     from stages.segment import gpu_resources as seg_res
 
-    def ctx(device, **p):
-        return StageContext("x", "Chair", "c", {"detect": p, "segment": p}, device=device)
+    def ctx(stage, device, **sections):
+        return StageContext(stage, "Chair", "c", parse_config(sections), device=device)
 
-    assert det_res(StageContext("detect", "Chair", "c", {"detect": {"backend": "grounding_dino"}}, device="cuda")) == {"GPU": 1}
-    assert det_res(StageContext("detect", "Chair", "c", {"detect": {"backend": "grounding_dino"}}, device="cpu")) is None
-    assert det_res(StageContext("detect", "Chair", "c", {"detect": {"backend": "oracle"}}, device="cuda")) is None
-    assert seg_res(StageContext("segment", "Chair", "c", {"segment": {"mode": "sam"}}, device="cuda")) == {"GPU": 1}
-    assert seg_res(StageContext("segment", "Chair", "c", {"segment": {"mode": "oracle"}}, device="cuda")) is None
-    assert seg_res(StageContext("segment", "Chair", "c", {"segment": {"mode": "sam"}}, device="cpu")) is None
+    assert det_res(ctx("detect", "cuda", detect={"backend": "grounding_dino"})) == {"GPU": 1}
+    assert det_res(ctx("detect", "cpu", detect={"backend": "grounding_dino"})) is None
+    assert det_res(ctx("detect", "cuda", detect={"backend": "oracle"})) is None
+    assert seg_res(ctx("segment", "cuda", segment={"mode": "sam"})) == {"GPU": 1}
+    assert seg_res(ctx("segment", "cuda", segment={"mode": "oracle"})) is None
+    assert seg_res(ctx("segment", "cpu", segment={"mode": "sam"})) is None
 
 
 # --------------------------------------------------------------------------- cache roots
@@ -183,7 +184,7 @@ def test_fsspec_root_with_side_files_and_resume():
         assert not src.is_local
         for i in range(3):
             src.write_object(f"Chair/{i}", {"x": np.full(4, float(i), np.float32)}, {}, f"s{i}")
-        ctx = StageContext("sq", "Chair", root, {"sq": {"scale": 3.0}, "_runtime": {"marker_dir": "/nonexistent"}})
+        ctx = StageContext("sq", "Chair", root, {"sq": {"scale": 3.0}}, runtime={"marker_dir": "/nonexistent"})
         ids = ["Chair/0", "Chair/1", "Chair/2", "Chair/7"]
         rep = run_stage(ctx, ids, lambda c, o: ({"y": c.store("src").read(o, "x") * 3}, {}), code_version="1", upstream=["src"], scheduler="threads")
         assert sorted(rep.done) == ids[:3] and [f["object"] for f in rep.failed] == ["Chair/7"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from pipeline.store import CategoryStore
+from stages.store import CategoryStore
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -78,7 +78,8 @@ def test_killed_render_resumes_with_only_missing_objects(tmp_path, run, write_pa
     for oid in clean:
         for name, arr in clean[oid].items():
             np.testing.assert_array_equal(resumed[oid][name], arr, err_msg=f"{oid} {name}")
-    assert not list(store_dir.glob(".trash-*")) and not list(store_dir.rglob("*.partial"))
+    # leftovers of the killed run (staging groups, trash) were swept by the resumed run
+    assert not list(store_dir.glob(".trash-*")) and not list(store_dir.glob(".staging-*")) and not list(store_dir.rglob("*.partial"))
 
 
 def _summary(out: str, stage: str) -> tuple[int, int]:
@@ -87,7 +88,7 @@ def _summary(out: str, stage: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def test_param_change_reruns_only_affected_stages_and_objects(tmp_path, run, write_params):
+def test_param_change_reruns_only_affected_stages_and_objects(tmp_path, run, run_failing, write_params):
     chain = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"]
     tiny = dict(data={"n_points": 2000}, render={"image_size": 64}, detect={"feat_dim": 32})
     params = write_params(tmp_path, **tiny)
@@ -105,12 +106,33 @@ def test_param_change_reruns_only_affected_stages_and_objects(tmp_path, run, wri
     counts = {s: _summary(run([s, "--params", params, "--cache", cache]).output, s) for s in chain}
     assert counts == {"ingest": (0, 5), "render": (0, 5), "visibility": (0, 5), "superpoints": (0, 5), "detect": (0, 5), "segment": (5, 0), "lift": (5, 0)}
 
-    # one object recomputed upstream with a new fingerprint: only that object downstream
+    # an upstream result whose stored key no longer matches its config/code/upstreams is stale:
+    # segment refuses that one object (keeping its previous result) and names the stage to re-run
     st = CategoryStore(cache, "detect", "Chair")
+    seg = CategoryStore(cache, "segment", "Chair")
+    seg_fp = seg.stored_fingerprint("Chair/0001")
+    seg_mask = seg.read("Chair/0001", "mask")
     arrays = {name: st.read("Chair/0001", name) for name in ["xyxy", "view", "label", "score", "feat", "offsets"]}
     st.write_object("Chair/0001", arrays, st.attrs("Chair/0001"), "a-different-fingerprint")
-    assert _summary(run(["segment", "--params", params, "--cache", cache]).output, "segment") == (1, 4)
-    assert _summary(run(["lift", "--params", params, "--cache", cache]).output, "lift") == (1, 4)
+    out = run_failing(["segment", "--params", params, "--cache", cache]).output
+    assert "[segment] Chair: 0 computed, 4 up to date, 1 failed" in out
+    assert "FAILED Chair/0001" in out and "out of date" in out and "run `partstad detect` first" in out
+    assert "1 object(s) failed" in out and "segment/Chair.zarr/failures.json" in out
+    fails = json.loads(Path(seg.side_file("failures.json")).read_text())["failed"]
+    assert [f["object"] for f in fails] == ["Chair/0001"] and "out of date" in fails[0]["error"]
+    assert seg.stored_fingerprint("Chair/0001") == seg_fp  # the failing object keeps its result
+    np.testing.assert_array_equal(seg.read("Chair/0001", "mask"), seg_mask)
+    # lift refuses it too (its detect upstream is stale), touching nothing
+    out = run_failing(["lift", "--params", params, "--cache", cache]).output
+    assert "[lift] Chair: 0 computed, 4 up to date, 1 failed" in out and "run `partstad detect` first" in out
+    # re-running detect recomputes exactly that object; its key is again the one segment and
+    # lift were computed from, so they are up to date again and their failure records go away
+    assert _summary(run(["detect", "--params", params, "--cache", cache]).output, "detect") == (1, 4)
+    assert st.stored_fingerprint("Chair/0001") != "a-different-fingerprint"
+    assert _summary(run(["segment", "--params", params, "--cache", cache]).output, "segment") == (0, 5)
+    assert _summary(run(["lift", "--params", params, "--cache", cache]).output, "lift") == (0, 5)
+    assert json.loads(Path(seg.side_file("failures.json")).read_text())["failed"] == []
+    assert seg.stored_fingerprint("Chair/0001") == seg_fp
 
 
 def test_delete_interrupted_by_a_kill_never_leaves_a_complete_looking_group(tmp_path):
@@ -121,6 +143,9 @@ def test_delete_interrupted_by_a_kill_never_leaves_a_complete_looking_group(tmp_
     group = Path(st.url) / "1"
     group.rename(Path(st.url) / ".trash-1-deadbeef")
     assert st.object_ids() == ["Chair/2"] and not st.is_complete("Chair/1")
-    st.write_object("Chair/1", {"a": np.arange(4)}, {}, "fp1b")  # the rewrite sweeps the leftover
-    assert not list(Path(st.url).glob(".trash-*"))
+    st.write_object("Chair/1", {"a": np.arange(4)}, {}, "fp1b")  # written beside the leftover
+    assert st.object_ids() == ["Chair/1", "Chair/2"] and st.read("Chair/1", "a").tolist() == [0, 1, 2, 3]
+    # the next run sweeps leftovers of killed runs (under the store lock) before any work
+    assert st.clean_leftovers() == 1
+    assert not list(Path(st.url).glob(".trash-*")) and not list(Path(st.url).glob(".staging-*"))
     assert st.object_ids() == ["Chair/1", "Chair/2"] and st.read("Chair/1", "a").tolist() == [0, 1, 2, 3]

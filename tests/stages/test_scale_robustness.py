@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import BadInputError
-from pipeline.store import CategoryStore
+from stages.store import CategoryStore
 
 CHAIN = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"]
 TINY = dict(data={"n_points": 2000, "n_fewshot": 2, "n_val": 1, "n_test": 2}, render={"image_size": 64}, detect={"feat_dim": 32})
@@ -56,6 +57,23 @@ def _group_dir(d: Path, stage: str, oid: str) -> Path:
     return d / "cache" / stage / "Chair.zarr" / oid.split("/")[1]
 
 
+def _fingerprints(d: Path, stage: str) -> dict[str, str | None]:
+    st = _store(d, stage)
+    return {oid: st.stored_fingerprint(oid) for oid in ALL}
+
+
+def _chunk_file(array_dir: Path, index: int = 0) -> Path:
+    """The data file holding chunk ``index`` (view/box) of an array: one file per chunk, or
+    the array's single shard file holding every chunk."""
+    files = sorted(p for p in (array_dir / "c").rglob("*") if p.is_file())
+    assert files, f"no chunk files under {array_dir}"
+    if len(files) == 1:
+        return files[0]
+    p = array_dir / "c" / str(index) / "0" / "0"
+    assert p.is_file(), p
+    return p
+
+
 def _rewrite(d: Path, stage: str, oid: str, **replace: np.ndarray) -> None:
     """Replace arrays of a complete object but keep its fingerprint (a silent corruption)."""
     st = _store(d, stage)
@@ -66,98 +84,130 @@ def _rewrite(d: Path, stage: str, oid: str, **replace: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------- cache data
-def test_corrupt_chunks_of_an_upstream_array_fail_only_their_objects(work, run):
-    pix = _group_dir(work, "render", "Chair/0001") / "pix2pt" / "c"
-    p = pix / "3" / "0" / "0"
+def test_corrupt_chunks_of_an_upstream_array_fail_only_their_objects(work, run, run_failing):
+    vis_before = _fingerprints(work, "visibility")
+    p = _chunk_file(_group_dir(work, "render", "Chair/0001") / "pix2pt", 3)
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # truncated chunk file
-    p = _group_dir(work, "render", "Chair/0002") / "pix2pt" / "c" / "4" / "0" / "0"
+    p = _chunk_file(_group_dir(work, "render", "Chair/0002") / "pix2pt", 4)
     b = bytearray(p.read_bytes())
     b[len(b) // 2] ^= 0x5A  # one flipped byte: same size, still decompresses without checksums
     p.write_bytes(bytes(b))
-    (_group_dir(work, "render", "Chair/0003") / "pix2pt" / "c" / "5" / "0" / "0").unlink()  # missing chunk
+    _chunk_file(_group_dir(work, "render", "Chair/0003") / "pix2pt", 5).unlink()  # missing chunk
 
-    out = run(_args(work, "visibility", "--force")).output
+    out = run_failing(_args(work, "visibility", "--force")).output
     assert "[visibility] Chair: 2 computed, 0 up to date, 3 failed" in out
+    assert "3 object(s) failed (listed in visibility/Chair.zarr/failures.json); the other results are kept" in out
     fails = _failures(work, "visibility")
     assert set(fails) == {"Chair/0001", "Chair/0002", "Chair/0003"}
     for oid, msg in fails.items():
         assert f"object {oid}" in msg and f"render/Chair.zarr/{oid.split('/')[1]}/pix2pt" in msg, msg
     assert "corrupt" in fails["Chair/0001"] and "corrupt" in fails["Chair/0002"]
-    assert "9 of 10 chunk files present" in fails["Chair/0003"]
+    assert re.search(r"array 'pix2pt' is incomplete: \d+ of 10 chunk files present", fails["Chair/0003"]), fails["Chair/0003"]
     vis = _store(work, "visibility")
-    assert vis.object_ids() == ["Chair/0000", "Chair/0004"]  # no stale result left for the failed ones
+    # the failed objects keep their previous (complete, readable) result; the others were rewritten
+    assert vis.object_ids() == ALL
+    after = _fingerprints(work, "visibility")
+    assert all(after[o] == vis_before[o] for o in ALL)  # same key: same config, code and upstream
+    for oid in ("Chair/0001", "Chair/0002", "Chair/0003"):
+        assert vis.verify_object(oid) is None and vis.read(oid, "visible").size > 0
     with pytest.raises(BadInputError, match="Chair/0002.*pix2pt"):
         _store(work, "render").read("Chair/0002", "pix2pt")
-    # the render stage itself still trusts its marker; --force rewrites the damaged objects
+    # render's self-check on skip finds the missing chunk file (not the corrupt contents,
+    # checked on read only) and recomputes that object; --force rewrites the others
+    out = run(_args(work, "render")).output
+    assert "[render] Chair: 1 computed, 4 up to date, 0 failed, 1 repaired" in out
+    assert _store(work, "render").verify_object("Chair/0003") is None
     out = run(_args(work, "render", "--force")).output
     assert "[render] Chair: 5 computed" in out
+    # the recomputed render results have the keys visibility was computed from: the kept
+    # results are up to date again and the failure records go away
     out = run(_args(work, "visibility")).output
-    assert "[visibility] Chair: 3 computed, 2 up to date, 0 failed" in out
+    assert "[visibility] Chair: 0 computed, 5 up to date, 0 failed" in out
+    assert _failures(work, "visibility") == {}
 
 
-def test_corrupt_chunk_read_lazily_box_by_box_is_named(work, run):
-    chunk = _group_dir(work, "segment", "Chair/0003") / "mask" / "c" / "0" / "0" / "0"  # mask of box 0
+def test_corrupt_chunk_read_lazily_box_by_box_is_named(work, run_failing):
+    lift_before = _fingerprints(work, "lift")
+    chunk = _chunk_file(_group_dir(work, "segment", "Chair/0003") / "mask", 0)  # mask of box 0
     chunk.write_bytes(chunk.read_bytes()[:-3])
-    out = run(_args(work, "lift", "--force")).output
+    out = run_failing(_args(work, "lift", "--force")).output
     assert "[lift] Chair: 4 computed, 0 up to date, 1 failed" in out
     msg = _failures(work, "lift")["Chair/0003"]
     assert "object Chair/0003" in msg and "segment/Chair.zarr/0003/mask" in msg and "corrupt" in msg
+    assert _fingerprints(work, "lift") == lift_before  # Chair/0003 keeps its previous result
 
 
-def test_missing_upstream_object_and_unreadable_group_metadata(work, run):
+def test_missing_upstream_object_and_unreadable_group_metadata(work, run_failing):
+    vis_before = _fingerprints(work, "visibility")
     shutil.rmtree(_group_dir(work, "render", "Chair/0002"))
     meta = _group_dir(work, "render", "Chair/0004") / "zarr.json"
     meta.write_text(meta.read_text()[:20])
     own = _group_dir(work, "visibility", "Chair/0000") / "zarr.json"
     own.write_text("{")  # the stage's own output unreadable: just recomputed
-    out = run(_args(work, "visibility")).output
+    out = run_failing(_args(work, "visibility")).output
     assert "[visibility] Chair: 1 computed, 2 up to date, 2 failed" in out
     fails = _failures(work, "visibility")
     assert "object Chair/0002" in fails["Chair/0002"] and "upstream stage 'render'" in fails["Chair/0002"] and "render/Chair.zarr" in fails["Chair/0002"]
     assert "object Chair/0004" in fails["Chair/0004"] and "render/Chair.zarr/0004/zarr.json" in fails["Chair/0004"]
-    assert _store(work, "visibility").object_ids() == ["Chair/0000", "Chair/0001", "Chair/0003"]
-    # downstream of the now missing results: lift fails these two objects too, by name
-    out = run(_args(work, "lift")).output
+    # the failed objects keep their previous results; the unreadable one was recomputed
+    assert _store(work, "visibility").object_ids() == ALL
+    assert _fingerprints(work, "visibility") == vis_before
+    # downstream of the now missing render results: lift fails these two objects too, by name
+    # (their kept visibility results cannot be verified against a missing render result)
+    out = run_failing(_args(work, "lift")).output
     assert "[lift] Chair: 0 computed, 3 up to date, 2 failed" in out
-    assert set(_failures(work, "lift")) == {"Chair/0002", "Chair/0004"}
+    fails = _failures(work, "lift")
+    assert set(fails) == {"Chair/0002", "Chair/0004"}
+    assert "render/Chair.zarr" in fails["Chair/0002"] and "render/Chair.zarr/0004/zarr.json" in fails["Chair/0004"]
 
 
-def test_nan_detector_features_are_rejected_by_train_and_evaluate(work, run):
+def test_nan_detector_features_are_rejected_by_train_and_evaluate(work, run_failing):
     for oid in ("Chair/0001", "Chair/0003"):
         feat = _store(work, "detect").read(oid, "feat")
         assert len(feat) > 0
         feat[0, 0] = np.nan
         _rewrite(work, "detect", oid, feat=feat)
-    out = run(["train", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models",
-               "--metrics", work / "metrics", "--plots", work / "plots"]).output
+    weights = work / "models" / "Chair" / "partstad.safetensors"
+    old_weights = weights.read_bytes()
+    train_args = ["train", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models",
+                  "--metrics", work / "metrics", "--plots", work / "plots"]
+    out = run_failing(train_args).output
     assert "[train] Chair partstad:" in out
+    assert "SKIPPED Chair/0001" in out and "1 object(s) could not be used for training" in out
     skipped = {s["object"]: s["error"] for s in json.loads((work / "metrics" / "train" / "Chair.json").read_text())["skipped"]}
-    assert "Chair/0001" in skipped and "NaN" in skipped["Chair/0001"] and "detect/Chair.zarr/0001/feat" in skipped["Chair/0001"]
-    out = run(["evaluate", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models", "--metrics", work / "metrics"]).output
+    assert list(skipped) == ["Chair/0001"] and "NaN" in skipped["Chair/0001"] and "detect/Chair.zarr/0001/feat" in skipped["Chair/0001"]
+    assert weights.read_bytes() != old_weights  # the model was still retrained, without Chair/0001
+    out = run_failing(["evaluate", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models",
+                       "--metrics", work / "metrics"]).output
     assert "[evaluate] Chair: 1 computed, 0 up to date, 1 failed" in out
     fails = _failures(work, "evaluate")
     assert list(fails) == ["Chair/0003"] and "NaN" in fails["Chair/0003"] and "detect/Chair.zarr/0003/feat" in fails["Chair/0003"]
     assert _store(work, "evaluate").object_ids() == ["Chair/0004"]
+    metrics = json.loads((work / "metrics" / "evaluate" / "Chair.json").read_text())
+    assert metrics["failed"] == ["Chair/0003"] and metrics["n_test"] == 1
 
 
-def test_masks_of_the_wrong_shape_are_rejected_by_lift(work, run):
+def test_masks_of_the_wrong_shape_are_rejected_by_lift(work, run_failing):
+    lift_before = _fingerprints(work, "lift")
     m1 = _store(work, "segment").read("Chair/0001", "mask")
     _rewrite(work, "segment", "Chair/0001", mask=m1[:, ::2, ::2])  # half-resolution masks
     m2 = _store(work, "segment").read("Chair/0002", "mask")
     _rewrite(work, "segment", "Chair/0002", mask=np.concatenate([m2, m2[:1]]))  # one mask too many
-    out = run(_args(work, "lift", "--force")).output
+    out = run_failing(_args(work, "lift", "--force")).output
     assert "[lift] Chair: 3 computed, 0 up to date, 2 failed" in out
     fails = _failures(work, "lift")
+    assert set(fails) == {"Chair/0001", "Chair/0002"}
     b1, b2 = len(m1), len(m2)
     assert f"shape ({b1}, 32, 32), expected ({b1}, 64, 64)" in fails["Chair/0001"] and "segment/Chair.zarr/0001/mask" in fails["Chair/0001"]
     assert f"shape ({b2 + 1}, 64, 64), expected ({b2}, 64, 64)" in fails["Chair/0002"] and "object Chair/0002" in fails["Chair/0002"]
-    assert _store(work, "lift").object_ids() == ["Chair/0000", "Chair/0003", "Chair/0004"]
+    # every object still has a lift result: the two failed ones keep their previous one
+    assert _store(work, "lift").object_ids() == ALL and _fingerprints(work, "lift") == lift_before
 
 
 def test_stale_fingerprint_recomputes_exactly_the_changed_object(work, run):
+    from stages.config import load_config
     from stages.render import render_work
     from stages.runner import StageContext
-    import yaml
 
     before = _store(work, "render").read("Chair/0001", "pix2pt")
     ing = _store(work, "ingest")
@@ -167,8 +217,8 @@ def test_stale_fingerprint_recomputes_exactly_the_changed_object(work, run):
     out = run(_args(work, "render")).output
     assert "[render] Chair: 1 computed, 4 up to date, 0 failed" in out
     after = _store(work, "render").read("Chair/0001", "pix2pt")
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    expected, _ = render_work(StageContext("render", "Chair", str(work / "cache"), params), "Chair/0001")
+    cfg = load_config(work / "params.yaml")
+    expected, _ = render_work(StageContext("render", "Chair", str(work / "cache"), cfg), "Chair/0001")
     np.testing.assert_array_equal(after, expected["pix2pt"])
     assert not np.array_equal(after, before)
     for stage in ("visibility", "superpoints", "detect"):
@@ -194,7 +244,7 @@ def _evil_file(path: Path, marker: Path) -> Path:
     return path
 
 
-def test_pickle_bearing_weight_files_are_refused(work, run, tmp_path):
+def test_pickle_bearing_weight_files_are_refused(work, invoke, tmp_path):
     from pipeline.segment.sam import SamCheckpointError, SamMasker
     from pipeline.train import load_weights
 
@@ -204,10 +254,11 @@ def test_pickle_bearing_weight_files_are_refused(work, run, tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - safetensors refuses anything but its own format
         load_weights(_evil_file(tmp_path / "net.safetensors", marker))
     _evil_file(work / "models" / "Chair" / "partstad.safetensors", marker)
-    out = run(["evaluate", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models", "--metrics", work / "metrics"]).output
-    assert "[evaluate] Chair: 0 computed, 0 up to date, 2 failed" in out
-    for msg in _failures(work, "evaluate").values():
-        assert "cannot load trained weights" in msg and "models/Chair/partstad.safetensors" in msg
+    res = invoke(["evaluate", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models", "--metrics", work / "metrics"])
+    assert res.exit_code == 1, res.output
+    assert "cannot load trained weights" in res.output and "models/Chair/partstad.safetensors" in res.output
+    # refused before any object: no evaluate store, no metrics
+    assert not _store(work, "evaluate").exists() and not (work / "metrics" / "evaluate").exists()
     assert not marker.exists(), "code from a weights file was executed"
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 import zarr
 
-from pipeline.store import CategoryStore
+from stages.store import CategoryStore
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -106,7 +106,7 @@ def test_repro_pull_restores_a_teammates_results_without_recomputing(tmp_path, w
     assert CategoryStore(consumer / "cache", "render", "Chair").read("Chair/0000", "pix2pt").shape == (10, 64, 64)
 
     # a param change on the consumer: only render and visibility run, and the rewrite
-    # (delete + new files, never in place) leaves every hard-linked cache file intact
+    # (a staging group swapped in, never written in place) leaves every hard-linked cache file intact
     set_param(consumer, "render", "image_size", 32)
     out = sh(["dvc", "repro"], consumer, env)
     assert "Running stage 'render@Chair'" in out and "Running stage 'ingest@Chair'" not in out

@@ -1,4 +1,5 @@
-"""Bad inputs through the real CLI: each bad object is recorded and skipped, the rest completes."""
+"""Bad inputs through the real CLI: each bad object is recorded and skipped, the rest completes,
+and the command exits 1 (0 with --keep-going) so that a partial result is never mistaken for a whole one."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import pytest
 
 from pipeline.data.ply import read_ply, write_ply
 from pipeline.meta import part_names
-from pipeline.store import CategoryStore
+from stages.store import CategoryStore
 
 CAT = "Chair"
 K = len(part_names(CAT))
@@ -89,12 +90,14 @@ def partnete_root(tmp_path):
     return {"root": root, "good": good, "bad": bad, "marker": marker}
 
 
-def test_partnete_bad_objects_are_recorded_and_skipped(tmp_path, partnete_root, run, write_params):
+def test_partnete_bad_objects_are_recorded_and_skipped(tmp_path, partnete_root, run, run_failing, write_params):
     params = write_params(tmp_path)
     cache = tmp_path / "cache"
-    res = run(["ingest", "--params", params, "--cache", cache, "--source", "partnete", "--root", partnete_root["root"], "--category", CAT])
+    ingest = ["ingest", "--params", params, "--cache", cache, "--source", "partnete", "--root", partnete_root["root"], "--category", CAT]
+    res = run_failing(ingest)
     good, bad = partnete_root["good"], partnete_root["bad"]
     assert f"[ingest] {CAT}: {len(good)} computed, 0 up to date, {len(bad)} failed" in res.output
+    assert f"{len(bad)} object(s) failed (listed in ingest/{CAT}.zarr/failures.json); the other results are kept" in res.output
     assert not partnete_root["marker"].exists()  # the forbidden pickle never ran
 
     zdir = cache / "ingest" / f"{CAT}.zarr"
@@ -119,6 +122,13 @@ def test_partnete_bad_objects_are_recorded_and_skipped(tmp_path, partnete_root, 
         np.testing.assert_array_equal(d["ins"], ins)
         np.testing.assert_allclose(d["xyz"].astype(np.float64) * a["scale"] + np.asarray(a["centre"]), xyz.astype(np.float32), atol=1e-4)
 
+    # --keep-going: the same failures, still recorded, but exit 0 with a warning
+    res = run([*ingest, "--keep-going"])
+    assert f"[ingest] {CAT}: 0 computed, {len(good)} up to date, {len(bad)} failed" in res.output
+    assert f"WARNING {len(bad)} object(s) failed (listed in ingest/{CAT}.zarr/failures.json); exit 0 because of --keep-going" in res.output
+    assert {f["object"] for f in json.loads((zdir / "failures.json").read_text())["failed"]} == set(bad)
+    assert not partnete_root["marker"].exists()
+
     # downstream stages only see the good objects
     res = run(["render", "--params", params, "--cache", cache, "--category", CAT])
     assert f"[render] {CAT}: 2 computed, 0 up to date, 0 failed" in res.output
@@ -128,7 +138,7 @@ def test_unknown_category_is_a_usage_error(tmp_path, partnete_root, invoke, writ
     params = write_params(tmp_path)
     res = invoke(["ingest", "--params", params, "--cache", tmp_path / "cache", "--source", "partnete", "--root", partnete_root["root"], "--category", "chair"])
     assert res.exit_code == 2
-    assert "Invalid value for --category" in res.output and "unknown PartNetE category 'chair'" in res.output and "did you mean Chair" in res.output
+    assert "--category: unknown PartNetE category 'chair'" in res.output and "did you mean Chair" in res.output
     assert not (tmp_path / "cache").exists()
     res = invoke(["render", "--params", params, "--cache", tmp_path / "cache", "--category", "Spaceship"])
     assert res.exit_code == 2 and "unknown PartNetE category 'Spaceship'" in res.output
@@ -144,26 +154,33 @@ def test_missing_params_file_is_a_usage_error(tmp_path, invoke):
     assert res.exit_code == 2 and "params file not found" in res.output and "nope.yaml" in res.output
 
 
-def test_evaluate_without_weights_names_the_path(tmp_path, invoke, write_params):
-    models = tmp_path / "no_models"
-    res = invoke(["evaluate", "--params", write_params(tmp_path), "--cache", tmp_path / "cache", "--models", models, "--metrics", tmp_path / "metrics"])
-    assert res.exit_code != 0 and not isinstance(res.exception, (KeyError, AttributeError, TypeError, ValueError))
+def test_evaluate_without_weights_names_the_path(tmp_path, run, invoke, write_params):
+    params = write_params(tmp_path, data={"n_points": 500, "n_fewshot": 1, "n_val": 0, "n_test": 1})
+    models, cache = tmp_path / "no_models", tmp_path / "cache"
+    evaluate = ["evaluate", "--params", params, "--cache", cache, "--models", models, "--metrics", tmp_path / "metrics"]
+    # nothing ingested: nothing to evaluate is an error too
+    res = invoke(evaluate)
+    assert res.exit_code == 1 and "no ingested object in splits test" in res.output, res.output
+    run(["ingest", "--params", params, "--cache", cache])
+    res = invoke(evaluate)
+    assert res.exit_code == 1 and not isinstance(res.exception, (KeyError, AttributeError, TypeError, ValueError)), res.output
     assert str(models / CAT / "partstad.safetensors") in res.output and "partstad train" in res.output
-    assert not (tmp_path / "metrics").exists()
+    assert not (tmp_path / "metrics").exists() and not (cache / "evaluate").exists()  # nothing written
 
 
-def test_stage_without_upstream_records_failures(tmp_path, run, write_params):
-    """detect before render: every object fails with 'run partstad render first', exit 0."""
+def test_stage_without_upstream_records_failures(tmp_path, run, run_failing, write_params):
+    """detect before render: every object fails with 'run partstad render first', exit 1."""
     params = write_params(tmp_path, data={"n_points": 500, "n_fewshot": 1, "n_val": 0, "n_test": 1})
     cache = tmp_path / "cache"
     run(["ingest", "--params", params, "--cache", cache])
-    res = run(["detect", "--params", params, "--cache", cache])
+    res = run_failing(["detect", "--params", params, "--cache", cache])
     assert "[detect] Chair: 0 computed, 0 up to date, 2 failed" in res.output
+    assert "2 object(s) failed (listed in detect/Chair.zarr/failures.json)" in res.output
     failed = json.loads((cache / "detect" / "Chair.zarr" / "failures.json").read_text())["failed"]
     assert len(failed) == 2 and all("partstad render" in f["error"] and f["type"] == "MissingUpstreamError" for f in failed)
 
 
-def test_zero_boxes_flow_through(tmp_path, run, write_params):
+def test_zero_boxes_flow_through(tmp_path, run, run_failing, write_params):
     """One few-shot and one test shape get no boxes at all; then every shape gets none."""
     small = {"n_points": 1500}
     params = write_params(tmp_path, data=small)
@@ -173,17 +190,27 @@ def test_zero_boxes_flow_through(tmp_path, run, write_params):
     c = ["--cache", cache]
     for stage in ("ingest", "render", "visibility", "superpoints", "detect"):
         run([stage, "--params", params, *c])
+    det = CategoryStore(cache, "detect", CAT)
+    keys = {oid: det.stored_fingerprint(oid) for oid in ("Chair/0000", "Chair/0003")}
     res = run(["detect", "--params", no_boxes, *c, "--objects", "0000,0003"])
     assert "[detect] Chair: 2 computed" in res.output
-    det = CategoryStore(cache, "detect", CAT)
     for oid in ("Chair/0000", "Chair/0003"):
         d = det.read_all(oid)
         assert d["xyxy"].shape == (0, 4) and d["feat"].shape == (0, 256) and d["label"].shape == (0,)
         np.testing.assert_array_equal(d["offsets"], np.zeros(11))
     assert len(det.read("Chair/0001", "xyxy")) > 0
+    # results of two detect configurations are never mixed: under params.yaml these two are stale
+    res = run_failing(["segment", "--params", params, *c])
+    assert "[segment] Chair: 3 computed, 0 up to date, 2 failed" in res.output
+    fails = {f["object"]: f["error"] for f in json.loads((cache / "segment" / "Chair.zarr" / "failures.json").read_text())["failed"]}
+    assert set(fails) == set(keys) and all("out of date" in e and "run `partstad detect` first" in e for e in fails.values())
+    # as if the configured detector had found nothing in these two shapes: the empty detections
+    # under the key params.yaml gives them
+    for oid, key in keys.items():
+        det.write_object(oid, det.read_all(oid), det.attrs(oid), key)
 
-    for stage in ("segment", "lift"):
-        assert f"[{stage}] Chair: 5 computed, 0 up to date, 0 failed" in run([stage, "--params", params, *c]).output
+    assert "[segment] Chair: 2 computed, 3 up to date, 0 failed" in run(["segment", "--params", params, *c]).output
+    assert "[lift] Chair: 5 computed, 0 up to date, 0 failed" in run(["lift", "--params", params, *c]).output
     assert CategoryStore(cache, "segment", CAT).read("Chair/0003", "mask").shape == (0, 96, 96)
     lift = CategoryStore(cache, "lift", CAT)
     assert lift.read("Chair/0003", "mask_point").shape == (0,) and lift.read("Chair/0003", "box_box").shape == (0,)
@@ -197,13 +224,14 @@ def test_zero_boxes_flow_through(tmp_path, run, write_params):
     m = json.loads((metrics / "evaluate" / f"{CAT}.json").read_text())
     assert m["failed"] == [] and m["n_test"] == 2 and 0 <= m["methods"]["partstad"]["miou"] <= 100
 
-    # no boxes anywhere: training still runs (only the null logit matters) or says why not
-    assert "[detect] Chair: 3 computed, 2 up to date" in run(["detect", "--params", no_boxes, *c]).output
+    # no boxes anywhere (the whole chain under the no-box config): training still runs (only
+    # the null logit matters) and says why
+    assert "[detect] Chair: 5 computed, 0 up to date" in run(["detect", "--params", no_boxes, *c]).output
     for stage in ("segment", "lift"):
-        run([stage, "--params", params, *c])
-    res = run(["train", "--params", params, *c, *out_opts, "--plots", plots])
+        assert f"[{stage}] Chair: 5 computed, 0 up to date, 0 failed" in run([stage, "--params", no_boxes, *c]).output
+    res = run(["train", "--params", no_boxes, *c, *out_opts, "--plots", plots])
     assert "no boxes" in res.output
-    res = run(["evaluate", "--params", params, *c, *out_opts])
+    res = run(["evaluate", "--params", no_boxes, *c, *out_opts])
     assert "[evaluate] Chair: 2 computed, 0 up to date, 0 failed" in res.output
     for method in ("partslip", "partstad", "masks_only"):
         assert (ev.read("Chair/0004", f"sem_{method}") == -1).all()
@@ -325,7 +353,7 @@ def _fake_detector_work(ctx, object_id, sec):
     return Detections.concat(per_view, 16, simulated=False)
 
 
-def test_unlabelled_shapes_get_predictions_only(tmp_path, run, write_params, monkeypatch):
+def test_unlabelled_shapes_get_predictions_only(tmp_path, run, run_failing, write_params, monkeypatch):
     """README 'your own data': shapes without label.npy go through a real-detector path
     (faked here), box masks, lift, evaluate (predictions only) and export."""
     root = tmp_path / "PartNetE"
@@ -346,7 +374,7 @@ def test_unlabelled_shapes_get_predictions_only(tmp_path, run, write_params, mon
     for stage in ("render", "visibility", "superpoints"):
         run([stage, "--params", params, *c])
 
-    res = run(["detect", "--params", oracle, *c])  # the simulated detector needs ground truth
+    res = run_failing(["detect", "--params", oracle, *c])  # the simulated detector needs ground truth
     assert "[detect] Chair: 2 computed, 0 up to date, 1 failed" in res.output
     failed = json.loads((cache / "detect" / "Chair.zarr" / "failures.json").read_text())["failed"]
     assert [f["object"] for f in failed] == ["Chair/300"] and failed[0]["type"] == "BadInputError"
@@ -355,8 +383,11 @@ def test_unlabelled_shapes_get_predictions_only(tmp_path, run, write_params, mon
     import stages.detect
 
     monkeypatch.setattr(stages.detect, "_grounding_dino", _fake_detector_work)
+    loaded = []  # the preflight load of the (fake) weights, before any object
+    monkeypatch.setattr(stages.detect, "grounding_dino", lambda sec, device: loaded.append((sec.weights_dir, device)))
     for stage in ("detect", "segment", "lift"):
         assert "3 computed, 0 up to date, 0 failed" in run([stage, "--params", params, *c]).output
+    assert [w for w, _ in loaded] == [str(weights)]  # loaded once, by detect's preflight
     run(["train", "--params", params, *c, "--models", models, "--metrics", metrics, "--plots", tmp_path / "plots"])
     res = run(["evaluate", "--params", params, *c, "--models", models, "--metrics", metrics])
     assert "[evaluate] Chair: 1 computed, 0 up to date, 0 failed" in res.output
@@ -382,7 +413,7 @@ def _strict_json(path: Path):
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
-def test_no_validation_shapes_gives_strict_json_metrics(tmp_path, run, write_params):
+def test_no_validation_shapes_gives_strict_json_metrics(tmp_path, run, invoke, write_params):
     """n_val 0: training has no validation mIoU; metric files must still be strict JSON."""
     params = write_params(tmp_path, data={"n_points": 800, "n_fewshot": 1, "n_val": 0, "n_test": 1}, train={"epochs": 2, "ablation_boxes": False})
     c = ["--params", params, "--cache", tmp_path / "cache"]
@@ -396,9 +427,11 @@ def test_no_validation_shapes_gives_strict_json_metrics(tmp_path, run, write_par
     assert "partstad" in _strict_json(tmp_path / "metrics" / "evaluate" / f"{CAT}.json")["methods"]
     run(["report", "--params", params, "--cache", tmp_path / "cache", *out, "--plots", tmp_path / "plots", "--out", tmp_path / "reports"])
     _strict_json(tmp_path / "metrics" / "summary.json")
-    # partstad_boxes was not trained: exporting it explains instead of failing
-    res = run(["export", "--params", params, "--cache", tmp_path / "cache", "--method", "partstad_boxes", "--out", tmp_path / "exports"])
+    # partstad_boxes was not trained: exporting it explains why, and nothing exported is exit 1
+    res = invoke(["export", "--params", params, "--cache", tmp_path / "cache", "--method", "partstad_boxes", "--out", tmp_path / "exports"])
+    assert res.exit_code == 1, res.output
     assert "no 'partstad_boxes' predictions" in res.output and "[export] wrote 0 objects" in res.output
+    assert "nothing exported" in res.output and not list((tmp_path / "exports").glob("*.ply"))
 
 
 def test_report_with_missing_means(tmp_path, run, write_params):
@@ -424,9 +457,16 @@ def test_missing_model_files_fail_before_any_work(tmp_path, invoke, write_params
     assert not (tmp_path / "cache").exists()
 
 
-def test_train_without_fewshot_objects_is_a_clear_error(tmp_path, invoke, write_params):
-    res = invoke(["train", "--params", write_params(tmp_path), "--cache", tmp_path / "cache", "--models", tmp_path / "models",
-                  "--metrics", tmp_path / "metrics", "--plots", tmp_path / "plots"])
-    assert res.exit_code == 1 and "no usable few-shot objects" in res.output and "lift/Chair.zarr" in res.output
+def test_train_without_fewshot_objects_is_a_clear_error(tmp_path, run, invoke, write_params):
+    params = write_params(tmp_path, data={"n_points": 500, "n_fewshot": 2, "n_val": 0, "n_test": 1})
+    train = ["train", "--params", params, "--cache", tmp_path / "cache", "--models", tmp_path / "models",
+             "--metrics", tmp_path / "metrics", "--plots", tmp_path / "plots"]
+    res = invoke(train)  # nothing ingested
+    assert res.exit_code == 1 and "no few-shot objects in the ingest manifest" in res.output and "partstad ingest" in res.output, res.output
+    assert "Traceback" not in res.output
+    run(["ingest", "--params", params, "--cache", tmp_path / "cache"])
+    res = invoke(train)  # ingested, but no lift results to train on
+    assert res.exit_code == 1 and "none of the 2 few-shot objects is usable" in res.output and "lift/Chair.zarr" in res.output, res.output
     assert "Traceback" not in res.output
     assert not (tmp_path / "models" / CAT / "partstad.safetensors").exists()
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "plots").exists()

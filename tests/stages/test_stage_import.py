@@ -11,7 +11,7 @@ from pipeline.cameras import make_cameras, project
 from pipeline.data.cloud import normalise
 from pipeline.data.ply import write_ply
 from pipeline.detect.imported import object_paths
-from pipeline.store import CategoryStore
+from stages.store import CategoryStore
 from stages.cli import main
 
 CAT = "Chair"  # parts: arm back leg seat wheel
@@ -116,16 +116,19 @@ def dataset(tmp_path_factory):
     return {"tmp": tmp, "root": root, "save": save, "params": params, "cache": tmp / "cache", "refs": refs}
 
 
-def _cli(*args):
+def _cli(*args, code=0):
+    """`partstad <args>` in-process; ``code``: the exit code it must give (1: some object failed)."""
     res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == code, res.output
     return res.output
 
 
 @pytest.fixture(scope="module")
 def imported(dataset):
+    """The import of the dataset: two bad objects fail, so the command exits 1 (the others are imported)."""
     d = dataset
-    out = _cli("import-partstad", "--params", d["params"], "--cache", d["cache"], "--save-dir", d["save"], "--data-root", d["root"])
+    out = _cli("import-partstad", "--params", d["params"], "--cache", d["cache"], "--save-dir", d["save"], "--data-root", d["root"], code=1)
+    assert "2 object(s) failed to import (listed in each store's failures.json); the others are imported" in out
     return out
 
 
@@ -193,8 +196,15 @@ def test_bad_objects_are_in_every_failures_json(dataset, imported):
 
 def test_rerun_skips_up_to_date_objects(dataset, imported):
     d = dataset
-    out = _cli("import-partstad", "--params", d["params"], "--cache", d["cache"], "--save-dir", d["save"], "--data-root", d["root"])
+    args = ["import-partstad", "--params", d["params"], "--cache", d["cache"], "--save-dir", d["save"], "--data-root", d["root"]]
+    out = _cli(*args, code=1)
     assert "0 imported, 2 up to date, 2 failed" in out
+    assert f"FAILED {CAT}/{BAD_MASK}" in out and f"FAILED {CAT}/{BAD_N}" in out
+    # --keep-going: the same failures are reported (and stay in failures.json), exit 0
+    out = _cli(*args, "--keep-going")
+    assert "0 imported, 2 up to date, 2 failed" in out and f"FAILED {CAT}/{BAD_MASK}" in out
+    for stage in IMPORTED:
+        assert {f["object"] for f in _store(d, stage).read_json("failures.json")["failed"]} == {f"{CAT}/{BAD_MASK}", f"{CAT}/{BAD_N}"}
 
 
 def test_lift_train_evaluate_on_imported_data(dataset, imported):

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline.data.ply import read_ply
 from pipeline.meta import part_names
-from pipeline.store import CategoryStore
+from stages.store import CategoryStore
 
 CAT = "Chair"
 K = len(part_names(CAT))
@@ -279,8 +278,9 @@ def test_retrained_weights_are_used_in_the_same_process(pipe, tmp_path, run, wri
     import torch
 
     from pipeline.train import load_weights, predict
+    from stages.config import load_config
     from stages.runner import StageContext
-    from stages.train import prepare_object
+    from stages.train_io import prepare_object
 
     cache, models, metrics = tmp_path / "cache", tmp_path / "models", tmp_path / "metrics"
     shutil.copytree(pipe["cache"], cache)
@@ -296,13 +296,8 @@ def test_retrained_weights_are_used_in_the_same_process(pipe, tmp_path, run, wri
     assert any(not torch.equal(a, b) for a, b in zip(old[0].state_dict().values(), new[0].state_dict().values()))
     assert "2 computed" in run(ev_args).output  # the weights digest is part of the fingerprint
     after = CategoryStore(cache, "evaluate", CAT).read(OID, "prob_partstad")
-    ctx = StageContext("evaluate", CAT, str(cache), yaml_params(pipe["params"]))
+    ctx = StageContext("evaluate", CAT, str(cache), load_config(pipe["params"]), runtime={"models": str(models)})
     expected = predict(new[0], new[1], prepare_object(ctx, OID, "mask", pos_enc=True))
     np.testing.assert_allclose(after, expected, atol=1e-6)
     assert not np.allclose(after, before, atol=1e-6)
 
-
-def yaml_params(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(Path(path).read_text())
