@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipeline.boxes import box_iou
 from pipeline.errors import BadInputError
 
 IOU_GATE = 1e-6
@@ -95,18 +96,6 @@ class LiftedObject:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(denom > 0, counts / np.maximum(denom, 1.0), -1.0)
         return ratio
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Element-wise (broadcast) IoU of xyxy boxes with continuous areas; 0 if the union is 0."""
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-    union = area_a + area_b - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def strictly_inside(uv: np.ndarray, xyxy: np.ndarray) -> np.ndarray:

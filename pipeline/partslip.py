@@ -23,7 +23,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pipeline.lift import LiftedObject, box_iou, whole_object_valid
+from pipeline.boxes import box_iou
+from pipeline.lift import LiftedObject, whole_object_valid
 
 SCORE_THRESH = 0.5
 ADJ_GAP = 0.02

@@ -1,35 +1,13 @@
-"""Box IoU and greedy non-maximum suppression (numpy and torch), no torchvision needed."""
+"""Greedy non-maximum suppression (numpy and torch front-ends), no torchvision needed."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from pipeline.boxes import box_iou_matrix
 
-def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(a), len(b)) of xyxy boxes; empty boxes give IoU 0."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
-    return iou
-
-
-def box_iou_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
-    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+#: kept for callers that import it from here; the implementation is pipeline.boxes
+box_iou_np = box_iou_matrix
 
 
 def nms_torch(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -41,7 +19,8 @@ def nms_torch(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -
     if n == 0:
         return torch.zeros(0, dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices
-    iou = box_iou_torch(boxes[order].float(), boxes[order].float()).cpu().numpy()
+    xyxy = boxes[order].detach().cpu().numpy()
+    iou = box_iou_matrix(xyxy, xyxy)
     suppressed = np.zeros(n, dtype=bool)
     keep = []
     for i in range(n):

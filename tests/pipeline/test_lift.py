@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import BadInputError
-from pipeline.lift import box_iou, gt_fractions, lift_object, whole_object_valid
+from pipeline.boxes import box_iou
+from pipeline.lift import gt_fractions, lift_object, whole_object_valid
 from tests.oracles import (
     ref_membership,
     ref_partslip_scores,

@@ -9,7 +9,7 @@ from pipeline.detect.grounding_dino import (  # noqa: E402
     make_prompt,
     phrase_token_matrix,
 )
-from pipeline.detect.nms import box_iou_np  # noqa: E402
+from pipeline.boxes import box_iou_matrix as box_iou_np  # noqa: E402
 from pipeline.detect.types import Detector, detect_object  # noqa: E402
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "arm", "back", "leg", "seat", "wheel", "foot", "##pedal"]

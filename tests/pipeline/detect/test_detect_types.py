@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.detect.nms import batched_nms_np, box_iou_np, nms_torch
+from pipeline.boxes import box_iou_matrix as box_iou_np
+from pipeline.detect.nms import batched_nms_np, nms_torch
 from pipeline.detect.types import Detections, clip_boxes
 
 
