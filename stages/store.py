@@ -367,7 +367,7 @@ class CategoryStore:
             except Exception as exc:  # noqa: BLE001
                 raise BadInputError(f"cannot list chunks ({type(exc).__name__}: {exc})", object_id=object_id, path=where) from exc
             if n_found != n_expected:
-                raise BadInputError(f"array {name!r} is incomplete: {n_found} of {n_expected} chunk files present", object_id=object_id, path=where)
+                raise BadInputError(f"array {name!r} is incomplete: {n_found} of {n_expected} chunks present (shard file missing or damaged)", object_id=object_id, path=where)
         return za
 
     def read(self, object_id: str, name: str, *, expect_shape: tuple[int | None, ...] | None = None, finite: bool = False) -> np.ndarray:

@@ -203,6 +203,7 @@ def test_rerun_skips_up_to_date_objects(dataset, imported):
     # --keep-going: the same failures are reported (and stay in failures.json), exit 0
     out = _cli(*args, "--keep-going")
     assert "0 imported, 2 up to date, 2 failed" in out and f"FAILED {CAT}/{BAD_MASK}" in out
+    assert "WARNING 2 object(s) failed to import" in out and "exit 0 because of --keep-going" in out
     for stage in IMPORTED:
         assert {f["object"] for f in _store(d, stage).read_json("failures.json")["failed"]} == {f"{CAT}/{BAD_MASK}", f"{CAT}/{BAD_N}"}
 
