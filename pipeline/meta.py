@@ -61,8 +61,27 @@ SMALL_PARTS: frozenset[str] = frozenset(
 CATEGORIES: tuple[str, ...] = tuple(PARTNETE_PARTS)
 
 
+#: Part names of user categories (not among the 45 PartNetE ones), registered from the
+#: configuration (``data.part_names``) by the glue before any object runs.
+_CUSTOM_PARTS: dict[str, tuple[str, ...]] = {}
+
+
 class UnknownCategoryError(KeyError):
-    """Raised for a category name that is not one of the 45 PartNetE categories."""
+    """Raised for a category that is neither a PartNetE category nor registered with part names."""
+
+
+def register_part_names(mapping: dict[str, list[str] | tuple[str, ...]] | None) -> None:
+    """Make user categories known to :func:`part_names` (idempotent; PartNetE names cannot be redefined)."""
+    for category, names in (mapping or {}).items():
+        if category in PARTNETE_PARTS and tuple(names) != PARTNETE_PARTS[category]:
+            raise ValueError(f"category {category!r} is a PartNetE category; its part names are fixed ({', '.join(PARTNETE_PARTS[category])})")
+        if category not in PARTNETE_PARTS:
+            _CUSTOM_PARTS[category] = tuple(names)
+
+
+def known_categories() -> tuple[str, ...]:
+    """The 45 PartNetE categories plus the registered user categories."""
+    return CATEGORIES + tuple(c for c in _CUSTOM_PARTS if c not in PARTNETE_PARTS)
 
 
 def part_names(category: str) -> tuple[str, ...]:
@@ -70,11 +89,17 @@ def part_names(category: str) -> tuple[str, ...]:
     try:
         return PARTNETE_PARTS[category]
     except KeyError:
-        import difflib
+        pass
+    if category in _CUSTOM_PARTS:
+        return _CUSTOM_PARTS[category]
+    import difflib
 
-        close = difflib.get_close_matches(category, CATEGORIES, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UnknownCategoryError(f"unknown PartNetE category {category!r}{hint}") from None
+    close = difflib.get_close_matches(category, known_categories(), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise UnknownCategoryError(
+        f"unknown PartNetE category {category!r}{hint}: category {category!r} has no part names; "
+        f"for your own category give them in params, e.g. -S 'data.part_names={{{category}: [lid, handle, body]}}'"
+    ) from None
 
 
 def small_part_mask(category: str) -> list[bool]:

@@ -22,11 +22,24 @@ from pipeline.viz_labels import contact_sheet, plot_curves, png_bytes, scatter_v
 SIMULATED_BANNER = ("Simulated detector and SAM: numbers measure the pipeline on synthetic "
                     "data, not real-world accuracy")
 
+
+def simulated_banner(components: Sequence[str]) -> str:
+    """The banner naming the simulated components that produced the numbers."""
+    if not components:
+        return SIMULATED_BANNER
+    return f"Simulated components produced these numbers ({'; '.join(components)}): they measure the pipeline, not real-world accuracy"
+
+
+def _provenance_table(provenance: Mapping[str, str]) -> str:
+    rows = "".join(f"<tr><td>{html.escape(str(c))}</td><td>{html.escape(str(v))}</td></tr>" for c, v in provenance.items())
+    return f"<table><tr><th>category</th><th>produced by</th></tr>{rows}</table>"
+
 METHOD_TITLES: dict[str, str] = {
     "partslip": "PartSLIP",
     "partstad": "PartSTAD",
     "partstad_boxes": "PartSTAD, boxes (no masks)",
     "masks_only": "masks only (no weights)",
+    "auto": "auto (PartSTAD or PartSLIP, picked on validation)",
 }
 """Display names; the order is the column order. Unknown methods follow, sorted."""
 
@@ -212,6 +225,8 @@ def build_report(
     examples: Sequence[Mapping[str, Any]],
     simulated: bool,
     notes: Sequence[str] = (),
+    simulated_components: Sequence[str] = (),
+    provenance: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``out_dir/index.html`` (self-contained) and return its path.
 
@@ -220,7 +235,9 @@ def build_report(
       subset of partslip / partstad / partstad_boxes / masks_only (others are shown too);
     - ``curves[cat]`` = [{"epoch", "loss", "val_miou"}, ...];
     - ``examples`` = [{"object", "part_names", "xyz" (N,3), "labels": {title: (N,) int},
-      "views": (V,H,W,3) uint8 or None}, ...].
+      "views": (V,H,W,3) uint8 or None}, ...];
+    - ``simulated_components``: named in the banner when ``simulated``;
+    - ``provenance[cat]``: one line saying which detector, SAM, model and params produced it.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +246,7 @@ def build_report(
              "<title>PartSTAD pipeline report</title>", f"<style>{_CSS}</style></head><body>",
              "<h1>PartSTAD few-shot 3D part segmentation: report</h1>"]
     if simulated:
-        parts.append(f'<div class="banner">{html.escape(SIMULATED_BANNER)}</div>')
+        parts.append(f'<div class="banner">{html.escape(simulated_banner(simulated_components))}</div>')
     if notes:
         parts.append("<ul>" + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes) + "</ul>")
 
@@ -244,6 +261,9 @@ def build_report(
     else:
         parts.append('<p class="muted">no metrics</p>')
 
+    if provenance:
+        parts.append("<h2>Provenance</h2>")
+        parts.append(_provenance_table(provenance))
     if curves:
         parts.append("<h2>Training curves</h2>")
         parts.append(_img_tag(plot_curves(curves), "training loss and validation mIoU"))

@@ -17,14 +17,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "visibility": ("stages.visibility", "visibility", "Project points into every view; mark visible ones."),
     "superpoints": ("stages.superpoints", "superpoints", "Partition each cloud into superpoints."),
     "detect": ("stages.detect", "detect", "Detect part boxes in every view (simulated or Grounding DINO)."),
+    "adapt-detector": ("stages.adapt_detector", "adapt_detector", "Fine-tune Grounding DINO on the few-shot renders (optional)."),
     "segment": ("stages.segment", "segment", "Turn every box into a mask (SAM, box, or simulated SAM)."),
     "import-partstad": ("stages.import_partstad", "import_partstad", "Import the original PartSTAD preprocessing outputs."),
     "lift": ("stages.lift", "lift", "Lift masks and boxes onto superpoints (sparse membership)."),
     "train": ("stages.train", "train", "Train the box-weight network of each category."),
     "evaluate": ("stages.evaluate", "evaluate", "Predict with every method; write labels and metrics."),
     "report": ("stages.report", "report", "Write the HTML report and summary metrics."),
-    "export": ("stages.export", "export", "Export predicted labels as PLY + .npy."),
+    "export": ("stages.export", "export", "Export predicted labels as PLY, .npy, GLB and a JSON sidecar."),
+    "predict": ("stages.predict", "predict", "Part labels for your own shapes with a trained model, in one command."),
     "params": ("stages.params_cmd", "params", "Show every setting with its default, type and doc."),
+    "doctor": ("stages.doctor", "doctor", "Check packages, the backends that will run and whether the weights load."),
 }
 
 

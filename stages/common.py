@@ -33,12 +33,48 @@ class StageFailed(click.ClickException):
     exit_code = 1
 
 
-def load_params(path: str | Path) -> PipelineConfig:
-    """The validated configuration, before any work; a bad file or key exits with code 2."""
+OVERRIDES_KEY = "partstad.overrides"
+
+
+def _remember_overrides(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    ctx.meta[OVERRIDES_KEY] = tuple(ctx.meta.get(OVERRIDES_KEY, ())) + tuple(value or ())
+    return value
+
+
+def set_option(f: Callable) -> Callable:
+    """-S/--set key=value (repeatable): override params on the command line, like `dvc exp run -S`.
+
+    The values are kept in the click context and applied by :func:`load_params`, so every
+    command that loads params honours them without a new argument in its signature."""
+    return click.option("-S", "--set", "overrides", multiple=True, expose_value=False, callback=_remember_overrides, metavar="KEY=VALUE",
+                        help="Override a setting (dotted key, YAML value; repeatable), e.g. -S render.image_size=800. Validated like params.yaml.")(f)
+
+
+def load_params(path: str | Path, overrides: tuple[str, ...] | None = None, *, missing_ok: bool | None = None) -> PipelineConfig:
+    """The validated configuration, before any work; a bad file or key exits with code 2.
+
+    ``overrides`` default to the ``-S`` values of the running command. When ``--params`` was
+    not given and ``params.yaml`` is absent from the working directory, the packaged
+    defaults are used (logged once); an explicitly given missing file is an error.
+    """
+    from pipeline.meta import register_part_names
+    from stages.config import DEFAULT_PARAMS
+
+    ctx = click.get_current_context(silent=True)
+    if overrides is None:
+        overrides = tuple(ctx.meta.get(OVERRIDES_KEY, ())) if ctx is not None else ()
+    if missing_ok is None:
+        missing_ok = False
+        if ctx is not None and "params_path" in ctx.params and str(path) == DEFAULT_PARAMS:
+            from click.core import ParameterSource
+
+            missing_ok = ctx.get_parameter_source("params_path") in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
     try:
-        return load_config(path)
+        cfg = load_config(path, overrides, missing_ok=missing_ok)
     except ConfigError as exc:
         raise ParamsError(str(exc)) from None
+    register_part_names(cfg.data.part_names)
+    return cfg
 
 
 def common_options(f: Callable) -> Callable:
@@ -60,8 +96,9 @@ def common_options(f: Callable) -> Callable:
 
 
 def keep_going_options(f: Callable) -> Callable:
-    """--keep-going and --lock-timeout, for every command that writes a store."""
+    """--keep-going, --lock-timeout and -S/--set, for every command that writes a store."""
 
+    @set_option
     @click.option("--keep-going", is_flag=True, help="Exit 0 even when some objects failed (they are still listed in failures.json).")
     @click.option("--lock-timeout", default=-1.0, show_default=True, type=float, help="Seconds to wait for another run writing the same store (-1: wait for ever, 0: stop at once).")
     @functools.wraps(f)
@@ -143,7 +180,12 @@ def key_resolver(ctx: StageContext, extra: Callable[[str, str], Any] | None = No
     cfg = ctx.config
 
     def view(stage: str) -> Any:
-        return section_digest(*(getattr(cfg, s) for s in STAGES[stage].sections))
+        v = section_digest(*(getattr(cfg, s) for s in STAGES[stage].sections))
+        if stage == "detect":  # the content of the detector weights in use (base or adapted), not just their path
+            from stages.detector_weights import weights_key
+
+            v = {**v, **weights_key(cfg, ctx.category)}
+        return v
 
     return KeyResolver(view, ctx.store, extra)
 
@@ -205,7 +247,8 @@ def run_object_stage(
     from stages.runner import run_stage
 
     cfg = load_params(params_path)
-    dev = resolve_device(device)
+    # Only stages with models (a preflight) pay for importing torch to look for a GPU (~2-4 s).
+    dev = resolve_device(device) if preflight is not None else ("cpu" if device == "auto" else device)
     cats = resolve_categories(cfg, categories)
     if preflight is not None:
         preflight(cfg, dev)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -42,10 +43,10 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    source: Literal["synthetic", "partnete", "mobility"] = "synthetic"
-    """Where shapes come from: the embedded synthetic generator, a PartNetE root or raw PartNet-Mobility."""
+    source: Literal["synthetic", "partnete", "mobility", "files"] = "synthetic"
+    """Where shapes come from: the embedded synthetic generator, a PartNetE root, raw PartNet-Mobility, or your own shape files (.ply/.obj/.glb/.gltf/.off/.stl)."""
     root: str | None = None
-    """Dataset root for `partnete` / `mobility` (a local directory)."""
+    """Dataset root for `partnete` / `mobility`, or the folder of shape files for `files` (a local directory)."""
     n_points: int = Field(20000, gt=0, le=10_000_000)
     """Points per shape for the synthetic generator and for sampling meshes."""
     seed: int = 0
@@ -59,7 +60,23 @@ class DataConfig(Section):
     val_ids: list[str] | None = not_in_key(default=None)
     """PartNetE: few-shot ids to hold out as validation (default: `val_list.json` if present)."""
     splits: dict[str, Literal["fewshot", "val", "test"]] | None = not_in_key(default=None)
-    """PartNet-Mobility: split per object folder name (default: test)."""
+    """PartNet-Mobility / files: split per object folder name or file stem (files: overrides `<root>/splits.yaml`; default: test, logged)."""
+    part_names: dict[str, list[str]] = not_in_key(default_factory=dict)
+    """Part names of your own categories (not among the 45 PartNetE ones), e.g. {MyCat: [lid, handle, body]}; label ids follow this order. Enter a category's cache keys through its ingest key."""
+
+    @field_validator("part_names")
+    @classmethod
+    def _part_lists(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        from pipeline.meta import PARTNETE_PARTS
+
+        for cat, names in value.items():
+            if not names:
+                raise ValueError(f"category {cat!r} needs at least one part name")
+            if len(set(names)) != len(names):
+                raise ValueError(f"category {cat!r} lists a part name twice")
+            if cat in PARTNETE_PARTS and tuple(names) != PARTNETE_PARTS[cat]:
+                raise ValueError(f"{cat!r} is a PartNetE category; its part names are fixed ({', '.join(PARTNETE_PARTS[cat])})")
+        return value
 
 
 class RenderConfig(Section):
@@ -144,6 +161,7 @@ def _oracle_model() -> type[BaseModel]:
         exclude=("score_threshold", "max_per_view", "feat_dim"),  # set by the detect section itself
         constraints={"p_max": prob, "area_scale": {"gt": 0}, "jitter": nonneg, "confusion": prob, "confused_confidence": nonneg,
                      "fp_rate": nonneg, "whole_object_prob": prob, "score_noise": nonneg, "min_box_px": nonneg, "feat_noise": nonneg,
+                     "informativeness": prob, "objectness_noise": nonneg,
                      "max_parts": {"ge": 1}, "max_views": {"ge": 1}},
     )
 
@@ -166,6 +184,37 @@ class DetectConfig(Section):
     """At most this many boxes per view (highest scores kept)."""
     oracle: OracleDetectConfig = Field(default_factory=OracleDetectConfig)  # type: ignore[valid-type]
     """Noise model of the simulated detector (see pipeline/detect/oracle.py)."""
+
+
+class AdaptConfig(Section):
+    """Few-shot adaptation of Grounding DINO (`partstad adapt-detector`, PartSLIP's per-category fine-tuning)."""
+
+    enabled: bool = False
+    """Fine-tune the detector per category on the few-shot renders and let detect use the result (needs detect.backend: grounding_dino); false: the stage only records that it was skipped."""
+    base_weights_dir: str | None = None
+    """Grounding DINO directory (save_pretrained layout, safetensors) to start from; null: detect.weights_dir."""
+    out_dir: str = not_in_key(default="models/adapt")
+    """Adapted models go to <out_dir>/<Category>/ (keep in line with dvc.yaml's outs); detect reads them from there. Their content digest enters the detect keys."""
+    trainable: Literal["prompt", "heads", "all"] = "heads"
+    """Parameters that train: prompt (text projection only, like PartSLIP's prompt tuning), heads (prompt + box/class/proposal heads) or all."""
+    epochs: int = Field(20, ge=0, le=10_000)
+    """Passes over the few-shot views; validation AP50 after each (epoch 0 = the base weights)."""
+    batch_size: int = Field(4, gt=0, le=1024)
+    """Views per optimisation step."""
+    lr: float = Field(1.0e-4, gt=0, le=1)
+    """AdamW learning rate."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """Learning-rate schedule over all steps: constant, or cosine decay to 0."""
+    weight_decay: float = Field(1.0e-4, ge=0)
+    """AdamW decoupled weight decay."""
+    grad_clip: float = Field(0.1, ge=0)
+    """Gradient norm clip (Grounding DINO's 0.1; 0 = off)."""
+    seed: int = 0
+    """Seed of the batch order (and of torch)."""
+    min_box_px: float = Field(2.0, ge=0)
+    """Ground-truth part boxes narrower or lower than this (pixels) are left out."""
+    select_split: Literal["val", "fewshot"] = "val"
+    """Renders whose box AP50 (mean over parts) chooses the epoch kept: the val shapes (falls back to the few-shot views, with a warning, when there are none) or the few-shot views."""
 
 
 class SegmentConfig(Section):
@@ -237,19 +286,26 @@ class PipelineConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
 
-    @field_validator("categories")
-    @classmethod
-    def _known(cls, cats: list[str]) -> list[str]:
+    @model_validator(mode="after")
+    def _known(self) -> "PipelineConfig":
+        """Every listed category is a PartNetE one or has part names in data.part_names."""
         import difflib
 
-        for c in cats:
-            if c not in CATEGORIES:
-                close = difflib.get_close_matches(c, CATEGORIES, n=3)
-                raise ValueError(f"unknown category {c!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-        if len(set(cats)) != len(cats):
-            raise ValueError("a category is listed twice")
-        return cats
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        def refuse(msg: str, loc: tuple, value: Any) -> None:
+            raise ValidationError.from_exception_data("PipelineConfig", [InitErrorDetails(type=PydanticCustomError("category", msg), loc=loc, input=value)])
+
+        known = list(CATEGORIES) + list(self.data.part_names)
+        for i, c in enumerate(self.categories):
+            if c not in known:
+                close = difflib.get_close_matches(c, known, n=3)
+                refuse(f"unknown category {c!r}" + (f" (did you mean {', '.join(close)}?)" if close else "") + "; your own categories need data.part_names", ("categories", i), c)
+        if len(set(self.categories)) != len(self.categories):
+            refuse("a category is listed twice", ("categories",), self.categories)
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -282,16 +338,75 @@ def parse_config(raw: Any, source: str = "params") -> PipelineConfig:
         raise ConfigError(_format_errors(source, exc)) from None
 
 
-def load_config(path: str | Path) -> PipelineConfig:
-    """Read and validate params.yaml (missing file, YAML syntax and schema errors -> ConfigError)."""
+DEFAULT_PARAMS = "params.yaml"
+#: Set once the "no params.yaml here, packaged defaults" message was logged (log it once).
+_LOGGED_DEFAULTS: set[str] = set()
+
+
+def apply_overrides(raw: Any, overrides: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    """``-S key=value`` on top of a params mapping, like ``dvc exp run -S``.
+
+    Keys are dotted (``render.image_size=64``, ``detect.oracle.p_max=0.9``); values are parsed
+    as YAML (``64`` -> int, ``[a, b]`` -> list, ``{Mug: [lid]}`` -> mapping, ``null``). The
+    result is validated by :func:`parse_config` like the file itself, so an unknown key is
+    refused the same way. A malformed override -> ConfigError naming it.
+    """
+    import copy
+
+    out: dict[str, Any] = copy.deepcopy(raw) if raw is not None else {}
+    if not isinstance(out, dict):
+        return out
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"-S {item!r}: expected key=value with a dotted key (e.g. -S render.image_size=800)")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"-S {item!r}: the value is not valid YAML ({exc})") from None
+        node = out
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"-S {item!r}: {'.'.join(parts[:depth + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = (), *, missing_ok: bool = False) -> PipelineConfig:
+    """Read and validate params.yaml plus ``-S`` overrides (missing file, YAML syntax and schema errors -> ConfigError).
+
+    ``missing_ok``: the file was not asked for explicitly (the default ``params.yaml``) and
+    may be absent: the packaged defaults (:class:`PipelineConfig`'s) are used and the log
+    says so once. An explicitly given file that does not exist is always an error.
+    """
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"params file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"params file {p} is not valid YAML: {exc}") from None
-    return parse_config(raw, str(p))
+        if not missing_ok:
+            raise ConfigError(f"params file not found: {p}")
+        key = str(p.resolve())
+        if key not in _LOGGED_DEFAULTS:
+            _LOGGED_DEFAULTS.add(key)
+            logging.getLogger("partstad").info("no %s in %s: using the packaged defaults (`partstad params --defaults` lists them)", p, Path.cwd())
+        raw: Any = {}
+        source = "packaged defaults"
+    else:
+        try:
+            raw = yaml.safe_load(p.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"params file {p} is not valid YAML: {exc}") from None
+        source = str(p)
+    if overrides:
+        if raw is not None and not isinstance(raw, dict):
+            return parse_config(raw, source)  # the usual "must be a mapping" error
+        raw = apply_overrides(raw, overrides)
+        source += " with -S " + " ".join(overrides)
+    return parse_config(raw, source)
 
 
 def _key_view(model: BaseModel) -> Any:

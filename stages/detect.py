@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.errors import BadInputError
 from pipeline.meta import part_names
 from stages.common import ParamsError, common_options, run_object_stage
+from stages.detector_weights import adapted_dir, detector_weights, dir_digest, has_adapted_model
 from stages.helpers import object_seed
 from stages.runner import StageContext
 
@@ -38,21 +39,32 @@ def _oracle(ctx: StageContext, object_id: str, sec: Any):
 _DETECTORS: dict[str, Any] = {}
 
 
-def grounding_dino(sec: Any, device: str):
-    """The Grounding DINO of ``detect.weights_dir``, loaded once per process."""
+def grounding_dino(sec: Any, device: str, weights_dir: Path | None = None):
+    """The Grounding DINO of ``weights_dir`` (default ``detect.weights_dir``), loaded once per
+    process and weights content."""
     from pipeline.detect.grounding_dino import GroundingDinoDetector
 
-    key = f"{sec.weights_dir}|{device}"
+    path = Path(weights_dir if weights_dir is not None else sec.weights_dir)
+    key = f"{path}|{dir_digest(path)}|{device}"
     if key not in _DETECTORS:
-        _DETECTORS[key] = GroundingDinoDetector(Path(sec.weights_dir), score_threshold=sec.score_threshold, max_per_view=sec.max_per_view, device=device)
+        _DETECTORS[key] = GroundingDinoDetector(path, score_threshold=sec.score_threshold, max_per_view=sec.max_per_view, device=device)
     return _DETECTORS[key]
 
 
 def _grounding_dino(ctx: StageContext, object_id: str, sec: Any):
+    """Detections with the category's adapted weights (adapt.enabled and adapted) or the base ones."""
     from pipeline.detect.types import detect_object
 
+    path, adapted = detector_weights(ctx.config, ctx.category)
+    if path is None:
+        raise BadInputError("detect.weights_dir is not set and there are no adapted weights for this category", object_id=object_id)
+    try:
+        model = grounding_dino(sec, ctx.device, path)
+    except (OSError, ValueError) as exc:
+        what = f"adapted Grounding DINO of {ctx.category}" if adapted else "Grounding DINO"
+        raise BadInputError(f"cannot load the {what}: {exc}", object_id=object_id, path=str(path)) from None
     images = ctx.store("render").read(object_id, "rgb")
-    return detect_object(grounding_dino(sec, ctx.device), images, part_names(ctx.category))
+    return detect_object(model, images, part_names(ctx.category)), adapted
 
 
 def detect_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -60,7 +72,7 @@ def detect_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray
     if sec.backend == "oracle":
         det = _oracle(ctx, object_id, sec)
     elif sec.backend == "grounding_dino":
-        det = _grounding_dino(ctx, object_id, sec)
+        det, adapted = _grounding_dino(ctx, object_id, sec)
     else:
         raise BadInputError(f"detect.backend {sec.backend!r} is filled by `partstad import-partstad`, not by `partstad detect`", object_id=object_id)
     n_views = ctx.store("render").array(object_id, "pix2pt").shape[0]
@@ -68,7 +80,10 @@ def detect_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray
         "xyxy": det.xyxy.astype(np.float32), "view": det.view.astype(np.int16), "label": det.label.astype(np.int16),
         "score": det.score.astype(np.float32), "feat": det.feat.astype(np.float16), "offsets": det.offsets(n_views).astype(np.int64),
     }
-    return arrays, {"backend": sec.backend, "simulated": bool(det.simulated), "n_boxes": int(len(det.xyxy))}
+    attrs = {"backend": sec.backend, "simulated": bool(det.simulated), "n_boxes": int(len(det.xyxy))}
+    if sec.backend == "grounding_dino":
+        attrs["adapted_weights"] = bool(adapted)
+    return arrays, attrs
 
 
 def gpu_resources(ctx: StageContext) -> dict[str, float] | None:
@@ -89,6 +104,18 @@ def preflight(cfg: Any, device: str) -> None:
             grounding_dino(sec, device)
         except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
             raise ParamsError(f"detect.weights_dir: cannot load Grounding DINO from {wd} ({type(exc).__name__}: {exc})") from None
+        if cfg.adapt.enabled:  # adapted weights are used per category: a broken directory stops the run here
+            from pipeline.detect.grounding_dino import check_weights_dir
+
+            for category in cfg.categories:
+                if not has_adapted_model(cfg, category):
+                    click.echo(f"[detect] {category}: adapt.enabled but no adapted weights in {adapted_dir(cfg, category)} "
+                               "(run `partstad adapt-detector`); using detect.weights_dir", err=True)
+                    continue
+                try:
+                    check_weights_dir(adapted_dir(cfg, category))
+                except FileNotFoundError as exc:
+                    raise ParamsError(f"adapted detector of {category}: {exc}") from None
 
 
 @click.command()

@@ -7,6 +7,11 @@ PartSTAD the superpoint probabilities ``prob_partstad`` (S,K+1). Methods: ``part
 masks) and ``masks_only`` (masks without weights). Objects without ground truth get
 predictions only. Metrics (semantic mIoU and instance mAP50, SPEC §8, in percent) go to
 ``metrics/evaluate/<Cat>.json``.
+
+Method ``auto`` (metrics only): per category, PartSTAD or its PartSLIP baseline, whichever
+has the higher semantic mIoU on the labelled validation shapes (ties and categories without
+validation shapes: PartSLIP / PartSTAD, see :func:`auto_choice`). The validation shapes are
+therefore always predicted too; ``metrics[...]["auto"]`` says which method was picked and why.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from stages.common import finish, keep_going_options, key_resolver, load_params,
 from stages.config import config_hash
 from stages.keys import files_digest
 from stages.lifted_io import read_lifted
+from stages.provenance import provenance as provenance_record, run_components
 from stages.runner import StageContext, run_stage
 from stages.store import StoreBusyError, StoreCorruptError, store_lock
 from stages.train_io import prepare_object
@@ -34,7 +40,7 @@ _NETS: dict[tuple[str, int, int], Any] = {}
 
 
 def _net(path: Path):
-    from pipeline.train import load_weights
+    from pipeline.train.checkpoint import load_weights
 
     if not path.is_file():
         raise BadInputError("trained weights not found (run `partstad train` first)", path=path)
@@ -49,7 +55,7 @@ def _net(path: Path):
 
 
 def _predict(ctx: StageContext, object_id: str, mode: str, weights: Path):
-    from pipeline.train import labels_from_probs, predict
+    from pipeline.train.decode import labels_from_probs, predict
 
     net, theta, meta = _net(weights)  # tau and eps as saved by train
     obj = prepare_object(ctx, object_id, mode, pos_enc=meta.get("pos_enc", "True") == "True")
@@ -61,7 +67,7 @@ def _predict(ctx: StageContext, object_id: str, mode: str, weights: Path):
 
 def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from pipeline.partslip import partslip_instances, partslip_semantic, partstad_instances
-    from pipeline.train import masks_without_weights, unweighted_coverage
+    from pipeline.train.ablations import masks_without_weights, unweighted_coverage
 
     models = Path(ctx.runtime["models"]) / ctx.category
     xyz = ctx.store("ingest").read(object_id, "xyz")
@@ -131,6 +137,22 @@ def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]
     return result
 
 
+def auto_choice(ctx: StageContext, val_ids: list[str]) -> dict[str, Any]:
+    """Pick PartSTAD or PartSLIP for this category by validation mIoU (method ``auto``).
+
+    PartSTAD only when it is strictly better than the baseline on the labelled validation
+    shapes: a trained model that does not beat the baseline falls back to it. Without
+    validation shapes there is nothing to compare and PartSTAD is kept (the paper's method).
+    """
+    val = category_metrics(ctx, val_ids) if val_ids else {"methods": {}, "n_test": 0}
+    miou = {m: val["methods"].get(m, {}).get("miou") for m in ("partslip", "partstad")}
+    if val["n_test"] == 0 or None in miou.values():
+        return {"method": "partstad", "reason": "no labelled validation shape: PartSTAD kept", "val_miou": miou, "n_val": val["n_test"]}
+    pick = "partstad" if miou["partstad"] > miou["partslip"] else "partslip"
+    why = "PartSTAD beats PartSLIP on validation" if pick == "partstad" else "PartSTAD does not beat PartSLIP on validation: fallback"
+    return {"method": pick, "reason": why, "val_miou": miou, "n_val": val["n_test"]}
+
+
 def model_provenance(models: Path) -> dict[str, Any]:
     """What the metrics record about the weights: file hashes and the training config."""
     out: dict[str, Any] = {"dir": str(models), "files": {}}
@@ -173,6 +195,8 @@ def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects:
         if not ids:
             problems.append(f"[evaluate] {category}: {'--objects ' + repr(objects) + ' matched no' if objects else 'no'} ingested object in splits {','.join(split_list)}; metrics left as they were")
             continue
+        val_ids = select_objects(cache, category, None, ("val",))  # method auto picks on these
+        extra_val = [o for o in val_ids if o not in ids]
         ctx = make_context("evaluate", category, cache, cfg, dev, runtime={"models": models_root})
         try:
             with store_lock(f"{models}.lock", str(models), lock_timeout):  # no retraining under our feet
@@ -185,7 +209,7 @@ def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects:
                     problems.append(f"[evaluate] {category}: {exc}")
                     continue
                 weights_key = {name: f["sha256_20"] for name, f in provenance["files"].items()}
-                report = run_stage(ctx, ids, evaluate_work, keys=key_resolver(ctx, lambda stage, oid: weights_key if stage == "evaluate" else None),
+                report = run_stage(ctx, ids + extra_val, evaluate_work, keys=key_resolver(ctx, lambda stage, oid: weights_key if stage == "evaluate" else None),
                                    scheduler=scheduler, force=force, lock_timeout=lock_timeout)
         except (StoreBusyError, StoreCorruptError) as exc:
             problems.append(f"[evaluate] {category}: {exc}")
@@ -196,10 +220,15 @@ def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects:
             problems.append(f"[evaluate] {category}: every object failed; metrics left as they were")
             continue
         metrics = category_metrics(ctx, evaluated)
+        failed_ids = {f["object"] for f in report.failed}
+        metrics["auto"] = auto_choice(ctx, [o for o in val_ids if o not in failed_ids])
+        if metrics["auto"]["method"] in metrics["methods"]:
+            metrics["methods"]["auto"] = {**metrics["methods"][metrics["auto"]["method"]], "picked": metrics["auto"]["method"]}
         lift = ctx.store("lift")
-        metrics["simulated"] = any(lift.attrs(o).get("simulated", False) for o in evaluated if lift.is_complete(o))
+        components = run_components(cache, category, evaluated)  # oracle detector/SAM, synthetic shapes
+        metrics["simulated"] = bool(components) or any(lift.attrs(o).get("simulated", False) for o in evaluated if lift.is_complete(o))
         metrics["failed"] = [f["object"] for f in report.failed]
-        metrics["provenance"] = {"params_hash": config_hash(cfg), "models": provenance, "splits": list(split_list),
+        metrics["provenance"] = {**provenance_record(cfg, components, provenance), "splits": list(split_list),
                                  "detect_backend": cfg.detect.backend, "segment_mode": cfg.segment.mode}
         write_json(Path(metrics_root) / "evaluate" / f"{category}.json", metrics)
         for m, v in metrics["methods"].items():

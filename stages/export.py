@@ -1,35 +1,19 @@
-"""``partstad export``: per-point part labels of chosen objects as PLY (label colours) and .npy,
-in the object's original coordinates (the inverse of the ingest normalisation)."""
+"""``partstad export``: per-point part labels of chosen objects as PLY (label colours), .npy,
+GLB (part colours; mesh inputs as meshes) and a JSON sidecar (part names, colours, instance
+ids and confidences, provenance), in the object's original coordinates (the inverse of the
+ingest normalisation). The writing lives in ``stages/exports.py`` (shared with predict)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
-import numpy as np
 
-from pipeline.meta import part_names
+from stages.common import StageFailed, load_params, resolve_categories, select_objects, set_option
+from stages.exports import export_object
+from stages.provenance import object_components, provenance
 from stages.store import CategoryStore
-from stages.common import StageFailed, load_params, resolve_categories, select_objects
 
 METHODS = ("partstad", "partslip", "partstad_boxes", "masks_only")
-
-
-def export_object(cache: str, object_id: str, category: str, method: str, out_dir: Path) -> list[Path]:
-    """Write <id>_<method>.ply (xyz, label colours, semantic/instance properties) and .npy files."""
-    from pipeline.data.ply import write_ply
-    from pipeline.viz_labels import colour_labels
-
-    ing, ev = CategoryStore(cache, "ingest", category), CategoryStore(cache, "evaluate", category)
-    attrs = ing.attrs(object_id)
-    xyz = ing.read(object_id, "xyz").astype(np.float64) * float(attrs["scale"]) + np.asarray(attrs["centre"], dtype=np.float64)
-    sem = ev.read(object_id, f"sem_{method}").astype(np.int32)
-    ins = ev.read(object_id, f"ins_{method}").astype(np.int32)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"{category}_{object_id.split('/')[-1]}_{method}"
-    write_ply(stem.with_suffix(".ply"), xyz, colour_labels(sem, len(part_names(category))), {"semantic": sem, "instance": ins})
-    np.save(f"{stem}_semantic.npy", sem)
-    np.save(f"{stem}_instance.npy", ins)
-    return [stem.with_suffix(".ply"), Path(f"{stem}_semantic.npy"), Path(f"{stem}_instance.npy")]
 
 
 @click.command()
@@ -38,8 +22,10 @@ def export_object(cache: str, object_id: str, category: str, method: str, out_di
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
 @click.option("--objects", default=None, help="Comma-separated object ids (default: every evaluated object).")
 @click.option("--method", type=click.Choice(METHODS), default="partstad", show_default=True, help="Whose predictions to export.")
-@click.option("--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False), help="Output directory for <Category>_<id>_<method>.ply/.npy.")
-def export(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, method: str, out_dir: str) -> None:
+@click.option("--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False), help="Output directory for <Category>_<id>_<method>.ply/.npy/.glb/.json.")
+@click.option("--models", "models_root", default="models", show_default=True, help="Model root recorded in the sidecars' provenance (<root>/<Category>).")
+@set_option
+def export(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, method: str, out_dir: str, models_root: str) -> None:
     """Export predicted labels as PLY + .npy in original coordinates."""
     cfg = load_params(params_path)
     n, skipped = 0, 0
@@ -56,7 +42,8 @@ def export(params_path: str, cache: str, categories: tuple[str, ...], objects: s
                 click.echo(f"[export] {oid}: evaluate has no {method!r} predictions (partstad_boxes needs train.ablation_boxes), skipped", err=True)
                 skipped += 1
                 continue
-            export_object(cache, oid, cat, method, Path(out_dir))
+            models = Path(models_root) / cat
+            export_object(cache, oid, cat, method, Path(out_dir), provenance(cfg, object_components(cache, cat, oid), str(models) if models.is_dir() else None))
             n += 1
     click.echo(f"[export] wrote {n} objects to {out_dir}")
     if n == 0:

@@ -22,12 +22,19 @@ def _rows(model: type, prefix: str, values: object):
 @click.command()
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file to resolve (missing keys take their defaults).")
 @click.option("--defaults", is_flag=True, help="Show the defaults, ignoring any params file.")
-def params(params_path: str, defaults: bool) -> None:
+@click.option("-S", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting (dotted key, YAML value; repeatable).")
+def params(params_path: str, defaults: bool, overrides: tuple[str, ...]) -> None:
     """Validate params.yaml and print every setting with its value and meaning."""
-    from stages.common import load_params
-    from stages.config import PipelineConfig, config_hash
+    from stages.common import ParamsError, load_params
+    from stages.config import ConfigError, PipelineConfig, apply_overrides, config_hash, parse_config
 
-    cfg = PipelineConfig() if defaults else load_params(params_path)
+    if defaults:
+        try:
+            cfg = parse_config(apply_overrides({}, overrides), "packaged defaults")
+        except ConfigError as exc:
+            raise ParamsError(str(exc)) from None
+    else:
+        cfg = load_params(params_path, overrides)
     for key, value, doc in _rows(PipelineConfig, "", cfg):
         click.echo(f"{key:34s} {value:24s} {doc}" if value else f"{key:34s} {'':24s} # {doc}")
     click.echo(f"params hash {config_hash(cfg)}")

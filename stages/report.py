@@ -11,7 +11,8 @@ import click
 
 from pipeline.meta import part_names
 from stages.store import CategoryStore
-from stages.common import StageFailed, load_params, resolve_categories, select_objects, write_json
+from stages.common import StageFailed, load_params, resolve_categories, select_objects, set_option, write_json
+from stages.provenance import describe
 
 
 def _fmt(value: float | None) -> str:
@@ -45,6 +46,7 @@ def _examples(cache: str, category: str, n: int) -> list[dict[str, Any]]:
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Reads metrics/evaluate/<Category>.json, writes metrics/summary.json.")
 @click.option("--plots", "plots_root", default="plots", show_default=True, help="Reads the training curves plots/train/<Category>.csv.")
 @click.option("--out", "out_dir", default="reports", show_default=True, help="Directory of the HTML report (index.html).")
+@set_option
 def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_root: str, plots_root: str, out_dir: str) -> None:
     """Write the HTML report (self-contained) and the summary metrics."""
     from pipeline.report import build_report, summary_metrics
@@ -67,9 +69,13 @@ def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_ro
         raise StageFailed("[report] no category has metrics (run `partstad evaluate` first); report and summary left as they were")
     simulated = any(m.get("simulated") for m in metrics.values())
     notes = ["Instance confidence = size-weighted mean part probability of the instance's superpoints × best 2D IoU with a same-label box (PartSTAD); mean semantic score (PartSLIP)."]
-    path = build_report(Path(out_dir), metrics, curves, examples, simulated=simulated, notes=notes)
+    components = list(dict.fromkeys(c for m in metrics.values() for c in (m.get("provenance") or {}).get("simulated_components", [])))
+    provenance = {cat: describe(m["provenance"]) for cat, m in metrics.items() if isinstance(m.get("provenance"), dict) and "detector" in m["provenance"]}
+    path = build_report(Path(out_dir), metrics, curves, examples, simulated=simulated, notes=notes, simulated_components=components, provenance=provenance)
     summary = summary_metrics(metrics)
     summary["simulated"] = simulated
+    if components:
+        summary["simulated_components"] = components
     write_json(Path(metrics_root) / "summary.json", summary)
     click.echo(f"[report] wrote {path}")
     for m, v in summary.items():

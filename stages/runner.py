@@ -143,6 +143,7 @@ def _run_one(ctx: StageContext, object_id: str, work: WorkFn, fp: str, meta: Map
     touches the object's previous result (the store swaps a new result in only when whole).
     """
     try:
+        _register_categories(ctx)
         arrays, attrs = work(ctx, object_id)
         ctx.store().write_object(object_id, arrays, {**dict(attrs), **dict(meta or {})}, fp)
         return {"object": object_id, "status": "done"}
@@ -152,6 +153,15 @@ def _run_one(ctx: StageContext, object_id: str, work: WorkFn, fp: str, meta: Map
         if reraise:
             raise
         return _unexpected_error(object_id, exc, traceback.format_exc(limit=3))
+
+
+def _register_categories(ctx: StageContext) -> None:
+    """User categories' part names (data.part_names) in this process too (dask workers)."""
+    data = getattr(ctx.config, "data", None)
+    if data is not None and getattr(data, "part_names", None):
+        from pipeline.meta import register_part_names
+
+        register_part_names(data.part_names)
 
 
 def previous_failures(store: CategoryStore) -> list[dict[str, Any]]:
@@ -238,7 +248,7 @@ def run_stage(
                 report.failed.append(res)
         for f in report.failed:
             f.pop("status", None)
-            log.error("%s", f["error"])
+            log.debug("%s", f["error"])  # printed once, as FAILED, by the command's summary
         report.seconds = time.perf_counter() - t0
         # Keep earlier failure records of objects this run did not look at (e.g. --objects runs).
         this_run = set(object_ids)

@@ -34,7 +34,7 @@ log = logging.getLogger("partstad")
 
 def train_params(sec: TrainConfig, device: str):
     """The pipeline's TrainParams from the validated train section."""
-    from pipeline.train import TrainParams
+    from pipeline.train.loop import TrainParams
 
     return TrainParams(epochs=sec.epochs, batch=sec.batch_size, lr=sec.lr, lr_null=sec.lr_null, weight_decay=sec.weight_decay,
                        tau=sec.tau, seed=sec.seed, pos_enc=sec.pos_enc, absent_parts=sec.absent_parts, device=device)
@@ -75,7 +75,8 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
     """Train every variant in memory, then swap the new model directory in (old one kept on failure)."""
     from tqdm.auto import tqdm
 
-    from pipeline.train import save_weights, train_weight_net
+    from pipeline.train.checkpoint import save_weights
+    from pipeline.train.loop import train_weight_net
 
     sec = cfg.train
     tp = train_params(sec, device)
@@ -91,7 +92,8 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
         raise StageFailed(f"[train] {category}: no few-shot objects in the ingest manifest of {cache} (run `partstad ingest` first)")
     for name, mode in variants:
         train_objs = load_split(ctx, fewshot, mode, tp.pos_enc, tp.device, skipped)
-        val_objs = load_split(ctx, val, mode, tp.pos_enc, tp.device, skipped)
+        # checkpoint selection uses every labelled validation shape (an unlabelled one cannot score)
+        val_objs = [o for o in load_split(ctx, val, mode, tp.pos_enc, tp.device, skipped) if o.label_counts is not None]
         if not train_objs:
             raise StageFailed(f"[train] {category}: none of the {len(fewshot)} few-shot objects is usable in {cache}/lift/{category}.zarr "
                               f"(first problem: {skipped[0]['error'] if skipped else 'unknown'}); the previous model is kept")

@@ -15,7 +15,7 @@ from stages.lifted_io import read_lifted
 
 def prepare_object(ctx: Any, object_id: str, mode: str, pos_enc: bool, device: str = "cpu"):
     """A TrainObject from cache/lift and cache/detect only."""
-    from pipeline.train import TrainObject
+    from pipeline.train.objects import TrainObject
 
     lifted = read_lifted(ctx, object_id, mode)
     lift = ctx.store("lift")

@@ -5,7 +5,7 @@ import pytest
 
 from stages.keys import REPO_ROOT, _imports
 
-STAGE_MODULES = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift", "train", "evaluate", "report", "export", "import_partstad"]
+STAGE_MODULES = ["ingest", "render", "visibility", "superpoints", "detect", "adapt_detector", "segment", "lift", "train", "evaluate", "report", "export", "import_partstad"]
 
 
 def _modules(package: str) -> list[str]:

@@ -348,3 +348,7 @@ def read_mobility_object(
             ins[sel] = hit[1]
     return make_cloud(xyz, rgb, sem, ins, object_id=oid, category=category, source="mobility",
                       n_parts=len(part_names(category)), path=src_path)
+
+
+#: Public name of the sample-colour rule, shared with the reader of your own shapes.
+visual_colours = _visual_colours

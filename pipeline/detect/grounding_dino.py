@@ -28,6 +28,10 @@ class DetectorWeightsError(ValueError):
     """The local detector weights directory exists but cannot be loaded."""
 
 
+#: Weight files accepted in a model directory (single file or sharded index); never pickles.
+SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
 def make_prompt(part_names: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
     """Prompt text and the character span [start, end) of each part name in it."""
     spans, pos, pieces = [], 0, []
@@ -56,6 +60,94 @@ def phrase_token_matrix(offsets: Sequence[tuple[int, int]], spans: Sequence[tupl
     return A
 
 
+def prompt_for(tokenizer, part_names: Sequence[str], max_text_len: int) -> tuple[str, np.ndarray]:
+    """The prompt text and its (K, max_text_len) phrase-averaging matrix for this tokenizer."""
+    names = tuple(part_names)
+    text, spans = make_prompt(names)
+    enc = tokenizer(text, return_offsets_mapping=True)
+    n_tok = len(enc["input_ids"])
+    if n_tok > max_text_len:
+        raise ValueError(f"prompt {text!r} has {n_tok} tokens, the model takes {max_text_len}")
+    A = phrase_token_matrix([tuple(o) for o in enc["offset_mapping"]], spans, max_text_len)
+    empty = [names[j] for j in range(len(names)) if not A[j].any()]
+    if empty:
+        raise ValueError(f"part names {empty} map to no tokens in prompt {text!r}")
+    return text, A
+
+
+def check_weights_dir(weights_dir: str | Path) -> Path:
+    """The directory, after checking it holds a ``save_pretrained`` model with safetensors weights.
+
+    Raises :class:`DetectorWeightsNotFoundError` naming the path when the directory, its
+    config.json or its ``model.safetensors`` (or sharded ``model.safetensors.index.json``) is
+    missing: pickled ``pytorch_model.bin`` weights are never loaded.
+    """
+    path = Path(weights_dir)
+    if not path.is_dir():
+        raise DetectorWeightsNotFoundError(f"Grounding DINO weights directory not found: {path}")
+    if not (path / "config.json").is_file():
+        raise DetectorWeightsNotFoundError(f"Grounding DINO weights directory has no config.json: {path}")
+    if not any((path / n).is_file() for n in SAFETENSORS_FILES):
+        raise DetectorWeightsNotFoundError(
+            f"Grounding DINO weights directory has no model.safetensors (only safetensors weights are loaded): {path}")
+    return path
+
+
+def load_grounding_dino(weights_dir: str | Path, device: str | object = "cpu"):
+    """(model in eval mode on ``device``, processor) from a local ``save_pretrained`` directory."""
+    path = check_weights_dir(weights_dir)
+    import transformers  # noqa: F401  (before any torchvision shim, STACK §11 pitfall 8)
+    from transformers import AutoModelForZeroShotObjectDetection, AutoTokenizer, GroundingDinoProcessor
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
+        GroundingDinoImageProcessorPil,
+    )
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        image_processor = GroundingDinoImageProcessorPil.from_pretrained(path, local_files_only=True)
+        model = AutoModelForZeroShotObjectDetection.from_pretrained(path, local_files_only=True, use_safetensors=True)  # never a pickle
+    except OSError as e:  # missing files inside the directory
+        raise DetectorWeightsNotFoundError(f"cannot load Grounding DINO from {path}: {e}") from e
+    except (ValueError, KeyError, TypeError) as e:  # unusable config / tokenizer files
+        raise DetectorWeightsError(f"cannot load Grounding DINO from {path}: {type(e).__name__}: {e}") from e
+    return model.to(device).eval(), GroundingDinoProcessor(image_processor, tokenizer)
+
+
+def decode_queries(logits, pred_boxes, hidden, A: np.ndarray, height: int, width: int,
+                   score_threshold: float, nms_iou: float, max_per_view: int) -> ViewDetections:
+    """One image's raw outputs -> kept boxes (see module doc): phrase scores, threshold, NMS, cap.
+
+    logits (Q, max_text_len), pred_boxes (Q,4) normalised cxcywh, hidden (Q,D) torch tensors;
+    A (K, max_text_len) from :func:`phrase_token_matrix`. Shared by detection and by the
+    adaptation's validation (pipeline/detect/adapt.py) so both score boxes identically.
+    """
+    import torch
+
+    H, W = int(height), int(width)
+    prob = logits.float().sigmoid()  # (Q, max_text_len); -inf columns give 0
+    cls = prob @ torch.as_tensor(A, device=prob.device, dtype=prob.dtype).T  # (Q, K) mean over each phrase's tokens
+    score, label = cls.max(dim=1)
+    cxcywh = pred_boxes.float()
+    xyxy = torch.cat([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], dim=1)
+    xyxy = xyxy * torch.tensor([W, H, W, H], dtype=xyxy.dtype, device=xyxy.device)
+
+    score = score.detach().cpu().numpy()
+    label = label.detach().cpu().numpy()
+    xyxy = xyxy.detach().cpu().numpy()
+    xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, W)
+    xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, H)
+    feats = hidden.detach().float().cpu().numpy()
+
+    cand = np.flatnonzero(score > score_threshold)
+    keep = cand[batched_nms_np(xyxy[cand], score[cand], label[cand], nms_iou)][: int(max_per_view)]
+    return (
+        xyxy[keep].astype(np.float32),
+        label[keep].astype(np.int16),
+        score[keep].astype(np.float32),
+        feats[keep].astype(np.float32),
+    )
+
+
 class GroundingDinoDetector:
     """Grounding DINO from a local ``weights_dir`` (see module doc)."""
 
@@ -69,30 +161,11 @@ class GroundingDinoDetector:
         nms_iou: float = 0.6,
         max_per_view: int = 100,
     ):
-        path = Path(weights_dir)
-        if not path.is_dir():
-            raise DetectorWeightsNotFoundError(f"Grounding DINO weights directory not found: {path}")
-        if not (path / "config.json").is_file():
-            raise DetectorWeightsNotFoundError(f"Grounding DINO weights directory has no config.json: {path}")
         import torch
-        import transformers  # noqa: F401  (before any torchvision shim, STACK §11 pitfall 8)
-        from transformers import AutoModelForZeroShotObjectDetection, AutoTokenizer, GroundingDinoProcessor
-        from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
-            GroundingDinoImageProcessorPil,
-        )
 
         self._torch = torch
         self.device = torch.device(device)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            image_processor = GroundingDinoImageProcessorPil.from_pretrained(path, local_files_only=True)
-            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(path, local_files_only=True, use_safetensors=True)  # never a pickle
-        except OSError as e:  # missing files inside the directory
-            raise DetectorWeightsNotFoundError(f"cannot load Grounding DINO from {path}: {e}") from e
-        except (ValueError, KeyError, TypeError) as e:  # unusable config / tokenizer files
-            raise DetectorWeightsError(f"cannot load Grounding DINO from {path}: {type(e).__name__}: {e}") from e
-        self.processor = GroundingDinoProcessor(image_processor, tokenizer)
-        self.model = self.model.to(self.device).eval()
+        self.model, self.processor = load_grounding_dino(weights_dir, self.device)
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.max_per_view = int(max_per_view)
@@ -106,16 +179,7 @@ class GroundingDinoDetector:
     def _prompt(self, part_names: Sequence[str]) -> tuple[str, np.ndarray]:
         key = tuple(part_names)
         if key not in self._prompt_cache:
-            text, spans = make_prompt(key)
-            enc = self.processor.tokenizer(text, return_offsets_mapping=True)
-            n_tok = len(enc["input_ids"])
-            if n_tok > self.max_text_len:
-                raise ValueError(f"prompt {text!r} has {n_tok} tokens, the model takes {self.max_text_len}")
-            A = phrase_token_matrix([tuple(o) for o in enc["offset_mapping"]], spans, self.max_text_len)
-            empty = [key[j] for j in range(len(key)) if not A[j].any()]
-            if empty:
-                raise ValueError(f"part names {empty} map to no tokens in prompt {text!r}")
-            self._prompt_cache[key] = (text, A)
+            self._prompt_cache[key] = prompt_for(self.processor.tokenizer, key, self.max_text_len)
         return self._prompt_cache[key]
 
     def detect_view(self, image: np.ndarray, part_names: Sequence[str], view: int = 0) -> ViewDetections:
@@ -131,26 +195,5 @@ class GroundingDinoDetector:
         inputs = self.processor(images=Image.fromarray(image), text=text, return_tensors="pt").to(self.device)
         with torch.inference_mode():
             out = self.model(**inputs)
-        prob = out.logits[0].float().sigmoid()  # (Q, max_text_len); -inf columns give 0
-        cls = prob @ torch.as_tensor(A, device=prob.device).T  # (Q, K) mean over each phrase's tokens
-        score, label = cls.max(dim=1)
-        cxcywh = out.pred_boxes[0].float()
-        xyxy = torch.cat([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], dim=1)
-        xyxy = xyxy * torch.tensor([W, H, W, H], dtype=xyxy.dtype, device=xyxy.device)
-        feats = out.last_hidden_state[0].float()
-
-        score = score.cpu().numpy()
-        label = label.cpu().numpy()
-        xyxy = xyxy.cpu().numpy()
-        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, W)
-        xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, H)
-        feats = feats.cpu().numpy()
-
-        cand = np.flatnonzero(score > self.score_threshold)
-        keep = cand[batched_nms_np(xyxy[cand], score[cand], label[cand], self.nms_iou)][: self.max_per_view]
-        return (
-            xyxy[keep].astype(np.float32),
-            label[keep].astype(np.int16),
-            score[keep].astype(np.float32),
-            feats[keep].astype(np.float32),
-        )
+        return decode_queries(out.logits[0], out.pred_boxes[0], out.last_hidden_state[0], A, H, W,
+                              self.score_threshold, self.nms_iou, self.max_per_view)

@@ -2,9 +2,18 @@
 
 It is not a model: each visible ground-truth part instance is "detected" with a probability
 that falls for small parts, its box is jittered, its label is sometimes confused with another
-part of the category, and false positives and whole-object boxes are added. Scores and
-features depend on the box quality, so PartSTAD's weight network has something to learn,
-but the quality is never handed over directly (noise). Every output says ``simulated=True``.
+part of the category, and false positives and whole-object boxes are added. Every output says
+``simulated=True``.
+
+What the box feature may know (the calibration of issue 11): the feature is a fixed random
+projection of a descriptor plus Gaussian noise. The descriptor holds the box's predicted label,
+its view, and box quality only through two partial, realistic channels: a noisy objectness
+term (score-like) and the appearance of what the box really covers (the fraction of its pixels
+on each ground-truth part label, on unlabelled surface and on background). No correctness flag
+(GT IoU, false positive, confused label, whole-object box) enters it. The box geometry is not
+in the feature either: PartSTAD already feeds it to the network through the positional
+encoding. ``OracleDetectorParams.informativeness`` mixes both quality channels with random
+values drawn independently of the box (0: the feature says nothing about quality).
 
 Randomness: one generator per (object seed, view), so views are independent of call order
 and the same seed gives identical output. The feature projection has its own run-level seed
@@ -17,15 +26,43 @@ from typing import Sequence
 
 import numpy as np
 
-from .nms import box_iou_np
+from pipeline.boxes import box_iou_matrix as box_iou_np
+
 from .oracle_params import OracleDetectorParams
 from .scene import ViewInstances, instance_table, view_instances
 from .types import Detections
 
 
-#: descriptor = label one-hot | 5 geometry | view one-hot | 4 quality | 1 bias
+#: descriptor = label one-hot | view one-hot | 1 objectness | appearance (parts, unlabelled, background) | 1 bias
 def descriptor_dim(params: OracleDetectorParams) -> int:
-    return params.max_parts + 5 + params.max_views + 4 + 1
+    return params.max_parts + params.max_views + 1 + (params.max_parts + 2) + 1
+
+
+def box_appearance(label_map: np.ndarray, xyxy: np.ndarray, max_parts: int) -> np.ndarray:
+    """(B, max_parts+2) float64: the fraction of each box's pixels (pixel centre inside the box)
+    on each part label, on unlabelled surface (column max_parts) and on background (last).
+
+    ``label_map`` (H,W) int: part label per pixel, -1 unlabelled surface, -2 background.
+    Boxes without a pixel centre count as all background. Integral images: O(H·W·max_parts).
+    """
+    H, W = label_map.shape
+    n_ch = max_parts + 2
+    ch = np.where(label_map >= 0, label_map, np.where(label_map == -1, max_parts, max_parts + 1))
+    onehot = np.zeros((H + 1, W + 1, n_ch), np.int64)
+    onehot[1:, 1:][np.arange(H)[:, None], np.arange(W)[None, :], ch] = 1
+    integral = onehot.cumsum(0).cumsum(1)
+    xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    # pixel (r, c) has its centre (c + .5, r + .5): inside iff x0 <= c + .5 < x1
+    c0 = np.clip(np.ceil(xyxy[:, 0] - 0.5), 0, W).astype(np.int64)
+    c1 = np.clip(np.ceil(xyxy[:, 2] - 0.5), 0, W).astype(np.int64)
+    r0 = np.clip(np.ceil(xyxy[:, 1] - 0.5), 0, H).astype(np.int64)
+    r1 = np.clip(np.ceil(xyxy[:, 3] - 0.5), 0, H).astype(np.int64)
+    c1, r1 = np.maximum(c1, c0), np.maximum(r1, r0)
+    counts = integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]
+    tot = counts.sum(1, keepdims=True)
+    out = np.zeros(counts.shape, np.float64)
+    out[:, -1] = 1.0
+    return np.where(tot > 0, counts / np.maximum(tot, 1), out)
 
 
 def feature_projection(params: OracleDetectorParams) -> np.ndarray:
@@ -224,28 +261,32 @@ class OracleDetector:
             m = box_iou_np(xyxy[n_tp:], vi.xyxy)
             same = label[n_tp:, None] == vi.label[None, :].astype(np.int64)
             iou[n_tp:] = np.where(same, m, 0.0).max(1)
-        q = iou * np.where(conf, prm.confused_confidence, 1.0)
-        q = np.clip(q + prm.score_noise * rng.standard_normal(q.shape), 0.02, 1.0)
+        q_base = iou * np.where(conf, prm.confused_confidence, 1.0)
+        q = np.clip(q_base + prm.score_noise * rng.standard_normal(q_base.shape), 0.02, 1.0)
         score = prm.score_threshold + (1.0 - prm.score_threshold) * q
 
-        # features: fixed projection of a descriptor, plus noise
+        # features: fixed projection of a descriptor, plus noise. Quality reaches the descriptor
+        # only through two partial channels, each mixed with an independent random draw
+        # (informativeness a). The draws happen for every a, so boxes and scores do not depend on a.
         B = xyxy.shape[0]
+        a = float(prm.informativeness)
+        objectness = np.clip(q_base + prm.objectness_noise * rng.standard_normal(B), 0.0, 1.0)
+        label_map = np.where(vi.inst_map >= 0, self.inst_label[np.maximum(vi.inst_map, 0)] if self.inst_label.size else -1,
+                             np.where(vi.fg, -1, -2))
+        appearance = box_appearance(label_map, xyxy, prm.max_parts)
+        obj_rand = rng.random(B)
+        app_rand = np.zeros_like(appearance)
+        cols = np.r_[np.arange(K), prm.max_parts, prm.max_parts + 1]
+        app_rand[:, cols] = rng.dirichlet(np.ones(cols.size), size=B) if B else app_rand[:, cols]
         desc = np.zeros((B, descriptor_dim(prm)), np.float32)
         desc[np.arange(B), label] = 1.0
-        g0 = prm.max_parts
-        desc[:, g0 + 0] = xyxy[:, 0] / W
-        desc[:, g0 + 1] = xyxy[:, 1] / H
-        desc[:, g0 + 2] = xyxy[:, 2] / W
-        desc[:, g0 + 3] = xyxy[:, 3] / H
-        desc[:, g0 + 4] = np.sqrt((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]) / (W * H))
-        v0 = g0 + 5
+        v0 = prm.max_parts
         desc[:, v0 + view] = 1.0
-        q0 = v0 + prm.max_views
-        desc[:, q0 + 0] = iou
-        desc[:, q0 + 1] = kind == 1
-        desc[:, q0 + 2] = conf
-        desc[:, q0 + 3] = kind == 2
-        desc[:, q0 + 4] = 1.0
+        o0 = v0 + prm.max_views
+        desc[:, o0] = a * objectness + (1.0 - a) * obj_rand
+        a0 = o0 + 1
+        desc[:, a0 : a0 + prm.max_parts + 2] = a * appearance + (1.0 - a) * app_rand
+        desc[:, -1] = 1.0
         feat = desc @ self._proj + prm.feat_noise * rng.standard_normal((B, prm.feat_dim)).astype(np.float32)
 
         # keep, sort by score, cap per view

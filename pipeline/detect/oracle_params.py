@@ -40,9 +40,22 @@ class OracleDetectorParams:
     feat_noise: float = 2.0
     """Std of Gaussian noise added to every feature entry. A linear read-out of a descriptor
     term has noise of about feat_noise / sqrt(feat_dim)."""
+    informativeness: float = 1.0
+    """How much the box feature tells about box quality, in [0, 1]. The feature describes a box
+    by its predicted label, its view and two partial quality channels: a noisy objectness term
+    (score-like, see ``objectness_noise``) and the appearance of what the box really covers
+    (the fraction of its pixels on each ground-truth part label, unlabelled surface and
+    background). Each channel is ``a * real + (1 - a) * random`` with a = informativeness and
+    a random value drawn independently of the box, so 0 makes the feature statistically
+    independent of box quality and 1 passes both channels unmixed. No correctness flag (GT IoU,
+    false positive, confused label, whole-object box) ever enters the feature directly."""
+    objectness_noise: float = 0.15
+    """Std of the Gaussian noise of the feature's objectness channel around the box's quality
+    term (drawn independently of the score's noise)."""
     feat_seed: int = 20240917
     """Seed of the fixed random projection descriptor -> feature (run-level, not per object)."""
     max_parts: int = 8
-    """Length of the label one-hot in the descriptor (PartNetE has at most 6 parts)."""
+    """Length of the label one-hot and of the appearance histogram in the descriptor (PartNetE
+    has at most 6 parts)."""
     max_views: int = 16
     """Length of the view one-hot in the descriptor."""

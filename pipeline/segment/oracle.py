@@ -1,9 +1,16 @@
-"""SIMULATED SAM: the ground-truth segment that dominates each box, cut to the box.
+"""SIMULATED SAM: the ground-truth segment that each box frames, cut to the box.
 
-For each box, the segment (a GT part instance; unlabelled points form one segment per
-connected region of equal ``sem``; background never) owning most of the box's foreground
-pixels becomes the mask, restricted to the box, and a seeded fraction of its boundary pixels
-is flipped (a small random erosion/dilation) so masks are not pixel-perfect.
+SAM prompted with a box returns the object the box *frames*, not the one that fills most of
+it: a tight box around a drawer handle gives the handle, although the drawer front fills most
+of the box. The simulation does the same. Candidates are the segments with pixels in the box
+(a GT part instance; unlabelled points form one segment per connected region of equal
+``sem``; background never) and the whole object (all foreground); each candidate's full extent
+in the view (its bounding box, not only the part inside the prompt) is compared with the box,
+and the candidate whose extent has the highest IoU with the box wins (ties: the one with more
+pixels in the box). Candidates with fewer than ``min_fill`` of the box's foreground pixels
+are not considered (unless none qualifies). The mask is the winner restricted to the box, and
+a seeded fraction of its boundary pixels is flipped (a small random erosion/dilation) so masks
+are not pixel-perfect.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from pipeline.boxes import box_iou_matrix
 from pipeline.detect.scene import instance_table
 from pipeline.detect.types import Detections
 
@@ -24,6 +32,8 @@ class OracleMaskParams:
 
     boundary_noise: float = 0.2
     """Probability of flipping each pixel on the inner or outer boundary of the mask."""
+    min_fill: float = 0.05
+    """A candidate segment needs at least this fraction of the box's foreground pixels."""
 
 
 def segment_map(pix2pt_view: np.ndarray, point_inst: np.ndarray, sem: np.ndarray) -> np.ndarray:
@@ -44,6 +54,33 @@ def segment_map(pix2pt_view: np.ndarray, point_inst: np.ndarray, sem: np.ndarray
             seg[comp > 0] = comp[comp > 0] - 1 + nxt
             nxt += n
     return seg
+
+
+def _extents(seg: np.ndarray, n_seg: int) -> np.ndarray:
+    """(n_seg + 1, 4) float64 xyxy pixel extents of each segment and (last row) of the whole
+    foreground; rows of absent segments are zeros."""
+    out = np.zeros((n_seg + 1, 4), np.float64)
+    for i, sl in enumerate(ndimage.find_objects(seg + 1, max_label=n_seg)):
+        if sl is not None:
+            out[i] = (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop)
+    fg = seg >= 0
+    if fg.any():
+        rows, cols = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
+        out[n_seg] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    return out
+
+
+def _framed(ids: np.ndarray, extent: np.ndarray, box: np.ndarray, n_seg: int, min_fill: float) -> int:
+    """The segment id a box prompt frames (see the module docstring); ``n_seg`` = the whole object."""
+    count = np.bincount(ids, minlength=n_seg)
+    cand = np.flatnonzero(count > 0)
+    fill = np.r_[count[cand], ids.size].astype(np.float64)
+    cand = np.r_[cand, n_seg]
+    ok = fill >= min_fill * ids.size
+    cand, fill = cand[ok], fill[ok]
+    iou = box_iou_matrix(np.asarray(box, np.float64)[None], extent[cand])[0]
+    best = np.lexsort((-fill, -iou))[0]  # highest IoU, then most pixels in the box
+    return int(cand[best])
 
 
 def oracle_masks(
@@ -69,6 +106,8 @@ def oracle_masks(
         if offs[v] == offs[v + 1]:
             continue
         seg = segment_map(pix2pt[v], point_inst, sem)
+        n_seg = int(seg.max()) + 1
+        extent = _extents(seg, n_seg)  # (n_seg + 1, 4): segments, then the whole object
         for b in range(offs[v], offs[v + 1]):
             r0, r1, c0, c1 = ranges[b]
             if r0 >= r1 or c0 >= c1:
@@ -77,7 +116,8 @@ def oracle_masks(
             ids = crop[crop >= 0]
             if ids.size == 0:
                 continue
-            m = crop == np.bincount(ids).argmax()
+            win = _framed(ids, extent, det.xyxy[b], n_seg, prm.min_fill)
+            m = crop >= 0 if win == n_seg else crop == win
             if prm.boundary_noise > 0:
                 rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(b)]))
                 inner = m & ~ndimage.binary_erosion(m, st, border_value=1)

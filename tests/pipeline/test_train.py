@@ -8,21 +8,12 @@ import torch
 from pipeline.lift import lift_object
 from pipeline.metrics import object_miou
 from pipeline.model import WeightNet, z_null_value
-from pipeline.train import (
-    TrainObject,
-    TrainParams,
-    _sp_miou,
-    labels_from_probs,
-    labels_without_threshold,
-    load_net,
-    load_weights,
-    masks_without_weights,
-    predict,
-    save_weights,
-    train_weight_net,
-    unweighted_coverage,
-    validation_miou,
-)
+from pipeline.train.ablations import masks_without_weights, unweighted_coverage
+from pipeline.train.checkpoint import load_net, load_weights, save_weights
+from pipeline.train.decode import labels_from_probs, labels_without_threshold, predict
+from pipeline.train.decode import sp_miou as _sp_miou
+from pipeline.train.loop import TrainParams, object_loss, train_weight_net, validation_miou
+from pipeline.train.objects import TrainObject
 from tests.oracles import ref_threshold_labels, synthetic_scene
 
 SCENE = dict(n_points=600, n_sp=30, n_views=6, n_parts=3, boxes_per_view=8, H=48, W=48, dilate=1,
@@ -45,11 +36,12 @@ def test_two_epoch_training_curve_selection_and_weights_file(tmp_path):
     train = [make(s)[0] for s in range(3)]
     val = [make(s)[0] for s in (50, 51)]
     seen = []
-    res = train_weight_net(train, val, TrainParams(epochs=2, lr=1e-3), progress=seen.append)
-    assert [e["epoch"] for e in res.curve] == [1, 2] and seen == res.curve
+    res = train_weight_net(train, val, TrainParams(epochs=2, lr=1e-2), progress=seen.append)
+    assert [e["epoch"] for e in res.curve] == [0, 1, 2] and seen == res.curve  # epoch 0 = untrained
     assert all(set(e) == {"epoch", "loss", "val_miou"} for e in res.curve)
     vals = [e["val_miou"] for e in res.curve]
-    assert res.best_epoch == 1 + int(np.argmax(vals)) and res.best_val_miou == max(vals)
+    assert res.best_epoch == int(np.argmax(vals)) and res.best_val_miou == max(vals)
+    assert res.best_epoch > 0  # this toy task is learnable: training beats the untrained state
     # the selected weights reproduce the selected validation score
     assert validation_miou(load_net(res), z_null_value(res.theta_null), val) == pytest.approx(res.best_val_miou)
     # weights moved away from the seeded initialisation; θ_null moved from τ
@@ -67,10 +59,41 @@ def test_two_epoch_training_curve_selection_and_weights_file(tmp_path):
     np.testing.assert_allclose(P.sum(1), 1.0, atol=1e-5)
 
 
+def test_the_untrained_state_is_a_candidate_and_wins_ties():
+    """Epoch 0 (the seeded initialisation, θ_null = τ) is a checkpoint candidate; a later epoch
+    replaces it only when strictly better. With zero learning rates every epoch ties with it."""
+    train = [make(s)[0] for s in range(3)]
+    val = [make(s)[0] for s in (70, 71)]
+    res = train_weight_net(train, val, TrainParams(epochs=4, lr=0.0, lr_null=0.0))
+    vals = [e["val_miou"] for e in res.curve]
+    assert [e["epoch"] for e in res.curve] == [0, 1, 2, 3, 4] and len(set(vals)) == 1
+    assert res.best_epoch == 0 and res.best_val_miou == vals[0] and res.theta_null == 10.0
+    torch.manual_seed(0)
+    init = WeightNet(train[0].x.shape[1])
+    for k, v in init.state_dict().items():
+        torch.testing.assert_close(res.state_dict[k], v)
+    # the epoch-0 loss is the untrained mean per-object loss on the training objects
+    with torch.no_grad():
+        ref = np.mean([float(object_loss(init, torch.tensor(10.0), o)) for o in train])
+    assert res.curve[0]["loss"] == pytest.approx(ref, rel=1e-5)
+
+
+def test_training_can_start_from_given_weights():
+    """init=(state, θ_null): epoch 0 is that state (fine-tuning a shared network)."""
+    train = [make(s)[0] for s in range(3)]
+    val = [make(s)[0] for s in (70, 71)]
+    first = train_weight_net(train, val, TrainParams(epochs=5, lr=1e-2))
+    again = train_weight_net(train, val, TrainParams(epochs=3, lr=0.0, lr_null=0.0, seed=5), init=(first.state_dict, first.theta_null))
+    assert again.curve[0]["val_miou"] == pytest.approx(validation_miou(load_net(first), z_null_value(first.theta_null), val))
+    assert again.best_epoch == 0 and again.theta_null == pytest.approx(first.theta_null)
+    for k, v in first.state_dict.items():
+        torch.testing.assert_close(again.state_dict[k], v)
+
+
 def test_loss_decreases_and_no_validation_keeps_last_epoch():
     train = [make(s)[0] for s in range(2)]
     res = train_weight_net(train, [], TrainParams(epochs=15, lr=1e-2, batch=1))
-    assert len(res.curve) == 15 and res.best_epoch == 15
+    assert len(res.curve) == 16 and res.best_epoch == 15
     assert math.isnan(res.curve[0]["val_miou"]) and math.isnan(res.best_val_miou)
     assert res.curve[-1]["loss"] < res.curve[0]["loss"] - 0.1
     with pytest.raises(ValueError):

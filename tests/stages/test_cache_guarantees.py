@@ -199,7 +199,7 @@ def test_a_downstream_stage_refuses_a_stale_upstream(proj, run, invoke):
 
 
 def test_tau_round_trips_through_the_weights_file(proj, run):
-    from pipeline.train import load_weights
+    from pipeline.train.checkpoint import load_weights
 
     set_params(proj, train={"tau": 4.0})
     run(args(proj, "train"))
@@ -293,8 +293,10 @@ def test_a_wrong_root_never_empties_the_manifest(proj, invoke):
     assert res.exit_code == 2 and "not a directory" in res.output
     empty = proj / "empty"
     empty.mkdir()
-    res = invoke(args(proj, "ingest", "--source", "partnete", "--root", empty))
+    res = invoke(args(proj, "ingest", "--source", "partnete", "--root", empty, "--category", "Chair"))
     assert res.exit_code == 1 and "no objects found" in res.output
+    res = invoke(args(proj, "ingest", "--source", "partnete", "--root", empty))  # every category found there: none
+    assert res.exit_code == 2 and "no known category found" in res.output
     assert manifest.read_bytes() == before
 
 

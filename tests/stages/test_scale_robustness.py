@@ -179,10 +179,10 @@ def test_nan_detector_features_are_rejected_by_train_and_evaluate(work, run_fail
     assert weights.read_bytes() != old_weights  # the model was still retrained, without Chair/0001
     out = run_failing(["evaluate", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models",
                        "--metrics", work / "metrics"]).output
-    assert "[evaluate] Chair: 1 computed, 0 up to date, 1 failed" in out
+    assert "[evaluate] Chair: 2 computed, 0 up to date, 1 failed" in out  # test 0004 + val 0002 (for method auto)
     fails = _failures(work, "evaluate")
     assert list(fails) == ["Chair/0003"] and "NaN" in fails["Chair/0003"] and "detect/Chair.zarr/0003/feat" in fails["Chair/0003"]
-    assert _store(work, "evaluate").object_ids() == ["Chair/0004"]
+    assert _store(work, "evaluate").object_ids() == ["Chair/0002", "Chair/0004"]
     metrics = json.loads((work / "metrics" / "evaluate" / "Chair.json").read_text())
     assert metrics["failed"] == ["Chair/0003"] and metrics["n_test"] == 1
 

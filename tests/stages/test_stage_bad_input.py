@@ -217,7 +217,7 @@ def test_zero_boxes_flow_through(tmp_path, run, run_failing, write_params):
     run(["train", "--params", params, *c, *out_opts, "--plots", plots])
     assert (models / CAT / "partstad.safetensors").is_file()
     res = run(["evaluate", "--params", params, *c, *out_opts])
-    assert "[evaluate] Chair: 2 computed, 0 up to date, 0 failed" in res.output
+    assert "[evaluate] Chair: 3 computed, 0 up to date, 0 failed" in res.output  # 2 test + 1 val (method auto)
     ev = CategoryStore(cache, "evaluate", CAT)
     sem = ev.read("Chair/0003", "sem_partstad")
     assert sem.shape == (1500,) and (sem == -1).all()  # no box, no vote: every point is "no part"
@@ -232,7 +232,7 @@ def test_zero_boxes_flow_through(tmp_path, run, run_failing, write_params):
     res = run(["train", "--params", no_boxes, *c, *out_opts, "--plots", plots])
     assert "no boxes" in res.output
     res = run(["evaluate", "--params", no_boxes, *c, *out_opts])
-    assert "[evaluate] Chair: 2 computed, 0 up to date, 0 failed" in res.output
+    assert "[evaluate] Chair: 3 computed, 0 up to date, 0 failed" in res.output  # 2 test + 1 val (method auto)
     for method in ("partslip", "partstad", "masks_only"):
         assert (ev.read("Chair/0004", f"sem_{method}") == -1).all()
 
@@ -350,7 +350,7 @@ def _fake_detector_work(ctx, object_id, sec):
         ym = (y1 + y2) / 2
         boxes = np.array([[x1, y1, x2, ym], [x1, ym, x2, y2]], np.float32)
         per_view.append((boxes, np.array([1, 3]), np.array([0.9, 0.8]), rng.normal(size=(2, 16))))
-    return Detections.concat(per_view, 16, simulated=False)
+    return Detections.concat(per_view, 16, simulated=False), False  # (detections, adapted weights used)
 
 
 def test_unlabelled_shapes_get_predictions_only(tmp_path, run, run_failing, write_params, monkeypatch):
@@ -384,7 +384,7 @@ def test_unlabelled_shapes_get_predictions_only(tmp_path, run, run_failing, writ
 
     monkeypatch.setattr(stages.detect, "_grounding_dino", _fake_detector_work)
     loaded = []  # the preflight load of the (fake) weights, before any object
-    monkeypatch.setattr(stages.detect, "grounding_dino", lambda sec, device: loaded.append((sec.weights_dir, device)))
+    monkeypatch.setattr(stages.detect, "grounding_dino", lambda sec, device, weights_dir=None: loaded.append((sec.weights_dir, device)))
     for stage in ("detect", "segment", "lift"):
         assert "3 computed, 0 up to date, 0 failed" in run([stage, "--params", params, *c]).output
     assert [w for w, _ in loaded] == [str(weights)]  # loaded once, by detect's preflight

@@ -59,7 +59,8 @@ def test_every_stage_reports_all_objects_computed(pipe):
         assert f"[{stage}] {CAT}: 5 computed, 0 up to date, 0 failed" in pipe["out"][stage].output
         failures = json.loads((pipe["cache"] / stage / f"{CAT}.zarr" / "failures.json").read_text())
         assert failures["failed"] == [] and failures["n_done"] == 5
-    assert f"[evaluate] {CAT}: 2 computed, 0 up to date, 0 failed" in pipe["out"]["evaluate"].output
+    # 2 test shapes + the validation shape that method auto picks on
+    assert f"[evaluate] {CAT}: 3 computed, 0 up to date, 0 failed" in pipe["out"]["evaluate"].output
 
 
 def test_ingest(pipe):
@@ -180,8 +181,8 @@ def test_train_outputs(pipe):
     assert (pipe["models"] / CAT / "partstad_boxes.safetensors").is_file()
     with (pipe["plots"] / "train" / f"{CAT}.csv").open() as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["epoch", "loss", "val_miou"] and len(rows) == 1 + 3
-    assert [int(r[0]) for r in rows[1:]] == [1, 2, 3]
+    assert rows[0] == ["epoch", "loss", "val_miou"] and len(rows) == 1 + 1 + 3  # epochs 0 (untrained) .. 3
+    assert [int(r[0]) for r in rows[1:]] == [0, 1, 2, 3]
     m = json.loads((pipe["metrics"] / "train" / f"{CAT}.json").read_text())
     assert m["epochs"] == 3 and m["partstad"]["n_train"] == 2 and m["partstad"]["n_val"] == 1
 
@@ -192,8 +193,15 @@ def test_evaluate(pipe):
     for method in ("partslip", "partstad"):
         assert 0.0 <= m["methods"][method]["miou"] <= 100.0
         assert set(m["methods"][method]["part_iou"]) == set(part_names(CAT))
+    # auto: PartSTAD or PartSLIP by validation mIoU, with the numbers it decided on
+    auto = m["auto"]
+    assert auto["n_val"] == 1 and auto["method"] in ("partslip", "partstad")
+    better = auto["val_miou"]["partstad"] > auto["val_miou"]["partslip"]
+    assert auto["method"] == ("partstad" if better else "partslip")
+    assert m["methods"]["auto"]["picked"] == auto["method"] and m["methods"]["auto"]["miou"] == m["methods"][auto["method"]]["miou"]
     ev = store(pipe, "evaluate")
-    assert ev.object_ids() == TEST  # only the evaluate.splits objects
+    assert ev.object_ids() == sorted(TEST + VAL)  # the evaluate.splits objects + validation (for auto)
+    assert m["n_test"] == len(TEST)  # metrics only over the evaluate.splits objects
     for method in ev.attrs(OID)["methods"]:
         sem = ev.read(OID, f"sem_{method}")
         assert (sem.shape, sem.dtype) == ((N,), np.int16) and sem.min() >= -1 and sem.max() < K
@@ -225,7 +233,7 @@ def _raw_synthetic_xyz(index: int) -> np.ndarray:
 
 
 def test_export_in_original_coordinates(pipe):
-    assert "[export] wrote 2 objects" in pipe["out"]["export"].output
+    assert "[export] wrote 3 objects" in pipe["out"]["export"].output  # every evaluated shape (test + val)
     stem = pipe["exports"] / f"{CAT}_0003_partstad"
     ply = read_ply(stem.with_suffix(".ply"))
     sem = np.load(f"{stem}_semantic.npy")
@@ -247,7 +255,7 @@ def test_rerun_is_up_to_date(pipe, run):
         out = run([stage, *common]).output
         assert f"[{stage}] {CAT}: 0 computed, 5 up to date, 0 failed" in out, out
     out = run(["evaluate", *common, "--models", pipe["models"], "--metrics", pipe["metrics"]]).output
-    assert f"[evaluate] {CAT}: 0 computed, 2 up to date" in out
+    assert f"[evaluate] {CAT}: 0 computed, 3 up to date" in out  # 2 test + 1 val (auto)
 
 
 def test_render_param_change_recomputes(tmp_path, run, write_params):
@@ -277,7 +285,8 @@ def test_retrained_weights_are_used_in_the_same_process(pipe, tmp_path, run, wri
 
     import torch
 
-    from pipeline.train import load_weights, predict
+    from pipeline.train.checkpoint import load_weights
+    from pipeline.train.decode import predict
     from stages.config import load_config
     from stages.runner import StageContext
     from stages.train_io import prepare_object
@@ -286,7 +295,7 @@ def test_retrained_weights_are_used_in_the_same_process(pipe, tmp_path, run, wri
     shutil.copytree(pipe["cache"], cache)
     shutil.copytree(pipe["models"], models)
     ev_args = ["evaluate", "--params", pipe["params"], "--cache", cache, "--models", models, "--metrics", metrics, "--device", "cpu"]
-    assert "2 computed" in run([*ev_args, "--force"]).output
+    assert "3 computed" in run([*ev_args, "--force"]).output  # 2 test + 1 val (auto)
     before = CategoryStore(cache, "evaluate", CAT).read(OID, "prob_partstad")
     old = load_weights(models / CAT / "partstad.safetensors")
 
@@ -294,7 +303,7 @@ def test_retrained_weights_are_used_in_the_same_process(pipe, tmp_path, run, wri
     run(["train", "--params", reseeded, "--cache", cache, "--models", models, "--metrics", metrics, "--plots", tmp_path / "plots", "--device", "cpu"])
     new = load_weights(models / CAT / "partstad.safetensors")
     assert any(not torch.equal(a, b) for a, b in zip(old[0].state_dict().values(), new[0].state_dict().values()))
-    assert "2 computed" in run(ev_args).output  # the weights digest is part of the fingerprint
+    assert "3 computed" in run(ev_args).output  # the weights digest is part of the fingerprint
     after = CategoryStore(cache, "evaluate", CAT).read(OID, "prob_partstad")
     ctx = StageContext("evaluate", CAT, str(cache), load_config(pipe["params"]), runtime={"models": str(models)})
     expected = predict(new[0], new[1], prepare_object(ctx, OID, "mask", pos_enc=True))

@@ -44,21 +44,40 @@ def _scene():
     return pix, sem, ins
 
 
-def test_oracle_mask_is_dominant_segment_inside_box():
+def test_oracle_mask_is_the_segment_the_box_frames():
     pix, sem, ins = _scene()
     boxes = [[11, 9, 31, 21], [4, 4, 36, 36], [7, 24, 15, 34], [0, 0, 5, 5], [-2, -2, 12, 12]]
     det = _det(boxes, views=[0, 0, 0, 0, 1])
     m = oracle_masks(det, pix, sem, ins, OracleMaskParams(boundary_noise=0.0))
     assert m.shape == (5, 40, 40) and m.dtype == bool
     np.testing.assert_array_equal(m[0], pix[0] == 1)  # instance fully inside its box
-    body = (pix[0] == 0) & box_masks(det, 40, 40)[1]
-    np.testing.assert_array_equal(m[1], body)  # the unlabelled body dominates the big box
+    np.testing.assert_array_equal(m[1], pix[0] >= 0)  # a box around the whole object: the whole object
     ref2 = (pix[0] == 2) & box_masks(det, 40, 40)[2]
     np.testing.assert_array_equal(m[2], ref2)
     assert not m[3].any()  # background only: empty mask, never background
     np.testing.assert_array_equal(m[4], pix[1] == 1)  # box partly outside the image
     assert not (m & ~box_masks(det, 40, 40)).any()
     assert not (m[:4] & (pix[0] < 0)).any()
+
+
+def test_a_box_framing_a_thin_part_gets_the_thin_part_not_the_dominant_segment():
+    """A handle (2 px wide) on a door: a tight box around the handle is mostly door pixels,
+    but SAM (and the simulation) returns the handle it frames."""
+    H = W = 60
+    pix = np.full((1, H, W), -1, np.int32)
+    pix[0, 2:58, 5:55] = 2  # cabinet body (unlabelled)
+    pix[0, 5:55, 10:50] = 0  # door, instance 1 (sem 0)
+    pix[0, 20:40, 30:32] = 1  # handle, instance 2 (sem 1): 2 x 20 px
+    sem = np.array([0, 1, -1], np.int16)
+    ins = np.array([1, 2, -1], np.int32)
+    det = _det([[27, 18, 35, 42]])  # 8 x 24 box: 40 handle pixels, 152 door pixels
+    inside = box_masks(det, H, W)[0]
+    assert ((pix[0] == 0) & inside).sum() > 3 * ((pix[0] == 1) & inside).sum()
+    m = oracle_masks(det, pix, sem, ins, OracleMaskParams(boundary_noise=0.0))
+    np.testing.assert_array_equal(m[0], pix[0] == 1)
+    # a box framing the door gets the door (with the handle's pixels left out)
+    m2 = oracle_masks(_det([[9, 4, 51, 56]]), pix, sem, ins, OracleMaskParams(boundary_noise=0.0))
+    np.testing.assert_array_equal(m2[0], pix[0] == 0)
 
 
 def test_segment_map_splits_unlabelled_regions():

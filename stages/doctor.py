@@ -1,0 +1,139 @@
+"""``partstad doctor``: what is installed, which backends will run, whether the weights load.
+
+Prints one line per check (``ok`` / ``--`` not installed or not configured / ``FAIL``):
+torch and the device ``--device auto`` picks, offscreen GL for pyrender (EGL), transformers
+(Grounding DINO), segment-anything, dvc; then the backend each stage will use under the
+resolved params (the simulated ones named as such); then whether the weights named in
+params load: ``detect.weights_dir`` (Grounding DINO) and ``segment.sam_checkpoint`` (SAM).
+Exit 1 when a configured backend cannot run or a weights file named in params does not
+load; 0 otherwise. Packages are looked up without importing the heavy ones unless the
+params use them, so the command stays quick.
+"""
+from __future__ import annotations
+
+import importlib.util
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stages.common import load_params, set_option
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def _package(module: str, dist: str) -> tuple[bool, str]:
+    """(importable, description) without importing the module."""
+    if importlib.util.find_spec(module) is None:
+        return False, "not installed"
+    return True, f"{dist} {_version(dist) or '(version unknown)'}"
+
+
+def _torch() -> tuple[bool, str]:
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001
+        return False, f"cannot import ({type(exc).__name__}: {exc})"
+    dev = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+    return True, f"torch {torch.__version__}; --device auto -> {dev}"
+
+
+def _gl() -> tuple[bool, str]:
+    if importlib.util.find_spec("pyrender") is None:
+        return False, "pyrender not installed (render.backend numpy works without it)"
+    from pipeline.render.gl_setup import gl_available, gl_error
+
+    if gl_available():
+        import os
+
+        return True, f"pyrender {_version('pyrender')}, offscreen GL works (PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM', 'unset')})"
+    return False, f"pyrender installed but no offscreen GL context ({gl_error()}); set PYOPENGL_PLATFORM=egl or use render.backend numpy"
+
+
+def checks(cfg: Any, device: str = "cpu", load: bool = True) -> list[tuple[str, str, str]]:
+    """(status, name, detail) rows; status "ok", "--" (absent, not needed) or "FAIL" (needed and broken)."""
+    rows: list[tuple[str, str, str]] = []
+
+    def add(name: str, ok: bool, detail: str, needed: bool) -> None:
+        rows.append(("ok" if ok else ("FAIL" if needed else "--"), name, detail))
+
+    ok, d = _torch()
+    add("torch", ok, d, True)
+    gl_ok, d = _gl() if cfg.render.backend != "numpy" else (importlib.util.find_spec("pyrender") is not None, "pyrender " + (_version("pyrender") or "not installed") + " (not used: render.backend numpy)")
+    add("pyrender/EGL", gl_ok, d, cfg.render.backend == "pyrender")
+    ok, d = _package("transformers", "transformers")
+    add("transformers", ok, d, cfg.detect.backend == "grounding_dino")
+    ok, d = _package("segment_anything", "segment-anything")
+    add("segment_anything", ok, d, cfg.segment.mode == "sam")
+    ok, d = _package("dvc", "dvc")
+    add("dvc", ok, d, False)
+
+    render = cfg.render.backend if cfg.render.backend != "auto" else ("pyrender" if gl_ok else "numpy")
+    sp = cfg.superpoints.backend if cfg.superpoints.backend != "auto" else ("cutpursuit" if importlib.util.find_spec("pycut_pursuit") else "greedy")
+    det = {"oracle": "oracle (simulated from ground truth; needs labelled shapes)", "grounding_dino": "grounding_dino (real)",
+           "import": "import (original PartSTAD preprocessing)"}[cfg.detect.backend]
+    seg = {"oracle": "oracle (simulated from ground truth)", "sam": f"sam (real, {cfg.segment.sam_model_type})", "box": "box (rectangles)"}[cfg.segment.mode]
+    for name, detail in (("render backend", render), ("superpoints backend", sp), ("detect backend", det), ("segment mode", seg),
+                         ("data source", cfg.data.source + (" (simulated shapes)" if cfg.data.source == "synthetic" else ""))):
+        rows.append(("ok", name, detail))
+
+    wd = cfg.detect.weights_dir
+    if wd:
+        rows.append(_load_detector(wd, device) if load else ("ok", "detect.weights_dir", f"{wd} (not loaded)"))
+    elif cfg.detect.backend == "grounding_dino":
+        rows.append(("FAIL", "detect.weights_dir", "detect.backend grounding_dino needs detect.weights_dir"))
+    ck = cfg.segment.sam_checkpoint
+    if ck:
+        rows.append(_load_sam(cfg.segment.sam_model_type, ck, device) if load else ("ok", "segment.sam_checkpoint", f"{ck} (not loaded)"))
+    elif cfg.segment.mode == "sam":
+        rows.append(("FAIL", "segment.sam_checkpoint", "segment.mode sam needs segment.sam_checkpoint"))
+    return rows
+
+
+def _load_detector(wd: str, device: str) -> tuple[str, str, str]:
+    try:
+        from pipeline.detect.grounding_dino import load_grounding_dino
+
+        model, _ = load_grounding_dino(wd, device)
+        n = sum(p.numel() for p in model.parameters())
+        return "ok", "detect.weights_dir", f"{wd} loads ({n / 1e6:.0f} M parameters)"
+    except Exception as exc:  # noqa: BLE001
+        return "FAIL", "detect.weights_dir", f"{wd} does not load ({type(exc).__name__}: {exc})"
+
+
+def _load_sam(model_type: str, ck: str, device: str) -> tuple[str, str, str]:
+    try:
+        from pipeline.segment.sam import SamMasker
+
+        if not Path(ck).is_file():
+            raise FileNotFoundError(f"no such file: {ck}")
+        SamMasker(model_type, Path(ck), device=device)
+        return "ok", "segment.sam_checkpoint", f"{ck} loads as {model_type}"
+    except Exception as exc:  # noqa: BLE001
+        return "FAIL", "segment.sam_checkpoint", f"{ck} does not load as {model_type} ({type(exc).__name__}: {exc})"
+
+
+@click.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="YAML params (default: packaged defaults when absent).")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device to load the weights on.")
+@click.option("--no-load", is_flag=True, help="Do not load the weights files (only check the packages and backends).")
+@set_option
+def doctor(params_path: str, device: str, no_load: bool) -> None:
+    """Check the installation: packages, backends that will run, weights that load."""
+    from stages.common import StageFailed
+
+    cfg = load_params(params_path)
+    rows = checks(cfg, device, load=not no_load)
+    for status, name, detail in rows:
+        click.echo(f"{status:4s} {name:22s} {detail}")
+    bad = [name for status, name, _ in rows if status == "FAIL"]
+    if bad:
+        raise StageFailed(f"doctor: {', '.join(bad)} cannot run as configured")
+    click.echo("doctor: everything the params use is in place")

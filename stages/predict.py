@@ -1,0 +1,195 @@
+"""``partstad predict``: part labels for your own shapes with a trained model, in one command.
+
+    partstad predict shapes/ chair.glb --category Chair --model-dir models/Chair --out predictions/
+
+1. the shapes (files, or folders whose shape files are taken) are ingested into the cache as
+   objects ``<Category>/<file stem>`` (split ``test`` unless already known), exactly as
+   ``partstad ingest --source files`` would;
+2. render, visibility, superpoints, detect, segment and lift run on those objects through
+   the same click commands ``dvc repro`` runs (same cache, same keys: up-to-date results are
+   reused), each with ``--keep-going`` so one bad shape never stops the others;
+3. evaluate predicts with the weights in ``--model-dir`` (metrics of labelled shapes go to
+   ``<out>/metrics``, never over the project's metrics);
+4. every object is exported to ``<out>``: PLY, .npy, GLB and the JSON sidecar with provenance.
+
+Exit codes: 0 every shape predicted, 1 some shape failed (the others are written) or
+nothing to predict, 2 bad options or params (unknown category, no weights), before any work.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stages.common import OVERRIDES_KEY, ParamsError, StageFailed, load_params, make_context, resolve_categories, set_option
+
+log = logging.getLogger("partstad")
+CHAIN = ("render", "visibility", "superpoints", "detect", "segment", "lift")
+METHODS = ("partstad", "partslip", "partstad_boxes", "masks_only")
+
+
+def shape_files(paths: tuple[Path, ...]) -> tuple[list[Path], list[str]]:
+    """Shape files named or found (non-recursively) in the given folders, and the problems
+    (a folder without shape files). A file of an unsupported type is a usage error."""
+    from pipeline.data.shapes import SHAPE_SUFFIXES, is_shape_file
+
+    files: list[Path] = []
+    problems: list[str] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if is_shape_file(f))
+            if not found:
+                problems.append(f"folder {p} holds no shape files ({', '.join(SHAPE_SUFFIXES)})")
+            files += found
+        elif p.suffix.lower() in SHAPE_SUFFIXES:
+            files.append(p)
+        else:
+            raise ParamsError(f"{p}: not a supported shape file ({', '.join(SHAPE_SUFFIXES)})")
+    unique: list[Path] = []
+    for f in files:
+        if f.resolve() not in {u.resolve() for u in unique}:
+            unique.append(f)
+    return unique, problems
+
+
+def find_weights(model_dir: Path, category: str, out: Path) -> tuple[Path, Path]:
+    """(weights file, models root for evaluate: <root>/<category>/partstad.safetensors).
+
+    ``--model-dir`` may be the category's directory (any name) or a root holding
+    ``<category>/``; a category directory of another name is linked under ``<out>/.models``."""
+    if (model_dir / category / "partstad.safetensors").is_file():
+        return model_dir / category / "partstad.safetensors", model_dir
+    weights = model_dir / "partstad.safetensors"
+    if not weights.is_file():
+        raise ParamsError(f"--model-dir: no trained weights at {weights} or {model_dir / category / 'partstad.safetensors'} "
+                          f"(train them with `partstad train --category {category}`)")
+    if model_dir.resolve().name == category:
+        return weights, model_dir.resolve().parent
+    root = out / ".models"
+    link = root / category
+    root.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        if link.resolve() != model_dir.resolve():
+            link.unlink()
+    if not link.exists():
+        link.symlink_to(model_dir.resolve(), target_is_directory=True)
+    return weights, root
+
+
+def _check_weights(weights: Path) -> None:
+    from pipeline.train.checkpoint import load_weights
+
+    try:
+        load_weights(weights)
+    except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
+        raise ParamsError(f"--model-dir: cannot load {weights} ({type(exc).__name__}: {exc})") from None
+
+
+def _failed_in(cache: str, stage: str, category: str, ids: list[str]) -> dict[str, str]:
+    """This run's failures of ``ids`` in a stage (failures.json keeps only the latest run's record for them)."""
+    from stages.runner import previous_failures
+    from stages.store import CategoryStore
+
+    wanted = set(ids)
+    return {f["object"]: str(f.get("error", "")) for f in previous_failures(CategoryStore(cache, stage, category)) if f["object"] in wanted}
+
+
+def _invoke(args: list[str]) -> None:
+    """Run one `partstad` verb in this process (the lazy CLI group finds its module)."""
+    from stages.cli import main
+
+    main.main(args=args, prog_name="partstad", standalone_mode=False)
+
+
+@click.command()
+@click.argument("shapes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--category", required=True, help="Category of the shapes (a PartNetE one, or yours with data.part_names).")
+@click.option("--model-dir", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Trained model: the directory holding partstad.safetensors (e.g. models/Chair), or a root holding <Category>/.")
+@click.option("--out", "out_dir", default="predictions", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where the exports go.")
+@click.option("--method", type=click.Choice(METHODS), default="partstad", show_default=True, help="Whose labels to export.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="YAML params (default: packaged defaults when absent).")
+@click.option("--cache", default="cache", show_default=True, help="Cache root (the same cache the stages use).")
+@click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", help="Dask scheduler (see `partstad render --help`).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
+@set_option
+def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: Path, method: str, params_path: str, cache: str,
+            scheduler: str, device: str) -> None:
+    """Predict part labels for your own shapes (files or folders) with a trained model."""
+    from click.core import ParameterSource
+
+    from stages.exports import export_object
+    from stages.ingest_io import file_rows, mark_invalid_ids, run_ingest
+    from stages.keys import files_digest
+    from stages.provenance import describe, object_components, provenance
+    from stages.store import CategoryStore
+
+    ctx = click.get_current_context()
+    cfg = load_params(params_path)
+    resolve_categories(cfg, (category,))  # no part names -> exit 2 naming the category
+    files, problems = shape_files(shapes)
+    weights, models_root = find_weights(model_dir, category, out_dir)
+    _check_weights(weights)
+    if not files:
+        raise StageFailed("nothing to predict: " + "; ".join(problems or ["no shape files given"]))
+
+    overrides = [a for o in ctx.meta.get(OVERRIDES_KEY, ()) for a in ("-S", o)]
+    explicit = ctx.get_parameter_source("params_path") not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    common = [*(["--params", params_path] if explicit else []), "--cache", cache, "--category", category, *overrides]
+
+    # 1. ingest (the shapes join the category's manifest; known objects keep their split)
+    ing = CategoryStore(cache, "ingest", category)
+    previous = [r for r in ((ing.read_json("manifest.json", default=[]) or []) if ing.exists() else []) if isinstance(r, dict) and "object" in r]
+    rows = mark_invalid_ids(file_rows(category, files, {}, "test", where="the given paths"))
+    known_split = {r["object"]: r.get("split", "test") for r in previous}
+    for r in rows:
+        r["split"] = known_split.get(r["object"], r["split"])
+    given = {r["object"] for r in rows}
+    all_rows = [r for r in previous if r["object"] not in given and all(k in r for k in ("split", "source"))] + rows
+    report = run_ingest(make_context("ingest", category, cache, cfg), all_rows, rows, scheduler=scheduler)
+    click.echo(report.summary())
+    failed: dict[str, str] = {f["object"]: f"[ingest] {f['error']}" for f in report.failed}
+    ids = [r["object"] for r in rows if r["object"] not in failed]
+
+    # 2-3. the per-object stages and evaluate, through their own commands
+    steps = [[stage, *common, "--scheduler", scheduler, "--device", device] for stage in CHAIN]
+    steps.append(["evaluate", *common, "--scheduler", scheduler, "--device", device, "--models", str(models_root),
+                  "--metrics", str(out_dir / "metrics"), "--splits", "fewshot,val,test"])
+    for args in steps:
+        if not ids:
+            break
+        try:
+            _invoke([*args, "--objects", ",".join(ids), "--keep-going"])
+        except click.ClickException as exc:
+            if exc.exit_code == 2:
+                raise
+            problems.append(f"[{args[0]}] {exc.format_message()}")
+            break
+        for oid, err in _failed_in(cache, args[0], category, ids).items():
+            failed[oid] = f"[{args[0]}] {err}"
+        ids = [o for o in ids if o not in failed]
+
+    # 4. exports
+    models = {"dir": str(weights.parent), "weights": weights.name, "sha256_20": files_digest([weights])}
+    ev = CategoryStore(cache, "evaluate", category)
+    written = 0
+    for oid in ids:
+        if not ev.is_complete(oid) or method not in ev.attrs(oid).get("methods", []):
+            failed[oid] = f"[export] evaluate has no {method!r} predictions for this object"
+            continue
+        rec = provenance(cfg, object_components(cache, category, oid), models)
+        paths = export_object(cache, oid, category, method, out_dir, rec)
+        written += 1
+        click.echo(f"[predict] {oid}: {', '.join(p.name for p in paths)}")
+        if written == 1:
+            click.echo(f"[predict] provenance: {describe(rec)}")
+    click.echo(f"[predict] wrote {written} object(s) to {out_dir}")
+    for oid, err in failed.items():
+        click.echo(f"  FAILED {oid}: {err}", err=True)
+    for p in problems:
+        click.echo(f"ERROR {p}", err=True)
+    if failed or problems:
+        raise StageFailed(f"{len(failed)} shape(s) failed" + (f", {len(problems)} problem(s)" if problems else "") + f"; {written} written to {out_dir}")
