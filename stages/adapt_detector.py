@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -28,7 +27,7 @@ from pipeline.meta import part_names
 from stages.common import ParamsError, StageFailed, finish, keep_going_options, key_resolver, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
 from stages.config import PipelineConfig, config_hash
 from stages.detector_weights import SKIPPED_MARKER, adapted_dir, dir_digest
-from stages.store import StoreBusyError, atomic_write_text, store_lock
+from stages.store import StoreBusyError, atomic_write_text, replace_dir, store_lock
 
 log = logging.getLogger("partstad")
 
@@ -48,17 +47,6 @@ def base_weights(cfg: PipelineConfig) -> Path:
         raise ParamsError(f"{key}: {exc}") from None
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Swap a fully written directory in place of ``target`` (the old one removed after)."""
-    trash = None
-    if target.exists():
-        trash = target.with_name(f".trash-{target.name}-{uuid.uuid4().hex[:8]}")
-        os.replace(target, trash)
-    os.replace(staging, target)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
 def _write_dir(target: Path, fill) -> None:
     """Write a new directory beside ``target`` with ``fill(staging)``, then swap it in."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +54,7 @@ def _write_dir(target: Path, fill) -> None:
     staging.mkdir()
     try:
         fill(staging)
-        _replace_dir(staging, target)
+        replace_dir(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -432,6 +432,19 @@ class CategoryStore:
             raise BadInputError(f"corrupt JSON side file ({exc})", path=path) from exc
 
 
+def replace_dir(staging: str | Path, target: str | Path) -> None:
+    """Swap a fully written directory in place of ``target``; the old one is removed only after
+    the new one is in place, so a crash leaves either the old or the new directory."""
+    staging, target = Path(staging), Path(target)
+    trash = None
+    if target.exists():
+        trash = target.with_name(f".trash-{target.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(target, trash)
+    os.replace(staging, target)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write a new file beside ``path`` and ``os.replace`` it in: readers see old or new,
     and a file DVC hard-linked into its cache is replaced, never modified in place."""

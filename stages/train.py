@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -27,7 +26,7 @@ from stages.common import StageFailed, finish, keep_going_options, load_params, 
 from stages.config import PipelineConfig, TrainConfig, config_hash
 from stages.train_io import prepare_object
 from stages.runner import StageContext
-from stages.store import StoreBusyError, atomic_write_text, store_lock
+from stages.store import StoreBusyError, atomic_write_text, replace_dir, store_lock
 
 log = logging.getLogger("partstad")
 
@@ -58,17 +57,6 @@ def _curve_csv(curve: list[dict[str, Any]]) -> str:
     wr.writeheader()
     wr.writerows(curve)
     return buf.getvalue()
-
-
-def replace_dir(staging: Path, target: Path) -> None:
-    """Swap a fully written directory in place of ``target`` (old one removed after)."""
-    trash = None
-    if target.exists():
-        trash = target.with_name(f".trash-{target.name}-{uuid.uuid4().hex[:8]}")
-        os.replace(target, trash)
-    os.replace(staging, target)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, models_dir: Path, out_metrics: Path, out_plots: Path) -> dict[str, Any]:
