@@ -47,12 +47,12 @@ METRIC_TITLES = (("miou", "mIoU"), ("map50", "mAP50"))
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;
-max-width:1200px;color:#222;padding:0 16px}
+max-width:1500px;color:#222;padding:0 16px}
 h1{margin-bottom:4px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .banner{background:#fff3cd;border:2px solid #e0a800;color:#5c4400;padding:12px 16px;
 font-weight:600;font-size:1.1em;margin:16px 0;border-radius:4px}
-table{border-collapse:collapse;margin:8px 0 16px 0;font-size:0.92em}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+table{border-collapse:collapse;margin:8px 0 16px 0;font-size:0.85em;display:block;overflow-x:auto;max-width:100%}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#f3f3f3}td.name,th.name{text-align:left}
 tr.mean td{border-top:2px solid #888;font-style:italic}
 td.pos{color:#13700f}td.neg{color:#a11}
