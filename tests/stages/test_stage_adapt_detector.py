@@ -125,3 +125,38 @@ def test_adapted_weights_flow_through_detect(rendered, run, write_params):
     res = invoke(["detect", "--params", on, "--cache", cache])
     assert res.exit_code == 2 and f"adapted detector of {CAT}" in res.output and "no model.safetensors" in res.output
     shutil.rmtree(out)
+
+
+def test_adapted_boxes_flow_through_segment_lift_train_evaluate(rendered, run):
+    """The adapted detector's boxes and features go through the rest of the chain unchanged."""
+    import numpy as np
+    import yaml
+
+    tmp, p, _ = rendered
+    cache, models, metrics = tmp / "cache", tmp / "models_flow", tmp / "metrics_flow"
+    cfg = load_config(p).model_dump(mode="json")
+    cfg["adapt"]["enabled"] = True
+    cfg["segment"]["mode"] = "box"
+    cfg["train"].update(epochs=2, ablation_boxes=False)
+    on = Path(p).with_name("params_flow.yaml")
+    on.write_text(yaml.safe_dump(cfg))
+    run(["adapt-detector", "--params", on, "--cache", cache, "--metrics", tmp / "metrics", "--device", "cpu"])
+    for stage in ("visibility", "superpoints", "detect", "segment", "lift"):
+        run([stage, "--params", on, "--cache", cache])
+    det, lift = CategoryStore(cache, "detect", CAT), CategoryStore(cache, "lift", CAT)
+    for oid in det.object_ids():
+        assert det.attrs(oid)["adapted_weights"] is True
+        labels = det.read(oid, "label")
+        np.testing.assert_array_equal(lift.read(oid, "mask_box_label"), labels)  # every adapted box is lifted, in order
+        np.testing.assert_array_equal(lift.read(oid, "mask_box_view"), det.read(oid, "view"))
+    run(["train", "--params", on, "--cache", cache, "--models", models, "--metrics", metrics, "--plots", tmp / "plots_flow"])
+    assert (models / CAT / "partstad.safetensors").is_file()
+    run(["evaluate", "--params", on, "--cache", cache, "--models", models, "--metrics", metrics])
+    m = json.loads((metrics / "evaluate" / f"{CAT}.json").read_text())
+    assert m["n_test"] == 1 and 0.0 <= m["methods"]["partstad"]["miou"] <= 100.0
+    assert "detector" not in " ".join(m.get("simulated_components", []))  # a real (adapted) detector made the boxes
+    ev = CategoryStore(cache, "evaluate", CAT)
+    oid = ev.object_ids()[0]
+    n_points = CategoryStore(cache, "ingest", CAT).read(oid, "xyz").shape[0]
+    sem = ev.read(oid, "sem_partstad")
+    assert sem.shape == (n_points,) and np.all((sem >= -1) & (sem < len(PARTS)))
