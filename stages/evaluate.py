@@ -97,9 +97,11 @@ def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
         lb, Pb, labb = _predict(ctx, object_id, "box", models / "partstad_boxes.safetensors")
         put("partstad_boxes", labb[lb.sp], partstad_instances(labb, Pb, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
 
-    lab_m = masks_without_weights(lifted, small)
+    # the threshold fitted by train on the labelled few-shot + val shapes (0.5 for older models)
+    thr = float(_net(models / "partstad.safetensors")[2].get("masks_only_threshold", 0.5))
+    lab_m = masks_without_weights(lifted, small, thresh=thr)
     cov = unweighted_coverage(lifted)
-    P_m = np.concatenate([np.full((len(cov), 1), 0.5), cov], axis=1)
+    P_m = np.concatenate([np.full((len(cov), 1), thr), cov], axis=1)
     put("masks_only", lab_m[lifted.sp], partstad_instances(lab_m, P_m, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
     return out, {"methods": [m for m in METHODS if f"sem_{m}" in out]}
 

@@ -51,6 +51,18 @@ def load_split(ctx: StageContext, ids: list[str], mode: str, pos_enc: bool, devi
     return objs
 
 
+def _fit_masks_only_threshold(ctx: StageContext, objs: list) -> tuple[float, float]:
+    """The "masks without weights" ablation's one fitted number (its null score = a coverage
+    threshold), on the labelled few-shot + validation shapes."""
+    from pipeline.meta import small_part_mask
+    from pipeline.train.ablations import fit_coverage_threshold, unweighted_coverage
+    from stages.lifted_io import read_lifted
+
+    lifted = [read_lifted(ctx, o.object_id, "mask") for o in objs]
+    return fit_coverage_threshold([unweighted_coverage(L) for L in lifted], [L.valid for L in lifted],
+                                  [o.label_counts for o in objs], small_part_mask(ctx.category))
+
+
 def _curve_csv(curve: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     wr = csv.DictWriter(buf, fieldnames=["epoch", "loss", "val_miou"], lineterminator="\n")
@@ -99,9 +111,15 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
         bar.close()
         seconds = time.perf_counter() - t0
         results[name] = (res, mode)
+        if mode == "mask":
+            train_objs_mask, val_objs_mask = train_objs, val_objs
         result_summary[name] = {"best_epoch": res.best_epoch, "best_val_miou": res.best_val_miou, "final_loss": res.curve[-1]["loss"], "theta_null": res.theta_null,
                                 "seconds": round(seconds, 2), "n_train": len(train_objs), "n_val": len(val_objs)}
         click.echo(f"[train] {category} {name}: best epoch {res.best_epoch}, val mIoU {res.best_val_miou:.3f}, {seconds:.1f} s")
+    threshold, thr_miou = _fit_masks_only_threshold(ctx, [o for o in train_objs_mask + val_objs_mask if o.label_counts is not None])
+    result_summary["masks_only"] = {"coverage_threshold": threshold, "fit_miou": thr_miou,
+                                    "n_objects": sum(o.label_counts is not None for o in train_objs_mask + val_objs_mask)}
+    click.echo(f"[train] {category} masks_only: coverage threshold {threshold:.2f} (mean mIoU {thr_miou:.3f} on few-shot + val)")
     # Every variant trained: only now does anything on disk change.
     models_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = models_dir.with_name(f".staging-{models_dir.name}-{uuid.uuid4().hex[:8]}")
@@ -110,6 +128,7 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
         for name, (res, mode) in results.items():
             save_weights(staging / f"{name}.safetensors", res, {
                 "variant": name, "membership": mode, "pos_enc": str(tp.pos_enc), "tau": repr(float(tp.tau)), "eps": repr(float(tp.eps)),
+                "masks_only_threshold": repr(float(threshold)),
                 "config": json.dumps(provenance, sort_keys=True)})
         replace_dir(staging, models_dir)
     finally:
