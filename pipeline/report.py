@@ -218,6 +218,54 @@ def _example(ex: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _inline(text: str) -> str:
+    """Escaped text with markdown **bold** and `code` kept."""
+    out = html.escape(text)
+    parts = out.split("**")
+    out = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    parts = out.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def markdown_section(text: str, images: Mapping[str, bytes]) -> str:
+    """HTML of the small markdown the benchmark scripts write: headings, paragraphs, pipe
+    tables and ``![alt](file.png)`` images (inlined from ``images``; a missing one is named)."""
+    out: list[str] = []
+    table: list[list[str]] = []
+
+    def flush() -> None:
+        if table:
+            head, body = table[0], [r for r in table[1:] if not all(set(c) <= set("-: ") for c in r)]
+            rows = ["<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"]
+            rows += ["<tr>" + "".join(f'<td{" class=name" if j == 0 else ""}>{_inline(c)}</td>' for j, c in enumerate(r)) + "</tr>" for r in body]
+            out.append("<table>" + "".join(rows) + "</table>")
+            table.clear()
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("|"):
+            table.append([c.strip() for c in line.strip("|").split("|")])
+            continue
+        flush()
+        if not line:
+            continue
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")) + 2, 5)
+            out.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("![") and "](" in line and line.endswith(")"):
+            alt, name = line[2:].split("](", 1)
+            name = name[:-1]
+            if name in images:
+                data = base64.b64encode(images[name]).decode("ascii")
+                out.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
+            else:
+                out.append(f'<p class="muted">(image {html.escape(name)} not found)</p>')
+        else:
+            out.append(f"<p>{_inline(line)}</p>")
+    flush()
+    return "\n".join(out)
+
+
 def build_report(
     out_dir: Path,
     metrics: Mapping[str, Mapping[str, Any]],
@@ -227,6 +275,7 @@ def build_report(
     notes: Sequence[str] = (),
     simulated_components: Sequence[str] = (),
     provenance: Mapping[str, str] | None = None,
+    studies: Sequence[tuple[str, str, Mapping[str, bytes]]] = (),
 ) -> Path:
     """Write ``out_dir/index.html`` (self-contained) and return its path.
 
@@ -237,7 +286,9 @@ def build_report(
     - ``examples`` = [{"object", "part_names", "xyz" (N,3), "labels": {title: (N,) int},
       "views": (V,H,W,3) uint8 or None}, ...];
     - ``simulated_components``: named in the banner when ``simulated``;
-    - ``provenance[cat]``: one line saying which detector, SAM, model and params produced it.
+    - ``provenance[cat]``: one line saying which detector, SAM, model and params produced it;
+    - ``studies``: (source name, markdown, {image file: PNG bytes}) written by the benchmark
+      scripts (simulated calibration, beyond-the-paper sweeps), shown at the end.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -270,6 +321,12 @@ def build_report(
     if examples:
         parts.append("<h2>Examples</h2>")
         parts += [_example(ex) for ex in examples]
+    if studies:
+        parts.append("<h2>Benchmark studies (simulated)</h2>")
+        parts.append('<p class="muted">Written by the scripts in <code>benchmarks/</code> (each file names its command); '
+                     "simulated detector and SAM on synthetic shapes at small settings, not accuracy claims.</p>")
+        for name, text, images in studies:
+            parts.append(f'<details open><summary>{html.escape(name)}</summary>{markdown_section(text, images)}</details>')
     parts.append("</body></html>")
 
     path = out_dir / "index.html"

@@ -39,6 +39,21 @@ def _examples(cache: str, category: str, n: int) -> list[dict[str, Any]]:
     return out
 
 
+#: markdown written by benchmarks/sweep_informativeness.py and benchmarks/beyond_paper.py
+STUDY_FILES = ("simulated_calibration.md", "beyond_paper.md", "beyond_paper_views.md")
+
+
+def _studies(directory: Path) -> list[tuple[str, str, dict[str, bytes]]]:
+    """(file name, markdown, {png name: bytes}) of the benchmark studies present in ``directory``."""
+    out = []
+    for name in STUDY_FILES:
+        path = directory / name
+        if path.is_file():
+            images = {p.name: p.read_bytes() for p in directory.glob("*.png")}
+            out.append((f"{directory.name}/{name}", path.read_text(encoding="utf-8"), images))
+    return out
+
+
 @click.command()
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
 @click.option("--cache", default="cache", show_default=True, help="Cache root (example objects are read from it).")
@@ -46,8 +61,9 @@ def _examples(cache: str, category: str, n: int) -> list[dict[str, Any]]:
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Reads metrics/evaluate/<Category>.json, writes metrics/summary.json.")
 @click.option("--plots", "plots_root", default="plots", show_default=True, help="Reads the training curves plots/train/<Category>.csv.")
 @click.option("--out", "out_dir", default="reports", show_default=True, help="Directory of the HTML report (index.html).")
+@click.option("--studies", "studies_dir", default="docs", show_default=True, help="Directory of the benchmark scripts' markdown (shown at the end when present).")
 @set_option
-def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_root: str, plots_root: str, out_dir: str) -> None:
+def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_root: str, plots_root: str, out_dir: str, studies_dir: str = "docs") -> None:
     """Write the HTML report (self-contained) and the summary metrics."""
     from pipeline.report import build_report, summary_metrics
 
@@ -71,7 +87,8 @@ def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_ro
     notes = ["Instance confidence = size-weighted mean part probability of the instance's superpoints × best 2D IoU with a same-label box (PartSTAD); mean semantic score (PartSLIP)."]
     components = list(dict.fromkeys(c for m in metrics.values() for c in (m.get("provenance") or {}).get("simulated_components", [])))
     provenance = {cat: describe(m["provenance"]) for cat, m in metrics.items() if isinstance(m.get("provenance"), dict) and "detector" in m["provenance"]}
-    path = build_report(Path(out_dir), metrics, curves, examples, simulated=simulated, notes=notes, simulated_components=components, provenance=provenance)
+    path = build_report(Path(out_dir), metrics, curves, examples, simulated=simulated, notes=notes, simulated_components=components,
+                        provenance=provenance, studies=_studies(Path(studies_dir)))
     summary = summary_metrics(metrics)
     summary["simulated"] = simulated
     if components:

@@ -204,3 +204,25 @@ def test_build_report_not_simulated_and_empty_parts(tmp_path):
     assert "12.3" in text and "Chair" in text
     assert "data:image/png;base64," not in text
     assert "PartSTAD &minus; PartSLIP" not in text  # no PartSLIP -> no delta column
+
+
+def test_markdown_section_renders_tables_images_and_escapes():
+    from pipeline.report import markdown_section
+
+    md = "# Title <x>\n\nSome **bold** `code` text.\n\n| a | b |\n|---|---|\n| 1 | 2.5 |\n\n![plot](p.png)\n![gone](q.png)\n"
+    out = markdown_section(md, {"p.png": b"\x89PNG"})
+    assert "<h3>Title &lt;x&gt;</h3>" in out
+    assert "<b>bold</b>" in out and "<code>code</code>" in out
+    assert "<tr><th>a</th><th>b</th></tr>" in out and "<td class=name>1</td><td>2.5</td>" in out
+    assert "---" not in out  # the separator row is not a data row
+    assert 'src="data:image/png;base64,iVBORw=="' in out
+    assert "(image q.png not found)" in out
+
+
+def test_report_shows_benchmark_studies(tmp_path):
+    from pipeline.report import build_report
+
+    path = build_report(tmp_path / "r", _metrics(), {}, [], simulated=True,
+                        studies=[("docs/study.md", "| k | v |\n|---|---|\n| shots | 8 |", {})])
+    text = path.read_text()
+    assert "Benchmark studies (simulated)" in text and "docs/study.md" in text and "<td class=name>shots</td><td>8</td>" in text
