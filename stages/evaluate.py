@@ -29,7 +29,7 @@ from stages.common import finish, keep_going_options, key_resolver, load_params,
 from stages.config import config_hash
 from stages.keys import files_digest
 from stages.lifted_io import read_lifted
-from stages.provenance import provenance as provenance_record, run_components
+from stages.provenance import object_sources, provenance as provenance_record, run_components
 from stages.runner import StageContext, run_stage
 from stages.store import StoreBusyError, StoreCorruptError, store_lock
 from stages.train_io import prepare_object
@@ -230,7 +230,7 @@ def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects:
         components = run_components(cache, category, evaluated)  # oracle detector/SAM, synthetic shapes
         metrics["simulated"] = bool(components) or any(lift.attrs(o).get("simulated", False) for o in evaluated if lift.is_complete(o))
         metrics["failed"] = [f["object"] for f in report.failed]
-        metrics["provenance"] = {**provenance_record(cfg, components, provenance), "splits": list(split_list),
+        metrics["provenance"] = {**provenance_record(cfg, components, provenance, object_sources(cache, category, evaluated)), "splits": list(split_list),
                                  "detect_backend": cfg.detect.backend, "segment_mode": cfg.segment.mode}
         write_json(Path(metrics_root) / "evaluate" / f"{category}.json", metrics)
         for m, v in metrics["methods"].items():

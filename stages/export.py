@@ -10,7 +10,7 @@ import click
 
 from stages.common import StageFailed, load_params, resolve_categories, select_objects, set_option
 from stages.exports import export_object
-from stages.provenance import object_components, provenance
+from stages.provenance import object_components, object_sources, provenance
 from stages.store import CategoryStore
 
 METHODS = ("partstad", "partslip", "partstad_boxes", "masks_only")
@@ -43,7 +43,8 @@ def export(params_path: str, cache: str, categories: tuple[str, ...], objects: s
                 skipped += 1
                 continue
             models = Path(models_root) / cat
-            export_object(cache, oid, cat, method, Path(out_dir), provenance(cfg, object_components(cache, cat, oid), str(models) if models.is_dir() else None))
+            export_object(cache, oid, cat, method, Path(out_dir), provenance(cfg, object_components(cache, cat, oid), str(models) if models.is_dir() else None,
+                                                                                     object_sources(cache, cat, [oid])))
             n += 1
     click.echo(f"[export] wrote {n} objects to {out_dir}")
     if n == 0:

@@ -124,7 +124,7 @@ def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: P
     from stages.exports import export_object
     from stages.ingest_io import file_rows, mark_invalid_ids, run_ingest
     from stages.keys import files_digest
-    from stages.provenance import describe, object_components, provenance
+    from stages.provenance import describe, object_components, object_sources, provenance
     from stages.store import CategoryStore
 
     ctx = click.get_current_context()
@@ -180,7 +180,7 @@ def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: P
         if not ev.is_complete(oid) or method not in ev.attrs(oid).get("methods", []):
             failed[oid] = f"[export] evaluate has no {method!r} predictions for this object"
             continue
-        rec = provenance(cfg, object_components(cache, category, oid), models)
+        rec = provenance(cfg, object_components(cache, category, oid), models, object_sources(cache, category, [oid]))
         paths = export_object(cache, oid, category, method, out_dir, rec)
         written += 1
         click.echo(f"[predict] {oid}: {', '.join(p.name for p in paths)}")

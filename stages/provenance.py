@@ -38,18 +38,34 @@ def object_components(cache: str, category: str, object_id: str) -> list[str]:
     return out
 
 
+def object_sources(cache: str, category: str, object_ids: list[str]) -> list[str]:
+    """Where the cached shapes came from (ingest's ``source`` attribute: synthetic, files, …)."""
+    st = CategoryStore(cache, "ingest", category)
+    found = []
+    for oid in object_ids:
+        try:
+            src = st.attrs(oid).get("source") if st.is_complete(oid) else None
+        except Exception:  # noqa: BLE001 - an unreadable record says nothing
+            src = None
+        if src and src not in found:
+            found.append(str(src))
+    return sorted(found)
+
+
 def run_components(cache: str, category: str, object_ids: list[str]) -> list[str]:
     """Union of :func:`object_components` over objects, in a fixed order."""
     found = {c for o in object_ids for c in object_components(cache, category, o)}
     return [c for c in (SHAPES, DETECTOR, SAM) if c in found]
 
 
-def provenance(cfg: PipelineConfig, components: list[str], models: dict[str, Any] | str | Path | None = None) -> dict[str, Any]:
-    """The provenance record (JSON-ready). ``models``: a model directory or its description."""
+def provenance(cfg: PipelineConfig, components: list[str], models: dict[str, Any] | str | Path | None = None,
+               sources: list[str] | None = None) -> dict[str, Any]:
+    """The provenance record (JSON-ready). ``models``: a model directory or its description;
+    ``sources``: where the cached shapes came from (:func:`object_sources`; default data.source)."""
     det, seg = cfg.detect, cfg.segment
     rec: dict[str, Any] = {
         "params_hash": config_hash(cfg),
-        "data_source": cfg.data.source,
+        "data_source": ", ".join(sources) if sources else cfg.data.source,
         "detector": {"backend": det.backend, "weights_dir": det.weights_dir if det.backend == "grounding_dino" else None},
         "sam": {"mode": seg.mode, "checkpoint": seg.sam_checkpoint if seg.mode == "sam" else None,
                 "model_type": seg.sam_model_type if seg.mode == "sam" else None},

@@ -85,6 +85,7 @@ def test_predict_own_shapes_from_a_folder_without_params(work, tmp_path, invoke,
         prov = side["provenance"]
         assert prov["detector"]["backend"] == "oracle" and prov["sam"]["mode"] == "oracle" and len(prov["params_hash"]) == 12
         assert any("detector" in c for c in prov["simulated_components"]) and prov["models"]["weights"] == "partstad.safetensors"
+        assert prov["data_source"] == "files"  # what the cached shapes came from, not the packaged default
         glb = trimesh.load(io.BytesIO(base.with_suffix(".glb").read_bytes()), file_type="glb", force="scene")
         names = {**{n: k for k, n in enumerate(part_names(CAT))}, "unlabelled": -1}
         for node in glb.graph.nodes_geometry:
