@@ -177,6 +177,14 @@ def previous_failures(store: CategoryStore) -> list[dict[str, Any]]:
         return []
 
 
+def _readable_failures(store: CategoryStore) -> bool:
+    """failures.json exists and parses (a garbage one must be rewritten)."""
+    try:
+        return isinstance(store.read_json("failures.json", default=None), dict)
+    except ObjectError:
+        return False
+
+
 def run_stage(
     ctx: StageContext,
     object_ids: list[str],
@@ -252,8 +260,12 @@ def run_stage(
         report.seconds = time.perf_counter() - t0
         # Keep earlier failure records of objects this run did not look at (e.g. --objects runs).
         this_run = set(object_ids)
-        kept = [f for f in previous_failures(store) if f.get("object") not in this_run]
-        if store.exists() or report.failed:
+        previous = previous_failures(store)
+        kept = [f for f in previous if f.get("object") not in this_run]
+        # A run that changed nothing leaves failures.json alone: rewriting its counts would make
+        # DVC see a modified output after a no-op `partstad <stage>` and re-run what follows.
+        changed = bool(report.done or report.failed or kept != previous or not _readable_failures(store))
+        if (store.exists() or report.failed) and changed:
             store.write_json(
                 "failures.json",
                 {"stage": ctx.stage, "category": ctx.category, "failed": kept + report.failed, "n_done": len(report.done), "n_skipped": len(report.skipped)},

@@ -348,3 +348,13 @@ def test_the_same_id_in_two_splits_is_an_error_and_nothing_is_ingested(tmp_path,
     res = invoke(["ingest", "--params", params, "--cache", tmp_path / "cache"])
     assert res.exit_code == 1 and "Chair/7" in res.output and "few_shot" in res.output and "test" in res.output
     assert not (tmp_path / "cache" / "ingest" / "Chair.zarr" / "manifest.json").exists()
+
+
+def test_a_no_op_run_leaves_the_store_byte_identical(proj, run):
+    """`partstad <stage>` with everything up to date writes nothing, so DVC sees no change."""
+    store = proj / "cache" / "render" / "Chair.zarr"
+    before = {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
+    out = run(args(proj, "render")).output
+    assert "0 computed" in out and "0 failed" in out
+    after = {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
+    assert after == before
