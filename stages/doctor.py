@@ -74,12 +74,18 @@ def checks(cfg: Any, device: str = "cpu", load: bool = True) -> list[tuple[str, 
     ok, d = _package("dvc", "dvc")
     add("dvc", ok, d, False)
 
-    render = cfg.render.backend if cfg.render.backend != "auto" else ("pyrender" if gl_ok else "numpy")
-    sp = cfg.superpoints.backend if cfg.superpoints.backend != "auto" else ("cutpursuit" if importlib.util.find_spec("pycut_pursuit") else "greedy")
+    from pipeline.render.render import _resolve_backend  # the renderer's own `auto` rule, not a copy
+
+    try:
+        render = _resolve_backend(cfg.render.backend, cfg.render.footprint)
+    except ValueError as exc:
+        render = None
+        rows.append(("FAIL", "render backend", str(exc)))
+    sp = "greedy" if cfg.superpoints.backend == "auto" else cfg.superpoints.backend  # pipeline.superpoints: auto means greedy
     det = {"oracle": "oracle (simulated from ground truth; needs labelled shapes)", "grounding_dino": "grounding_dino (real)",
            "import": "import (original PartSTAD preprocessing)"}[cfg.detect.backend]
     seg = {"oracle": "oracle (simulated from ground truth)", "sam": f"sam (real, {cfg.segment.sam_model_type})", "box": "box (rectangles)"}[cfg.segment.mode]
-    for name, detail in (("render backend", render), ("superpoints backend", sp), ("detect backend", det), ("segment mode", seg),
+    for name, detail in ((("render backend", render),) if render else ()) + (("superpoints backend", sp), ("detect backend", det), ("segment mode", seg),
                          ("data source", cfg.data.source + (" (simulated shapes)" if cfg.data.source == "synthetic" else ""))):
         rows.append(("ok", name, detail))
 

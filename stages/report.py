@@ -45,12 +45,11 @@ STUDY_FILES = ("simulated_calibration.md", "beyond_paper.md", "beyond_paper_view
 
 def _studies(directory: Path) -> list[tuple[str, str, dict[str, bytes]]]:
     """(file name, markdown, {png name: bytes}) of the benchmark studies present in ``directory``."""
+    present = [directory / n for n in STUDY_FILES if (directory / n).is_file()]
+    images = {p.name: p.read_bytes() for p in directory.glob("*.png")} if present else {}
     out = []
-    for name in STUDY_FILES:
-        path = directory / name
-        if path.is_file():
-            images = {p.name: p.read_bytes() for p in directory.glob("*.png")}
-            out.append((f"{directory.name}/{name}", path.read_text(encoding="utf-8"), images))
+    for path in present:
+        out.append((f"{directory.name}/{path.name}", path.read_text(encoding="utf-8"), images))
     return out
 
 

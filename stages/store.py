@@ -256,13 +256,7 @@ class CategoryStore:
     @staticmethod
     def _swap_in(staging: Path, target: Path) -> None:
         """Replace ``target`` by ``staging`` (two renames; the old group is removed after)."""
-        trash = None
-        if target.exists():
-            trash = target.parent / f"{_TRASH_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
-            os.replace(target, trash)
-        os.replace(staging, target)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        replace_dir(staging, target)
 
     def delete_object(self, object_id: str) -> None:
         """Remove an object's group so that no interruption leaves it looking complete."""
@@ -438,7 +432,7 @@ def replace_dir(staging: str | Path, target: str | Path) -> None:
     staging, target = Path(staging), Path(target)
     trash = None
     if target.exists():
-        trash = target.with_name(f".trash-{target.name}-{uuid.uuid4().hex[:8]}")
+        trash = target.with_name(f"{_TRASH_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}")
         os.replace(target, trash)
     os.replace(staging, target)
     if trash is not None:

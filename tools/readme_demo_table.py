@@ -32,7 +32,7 @@ def table(metrics_dir: Path, categories: list[str]) -> str:
     simulated = False
     for cat in categories:
         m = json.loads((metrics_dir / f"{cat}.json").read_text())
-        simulated |= bool(m.get("simulated_components")) or bool(m.get("simulated"))
+        simulated |= bool(m.get("simulated")) or bool((m.get("provenance") or {}).get("simulated_components"))
         meth = m["methods"]
         vals = []
         for i, (name, key, _) in enumerate(COLUMNS):

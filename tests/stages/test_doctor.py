@@ -26,3 +26,13 @@ def test_doctor_fails_on_weights_that_do_not_load(tmp_path, invoke, monkeypatch)
     assert res.exit_code == 1 and "needs detect.weights_dir" in res.output
     res = invoke(["doctor", "-S", "detect.backend=yolo"])
     assert res.exit_code == 2 and "detect.backend" in res.output
+
+
+def test_doctor_reports_the_backends_the_pipeline_really_picks(tmp_path, invoke, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = invoke(["doctor", "-S", "render.backend=auto", "-S", "superpoints.backend=auto"])
+    assert res.exit_code == 0, res.output
+    assert "render backend         numpy" in res.output  # auto + disc footprint = the numpy splat
+    assert "superpoints backend    greedy" in res.output  # auto never depends on what is installed
+    res = invoke(["doctor", "-S", "render.backend=pyrender"])  # pyrender cannot draw the default disc footprint
+    assert res.exit_code == 1 and "FAIL render backend" in res.output and "footprint" in res.output
