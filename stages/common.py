@@ -13,6 +13,7 @@ import click
 
 from pipeline.errors import BadInputError, ObjectError
 from pipeline.meta import part_names
+from stages.parallel import jobs_option, map_categories
 from stages.config import ConfigError, PipelineConfig, load_config, section_digest
 from stages.keys import STAGES, KeyResolver
 from stages.runner import StageContext, StageReport
@@ -78,7 +79,7 @@ def load_params(path: str | Path, overrides: tuple[str, ...] | None = None, *, m
 
 
 def common_options(f: Callable) -> Callable:
-    """--params/--cache/--category/--objects/--scheduler/--device/--force/--keep-going/--lock-timeout."""
+    """--params/--cache/--category/--objects/--scheduler/--device/--force/--jobs/--keep-going/--lock-timeout."""
 
     @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False), help="YAML file holding every knob of the pipeline.")
     @click.option("--cache", "cache", default="cache", show_default=True, help="Cache root (directory or fsspec URL) holding cache/<stage>/<Category>.zarr.")
@@ -87,6 +88,7 @@ def common_options(f: Callable) -> Callable:
     @click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", help="Dask scheduler: sync | threads | processes | local:N | tcp://host:port (env PARTSTAD_SCHEDULER, e.g. under dvc repro).")
     @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device for model stages.")
     @click.option("--force", is_flag=True, help="Recompute objects even when their cached result is up to date.")
+    @jobs_option
     @keep_going_options
     @functools.wraps(f)
     def wrapper(**kwargs: Any) -> Any:
@@ -232,6 +234,7 @@ def run_object_stage(
     force: bool,
     keep_going: bool = False,
     lock_timeout: float = -1,
+    jobs: str | int = 1,
     splits: tuple[str, ...] | None = None,
     runtime: dict[str, Any] | None = None,
     resources: Any = None,
@@ -242,9 +245,11 @@ def run_object_stage(
 
     The configuration is validated (and ``preflight(config, device)`` loads any model
     weights) before any object or store is touched. ``resources``: dask worker resources per
-    task (``{"GPU": 1}``) or a function of the StageContext returning them.
+    task (``{"GPU": 1}``) or a function of the StageContext returning them. Categories run
+    ``jobs`` at a time in worker processes (one only on a dask cluster, which parallelises
+    objects itself).
     """
-    from stages.runner import run_stage
+    from stages.scheduling import is_distributed
 
     cfg = load_params(params_path)
     # Only stages with models (a preflight) pay for importing torch to look for a GPU (~2-4 s).
@@ -252,22 +257,42 @@ def run_object_stage(
     cats = resolve_categories(cfg, categories)
     if preflight is not None:
         preflight(cfg, dev)
-    reports, problems = [], []
-    for category in cats:
-        try:
-            ids = select_objects(cache, category, objects, splits)
-        except ObjectError as exc:
-            problems.append(f"[{stage}] {category}: {exc}")
-            continue
-        if not ids:
-            what = f"--objects {objects!r} matched no" if objects else "no"
-            problems.append(f"[{stage}] {category}: {what} ingested object{'' if splits is None else ' in splits ' + ','.join(splits)} (run `partstad ingest` first?)")
-            continue
-        ctx = make_context(stage, category, cache, cfg, dev, runtime)
-        try:
-            reports.append(run_stage(ctx, ids, work, keys=key_resolver(ctx, extra(ctx) if extra else None), scheduler=scheduler,
-                                     force=force, resources=resources, lock_timeout=lock_timeout))
-        except (StoreBusyError, StoreCorruptError) as exc:
-            problems.append(f"[{stage}] {category}: {exc}")
+    if is_distributed(scheduler) or scheduler in ("threads", "processes"):
+        jobs = 1
+    job = _CategoryJob(stage, work, cache, cfg, dev, objects, splits, runtime, scheduler, force, resources, lock_timeout, extra)
+    results = map_categories(job, cats, jobs)
+    reports = [r for r, _ in results if r is not None]
+    problems = [p for _, p in results if p is not None]
     finish(reports, problems, keep_going)
     return reports
+
+
+class _CategoryJob:
+    """One category of a per-object stage (picklable: it travels to ``--jobs`` workers)."""
+
+    def __init__(self, stage: str, work: Callable, cache: str, cfg: PipelineConfig, device: str, objects: str | None,
+                 splits: tuple[str, ...] | None, runtime: dict[str, Any] | None, scheduler: str, force: bool, resources: Any,
+                 lock_timeout: float, extra: Callable[[StageContext], Callable[[str, str], Any]] | None):
+        self.stage, self.work, self.cache, self.cfg, self.device = stage, work, cache, cfg, device
+        self.objects, self.splits, self.runtime, self.scheduler, self.force = objects, splits, runtime, scheduler, force
+        self.resources, self.lock_timeout, self.extra = resources, lock_timeout, extra
+
+    def __call__(self, category: str) -> tuple[StageReport | None, str | None]:
+        from pipeline.meta import register_part_names
+        from stages.runner import run_stage
+
+        register_part_names(self.cfg.data.part_names)  # a worker process starts without them
+        stage, objects, splits = self.stage, self.objects, self.splits
+        try:
+            ids = select_objects(self.cache, category, objects, splits)
+        except ObjectError as exc:
+            return None, f"[{stage}] {category}: {exc}"
+        if not ids:
+            what = f"--objects {objects!r} matched no" if objects else "no"
+            return None, f"[{stage}] {category}: {what} ingested object{'' if splits is None else ' in splits ' + ','.join(splits)} (run `partstad ingest` first?)"
+        ctx = make_context(stage, category, self.cache, self.cfg, self.device, self.runtime)
+        try:
+            return run_stage(ctx, ids, self.work, keys=key_resolver(ctx, self.extra(ctx) if self.extra else None), scheduler=self.scheduler,
+                             force=self.force, resources=self.resources, lock_timeout=self.lock_timeout), None
+        except (StoreBusyError, StoreCorruptError) as exc:
+            return None, f"[{stage}] {category}: {exc}"

@@ -26,11 +26,12 @@ import numpy as np
 from pipeline.errors import BadInputError
 from pipeline.meta import part_names, small_part_mask
 from stages.common import finish, keep_going_options, key_resolver, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
-from stages.config import config_hash
+from stages.config import PipelineConfig, config_hash
+from stages.parallel import jobs_option, map_categories
 from stages.keys import files_digest
 from stages.lifted_io import read_lifted
 from stages.provenance import object_sources, provenance as provenance_record, run_components
-from stages.runner import StageContext, run_stage
+from stages.runner import StageContext, StageReport, run_stage
 from stages.store import StoreBusyError, StoreCorruptError, store_lock
 from stages.train_io import prepare_object
 
@@ -164,6 +165,60 @@ def model_provenance(models: Path) -> dict[str, Any]:
     return out
 
 
+def _evaluate_one(category: str, cfg: PipelineConfig, cache: str, dev: str, objects: str | None, split_list: tuple[str, ...], models_root: str,
+                  metrics_root: str, scheduler: str, force: bool, lock_timeout: float) -> tuple[StageReport | None, list[str]]:
+    """Evaluate one category and write its metrics: (report, problems); runs in a --jobs worker too."""
+    from pipeline.meta import register_part_names
+
+    register_part_names(cfg.data.part_names)  # a worker process starts without them
+    problems: list[str] = []
+    report = None
+    models = Path(models_root) / category
+    weights = models / "partstad.safetensors"
+    ids = select_objects(cache, category, objects, split_list)
+    if not ids:
+        problems.append(f"[evaluate] {category}: {'--objects ' + repr(objects) + ' matched no' if objects else 'no'} ingested object in splits {','.join(split_list)}; metrics left as they were")
+        return report, problems
+    val_ids = select_objects(cache, category, None, ("val",))  # method auto picks on these
+    extra_val = [o for o in val_ids if o not in ids]
+    ctx = make_context("evaluate", category, cache, cfg, dev, runtime={"models": models_root})
+    try:
+        with store_lock(f"{models}.lock", str(models), lock_timeout):  # no retraining under our feet
+            if not weights.is_file():
+                problems.append(f"[evaluate] {category}: trained weights not found at {weights} (run `partstad train --category {category}`)")
+                return report, problems
+            try:
+                provenance = model_provenance(models)
+            except BadInputError as exc:
+                problems.append(f"[evaluate] {category}: {exc}")
+                return report, problems
+            weights_key = {name: f["sha256_20"] for name, f in provenance["files"].items()}
+            report = run_stage(ctx, ids + extra_val, evaluate_work, keys=key_resolver(ctx, lambda stage, oid: weights_key if stage == "evaluate" else None),
+                               scheduler=scheduler, force=force, lock_timeout=lock_timeout)
+    except (StoreBusyError, StoreCorruptError) as exc:
+        problems.append(f"[evaluate] {category}: {exc}")
+        return report, problems
+    evaluated = [o for o in ids if o not in {f["object"] for f in report.failed}]
+    if not evaluated:
+        problems.append(f"[evaluate] {category}: every object failed; metrics left as they were")
+        return report, problems
+    metrics = category_metrics(ctx, evaluated)
+    failed_ids = {f["object"] for f in report.failed}
+    metrics["auto"] = auto_choice(ctx, [o for o in val_ids if o not in failed_ids])
+    if metrics["auto"]["method"] in metrics["methods"]:
+        metrics["methods"]["auto"] = {**metrics["methods"][metrics["auto"]["method"]], "picked": metrics["auto"]["method"]}
+    lift = ctx.store("lift")
+    components = run_components(cache, category, evaluated)  # oracle detector/SAM, synthetic shapes
+    metrics["simulated"] = bool(components) or any(lift.attrs(o).get("simulated", False) for o in evaluated if lift.is_complete(o))
+    metrics["failed"] = [f["object"] for f in report.failed]
+    metrics["provenance"] = {**provenance_record(cfg, components, provenance, object_sources(cache, category, evaluated)), "splits": list(split_list),
+                             "detect_backend": cfg.detect.backend, "segment_mode": cfg.segment.mode}
+    write_json(Path(metrics_root) / "evaluate" / f"{category}.json", metrics)
+    for m, v in metrics["methods"].items():
+        click.echo(f"  {category:18s} {m:15s} mIoU {v['miou'] if v['miou'] is None else round(v['miou'], 1)}  mAP50 {v['map50'] if v['map50'] is None else round(v['map50'], 1)}" + ("  (simulated)" if metrics["simulated"] else ""))
+    return report, problems
+
+
 @click.command()
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
 @click.option("--cache", default="cache", show_default=True, help="Cache root.")
@@ -175,9 +230,10 @@ def model_provenance(models: Path) -> dict[str, Any]:
 @click.option("--models", "models_root", default="models", show_default=True, help="Directory with <Category>/partstad.safetensors.")
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/evaluate/<Category>.json goes.")
 @click.option("--splits", default=None, help="Comma-separated splits to evaluate (default: evaluate.splits in params).")
+@jobs_option
 @keep_going_options
 def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, scheduler: str, device: str, force: bool,
-             models_root: str, metrics_root: str, splits: str | None, keep_going: bool, lock_timeout: float) -> None:
+             models_root: str, metrics_root: str, splits: str | None, jobs: str, keep_going: bool, lock_timeout: float) -> None:
     """Predict with PartSLIP, PartSTAD and ablations; write per-object labels and metrics.
 
     Metrics are written only when at least one object was evaluated; the exit code is 1
@@ -189,50 +245,11 @@ def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects:
     if bad:
         raise click.BadParameter(f"unknown split(s) {', '.join(bad)} (fewshot, val, test)", param_hint="--splits")
     dev = resolve_device(device)
-    reports, problems = [], []
-    for category in resolve_categories(cfg, categories):
-        models = Path(models_root) / category
-        weights = models / "partstad.safetensors"
-        ids = select_objects(cache, category, objects, split_list)
-        if not ids:
-            problems.append(f"[evaluate] {category}: {'--objects ' + repr(objects) + ' matched no' if objects else 'no'} ingested object in splits {','.join(split_list)}; metrics left as they were")
-            continue
-        val_ids = select_objects(cache, category, None, ("val",))  # method auto picks on these
-        extra_val = [o for o in val_ids if o not in ids]
-        ctx = make_context("evaluate", category, cache, cfg, dev, runtime={"models": models_root})
-        try:
-            with store_lock(f"{models}.lock", str(models), lock_timeout):  # no retraining under our feet
-                if not weights.is_file():
-                    problems.append(f"[evaluate] {category}: trained weights not found at {weights} (run `partstad train --category {category}`)")
-                    continue
-                try:
-                    provenance = model_provenance(models)
-                except BadInputError as exc:
-                    problems.append(f"[evaluate] {category}: {exc}")
-                    continue
-                weights_key = {name: f["sha256_20"] for name, f in provenance["files"].items()}
-                report = run_stage(ctx, ids + extra_val, evaluate_work, keys=key_resolver(ctx, lambda stage, oid: weights_key if stage == "evaluate" else None),
-                                   scheduler=scheduler, force=force, lock_timeout=lock_timeout)
-        except (StoreBusyError, StoreCorruptError) as exc:
-            problems.append(f"[evaluate] {category}: {exc}")
-            continue
-        reports.append(report)
-        evaluated = [o for o in ids if o not in {f["object"] for f in report.failed}]
-        if not evaluated:
-            problems.append(f"[evaluate] {category}: every object failed; metrics left as they were")
-            continue
-        metrics = category_metrics(ctx, evaluated)
-        failed_ids = {f["object"] for f in report.failed}
-        metrics["auto"] = auto_choice(ctx, [o for o in val_ids if o not in failed_ids])
-        if metrics["auto"]["method"] in metrics["methods"]:
-            metrics["methods"]["auto"] = {**metrics["methods"][metrics["auto"]["method"]], "picked": metrics["auto"]["method"]}
-        lift = ctx.store("lift")
-        components = run_components(cache, category, evaluated)  # oracle detector/SAM, synthetic shapes
-        metrics["simulated"] = bool(components) or any(lift.attrs(o).get("simulated", False) for o in evaluated if lift.is_complete(o))
-        metrics["failed"] = [f["object"] for f in report.failed]
-        metrics["provenance"] = {**provenance_record(cfg, components, provenance, object_sources(cache, category, evaluated)), "splits": list(split_list),
-                                 "detect_backend": cfg.detect.backend, "segment_mode": cfg.segment.mode}
-        write_json(Path(metrics_root) / "evaluate" / f"{category}.json", metrics)
-        for m, v in metrics["methods"].items():
-            click.echo(f"  {category:18s} {m:15s} mIoU {v['miou'] if v['miou'] is None else round(v['miou'], 1)}  mAP50 {v['map50'] if v['map50'] is None else round(v['map50'], 1)}" + ("  (simulated)" if metrics["simulated"] else ""))
+    cats = resolve_categories(cfg, categories)
+    if scheduler != "sync":
+        jobs = "1"
+    results = map_categories(_evaluate_one, cats, 1 if dev != "cpu" else jobs, cfg, cache, dev, objects, split_list, models_root, metrics_root,
+                             scheduler, force, lock_timeout)
+    reports = [r for r, _ in results if r is not None]
+    problems = [p for _, ps in results for p in ps]
     finish(reports, problems, keep_going)

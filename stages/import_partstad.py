@@ -246,12 +246,13 @@ def import_category(ctx: StageContext, rows: list[dict[str, Any]], scheduler: st
 @click.option("--data-root", "data_root", required=True, type=click.Path(exists=True, file_okay=False),
               help="PartNetE root: data/{few_shot,test}/<Category>/<id>/{pc.ply,label.npy}; val_list.json optional.")
 def import_partstad(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, scheduler: str,
-                    device: str, force: bool, keep_going: bool, lock_timeout: float, save_dir: str, data_root: str) -> None:
+                    device: str, force: bool, jobs: str, keep_going: bool, lock_timeout: float, save_dir: str, data_root: str) -> None:
     """Import real GLIP boxes/features and SAM masks from the original PartSTAD preprocessing.
 
     Fills cache/{ingest,render,visibility,superpoints,detect,segment}/<Category>.zarr for
     every object present in both --data-root and --save-dir, so that `partstad lift`,
     `train` and `evaluate` run on them. Bad objects are listed in each store's failures.json.
+    Categories are imported one after the other (--jobs is not used here).
     """
     from pipeline.data.partnete import list_partnete
 

@@ -1,20 +1,29 @@
-"""Zarr v3 cache store: one store per (stage, category), one group per object.
+"""Zarr v3 cache store: one store per (stage, category), one zipped Zarr group per object.
+
+Layout (local roots): ``<root>/<stage>/<category>.zarr/`` holds a root ``zarr.json``, the
+JSON side files and one ``<object>.zip`` per object: a whole Zarr v3 group (its arrays, one
+view per chunk inside one shard per array) packed into a single uncompressed zip (chunks are
+already zstd-compressed) with fixed timestamps, so identical results give identical bytes.
+One file per object keeps a store a handful of files, which is what DVC pays for (it hashes
+and links every file); the zip is written beside the old one and ``os.replace``-d in, so a
+result appears whole or not at all. fsspec roots keep plain directory groups (no rename there).
 
 Cache rules (DESIGN §4), enforced here so every stage gets them for free:
 - each object group carries a ``fingerprint`` attr (hash of stage params, upstream
   fingerprints and the stage code version) and a ``complete`` marker written *last*;
-- a stage skips objects whose marker and fingerprint match and rewrites (delete, then
-  write) any other, so an interrupted write is never mistaken for a finished one;
-- files are never modified in place (zarr's LocalStore writes atomically via rename, and
-  groups are deleted before being rewritten), which keeps DVC's hard-linked cache intact;
+- a stage skips objects whose marker and fingerprint match and rewrites any other: the new
+  group is written to a staging directory, packed, and renamed over the old zip, so an
+  interrupted write is never mistaken for a finished one and never removes a valid result;
+- files are never modified in place (always a new file renamed in), which keeps DVC's
+  hard-linked cache intact;
 - only plain numeric/bool arrays: no object dtypes, no pickles. Ragged data = flat + offsets.
 
 Integrity (never a silent wrong result): every chunk carries a CRC32C checksum and every
 chunk is written, even one equal to the fill value, so a truncated, bit-flipped or missing
-chunk file is detected on read. Read errors become :class:`BadInputError` naming the object
-and the file; the runner records them per object. A group is deleted by first renaming it
-away (local) or clearing its marker (fsspec), so a kill mid-delete never leaves a
-half-deleted group that still looks complete.
+chunk is detected on read; a truncated zip fails to open. Read errors become
+:class:`BadInputError` naming the object and the file; the runner records them per object.
+A local object is deleted by unlinking its zip (atomic); an fsspec group by first clearing
+its marker, so a kill mid-delete never leaves a half-deleted group that still looks complete.
 
 The root may be a local directory, a ``file://`` URL (treated as that local directory) or
 any other fsspec URL that zarr understands (``s3://``, ``gcs://``, ``memory://``...); the
@@ -28,6 +37,7 @@ import os
 import shutil
 import uuid
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +46,7 @@ import numpy as np
 import zarr
 import zarr.errors
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
+from zarr.storage import ZipStore
 
 from pipeline.errors import BadInputError, MissingUpstreamError, ObjectError
 
@@ -48,6 +59,11 @@ _TRASH_PREFIX = ".trash-"
 _STAGING_PREFIX = ".staging-"
 #: Group attribute: name -> shape of every array written, for the self-check on skip.
 STORED_ARRAYS_ATTR = "stored_arrays"
+#: Suffix of the single file holding one object's group in a local store.
+OBJECT_SUFFIX = ".zip"
+#: How many objects' zip files a store keeps open for reading (oldest closed first).
+_OPEN_OBJECTS = 8
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def fingerprint(stage: str, code_version: str, params: Mapping[str, Any], upstream: Mapping[str, str] | None = None) -> str:
@@ -94,6 +110,19 @@ def normalise_root(root: str | Path) -> str:
     return root
 
 
+class _ObjectZipStore(ZipStore):
+    """zarr's ZipStore, with ``list_prefix`` read as a directory (like LocalStore does).
+
+    zarr 3.1's ZipStore matches a bare string prefix, so listing the chunks of array
+    ``mask_box`` also returns those of ``mask_box_label`` and breaks ``nchunks_initialized``."""
+
+    async def list_prefix(self, prefix: str):  # type: ignore[override]
+        base = prefix.rstrip("/")
+        async for key in self.list():
+            if not base or key == base or key.startswith(base + "/"):
+                yield key
+
+
 class CategoryStore:
     """The Zarr store ``<root>/<stage>/<category>.zarr`` of one stage and category."""
 
@@ -103,9 +132,18 @@ class CategoryStore:
         self.category = category
         self.url = f"{self.root.rstrip('/')}/{stage}/{category}.zarr"
         self._group: zarr.Group | None = None
+        self._open: dict[str, tuple[_ObjectZipStore, zarr.Group, tuple[int, int, int]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # travels to dask workers without open handles
-        return {**self.__dict__, "_group": None}
+        return {**self.__dict__, "_group": None, "_open": {}}
+
+    def _forget(self, name: str | None = None) -> None:
+        """Close cached zip handles (all, or one object's) after a write or delete."""
+        self._group = None
+        for key in [name] if name is not None else list(self._open):
+            entry = self._open.pop(key, None)
+            if entry is not None:
+                entry[0].close()
 
     # -- group access -------------------------------------------------------------
     @property
@@ -113,9 +151,16 @@ class CategoryStore:
         return "://" not in self.url
 
     def path(self, object_id: str | None = None, name: str | None = None) -> str:
-        """Where an object (or one of its arrays) lives: used in every error message."""
-        parts = [self.url] + ([local_name(object_id)] if object_id else []) + ([name] if name else [])
-        return "/".join(parts)
+        """Where an object (or one of its arrays) lives: used in every error message.
+
+        Local objects are ``<store>/<object>.zip`` and an array inside is named
+        ``<store>/<object>.zip/<array>`` (zip member path)."""
+        obj = [local_name(object_id) + (OBJECT_SUFFIX if self.is_local else "")] if object_id else []
+        return "/".join([self.url] + obj + ([name] if name else []))
+
+    def object_file(self, object_id: str) -> Path:
+        """The zip file of one object in a local store."""
+        return Path(self.url) / f"{local_name(object_id)}{OBJECT_SUFFIX}"
 
     def exists(self) -> bool:
         if self.is_local:
@@ -142,6 +187,8 @@ class CategoryStore:
         return self._group
 
     def _object_group(self, object_id: str) -> zarr.Group:
+        if self.is_local:
+            return self._zip_group(object_id)
         name = local_name(object_id)
         try:
             member = self.group()[name]
@@ -159,16 +206,52 @@ class CategoryStore:
             raise BadInputError("expected an object group, found an array", object_id=object_id, path=self.path(object_id))
         return member
 
+    def _zip_group(self, object_id: str) -> zarr.Group:
+        """The object's group, read from its zip (handles cached, a few at a time)."""
+        name = local_name(object_id)
+        path = self.object_file(object_id)
+        try:
+            st = path.stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        cached = self._open.get(name)
+        if cached is not None:
+            if cached[2] == stamp:  # still the file we opened (a rewrite renames a new one in)
+                return cached[1]
+            self._forget(name)
+        if stamp is None or not path.is_file():
+            if not self.exists():
+                raise MissingUpstreamError(f"no {self.stage} cache for category {self.category} at {self.url}", object_id=object_id)
+            raise MissingUpstreamError(
+                f"stage {self.stage!r} has no result for this object (run `partstad {self.stage}` first)",
+                object_id=object_id,
+                path=str(path),
+            )
+        try:
+            zs = _ObjectZipStore(path, mode="r")
+            g = zarr.open_group(zs, mode="r")
+        except Exception as exc:  # noqa: BLE001 - truncated or garbage zip, corrupt metadata
+            raise BadInputError(f"unreadable object file ({type(exc).__name__}: {exc})", object_id=object_id, path=str(path)) from exc
+        if len(self._open) >= _OPEN_OBJECTS:
+            self._forget(next(iter(self._open)))
+        self._open[name] = (zs, g, stamp)
+        return g
+
     # -- status -------------------------------------------------------------------
     def object_ids(self, complete_only: bool = True) -> list[str]:
         """Object ids stored here (complete ones only by default); unreadable groups are left out."""
         if not self.exists():
             return []
-        self._group = None
-        g = self.group()
-        with warnings.catch_warnings():  # side files (failures.json...) are not zarr members
-            warnings.simplefilter("ignore")
-            names = sorted(n for n in g.group_keys() if not n.startswith("."))
+        self._forget()
+        if self.is_local:
+            names = sorted(p.name[: -len(OBJECT_SUFFIX)] for p in Path(self.url).glob(f"*{OBJECT_SUFFIX}")
+                           if p.is_file() and not p.name.startswith("."))
+        else:
+            g = self.group()
+            with warnings.catch_warnings():  # side files (failures.json...) are not zarr members
+                warnings.simplefilter("ignore")
+                names = sorted(n for n in g.group_keys() if not n.startswith("."))
         out = []
         for name in names:
             oid = f"{self.category}/{name}"
@@ -181,8 +264,10 @@ class CategoryStore:
         if not self.exists():
             return None
         try:
-            g = zarr.open_group(self.url, mode="r")[local_name(object_id)]
-            attrs = dict(g.attrs)
+            if self.is_local:
+                attrs = dict(self._zip_group(object_id).attrs)
+            else:
+                attrs = dict(zarr.open_group(self.url, mode="r")[local_name(object_id)].attrs)
         except Exception:  # noqa: BLE001 - missing or corrupt metadata: not complete
             return None
         if not attrs.get(COMPLETE_ATTR, False):
@@ -214,21 +299,27 @@ class CategoryStore:
             if arr.dtype == object:
                 raise TypeError(f"array {key!r} of {object_id} has object dtype; use flat + offsets")
         name = local_name(object_id)
+        self._forget(name)
         if self.is_local:
             self.group(writable=True)
             staging = Path(self.url) / f"{_STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+            packed = staging.with_name(staging.name + OBJECT_SUFFIX)
             try:
                 g = zarr.open_group(str(staging), mode="w")
                 self._fill_group(g, object_id, arrays, attrs, fingerprint_value, chunks)
-                self._swap_in(staging, Path(self.url) / name)
+                pack_directory(staging, packed)
+                os.replace(packed, self.object_file(object_id))  # the new result, whole, in one step
             finally:
-                if staging.exists():
-                    shutil.rmtree(staging, ignore_errors=True)
+                shutil.rmtree(staging, ignore_errors=True)
+                packed.unlink(missing_ok=True)
+            legacy = Path(self.url) / name  # a directory group written by an older version
+            if legacy.is_dir():
+                replace_dir_away(legacy)
         else:
             self.delete_object(object_id)
             g = self.group(writable=True).create_group(name)
             self._fill_group(g, object_id, arrays, attrs, fingerprint_value, chunks)
-        self._group = None
+        self._forget(name)
 
     @staticmethod
     def _fill_group(g: zarr.Group, object_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
@@ -253,24 +344,18 @@ class CategoryStore:
         meta.update({FINGERPRINT_ATTR: fingerprint_value, "object_id": object_id, STORED_ARRAYS_ATTR: stored, COMPLETE_ATTR: True})
         g.attrs.update(meta)  # one atomic metadata write, last: only a finished group is complete
 
-    @staticmethod
-    def _swap_in(staging: Path, target: Path) -> None:
-        """Replace ``target`` by ``staging`` (two renames; the old group is removed after)."""
-        replace_dir(staging, target)
-
     def delete_object(self, object_id: str) -> None:
         """Remove an object's group so that no interruption leaves it looking complete."""
         name = local_name(object_id)
+        self._forget(name)
         if self.is_local:
             base = Path(self.url)
             if base.is_dir():  # leftovers of this object's deletes interrupted by a kill
                 for old in base.glob(f"{_TRASH_PREFIX}{name}-*"):
                     shutil.rmtree(old, ignore_errors=True)
-            p = base / name
-            if p.exists():
-                trash = base / f"{_TRASH_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
-                os.replace(p, trash)  # atomic: the group is gone (not half gone) at once
-                shutil.rmtree(trash)
+            self.object_file(object_id).unlink(missing_ok=True)  # atomic: gone at once
+            if (base / name).is_dir():  # an older version's directory group
+                replace_dir_away(base / name)
         elif self.exists():
             root = self.group(writable=True)
             if name in root:
@@ -287,8 +372,11 @@ class CategoryStore:
             return 0
         n = 0
         for p in Path(self.url).iterdir():
-            if p.is_dir() and p.name.startswith((_TRASH_PREFIX, _STAGING_PREFIX)):
-                shutil.rmtree(p, ignore_errors=True)
+            if p.name.startswith((_TRASH_PREFIX, _STAGING_PREFIX)):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
                 n += 1
         return n
 
@@ -424,6 +512,22 @@ class CategoryStore:
             return json.loads(path.read_text())
         except ValueError as exc:
             raise BadInputError(f"corrupt JSON side file ({exc})", path=path) from exc
+
+
+def pack_directory(src: Path, dest: Path) -> None:
+    """Zip a directory tree (uncompressed, sorted, fixed timestamps): same content, same bytes."""
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for f in sorted(p for p in src.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(f.relative_to(src).as_posix(), date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, f.read_bytes())
+
+
+def replace_dir_away(target: Path) -> None:
+    """Remove a directory so that no interruption leaves it half there (rename, then delete)."""
+    trash = target.with_name(f"{_TRASH_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}")
+    os.replace(target, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def replace_dir(staging: str | Path, target: str | Path) -> None:

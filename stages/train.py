@@ -24,6 +24,7 @@ import numpy as np
 from pipeline.errors import ObjectError
 from stages.common import StageFailed, finish, keep_going_options, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
 from stages.config import PipelineConfig, TrainConfig, config_hash
+from stages.parallel import jobs_option, map_categories
 from stages.train_io import prepare_object
 from stages.runner import StageContext
 from stages.store import StoreBusyError, atomic_write_text, replace_dir, store_lock
@@ -140,6 +141,21 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
     return result_summary
 
 
+def _train_one(category: str, cfg: PipelineConfig, cache: str, device: str, models_root: str, metrics_root: str, plots_root: str,
+               lock_timeout: float) -> tuple[dict[str, Any] | None, str | None]:
+    """One category under its model-directory lock: (summary, None) or (None, problem)."""
+    from pipeline.meta import register_part_names
+
+    register_part_names(cfg.data.part_names)  # a worker process starts without them
+    target = Path(models_root) / category
+    try:
+        with store_lock(f"{target}.lock", str(target), lock_timeout):
+            return train_category(category, cfg, cache, device, target, Path(metrics_root) / "train" / f"{category}.json",
+                                  Path(plots_root) / "train" / f"{category}.csv"), None
+    except (StageFailed, StoreBusyError) as exc:
+        return None, exc.message if isinstance(exc, StageFailed) else f"[train] {category}: {exc}"
+
+
 @click.command()
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
 @click.option("--cache", default="cache", show_default=True, help="Cache root.")
@@ -148,9 +164,10 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
 @click.option("--models", "models_root", default="models", show_default=True, help="Where models/<Category>/*.safetensors go.")
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/train/<Category>.json goes.")
 @click.option("--plots", "plots_root", default="plots", show_default=True, help="Where plots/train/<Category>.csv goes.")
+@jobs_option
 @keep_going_options
 def train(params_path: str, cache: str, categories: tuple[str, ...], device: str, models_root: str, metrics_root: str, plots_root: str,
-          keep_going: bool, lock_timeout: float) -> None:
+          jobs: str, keep_going: bool, lock_timeout: float) -> None:
     """Train the PartSTAD box-weight network of each category on its few-shot shapes.
 
     A model is replaced only after all its variants trained; skipped (unusable) few-shot or
@@ -160,13 +177,12 @@ def train(params_path: str, cache: str, categories: tuple[str, ...], device: str
     dev = resolve_device(device)
     problems: list[str] = []
     n_skipped = 0
-    for category in resolve_categories(cfg, categories):
-        target = Path(models_root) / category
-        try:
-            with store_lock(f"{target}.lock", str(target), lock_timeout):
-                summary = train_category(category, cfg, cache, dev, target, Path(metrics_root) / "train" / f"{category}.json", Path(plots_root) / "train" / f"{category}.csv")
-        except (StageFailed, StoreBusyError) as exc:
-            problems.append(exc.message if isinstance(exc, StageFailed) else f"[train] {category}: {exc}")
+    cats = resolve_categories(cfg, categories)
+    # A GPU is shared by all categories: train them one at a time there.
+    results = map_categories(_train_one, cats, 1 if dev != "cpu" else jobs, cfg, cache, dev, models_root, metrics_root, plots_root, lock_timeout)
+    for summary, problem in results:
+        if problem is not None:
+            problems.append(problem)
             continue
         for s in summary["skipped"]:
             click.echo(f"  SKIPPED {s['object']}: {s['error']}", err=True)

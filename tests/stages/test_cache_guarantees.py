@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from stages.store import CategoryStore
+from tests.object_zip import chunk_members, edit_member, object_zip
 
 REPO = Path(__file__).resolve().parents[2]
 CHAIN = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"]
@@ -50,8 +51,10 @@ def snapshot(root: Path) -> dict[str, str]:
             for p in sorted(Path(root).rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
 
 
-def chunk_files(array_dir: Path) -> list[Path]:
-    return sorted(p for p in array_dir.rglob("*") if p.is_file() and p.name != "zarr.json")
+def damage_chunk(cache: Path, stage: str, object_id: str, array: str, change=lambda _old: b"junk") -> None:
+    """Replace (or, with ``change`` returning None, remove) an array's data inside an object's zip."""
+    z = object_zip(cache, stage, object_id)
+    edit_member(z, chunk_members(z, array)[0], change)
 
 
 def args(p: Path, stage: str, *extra: str) -> list:
@@ -216,7 +219,7 @@ def test_a_failing_object_keeps_its_previous_result(proj, invoke):
     old_fp = ren.stored_fingerprint("Chair/0001")
     old_rgb = ren.read("Chair/0001", "rgb")
     # the object's input breaks, and a setting change asks for a recompute of every object
-    chunk_files(proj / "cache" / "ingest" / "Chair.zarr" / "0001" / "xyz")[0].write_bytes(b"junk")
+    damage_chunk(proj / "cache", "ingest", "Chair/0001", "xyz")
     set_params(proj, render={"radius_ndc": 0.01})
     res = invoke(args(proj, "render"))
     assert res.exit_code == 1 and summary(res.output, "render") == (4, 0, 1)
@@ -228,7 +231,7 @@ def test_a_failing_object_keeps_its_previous_result(proj, invoke):
 
 
 def test_keep_going_downgrades_object_failures_to_a_warning(proj, invoke):
-    shutil.rmtree(proj / "cache" / "render" / "Chair.zarr" / "0002")
+    object_zip(proj / "cache", "render", "Chair/0002").unlink()
     res = invoke(args(proj, "visibility", "--force", "--keep-going"))
     assert res.exit_code == 0 and "WARNING 1 object(s) failed" in res.output
 
@@ -261,7 +264,7 @@ def test_a_second_writer_with_lock_timeout_0_stops_with_a_clear_message(proj, in
 
 # -- 5. self-check on skip ---------------------------------------------------------------------
 def test_a_deleted_chunk_is_recomputed_on_the_next_run(proj, run):
-    chunk_files(proj / "cache" / "render" / "Chair.zarr" / "0003" / "pix2pt")[0].unlink()
+    damage_chunk(proj / "cache", "render", "Chair/0003", "pix2pt", change=lambda _old: None)
     out = run(args(proj, "render")).output
     assert summary(out, "render") == (1, 4, 0) and "1 repaired" in out
     assert CategoryStore(proj / "cache", "render", "Chair").verify_object("Chair/0003") is None

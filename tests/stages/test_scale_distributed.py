@@ -11,7 +11,6 @@ from pathlib import Path
 import dask
 import numpy as np
 import pytest
-import zarr
 
 from stages.store import CategoryStore
 from stages.runner import StageContext, run_stage
@@ -28,9 +27,8 @@ def cache_contents(root: Path) -> dict[tuple[str, ...], object]:
         st = CategoryStore(root, store.parent.name, store.stem)
         for oid in st.object_ids(complete_only=False):
             out[(store.parent.name, oid, "attrs")] = st.attrs(oid)
-            g = zarr.open_group(st.url, mode="r")[oid.split("/")[1]]
-            for name, _ in g.arrays():
-                out[(store.parent.name, oid, name)] = st.read(oid, name)
+            for name, arr in st.read_all(oid).items():
+                out[(store.parent.name, oid, name)] = arr
     return out
 
 

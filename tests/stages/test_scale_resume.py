@@ -10,10 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from stages.store import CategoryStore
 
@@ -21,15 +21,16 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def complete_groups(store_dir: Path) -> list[str]:
-    """Object groups whose own metadata says complete (read raw, without the store)."""
+    """Objects whose zip holds group metadata that says complete (read raw, without the store)."""
     out = []
-    for meta in store_dir.glob("*/zarr.json"):
+    for z in store_dir.glob("*.zip"):
         try:
-            attrs = json.loads(meta.read_text()).get("attributes", {})
-        except ValueError:
-            continue  # being written: not complete
+            with zipfile.ZipFile(z) as zf:
+                attrs = json.loads(zf.read("zarr.json")).get("attributes", {})
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            continue  # unreadable: not complete (only whole zips are ever renamed in)
         if attrs.get("complete"):
-            out.append(meta.parent.name)
+            out.append(z.stem)
     return sorted(out)
 
 
@@ -37,8 +38,7 @@ def read_store(root: Path, stage: str) -> dict[str, dict[str, np.ndarray]]:
     st = CategoryStore(root, stage, "Chair")
     out = {}
     for oid in st.object_ids():
-        g = zarr.open_group(st.url, mode="r")[oid.split("/")[1]]
-        out[oid] = {name: st.read(oid, name) for name, _ in g.arrays()}
+        out[oid] = st.read_all(oid)
     return out
 
 
@@ -139,13 +139,16 @@ def test_delete_interrupted_by_a_kill_never_leaves_a_complete_looking_group(tmp_
     st = CategoryStore(tmp_path, "render", "Chair")
     st.write_object("Chair/1", {"a": np.arange(3)}, {}, "fp1")
     st.write_object("Chair/2", {"a": np.arange(3)}, {}, "fp2")
-    # a kill between the rename and the removal leaves only a trash directory behind
-    group = Path(st.url) / "1"
-    group.rename(Path(st.url) / ".trash-1-deadbeef")
+    # a kill mid-write leaves only a staging directory and a half-packed zip behind;
+    # an older version's delete killed between its rename and its removal left a trash directory
+    st.object_file("Chair/1").unlink()
+    (Path(st.url) / ".staging-1-deadbeef").mkdir()
+    (Path(st.url) / ".staging-1-deadbeef.zip").write_bytes(b"PK")
+    (Path(st.url) / ".trash-1-deadbeef").mkdir()
     assert st.object_ids() == ["Chair/2"] and not st.is_complete("Chair/1")
     st.write_object("Chair/1", {"a": np.arange(4)}, {}, "fp1b")  # written beside the leftover
     assert st.object_ids() == ["Chair/1", "Chair/2"] and st.read("Chair/1", "a").tolist() == [0, 1, 2, 3]
     # the next run sweeps leftovers of killed runs (under the store lock) before any work
-    assert st.clean_leftovers() == 1
+    assert st.clean_leftovers() == 3
     assert not list(Path(st.url).glob(".trash-*")) and not list(Path(st.url).glob(".staging-*"))
     assert st.object_ids() == ["Chair/1", "Chair/2"] and st.read("Chair/1", "a").tolist() == [0, 1, 2, 3]

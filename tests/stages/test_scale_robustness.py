@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.errors import BadInputError
 from stages.store import CategoryStore
+from tests.object_zip import chunk_members, edit_member, object_zip
 
 CHAIN = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"]
 TINY = dict(data={"n_points": 2000, "n_fewshot": 2, "n_val": 1, "n_test": 2}, render={"image_size": 64}, detect={"feat_dim": 32})
@@ -53,25 +54,26 @@ def _failures(d: Path, stage: str) -> dict[str, str]:
     return {f["object"]: f["error"] for f in _store(d, stage).read_json("failures.json")["failed"]}
 
 
-def _group_dir(d: Path, stage: str, oid: str) -> Path:
-    return d / "cache" / stage / "Chair.zarr" / oid.split("/")[1]
-
-
 def _fingerprints(d: Path, stage: str) -> dict[str, str | None]:
     st = _store(d, stage)
     return {oid: st.stored_fingerprint(oid) for oid in ALL}
 
 
-def _chunk_file(array_dir: Path, index: int = 0) -> Path:
-    """The data file holding chunk ``index`` (view/box) of an array: one file per chunk, or
-    the array's single shard file holding every chunk."""
-    files = sorted(p for p in (array_dir / "c").rglob("*") if p.is_file())
-    assert files, f"no chunk files under {array_dir}"
-    if len(files) == 1:
-        return files[0]
-    p = array_dir / "c" / str(index) / "0" / "0"
-    assert p.is_file(), p
-    return p
+def _zip(d: Path, stage: str, oid: str) -> Path:
+    return object_zip(d / "cache", stage, oid)
+
+
+def _edit_shard(d: Path, stage: str, oid: str, array: str, change) -> None:
+    """Damage the shard member holding every chunk of ``array`` inside the object's zip."""
+    z = _zip(d, stage, oid)
+    (member,) = chunk_members(z, array)
+    edit_member(z, member, change)
+
+
+def _flip_middle_byte(b: bytes) -> bytes:
+    out = bytearray(b)
+    out[len(out) // 2] ^= 0x5A
+    return bytes(out)
 
 
 def _rewrite(d: Path, stage: str, oid: str, **replace: np.ndarray) -> None:
@@ -86,13 +88,9 @@ def _rewrite(d: Path, stage: str, oid: str, **replace: np.ndarray) -> None:
 # ----------------------------------------------------------------------------- cache data
 def test_corrupt_chunks_of_an_upstream_array_fail_only_their_objects(work, run, run_failing):
     vis_before = _fingerprints(work, "visibility")
-    p = _chunk_file(_group_dir(work, "render", "Chair/0001") / "pix2pt", 3)
-    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # truncated chunk file
-    p = _chunk_file(_group_dir(work, "render", "Chair/0002") / "pix2pt", 4)
-    b = bytearray(p.read_bytes())
-    b[len(b) // 2] ^= 0x5A  # one flipped byte: same size, still decompresses without checksums
-    p.write_bytes(bytes(b))
-    _chunk_file(_group_dir(work, "render", "Chair/0003") / "pix2pt", 5).unlink()  # missing chunk
+    _edit_shard(work, "render", "Chair/0001", "pix2pt", lambda b: b[: len(b) // 2])  # truncated shard
+    _edit_shard(work, "render", "Chair/0002", "pix2pt", _flip_middle_byte)  # same size, caught by CRC32C
+    _edit_shard(work, "render", "Chair/0003", "pix2pt", lambda b: None)  # shard missing from the zip
 
     out = run_failing(_args(work, "visibility", "--force")).output
     assert "[visibility] Chair: 2 computed, 0 up to date, 3 failed" in out
@@ -100,7 +98,7 @@ def test_corrupt_chunks_of_an_upstream_array_fail_only_their_objects(work, run, 
     fails = _failures(work, "visibility")
     assert set(fails) == {"Chair/0001", "Chair/0002", "Chair/0003"}
     for oid, msg in fails.items():
-        assert f"object {oid}" in msg and f"render/Chair.zarr/{oid.split('/')[1]}/pix2pt" in msg, msg
+        assert f"object {oid}" in msg and f"render/Chair.zarr/{oid.split('/')[1]}.zip/pix2pt" in msg, msg
     assert "corrupt" in fails["Chair/0001"] and "corrupt" in fails["Chair/0002"]
     assert re.search(r"array 'pix2pt' is incomplete: \d+ of 10 chunks present \(shard file missing or damaged\)", fails["Chair/0003"]), fails["Chair/0003"]
     vis = _store(work, "visibility")
@@ -128,27 +126,24 @@ def test_corrupt_chunks_of_an_upstream_array_fail_only_their_objects(work, run, 
 
 def test_corrupt_chunk_read_lazily_box_by_box_is_named(work, run_failing):
     lift_before = _fingerprints(work, "lift")
-    chunk = _chunk_file(_group_dir(work, "segment", "Chair/0003") / "mask", 0)  # mask of box 0
-    chunk.write_bytes(chunk.read_bytes()[:-3])
+    _edit_shard(work, "segment", "Chair/0003", "mask", _flip_middle_byte)  # one box's mask, CRC fails on read
     out = run_failing(_args(work, "lift", "--force")).output
     assert "[lift] Chair: 4 computed, 0 up to date, 1 failed" in out
     msg = _failures(work, "lift")["Chair/0003"]
-    assert "object Chair/0003" in msg and "segment/Chair.zarr/0003/mask" in msg and "corrupt" in msg
+    assert "object Chair/0003" in msg and "segment/Chair.zarr/0003.zip/mask" in msg and "corrupt" in msg
     assert _fingerprints(work, "lift") == lift_before  # Chair/0003 keeps its previous result
 
 
 def test_missing_upstream_object_and_unreadable_group_metadata(work, run_failing):
     vis_before = _fingerprints(work, "visibility")
-    shutil.rmtree(_group_dir(work, "render", "Chair/0002"))
-    meta = _group_dir(work, "render", "Chair/0004") / "zarr.json"
-    meta.write_text(meta.read_text()[:20])
-    own = _group_dir(work, "visibility", "Chair/0000") / "zarr.json"
-    own.write_text("{")  # the stage's own output unreadable: just recomputed
+    _zip(work, "render", "Chair/0002").unlink()
+    edit_member(_zip(work, "render", "Chair/0004"), "zarr.json", lambda b: b[:20])
+    _zip(work, "visibility", "Chair/0000").write_bytes(b"{")  # the stage's own output unreadable: just recomputed
     out = run_failing(_args(work, "visibility")).output
     assert "[visibility] Chair: 1 computed, 2 up to date, 2 failed" in out
     fails = _failures(work, "visibility")
     assert "object Chair/0002" in fails["Chair/0002"] and "upstream stage 'render'" in fails["Chair/0002"] and "render/Chair.zarr" in fails["Chair/0002"]
-    assert "object Chair/0004" in fails["Chair/0004"] and "render/Chair.zarr/0004/zarr.json" in fails["Chair/0004"]
+    assert "object Chair/0004" in fails["Chair/0004"] and "render/Chair.zarr/0004.zip" in fails["Chair/0004"]
     # the failed objects keep their previous results; the unreadable one was recomputed
     assert _store(work, "visibility").object_ids() == ALL
     assert _fingerprints(work, "visibility") == vis_before
@@ -158,7 +153,7 @@ def test_missing_upstream_object_and_unreadable_group_metadata(work, run_failing
     assert "[lift] Chair: 0 computed, 3 up to date, 2 failed" in out
     fails = _failures(work, "lift")
     assert set(fails) == {"Chair/0002", "Chair/0004"}
-    assert "render/Chair.zarr" in fails["Chair/0002"] and "render/Chair.zarr/0004/zarr.json" in fails["Chair/0004"]
+    assert "render/Chair.zarr" in fails["Chair/0002"] and "render/Chair.zarr/0004.zip" in fails["Chair/0004"]
 
 
 def test_nan_detector_features_are_rejected_by_train_and_evaluate(work, run_failing):
@@ -175,13 +170,13 @@ def test_nan_detector_features_are_rejected_by_train_and_evaluate(work, run_fail
     assert "[train] Chair partstad:" in out
     assert "SKIPPED Chair/0001" in out and "1 object(s) could not be used for training" in out
     skipped = {s["object"]: s["error"] for s in json.loads((work / "metrics" / "train" / "Chair.json").read_text())["skipped"]}
-    assert list(skipped) == ["Chair/0001"] and "NaN" in skipped["Chair/0001"] and "detect/Chair.zarr/0001/feat" in skipped["Chair/0001"]
+    assert list(skipped) == ["Chair/0001"] and "NaN" in skipped["Chair/0001"] and "detect/Chair.zarr/0001.zip/feat" in skipped["Chair/0001"]
     assert weights.read_bytes() != old_weights  # the model was still retrained, without Chair/0001
     out = run_failing(["evaluate", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models",
                        "--metrics", work / "metrics"]).output
     assert "[evaluate] Chair: 2 computed, 0 up to date, 1 failed" in out  # test 0004 + val 0002 (for method auto)
     fails = _failures(work, "evaluate")
-    assert list(fails) == ["Chair/0003"] and "NaN" in fails["Chair/0003"] and "detect/Chair.zarr/0003/feat" in fails["Chair/0003"]
+    assert list(fails) == ["Chair/0003"] and "NaN" in fails["Chair/0003"] and "detect/Chair.zarr/0003.zip/feat" in fails["Chair/0003"]
     assert _store(work, "evaluate").object_ids() == ["Chair/0002", "Chair/0004"]
     metrics = json.loads((work / "metrics" / "evaluate" / "Chair.json").read_text())
     assert metrics["failed"] == ["Chair/0003"] and metrics["n_test"] == 1
@@ -198,7 +193,7 @@ def test_masks_of_the_wrong_shape_are_rejected_by_lift(work, run_failing):
     fails = _failures(work, "lift")
     assert set(fails) == {"Chair/0001", "Chair/0002"}
     b1, b2 = len(m1), len(m2)
-    assert f"shape ({b1}, 32, 32), expected ({b1}, 64, 64)" in fails["Chair/0001"] and "segment/Chair.zarr/0001/mask" in fails["Chair/0001"]
+    assert f"shape ({b1}, 32, 32), expected ({b1}, 64, 64)" in fails["Chair/0001"] and "segment/Chair.zarr/0001.zip/mask" in fails["Chair/0001"]
     assert f"shape ({b2 + 1}, 64, 64), expected ({b2}, 64, 64)" in fails["Chair/0002"] and "object Chair/0002" in fails["Chair/0002"]
     # every object still has a lift result: the two failed ones keep their previous one
     assert _store(work, "lift").object_ids() == ALL and _fingerprints(work, "lift") == lift_before

@@ -27,8 +27,9 @@ def test_write_read_and_complete(tmp_path):
     assert st.read("Chair/0001", "k").dtype == np.float32  # f64 stored as f32
     assert st.attrs("Chair/0001")["split"] == "test"
     assert st.object_ids() == ["Chair/0001"]
-    # one view per chunk
-    arr = zarr.open_group(st.url, mode="r")["0001"]["rgb"]
+    # one file per object (a zipped Zarr group), one view per chunk inside it
+    assert sorted(p.name for p in st.object_file("Chair/0001").parent.iterdir()) == ["0001.zip", "zarr.json"]
+    arr = zarr.open_group(zarr.storage.ZipStore(st.object_file("Chair/0001"), mode="r"), mode="r")["rgb"]
     assert arr.chunks == (1, 8, 8, 3)
     lazy = st.lazy("Chair/0001", "rgb")
     assert lazy.chunks[0] == (1, 1, 1)
@@ -37,16 +38,47 @@ def test_write_read_and_complete(tmp_path):
 
 def test_interrupted_write_is_not_complete_and_rewrite_completes(tmp_path):
     st = CategoryStore(tmp_path, "detect", "Chair")
-    # simulate a crash after arrays were written but before the marker
-    g = zarr.open_group(st.url, mode="a").create_group("0002")
+    st.write_object("Chair/0001", {"xyxy": np.zeros((1, 4), np.float32)}, {}, "fp")
+    base = st.object_file("Chair/0001").parent
+    # a crash mid-write leaves only staging leftovers: a half-written group and a half-packed zip
+    g = zarr.open_group(str(base / ".staging-0002-abcd1234"), mode="w")
     g.create_array("xyxy", shape=(2, 4), dtype="float32")
-    g.attrs["fingerprint"] = "fp"
+    g.attrs.update({"fingerprint": "fp", "complete": True})
+    (base / ".staging-0002-abcd1234.zip").write_bytes(b"PK\x03\x04 truncated")
     assert not st.is_complete("Chair/0002", "fp")
-    assert st.object_ids() == []
-    assert st.object_ids(complete_only=False) == ["Chair/0002"]
+    assert st.object_ids() == ["Chair/0001"] and st.object_ids(complete_only=False) == ["Chair/0001"]
+    assert st.clean_leftovers() == 2 and not list(base.glob(".staging-*"))
     st.write_object("Chair/0002", {"xyxy": np.ones((3, 4), np.float32)}, {}, "fp")
     assert st.is_complete("Chair/0002", "fp")
     assert st.read("Chair/0002", "xyxy").shape == (3, 4)
+
+
+def test_truncated_object_file_is_not_complete_and_read_names_it(tmp_path):
+    from pipeline.errors import BadInputError
+
+    st = CategoryStore(tmp_path, "detect", "Chair")
+    st.write_object("Chair/0003", {"xyxy": np.ones((3, 4), np.float32)}, {}, "fp")
+    f = st.object_file("Chair/0003")
+    f.write_bytes(f.read_bytes()[:-40])  # central directory cut off
+    st2 = CategoryStore(tmp_path, "detect", "Chair")
+    assert not st2.is_complete("Chair/0003", "fp")
+    with pytest.raises(BadInputError, match="0003.zip") as exc:
+        st2.read("Chair/0003", "xyxy")
+    assert "unreadable object file" in str(exc.value)
+
+
+def test_same_result_gives_the_same_bytes(tmp_path):
+    """Zip entries carry fixed timestamps: a recomputed identical result is byte-identical,
+    so DVC sees no change and does not re-run later stages."""
+    import time
+
+    st = CategoryStore(tmp_path, "x", "Chair")
+    arrays = {"a": np.arange(50, dtype=np.int32), "img": np.ones((2, 4, 4), np.uint8)}
+    st.write_object("Chair/1", arrays, {"split": "test"}, "fp")
+    first = st.object_file("Chair/1").read_bytes()
+    time.sleep(1.1)
+    st.write_object("Chair/1", arrays, {"split": "test"}, "fp")
+    assert st.object_file("Chair/1").read_bytes() == first
 
 
 def test_rewrite_replaces_old_arrays(tmp_path):
