@@ -1,19 +1,21 @@
 """``partstad doctor``: what is installed, which backends will run, whether the weights load.
 
-Prints one line per check (``ok`` / ``--`` not installed or not configured / ``FAIL``):
+Prints one line per check (``ok`` / ``--`` not installed or not configured / ``WARN`` / ``FAIL``):
 torch and the device ``--device auto`` picks, offscreen GL for pyrender (EGL), transformers
 (Grounding DINO), segment-anything, dvc; then the backend each stage will use under the
 resolved params (the simulated ones named as such); then whether the weights named in
 params load: ``detect.weights_dir`` (Grounding DINO) and ``segment.sam_checkpoint`` (SAM).
+Last, when the working directory holds a dvc.yaml, whether its per-category outs name exactly
+the categories of params (``WARN`` if not: regenerate it with ``python tools/sync_dvc_deps.py``).
 Exit 1 when a configured backend cannot run or a weights file named in params does not
-load; 0 otherwise. Packages are looked up without importing the heavy ones unless the
+load; 0 otherwise (warnings included). Packages are looked up without importing the heavy ones unless the
 params use them, so the command stays quick.
 """
 from __future__ import annotations
 
 import importlib.util
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import click
@@ -57,7 +59,8 @@ def _gl() -> tuple[bool, str]:
 
 
 def checks(cfg: Any, device: str = "cpu", load: bool = True) -> list[tuple[str, str, str]]:
-    """(status, name, detail) rows; status "ok", "--" (absent, not needed) or "FAIL" (needed and broken)."""
+    """(status, name, detail) rows; status "ok", "--" (absent, not needed), "WARN" (works, but
+    something is out of date) or "FAIL" (needed and broken)."""
     rows: list[tuple[str, str, str]] = []
 
     def add(name: str, ok: bool, detail: str, needed: bool) -> None:
@@ -99,7 +102,67 @@ def checks(cfg: Any, device: str = "cpu", load: bool = True) -> list[tuple[str, 
         rows.append(_load_sam(cfg.segment.sam_model_type, ck, device) if load else ("ok", "segment.sam_checkpoint", f"{ck} (not loaded)"))
     elif cfg.segment.mode == "sam":
         rows.append(("FAIL", "segment.sam_checkpoint", "segment.mode sam needs segment.sam_checkpoint"))
+    rows.append(dvc_yaml_row(list(cfg.categories)))
     return rows
+
+
+def dvc_yaml_row(categories: list[str], path: Path = Path("dvc.yaml")) -> tuple[str, str, str]:
+    """Whether the per-category outs of ``path`` name exactly ``categories`` (dvc.yaml lists them
+    one by one, generated from params.yaml by tools/sync_dvc_deps.py, so they can go stale).
+
+    An out is per-category when one of its path components (suffix dropped) is a known
+    category; each such pattern (``cache/render/{category}.zarr``) must hold every category.
+    """
+    if not path.is_file():
+        return "--", "dvc.yaml", f"none in {Path.cwd()} (only `dvc repro` needs one)"
+    import yaml
+
+    from pipeline.meta import known_categories
+
+    try:
+        stages = (yaml.safe_load(path.read_text()) or {}).get("stages") or {}
+        if not isinstance(stages, dict):
+            raise ValueError("`stages` is not a mapping")
+    except Exception as exc:  # noqa: BLE001
+        return "WARN", "dvc.yaml", f"cannot read {path} ({type(exc).__name__}: {exc})"
+    known = set(known_categories()) | set(categories)
+    missing: dict[str, set[str]] = {}  # category -> stages whose outs lack it
+    extra: dict[str, set[str]] = {}  # category not in params -> stages whose outs name it
+    checked, templated = 0, 0
+    for name, spec in stages.items():
+        if not isinstance(spec, dict) or "foreach" in spec or "matrix" in spec:
+            templated += 1  # templated stages expand whatever list they loop over
+            continue
+        patterns: dict[str, set[str]] = {}
+        for key in ("outs", "metrics", "plots"):
+            for entry in spec.get(key) or []:
+                out = entry if isinstance(entry, str) else next(iter(entry), "") if isinstance(entry, dict) else ""
+                parts = PurePosixPath(str(out)).parts
+                for i, part in enumerate(parts):
+                    stem = part.split(".")[0]
+                    if stem in known:
+                        patterns.setdefault("/".join((*parts[:i], "{category}" + part[len(stem):], *parts[i + 1:])), set()).add(stem)
+                        break
+        checked += bool(patterns)
+        for cats in patterns.values():
+            for c in categories:
+                if c not in cats:
+                    missing.setdefault(c, set()).add(name)
+            for c in cats - set(categories):
+                extra.setdefault(c, set()).add(name)
+    if not missing and not extra:
+        if not checked:
+            return "--", "dvc.yaml", f"no per-category outs listed ({templated} foreach/matrix stages)" if templated else "no per-category outs listed"
+        n = len(categories)
+        return "ok", "dvc.yaml", f"per-category outs of {checked} stage{'s' if checked > 1 else ''} cover the {n} categor{'y' if n == 1 else 'ies'} of params"
+    what = []
+    if missing:
+        where = sorted(set().union(*missing.values()))
+        what.append(f"outs do not cover {', '.join(c for c in categories if c in missing)} of params "
+                    f"({', '.join(where) if len(where) <= 3 else f'{len(where)} stages'})")
+    if extra:
+        what.append(f"outs name {', '.join(sorted(extra))}, not in params")
+    return "WARN", "dvc.yaml", "; ".join(what) + ": run `python tools/sync_dvc_deps.py`"
 
 
 def _load_detector(wd: str, device: str) -> tuple[str, str, str]:
@@ -142,4 +205,5 @@ def doctor(params_path: str, device: str, no_load: bool) -> None:
     bad = [name for status, name, _ in rows if status == "FAIL"]
     if bad:
         raise StageFailed(f"doctor: {', '.join(bad)} cannot run as configured")
-    click.echo("doctor: everything the params use is in place")
+    warned = sum(status == "WARN" for status, _, _ in rows)
+    click.echo("doctor: everything the params use is in place" + (f" ({warned} warning{'s' if warned > 1 else ''} above)" if warned else ""))
