@@ -189,7 +189,7 @@ def adapt_detector(params_path: str, cache: str, categories: tuple[str, ...], de
     succeeded; unusable few-shot or val shapes make the exit code 1 unless --keep-going.
     """
     cfg = load_params(params_path)
-    dev = resolve_device(device)
+    dev = resolve_device(device) if cfg.adapt.enabled else "cpu"  # disabled: no torch import, a marker only
     cats = resolve_categories(cfg, categories)
     if cfg.adapt.enabled:  # bad settings: exit 2 before anything is read or written
         if cfg.detect.backend != "grounding_dino":

@@ -239,6 +239,7 @@ def run_object_stage(
     runtime: dict[str, Any] | None = None,
     resources: Any = None,
     preflight: Callable[[PipelineConfig, str], None] | None = None,
+    uses_model: Callable[[PipelineConfig], bool] | None = None,
     extra: Callable[[StageContext], Callable[[str, str], Any]] | None = None,
 ) -> list[StageReport]:
     """The body of every per-object stage command: config -> objects -> runner, per category.
@@ -252,8 +253,10 @@ def run_object_stage(
     from stages.scheduling import is_distributed
 
     cfg = load_params(params_path)
-    # Only stages with models (a preflight) pay for importing torch to look for a GPU (~2-4 s).
-    dev = resolve_device(device) if preflight is not None else ("cpu" if device == "auto" else device)
+    # Only a stage that runs a model (a preflight, and uses_model(config) when given) pays for
+    # importing torch to look for a GPU (~2-4 s); the simulated detector and SAM do not.
+    with_model = preflight is not None and (uses_model is None or uses_model(cfg))
+    dev = resolve_device(device) if with_model else ("cpu" if device == "auto" else device)
     cats = resolve_categories(cfg, categories)
     if preflight is not None:
         preflight(cfg, dev)

@@ -122,4 +122,5 @@ def preflight(cfg: Any, device: str) -> None:
 @common_options
 def detect(**kw: Any) -> None:
     """Detect part boxes in every rendered view (simulated oracle or Grounding DINO)."""
-    run_object_stage("detect", detect_work, resources=gpu_resources, preflight=preflight, **kw)
+    run_object_stage("detect", detect_work, resources=gpu_resources, preflight=preflight,
+                     uses_model=lambda cfg: cfg.detect.backend == "grounding_dino", **kw)

@@ -56,8 +56,9 @@ def map_categories(fn: Callable[..., Any], categories: Sequence[str], jobs: str 
     from concurrent.futures import ProcessPoolExecutor
 
     level = logging.getLogger("partstad").getEffectiveLevel()
+    threads = max(1, (os.cpu_count() or 1) // n)
     # spawn, not fork: zarr and torch run background threads that a forked child would lack.
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads, initargs=(threads,)) as pool:
         futures = [pool.submit(_captured, fn, c, args, level) for c in categories]
         out = []
         for fut in futures:
@@ -70,6 +71,17 @@ def map_categories(fn: Callable[..., Any], categories: Sequence[str], jobs: str 
                 raise result.exc
             out.append(result)
         return out
+
+
+#: Thread-pool sizes of numpy's BLAS, OpenMP and torch, read when those libraries load.
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _limit_threads(threads: int) -> None:
+    """Give each worker its share of the cores (runs before the worker imports numpy/torch):
+    N workers each starting a thread per core would fight over the same cores."""
+    for var in _THREAD_VARS:
+        os.environ[var] = str(threads)
 
 
 class _Raised:

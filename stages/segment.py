@@ -114,4 +114,5 @@ def preflight(cfg: Any, device: str) -> None:
 @common_options
 def segment(**kw: Any) -> None:
     """Turn every detected box into a mask (SAM, box rectangle, or simulated oracle SAM)."""
-    run_object_stage("segment", segment_work, resources=gpu_resources, preflight=preflight, **kw)
+    run_object_stage("segment", segment_work, resources=gpu_resources, preflight=preflight,
+                     uses_model=lambda cfg: cfg.segment.mode == "sam", **kw)
