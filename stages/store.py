@@ -12,7 +12,7 @@ Cache rules (DESIGN §4), enforced here so every stage gets them for free:
 - each object group carries a ``fingerprint`` attr (hash of stage params, upstream
   fingerprints and the stage code version) and a ``complete`` marker written *last*;
 - a stage skips objects whose marker and fingerprint match and rewrites any other: the new
-  group is written to a staging directory, packed, and renamed over the old zip, so an
+  group is built in memory, packed into a staging zip and renamed over the old one, so an
   interrupted write is never mistaken for a finished one and never removes a valid result;
 - files are never modified in place (always a new file renamed in), which keeps DVC's
   hard-linked cache intact;
@@ -330,10 +330,10 @@ class CategoryStore:
     ) -> None:
         """Write an object's arrays and attrs, then make them *the* result in one step.
 
-        Local stores write a staging group beside the old one and swap directories only when
-        every array and the marker are written, so a failure or a kill never removes a valid
-        previous result and readers see the old or the new group, never a half-written one.
-        fsspec stores (no rename) clear the old group first and write in place.
+        Local stores build the group in memory, pack it into a zip beside the old one and
+        rename it in only when every array and the marker are written, so a failure or a kill
+        never removes a valid previous result and readers see the old or the new object, never
+        a half-written one. fsspec stores (no rename) clear the old group first and write in place.
         """
         for key, arr in arrays.items():
             arr = np.asarray(arr)
@@ -343,17 +343,18 @@ class CategoryStore:
         self._forget(name)
         if self.is_local:
             self.group(writable=True)
-            staging = Path(self.url) / f"{_STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
-            packed = staging.with_name(staging.name + OBJECT_SUFFIX)
+            packed = Path(self.url) / f"{_STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}{OBJECT_SUFFIX}"
             import zarr
+            from zarr.storage import MemoryStore
 
+            # In memory, not a staging directory: no per-chunk files, renames and deletes.
+            entries: dict[str, Any] = {}
             try:
-                g = zarr.open_group(str(staging), mode="w")
+                g = zarr.open_group(MemoryStore(entries), mode="w")
                 self._fill_group(g, object_id, arrays, attrs, fingerprint_value, chunks)
-                pack_directory(staging, packed)
+                pack_entries({key: buf.to_bytes() for key, buf in entries.items()}, packed)
                 os.replace(packed, self.object_file(object_id))  # the new result, whole, in one step
             finally:
-                shutil.rmtree(staging, ignore_errors=True)
                 packed.unlink(missing_ok=True)
             legacy = Path(self.url) / name  # a directory group written by an older version
             if legacy.is_dir():
@@ -592,13 +593,13 @@ class CategoryStore:
             raise BadInputError(f"corrupt JSON side file ({exc})", path=path) from exc
 
 
-def pack_directory(src: Path, dest: Path) -> None:
-    """Zip a directory tree (uncompressed, sorted, fixed timestamps): same content, same bytes."""
+def pack_entries(entries: Mapping[str, bytes], dest: Path) -> None:
+    """Zip store keys -> bytes (uncompressed, sorted, fixed timestamps): same content, same bytes."""
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for f in sorted(p for p in src.rglob("*") if p.is_file()):
-            info = zipfile.ZipInfo(f.relative_to(src).as_posix(), date_time=_ZIP_EPOCH)
+        for key in sorted(entries):
+            info = zipfile.ZipInfo(key, date_time=_ZIP_EPOCH)
             info.external_attr = 0o644 << 16
-            zf.writestr(info, f.read_bytes())
+            zf.writestr(info, entries[key])
 
 
 def replace_dir_away(target: Path) -> None:

@@ -43,14 +43,11 @@ def box_appearance(label_map: np.ndarray, xyxy: np.ndarray, max_parts: int) -> n
     on each part label, on unlabelled surface (column max_parts) and on background (last).
 
     ``label_map`` (H,W) int: part label per pixel, -1 unlabelled surface, -2 background.
-    Boxes without a pixel centre count as all background. Integral images: O(H·W·max_parts).
+    Boxes without a pixel centre count as all background. Integral images: O(H·W·parts present).
     """
     H, W = label_map.shape
     n_ch = max_parts + 2
     ch = np.where(label_map >= 0, label_map, np.where(label_map == -1, max_parts, max_parts + 1))
-    onehot = np.zeros((H + 1, W + 1, n_ch), np.int64)
-    onehot[1:, 1:][np.arange(H)[:, None], np.arange(W)[None, :], ch] = 1
-    integral = onehot.cumsum(0).cumsum(1)
     xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
     # pixel (r, c) has its centre (c + .5, r + .5): inside iff x0 <= c + .5 < x1
     c0 = np.clip(np.ceil(xyxy[:, 0] - 0.5), 0, W).astype(np.int64)
@@ -58,7 +55,13 @@ def box_appearance(label_map: np.ndarray, xyxy: np.ndarray, max_parts: int) -> n
     r0 = np.clip(np.ceil(xyxy[:, 1] - 0.5), 0, H).astype(np.int64)
     r1 = np.clip(np.ceil(xyxy[:, 3] - 0.5), 0, H).astype(np.int64)
     c1, r1 = np.maximum(c1, c0), np.maximum(r1, r0)
-    counts = integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]
+    # One int32 integral image per channel present in this view (a few of max_parts + 2);
+    # absent channels count 0 in every box.
+    counts = np.zeros((xyxy.shape[0], n_ch), np.int64)
+    integral = np.zeros((H + 1, W + 1), np.int32)
+    for k in np.flatnonzero(np.bincount(ch.ravel(), minlength=n_ch)):
+        integral[1:, 1:] = (ch == k).cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
+        counts[:, k] = integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]
     tot = counts.sum(1, keepdims=True)
     out = np.zeros(counts.shape, np.float64)
     out[:, -1] = 1.0
