@@ -13,7 +13,7 @@ import click
 
 from pipeline.errors import BadInputError, ObjectError
 from pipeline.meta import part_names
-from stages.parallel import jobs_option, map_categories
+from stages.parallel import effective_jobs, jobs_option, map_categories
 from stages.config import ConfigError, PipelineConfig, load_config, section_digest
 from stages.keys import STAGES, KeyResolver
 from stages.runner import StageContext, StageReport
@@ -247,11 +247,9 @@ def run_object_stage(
     The configuration is validated (and ``preflight(config, device)`` loads any model
     weights) before any object or store is touched. ``resources``: dask worker resources per
     task (``{"GPU": 1}``) or a function of the StageContext returning them. Categories run
-    ``jobs`` at a time in worker processes (one only on a dask cluster, which parallelises
-    objects itself).
+    ``jobs`` at a time in worker processes (one at a time with a dask scheduler, which
+    parallelises objects itself, or on a GPU).
     """
-    from stages.scheduling import is_distributed
-
     cfg = load_params(params_path)
     # Only a stage that runs a model (a preflight, and uses_model(config) when given) pays for
     # importing torch to look for a GPU (~2-4 s); the simulated detector and SAM do not.
@@ -260,42 +258,32 @@ def run_object_stage(
     cats = resolve_categories(cfg, categories)
     if preflight is not None:
         preflight(cfg, dev)
-    if is_distributed(scheduler) or scheduler in ("threads", "processes"):
-        jobs = 1
-    job = _CategoryJob(stage, work, cache, cfg, dev, objects, splits, runtime, scheduler, force, resources, lock_timeout, extra)
-    results = map_categories(job, cats, jobs)
+    results = map_categories(_run_category, cats, effective_jobs(jobs, scheduler, dev), stage, work, cache, cfg, dev, objects, splits,
+                             runtime, scheduler, force, resources, lock_timeout, extra)
     reports = [r for r, _ in results if r is not None]
     problems = [p for _, p in results if p is not None]
     finish(reports, problems, keep_going)
     return reports
 
 
-class _CategoryJob:
-    """One category of a per-object stage (picklable: it travels to ``--jobs`` workers)."""
+def _run_category(category: str, stage: str, work: Callable, cache: str, cfg: PipelineConfig, device: str, objects: str | None,
+                  splits: tuple[str, ...] | None, runtime: dict[str, Any] | None, scheduler: str, force: bool, resources: Any,
+                  lock_timeout: float, extra: Callable[[StageContext], Callable[[str, str], Any]] | None) -> tuple[StageReport | None, str | None]:
+    """One category of a per-object stage: (report, None) or (None, problem); runs in a --jobs worker too."""
+    from pipeline.meta import register_part_names
+    from stages.runner import run_stage
 
-    def __init__(self, stage: str, work: Callable, cache: str, cfg: PipelineConfig, device: str, objects: str | None,
-                 splits: tuple[str, ...] | None, runtime: dict[str, Any] | None, scheduler: str, force: bool, resources: Any,
-                 lock_timeout: float, extra: Callable[[StageContext], Callable[[str, str], Any]] | None):
-        self.stage, self.work, self.cache, self.cfg, self.device = stage, work, cache, cfg, device
-        self.objects, self.splits, self.runtime, self.scheduler, self.force = objects, splits, runtime, scheduler, force
-        self.resources, self.lock_timeout, self.extra = resources, lock_timeout, extra
-
-    def __call__(self, category: str) -> tuple[StageReport | None, str | None]:
-        from pipeline.meta import register_part_names
-        from stages.runner import run_stage
-
-        register_part_names(self.cfg.data.part_names)  # a worker process starts without them
-        stage, objects, splits = self.stage, self.objects, self.splits
-        try:
-            ids = select_objects(self.cache, category, objects, splits)
-        except ObjectError as exc:
-            return None, f"[{stage}] {category}: {exc}"
-        if not ids:
-            what = f"--objects {objects!r} matched no" if objects else "no"
-            return None, f"[{stage}] {category}: {what} ingested object{'' if splits is None else ' in splits ' + ','.join(splits)} (run `partstad ingest` first?)"
-        ctx = make_context(stage, category, self.cache, self.cfg, self.device, self.runtime)
-        try:
-            return run_stage(ctx, ids, self.work, keys=key_resolver(ctx, self.extra(ctx) if self.extra else None), scheduler=self.scheduler,
-                             force=self.force, resources=self.resources, lock_timeout=self.lock_timeout), None
-        except (StoreBusyError, StoreCorruptError) as exc:
-            return None, f"[{stage}] {category}: {exc}"
+    register_part_names(cfg.data.part_names)  # a worker process starts without them
+    try:
+        ids = select_objects(cache, category, objects, splits)
+    except ObjectError as exc:
+        return None, f"[{stage}] {category}: {exc}"
+    if not ids:
+        what = f"--objects {objects!r} matched no" if objects else "no"
+        return None, f"[{stage}] {category}: {what} ingested object{'' if splits is None else ' in splits ' + ','.join(splits)} (run `partstad ingest` first?)"
+    ctx = make_context(stage, category, cache, cfg, device, runtime)
+    try:
+        return run_stage(ctx, ids, work, keys=key_resolver(ctx, extra(ctx) if extra else None), scheduler=scheduler,
+                         force=force, resources=resources, lock_timeout=lock_timeout), None
+    except (StoreBusyError, StoreCorruptError) as exc:
+        return None, f"[{stage}] {category}: {exc}"

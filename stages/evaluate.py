@@ -27,7 +27,7 @@ from pipeline.errors import BadInputError
 from pipeline.meta import part_names, small_part_mask
 from stages.common import finish, keep_going_options, key_resolver, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
 from stages.config import PipelineConfig, config_hash
-from stages.parallel import jobs_option, map_categories
+from stages.parallel import effective_jobs, jobs_option, map_categories
 from stages.keys import files_digest
 from stages.lifted_io import read_lifted
 from stages.provenance import object_sources, provenance as provenance_record, run_components
@@ -246,9 +246,7 @@ def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects:
         raise click.BadParameter(f"unknown split(s) {', '.join(bad)} (fewshot, val, test)", param_hint="--splits")
     dev = resolve_device(device)
     cats = resolve_categories(cfg, categories)
-    if scheduler != "sync":
-        jobs = "1"
-    results = map_categories(_evaluate_one, cats, 1 if dev != "cpu" else jobs, cfg, cache, dev, objects, split_list, models_root, metrics_root,
+    results = map_categories(_evaluate_one, cats, effective_jobs(jobs, scheduler, dev), cfg, cache, dev, objects, split_list, models_root, metrics_root,
                              scheduler, force, lock_timeout)
     reports = [r for r, _ in results if r is not None]
     problems = [p for _, ps in results for p in ps]

@@ -42,6 +42,13 @@ def resolve_jobs(jobs: str | int, n_items: int) -> int:
     return max(1, min(want, n_items))
 
 
+def effective_jobs(jobs: str | int, scheduler: str = "sync", device: str = "cpu") -> str | int:
+    """``jobs``, or 1 where parallel categories would compete for one resource: a dask
+    scheduler other than ``sync`` already spreads objects over workers, and a GPU is one
+    device that every category's model would load onto."""
+    return jobs if scheduler == "sync" and device == "cpu" else 1
+
+
 def map_categories(fn: Callable[..., Any], categories: Sequence[str], jobs: str | int, *args: Any) -> list[Any]:
     """``[fn(category, *args) for category in categories]``, on ``jobs`` worker processes.
 

@@ -291,7 +291,7 @@ class CategoryStore:
             return None
         try:
             if self.is_local:
-                attrs = self._zip_metadata(object_id)[0]
+                attrs = self._zip_attrs(object_id)
             else:
                 import zarr
 
@@ -301,6 +301,11 @@ class CategoryStore:
         if not attrs.get(COMPLETE_ATTR, False):
             return None
         return attrs.get(FINGERPRINT_ATTR)
+
+    def _zip_attrs(self, object_id: str) -> dict[str, Any]:
+        """The object's group attributes, read from its zip with zipfile + json (no zarr)."""
+        with zipfile.ZipFile(self.object_file(object_id)) as zf:
+            return dict(json.loads(zf.read("zarr.json")).get("attributes") or {})
 
     def _zip_metadata(self, object_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], set[str]]:
         """(group attrs, array name -> its metadata, zip member names), read with zipfile + json."""
@@ -503,7 +508,7 @@ class CategoryStore:
             path = self.object_file(object_id)
             if path.is_file():
                 try:
-                    return self._zip_metadata(object_id)[0]
+                    return self._zip_attrs(object_id)
                 except Exception:  # noqa: BLE001 - let the zarr path name the problem
                     pass
         return dict(self._object_group(object_id).attrs)

@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.errors import ObjectError
 from stages.common import StageFailed, finish, keep_going_options, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
 from stages.config import PipelineConfig, TrainConfig, config_hash
-from stages.parallel import jobs_option, map_categories
+from stages.parallel import effective_jobs, jobs_option, map_categories
 from stages.train_io import prepare_object
 from stages.runner import StageContext
 from stages.store import StoreBusyError, atomic_write_text, replace_dir, store_lock
@@ -178,8 +178,7 @@ def train(params_path: str, cache: str, categories: tuple[str, ...], device: str
     problems: list[str] = []
     n_skipped = 0
     cats = resolve_categories(cfg, categories)
-    # A GPU is shared by all categories: train them one at a time there.
-    results = map_categories(_train_one, cats, 1 if dev != "cpu" else jobs, cfg, cache, dev, models_root, metrics_root, plots_root, lock_timeout)
+    results = map_categories(_train_one, cats, effective_jobs(jobs, device=dev), cfg, cache, dev, models_root, metrics_root, plots_root, lock_timeout)
     for summary, problem in results:
         if problem is not None:
             problems.append(problem)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.parallel import resolve_jobs
+from stages.parallel import effective_jobs, resolve_jobs
 from tests.object_zip import chunk_members, edit_member, object_zip
 
 CATS = ["Chair", "Bottle"]
@@ -23,6 +23,12 @@ def digest_tree(root: Path) -> dict[str, str]:
 def test_resolve_jobs_never_exceeds_categories_or_goes_below_one():
     assert resolve_jobs("3", 2) == 2 and resolve_jobs("1", 6) == 1 and resolve_jobs("auto", 0) == 1
     assert 1 <= resolve_jobs("auto", 6) <= 6
+
+
+def test_jobs_fall_back_to_one_on_a_dask_scheduler_or_a_gpu():
+    assert effective_jobs("auto") == "auto" and effective_jobs("2", "sync", "cpu") == "2"
+    assert effective_jobs("2", "local:2") == 1 and effective_jobs("auto", "threads") == 1
+    assert effective_jobs("2", "sync", "cuda") == 1
 
 
 def test_two_jobs_write_the_same_bytes_and_report_every_category(tmp_path, run, write_params):
