@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline import portable as pm
+
 #: (elevation°, azimuth°) of the 10 views, in view-id order (SPEC §2.2).
 PAPER_VIEWS: tuple[tuple[float, float], ...] = (
     (10.0, 0.0), (10.0, 90.0), (10.0, 180.0), (10.0, 270.0),
@@ -81,7 +83,7 @@ def camera_centres(views, distance: float = 2.2) -> np.ndarray:
     """C = d·(cos e·sin a, sin e, cos e·cos a) for each (elev, azim) in degrees (SPEC §2.2)."""
     va = np.asarray(views, dtype=np.float64).reshape(-1, 2)
     e, a = np.deg2rad(va[:, 0]), np.deg2rad(va[:, 1])
-    return distance * np.stack([np.cos(e) * np.sin(a), np.sin(e), np.cos(e) * np.cos(a)], axis=-1)
+    return distance * np.stack([pm.cos(e) * pm.sin(a), pm.sin(e), pm.cos(e) * pm.cos(a)], axis=-1)
 
 
 def make_cameras(
@@ -98,26 +100,26 @@ def make_cameras(
         raise ValueError(f"distance must be positive, got {distance}")
     h, w = _image_hw(image_size)
     centres = camera_centres(views_t, distance)
-    z_axis = -centres / np.linalg.norm(centres, axis=1, keepdims=True)
+    z_axis = -centres / pm.norm(centres, axis=1, keepdims=True)
     up = np.broadcast_to(np.array([0.0, 1.0, 0.0]), z_axis.shape)
     x_axis = np.cross(up, z_axis)
-    nx = np.linalg.norm(x_axis, axis=1, keepdims=True)
+    nx = pm.norm(x_axis, axis=1, keepdims=True)
     # PyTorch3D replaces a degenerate x axis (camera straight above/below) by the one
     # computed with up = +Z-ish; mimic it with a fixed fallback so that poles still work.
     degenerate = nx[:, 0] < 1e-5
     if degenerate.any():
         alt = np.cross(np.broadcast_to(np.array([0.0, 0.0, 1.0]), z_axis.shape), z_axis)
         x_axis = np.where(degenerate[:, None], alt, x_axis)
-        nx = np.linalg.norm(x_axis, axis=1, keepdims=True)
+        nx = pm.norm(x_axis, axis=1, keepdims=True)
     x_axis = x_axis / nx
     y_axis = np.cross(z_axis, x_axis)
 
     rot = np.stack([-x_axis, -y_axis, z_axis], axis=1)  # rows = OpenCV camera axes in world
     w2c = np.tile(np.eye(4), (len(views_t), 1, 1))
     w2c[:, :3, :3] = rot
-    w2c[:, :3, 3] = -np.einsum("vij,vj->vi", rot, centres)
+    w2c[:, :3, 3] = -pm.rowdot(rot, centres[:, None, :])
 
-    f = (min(h, w) / 2.0) / np.tan(np.deg2rad(fov_deg) / 2.0)
+    f = (min(h, w) / 2.0) / pm.tan(np.deg2rad(fov_deg) / 2.0)
     K = np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]])
     return Cameras(K=K, world_to_cam=w2c, image_size=(h, w), views=views_t,
                    centres=centres, directions=z_axis.copy())

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from pipeline import portable as pm
+
 BACKENDS = ("auto", "greedy", "cutpursuit")
 
 
@@ -97,13 +99,14 @@ def estimate_normals(
     cov = np.empty((n, 3, 3), dtype=np.float64)
     for i in range(3):
         for j in range(i, 3):
-            c = np.einsum("nk,nk->n", dw[..., i], d[..., j]) / cnt - m[:, i] * m[:, j]
+            c = np.sum(dw[..., i] * d[..., j], axis=1) / cnt - m[:, i] * m[:, j]
             cov[:, i, j] = c
             cov[:, j, i] = c
-    _, vecs = np.linalg.eigh(cov)
-    normals = vecs[:, :, 0]
+    # Jacobi, not LAPACK: rods have two near-equal eigenvalues, where LAPACK's axis depends on
+    # the CPU's kernels (pipeline/portable.py)
+    normals = pm.smallest_eigenvectors(cov)
     centred = p - p.mean(axis=0)
-    flip = np.einsum("ni,ni->n", normals, centred) < 0
+    flip = pm.rowdot(normals, centred) < 0
     normals[flip] *= -1.0
     return normals.astype(np.float32)
 
@@ -137,7 +140,7 @@ def edge_weights(src: np.ndarray, dst: np.ndarray, dist: np.ndarray, feat: np.nd
     """SPEC §5.4: w = (1 / (1 + d/mean(d) + ‖f_i − f_j‖/mean‖f − f‖))²."""
     if src.size == 0:
         return np.zeros(0, np.float64)
-    fd = np.linalg.norm(feat[src] - feat[dst], axis=1)
+    fd = pm.norm(feat[src] - feat[dst], axis=1)
     md = dist.mean()
     mf = fd.mean()
     a = dist / md if md > 0 else np.zeros_like(dist)
@@ -189,7 +192,7 @@ class _RegionGraph:
         a, b, cnt = self.a, self.b, self.cnt
         mu = self.means()
         diff = mu[a] - mu[b]
-        cost = (cnt[a] * cnt[b] / (cnt[a] + cnt[b])) * np.einsum("ij,ij->i", diff, diff)
+        cost = (cnt[a] * cnt[b] / (cnt[a] + cnt[b])) * pm.rowdot(diff, diff)
         return reg * self.w - cost
 
     def merge(self, new_id: np.ndarray) -> None:
@@ -283,7 +286,7 @@ def _grow_small(g: _RegionGraph, grow_size: int, max_rounds: int) -> None:
         mu = g.means()
         d = mu[g.a] - mu[g.b]
         contact = g.w / np.minimum(g.cnt[g.a], g.cnt[g.b])
-        partner = _pick_partners(g, -np.einsum("ij,ij->i", d, d) / (_CONTACT_FLOOR + contact), cand)
+        partner = _pick_partners(g, -pm.rowdot(d, d) / (_CONTACT_FLOOR + contact), cand)
         pickers = np.flatnonzero(small & (partner >= 0))
         if pickers.size == 0:
             return

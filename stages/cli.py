@@ -10,6 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
+from stages.cpu_numerics import PINNED_COMMANDS, pin_portable_torch_numerics
+
 #: verb -> (module, function, one-line help shown by `partstad --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "ingest": ("stages.ingest", "ingest", "Read (or generate) labelled point clouds into the cache."),
@@ -41,6 +43,8 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
+        if name in PINNED_COMMANDS:
+            pin_portable_torch_numerics()
         return getattr(importlib.import_module(module), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline import portable as pm
+
 Geom = tuple[np.ndarray, np.ndarray]  # (V,3) float64, (F,3) int64
 
 
@@ -24,25 +26,25 @@ def concat(*geoms: Geom) -> Geom:
 def transform(g: Geom, rot: np.ndarray | None = None, shift=(0.0, 0.0, 0.0)) -> Geom:
     v, f = g
     if rot is not None:
-        v = v @ np.asarray(rot, np.float64).T
+        v = pm.rotate(v, rot)
     return v + np.asarray(shift, np.float64), f
 
 
 def rot_x(deg: float) -> np.ndarray:
     a = np.radians(deg)
-    c, s = np.cos(a), np.sin(a)
+    c, s = pm.cos(a), pm.sin(a)
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
 def rot_y(deg: float) -> np.ndarray:
     a = np.radians(deg)
-    c, s = np.cos(a), np.sin(a)
+    c, s = pm.cos(a), pm.sin(a)
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
 def rot_z(deg: float) -> np.ndarray:
     a = np.radians(deg)
-    c, s = np.cos(a), np.sin(a)
+    c, s = pm.cos(a), pm.sin(a)
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
 
@@ -65,18 +67,18 @@ def box(size, centre=(0.0, 0.0, 0.0), rot: np.ndarray | None = None, drop_sides:
         keep = [i for i in range(12) if order[i // 2] not in drop_sides]
         f = f[keep]
     if rot is not None:
-        v = v @ np.asarray(rot).T
+        v = pm.rotate(v, rot)
     return v + np.asarray(centre, np.float64), f.copy()
 
 
 def _frame(axis: np.ndarray, up_hint=(0.0, 1.0, 0.0)) -> np.ndarray:
     """Rotation whose third column is `axis` (unit)."""
-    z = axis / np.linalg.norm(axis)
+    z = axis / pm.norm(axis)
     up = np.asarray(up_hint, np.float64)
-    if abs(np.dot(up, z)) > 0.95:
+    if abs(pm.rowdot(up, z)) > 0.95:
         up = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 0.0, 1.0])
     x = np.cross(up, z)
-    x /= np.linalg.norm(x)
+    x /= pm.norm(x)
     y = np.cross(z, x)
     return np.stack([x, y, z], axis=1)
 
@@ -86,9 +88,9 @@ def beam(p0, p1, w: float, h: float, up_hint=(0.0, 1.0, 0.0), drop_ends: tuple[b
     (an end that butts against another part is hidden)."""
     p0, p1 = np.asarray(p0, np.float64), np.asarray(p1, np.float64)
     d = p1 - p0
-    length = float(np.linalg.norm(d))
+    length = float(pm.norm(d))
     v, f = box((w, h, length), drop_sides=tuple(s for s, drop in zip(("-z", "+z"), drop_ends) if drop))
-    return v @ _frame(d, up_hint).T + (p0 + p1) / 2, f
+    return pm.rotate(v, _frame(d, up_hint)) + (p0 + p1) / 2, f
 
 
 def lathe(profile, sections: int = 24, cap_start: bool = True, cap_end: bool = True) -> Geom:
@@ -96,7 +98,7 @@ def lathe(profile, sections: int = 24, cap_start: bool = True, cap_end: bool = T
     prof = np.asarray(profile, np.float64)
     m, k = len(prof), int(sections)
     th = np.linspace(0, 2 * np.pi, k, endpoint=False)
-    c, s = np.cos(th), np.sin(th)
+    c, s = pm.cos(th), pm.sin(th)
     v = np.empty((m * k, 3))
     v[:, 0] = (prof[:, :1] * c).ravel()
     v[:, 1] = np.repeat(prof[:, 1], k)
@@ -122,27 +124,27 @@ def cylinder(r: float, p0, p1, sections: int = 16, caps: bool | tuple[bool, bool
     """Cylinder of radius r between points p0 and p1; `caps` for both ends or (at p0, at p1)."""
     p0, p1 = np.asarray(p0, np.float64), np.asarray(p1, np.float64)
     d = p1 - p0
-    length = float(np.linalg.norm(d))
+    length = float(pm.norm(d))
     c0, c1 = (caps, caps) if isinstance(caps, bool) else caps
     v, f = lathe([(r, 0.0), (r, length)], sections, c0, c1)
     # lathe axis is +Y; map +Y to the segment direction
     rot = _frame(d)  # columns x, y, z with z = axis
     rot = rot[:, [0, 2, 1]]  # local y -> axis
-    return v @ rot.T + p0, f
+    return pm.rotate(v, rot) + p0, f
 
 
 def frustum(r0: float, r1: float, p0, p1, sections: int = 16, caps: bool = True) -> Geom:
     """Truncated cone from radius r0 at p0 to r1 at p1."""
     p0, p1 = np.asarray(p0, np.float64), np.asarray(p1, np.float64)
     d = p1 - p0
-    v, f = lathe([(r0, 0.0), (r1, float(np.linalg.norm(d)))], sections, caps, caps)
+    v, f = lathe([(r0, 0.0), (r1, float(pm.norm(d)))], sections, caps, caps)
     rot = _frame(d)[:, [0, 2, 1]]
-    return v @ rot.T + p0, f
+    return pm.rotate(v, rot) + p0, f
 
 
 def sphere(r: float, centre=(0.0, 0.0, 0.0), rings: int = 8, sections: int = 12, scale=(1.0, 1.0, 1.0)) -> Geom:
     t = np.linspace(-np.pi / 2, np.pi / 2, rings + 1)
-    v, f = lathe(np.stack([r * np.cos(t), r * np.sin(t)], 1), sections, False, False)
+    v, f = lathe(np.stack([r * pm.cos(t), r * pm.sin(t)], 1), sections, False, False)
     return v * np.asarray(scale) + np.asarray(centre, np.float64), f
 
 
@@ -152,17 +154,17 @@ def tube(path, radius, sections: int = 10, caps: bool = True) -> Geom:
     m, k = len(p), int(sections)
     r = np.broadcast_to(np.asarray(radius, np.float64), (m,))
     t = np.gradient(p, axis=0)
-    t /= np.linalg.norm(t, axis=1, keepdims=True) + 1e-12
+    t /= pm.norm(t, axis=1, keepdims=True) + 1e-12
     n = np.zeros_like(p)
     n0 = _frame(t[0])[:, 0]
     n[0] = n0
     for i in range(1, m):
-        v = n[i - 1] - np.dot(n[i - 1], t[i]) * t[i]
-        nv = np.linalg.norm(v)
+        v = n[i - 1] - pm.rowdot(n[i - 1], t[i]) * t[i]
+        nv = pm.norm(v)
         n[i] = v / nv if nv > 1e-9 else _frame(t[i])[:, 0]
     b = np.cross(t, n)
     th = np.linspace(0, 2 * np.pi, k, endpoint=False)
-    ring = np.cos(th)[None, :, None] * n[:, None] + np.sin(th)[None, :, None] * b[:, None]
+    ring = pm.cos(th)[None, :, None] * n[:, None] + pm.sin(th)[None, :, None] * b[:, None]
     v = (p[:, None] + r[:, None, None] * ring).reshape(-1, 3)
     i, j = np.meshgrid(np.arange(m - 1), np.arange(k), indexing="ij")
     a = (i * k + j).ravel()
@@ -185,7 +187,7 @@ def arc(centre, radius: float, a0: float, a1: float, plane: str = "xy", n: int =
     """Points on a circular arc (degrees) in the given axis plane around `centre`."""
     a = np.radians(np.linspace(a0, a1, n))
     c = np.asarray(centre, np.float64)
-    u, v = radius * np.cos(a), radius * np.sin(a)
+    u, v = radius * pm.cos(a), radius * pm.sin(a)
     out = np.tile(c, (n, 1))
     ax = {"xy": (0, 1), "zy": (2, 1), "xz": (0, 2)}[plane]
     out[:, ax[0]] += u

@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.data.cloud import LabelledCloud, make_cloud
 from pipeline.data.ids import id_sort_key, validate_object_id
-from pipeline.data.sampling import sample_triangles
+from pipeline.data.sampling import barycentric_combine, sample_triangles
 from pipeline.errors import BadInputError
 from pipeline.meta import PARTNETE_PARTS, part_names
 
@@ -237,7 +237,7 @@ def _visual_colours(mesh: Any, face: np.ndarray, bary: np.ndarray) -> np.ndarray
             uv = getattr(vis, "uv", None)
             if img is not None and uv is not None and len(uv) == len(mesh.vertices):
                 fuv = np.asarray(uv, np.float64)[mesh.faces[face]]  # (n,3,2)
-                puv = np.einsum("nk,nkd->nd", bary, fuv)
+                puv = barycentric_combine(bary, fuv)
                 tex = uv_to_color(puv % 1.0, img)[:, :3].astype(np.float64)
                 return np.clip(tex * base / 255.0, 0, 255).astype(np.uint8)
             return np.tile(base.astype(np.uint8), (n, 1))
@@ -245,7 +245,7 @@ def _visual_colours(mesh: Any, face: np.ndarray, bary: np.ndarray) -> np.ndarray
             return np.asarray(vis.face_colors)[face, :3].astype(np.uint8)
         if vis.kind == "vertex":
             vc = np.asarray(vis.vertex_colors, np.float64)[mesh.faces[face], :3]
-            return np.clip(np.einsum("nk,nkd->nd", bary, vc), 0, 255).astype(np.uint8)
+            return np.clip(barycentric_combine(bary, vc), 0, 255).astype(np.uint8)
     except Exception:  # noqa: BLE001 - a broken texture must not lose the geometry
         pass
     return np.full((n, 3), GREY, np.uint8)

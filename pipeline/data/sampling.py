@@ -10,6 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 
+def barycentric_combine(bary: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """Σ_k bary[n,k]·corners[n,k,:] with products and sums as separate steps, so the result
+    is the same on every CPU (einsum may fuse multiply-adds; see pipeline/portable.py)."""
+    bary = np.asarray(bary, dtype=np.float64)
+    corners = np.asarray(corners, dtype=np.float64)
+    out = bary[:, 0, None] * corners[:, 0]
+    for k in range(1, bary.shape[1]):
+        out = out + bary[:, k, None] * corners[:, k]
+    return out
+
+
 def triangle_areas(tris: np.ndarray) -> np.ndarray:
     """(F,3,3) triangles -> (F,) areas."""
     tris = np.asarray(tris, dtype=np.float64)
@@ -45,5 +56,5 @@ def sample_triangles(
     r1 = np.sqrt(rng.random(n))
     r2 = rng.random(n)
     bary = np.stack([1.0 - r1, r1 * (1.0 - r2), r1 * r2], axis=1)
-    pts = np.einsum("nk,nkd->nd", bary, tris[face])
+    pts = barycentric_combine(bary, tris[face])
     return pts, face.astype(np.int64), bary

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from pipeline import portable as pm
 from pipeline.data import _shapes as S
 from pipeline.data.cloud import LabelledCloud, make_cloud
 from pipeline.data.sampling import sample_triangles
@@ -38,7 +39,7 @@ SYNTHETIC_CATEGORIES: tuple[str, ...] = ("Bottle", "Chair", "Kettle", "Lamp", "S
 #: still drawn by a few dozen points in a 20k-point cloud.
 SMALL_PART_DENSITY = 2.5
 MIN_INSTANCE_POINTS = 40
-_LIGHT = np.array([0.35, 0.8, 0.5]) / np.linalg.norm([0.35, 0.8, 0.5])
+_LIGHT = np.array([0.35, 0.8, 0.5]) / pm.norm(np.array([0.35, 0.8, 0.5]))
 
 
 # one builder per category, each in its own module of pipeline.data.synthetic_shapes
@@ -125,8 +126,8 @@ def generate_shape(category: str, index: int, n_points: int = 20000, seed: int =
     po = owner[face]
     # baked lighting from the face normal (two-sided: thin shells have no outside)
     e = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
-    nrm = e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-12)
-    shade = 0.6 + 0.4 * np.abs(nrm[face] @ _LIGHT)
+    nrm = e / (pm.norm(e, axis=1, keepdims=True) + 1e-12)
+    shade = 0.6 + 0.4 * np.abs(pm.rowdot(nrm[face], _LIGHT))
     base = np.array([p.mat.rgb for p in parts])[po]
     col = base * shade[:, None]
     grain_amp = np.array([p.mat.grain for p in parts])[po]
@@ -134,7 +135,7 @@ def generate_shape(category: str, index: int, n_points: int = 20000, seed: int =
         gdir = np.array([p.mat.grain_dir for p in parts])[po]
         gfreq = np.array([p.mat.grain_freq for p in parts])[po]
         phase = np.sum(pts * gdir, axis=1) * gfreq * 2 * np.pi
-        col *= (1 + grain_amp * np.sin(phase + 0.8 * np.sin(phase * 0.37)))[:, None]
+        col *= (1 + grain_amp * pm.sin(phase + 0.8 * pm.sin(phase * 0.37)))[:, None]
     noise = np.array([p.mat.noise for p in parts])[po]
     col += rng.normal(size=col.shape) * noise[:, None]
     rgb = np.clip(np.rint(col), 0, 255).astype(np.uint8)

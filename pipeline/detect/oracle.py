@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline import portable as pm
 from pipeline.boxes import box_iou_matrix as box_iou_np
 
 from .oracle_params import OracleDetectorParams
@@ -200,7 +201,7 @@ class OracleDetector:
 
         # 1. true positives
         area_frac = vi.area / max(vi.sil_area, 1)
-        p = prm.p_max * (1.0 - np.exp(-area_frac / prm.area_scale))
+        p = prm.p_max * (1.0 - pm.exp(-area_frac / prm.area_scale))
         hit = rng.random(p.shape[0]) < p
         tp_idx = np.flatnonzero(hit)
         tp_box = _jitter(rng, vi.xyxy[tp_idx].astype(np.float64), prm.jitter)
@@ -290,7 +291,8 @@ class OracleDetector:
         a0 = o0 + 1
         desc[:, a0 : a0 + prm.max_parts + 2] = a * appearance + (1.0 - a) * app_rand
         desc[:, -1] = 1.0
-        feat = desc @ self._proj + prm.feat_noise * rng.standard_normal((B, prm.feat_dim)).astype(np.float32)
+        # float64 in a fixed order, rounded once: the same bits on every CPU (BLAS sgemm is not)
+        feat = pm.matmul(desc, self._proj) + prm.feat_noise * rng.standard_normal((B, prm.feat_dim))
 
         # keep, sort by score, cap per view
         keep = np.flatnonzero(ok)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline import portable as pm
 from pipeline.data import _shapes as S
 from pipeline.data.synthetic_shapes.common import _material, _Part, _pick, _u
 
@@ -18,7 +19,7 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
     waist = _u(rng, 0.0, 0.15) if rng.random() < 0.4 else 0.0
     prof = [(0.0, 0.0), (R * 0.92, 0.0), (R, R * 0.08), (R * (1 - waist), Hb * 0.5), (R, Hb * 0.85), (R, Hb)]
     for t in np.linspace(0, 1, 6)[1:]:
-        prof.append((rn + (R - rn) * np.cos(t * np.pi / 2), Hb + sh * np.sin(t * np.pi / 2)))
+        prof.append((rn + (R - rn) * pm.cos(t * np.pi / 2), Hb + sh * pm.sin(t * np.pi / 2)))
     ytop = Hb + sh + neck
     body_m = _material(rng, _pick(rng, {"glass": 0.5, "plastic": 0.5}))
     lid_m = body_m if rng.random() < 0.15 else _material(rng, _pick(rng, {"plastic": 0.7, "metal": 0.3}))

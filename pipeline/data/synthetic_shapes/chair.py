@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline import portable as pm
 from pipeline.data import _shapes as S
 from pipeline.data.synthetic_shapes.common import Material, _hsv, _material, _Part, _pick, _piece, _u
 
@@ -107,7 +108,7 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
         wheel_m = _material(rng, "plastic") if rng.random() < 0.3 else Material("plastic", _hsv(0, 0, _u(rng, 0.08, 0.2)), 3.0)
         for k in range(n_legs):
             a = np.radians(phase + k * 360 / n_legs)
-            d = np.array([np.cos(a), 0.0, np.sin(a)])
+            d = np.array([pm.cos(a), 0.0, pm.sin(a)])
             perp = np.array([-d[2], 0.0, d[0]])
             r0 = np.sqrt(max(hub_r ** 2 - (lw / 2) ** 2, 1e-6)) - 0.002  # the inner end is just inside the hub
             leg = S.beam(d * r0 + (0, hub_y, 0), d * L + (0, tip_y + lh / 2, 0), lw, lh, drop_ends=(True, False))
@@ -130,5 +131,5 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
 
 def _stretcher(a: np.ndarray, b: np.ndarray, lt: float) -> S.Geom:
     """A bar between two legs of width lt, from surface to surface (ends hidden)."""
-    d = (b - a) / np.linalg.norm(b - a)
+    d = (b - a) / pm.norm(b - a)
     return S.beam(a + d * lt / 2, b - d * lt / 2, lt * 0.6, lt * 0.6, drop_ends=(True, True))

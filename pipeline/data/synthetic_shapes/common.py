@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline import portable as pm
 from pipeline.data import _shapes as S
 
 
@@ -34,7 +35,7 @@ def _material(rng: np.random.Generator, kind: str) -> Material:
         d = rng.normal(size=3)
         d[1] *= 0.3
         return Material("wood", tuple(np.clip(base, 0, 255)), 5.0, rng.uniform(0.04, 0.1),
-                        rng.uniform(25, 70), tuple(d / np.linalg.norm(d)))
+                        rng.uniform(25, 70), tuple(d / pm.norm(d)))
     if kind == "metal":
         sub = rng.choice(["steel", "dark", "brass", "black", "chrome"], p=[0.35, 0.2, 0.1, 0.2, 0.15])
         rgb = {"steel": _hsv(0.6, rng.uniform(0, 0.08), rng.uniform(0.62, 0.82)),
@@ -77,7 +78,7 @@ def _piece(rng: np.random.Generator, m: Material) -> Material:
         d = rng.normal(size=3)
         d[1] *= 0.3
         return Material("wood", tuple(np.clip(base, 0, 255)), m.noise, rng.uniform(0.04, 0.1), rng.uniform(25, 70),
-                        tuple(d / np.linalg.norm(d)))
+                        tuple(d / pm.norm(d)))
     base = np.asarray(m.rgb) * rng.uniform(0.93, 1.07) + rng.uniform(-4, 4, 3)
     return Material(m.kind, tuple(np.clip(base, 0, 255)), m.noise, m.grain, m.grain_freq, m.grain_dir)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline import portable as pm
 from pipeline.data import _shapes as S
 from pipeline.data.synthetic_shapes.common import _material, _Part, _pick, _piece, _u
 
@@ -26,12 +27,12 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
     ys = np.linspace(0, 1, 11)
     if shape == "bulb":
         top = _u(rng, 0.45, 0.7)
-        rr = 0.88 + 0.12 * np.sin(np.clip(ys / 0.35, 0, 1) * np.pi / 2)
-        rr = np.where(ys > 0.35, 1 - (1 - top) * (np.clip(ys - 0.35, 0, None) / 0.65) ** 1.6, rr)
+        rr = 0.88 + 0.12 * pm.sin(np.clip(ys / 0.35, 0, 1) * np.pi / 2)
+        rr = np.where(ys > 0.35, 1 - (1 - top) * pm.power(np.clip(ys - 0.35, 0, None) / 0.65, 1.6), rr)
     elif shape == "cyl":
         rr = 1 - (1 - _u(rng, 0.8, 0.95)) * ys
     else:
-        rr = 1 - (1 - _u(rng, 0.45, 0.6)) * ys ** 0.9
+        rr = 1 - (1 - _u(rng, 0.45, 0.6)) * pm.power(ys, 0.9)
     base_h = _u(rng, 0.015, 0.025) if rng.random() < 0.35 else 0.0
     prof = [(0.0, base_h)] + [(R * r, base_h + Hk * y) for r, y in zip(rr, ys)]
     Rt = R * rr[-1]
@@ -61,7 +62,7 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
     dome = _u(rng, 0.01, 0.04)
     t = np.linspace(0, 1, 6)
     lid_prof = [(rl + lip, y0), (rl + lip, y0 + rim_h)]
-    lid_prof += [((rl + lip * 0.3) * np.cos(a * np.pi / 2), y0 + rim_h + dome * np.sin(a * np.pi / 2)) for a in t]
+    lid_prof += [((rl + lip * 0.3) * pm.cos(a * np.pi / 2), y0 + rim_h + dome * pm.sin(a * np.pi / 2)) for a in t]
     kr = _u(rng, 0.01, 0.018)
     u = rng.random()  # the body's exact finish, a separately made piece of it, or another material
     lid_m = body_m if u < 0.25 else _piece(rng, body_m) if u < 0.45 else _material(rng, _pick(rng, {"metal": 1, "plastic": 1.5}))
@@ -80,7 +81,7 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
         yf = ytop + rise * (Rt - zr) / max(Rt - rl, 1e-6) - 0.003
         ah = ylid - yf + 2 * kr + _u(rng, 0.05, 0.11)
         a = np.linspace(0, np.pi, 16)
-        path = np.stack([np.zeros_like(a), yf + ah * np.sin(a), zr * np.cos(a)], 1)
+        path = np.stack([np.zeros_like(a), yf + ah * pm.sin(a), zr * pm.cos(a)], 1)
         handle = S.tube(path, hr, 10)
     parts.append(_Part(handle, "handle", handle_m))
     # spout on +X, rising forward

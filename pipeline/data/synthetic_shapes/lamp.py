@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline import portable as pm
 from pipeline.data import _shapes as S
 from pipeline.data.synthetic_shapes.common import _material, _Part, _pick, _u
 
@@ -33,8 +34,8 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
         l1, l2 = _u(rng, 0.25, 0.4), _u(rng, 0.22, 0.38)
         a1, a2 = np.radians(_u(rng, 70, 85)), np.radians(_u(rng, -25, 15))
         j0 = np.array([-br * 0.4, bh, 0.0])
-        j1 = j0 + l1 * np.array([np.cos(a1), np.sin(a1), 0])
-        j2 = j1 + l2 * np.array([np.cos(a2), np.sin(a2), 0])
+        j1 = j0 + l1 * np.array([pm.cos(a1), pm.sin(a1), 0])
+        j2 = j1 + l2 * np.array([pm.cos(a2), pm.sin(a2), 0])
         body = S.concat(S.cylinder(pr, j0, j1, 10, caps=False), S.cylinder(pr, j1, j2, 10, caps=(False, True)),
                         S.sphere(pr * 1.8, j1, 6, 10), S.cylinder(pr * 1.6, j0, j0 + (0, 0.02, 0), 10, caps=(False, True)))
         parts.append(_Part(body, "body", body_m))
@@ -43,7 +44,7 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
         tilt = _u(rng, -15, 15)
         shade = S.transform(_shell(rb, rt, -sh, 0.0, 0.003), S.rot_z(tilt), j2)
         parts.append(_Part(shade, "shade", _material(rng, _pick(rng, {"metal": 0.6, "plastic": 0.4}))))
-        axis = S.rot_z(tilt) @ np.array([0.0, -1.0, 0.0])
+        axis = pm.rotate(np.array([0.0, -1.0, 0.0]), S.rot_z(tilt))
         c = j2 + axis * (sh - bulb_r * _u(rng, 0.3, 1.0))
         parts.append(_Part(S.sphere(bulb_r, c, 8, 12), "bulb", bulb_m))
         return parts
@@ -54,7 +55,7 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
         vr, vh = _u(rng, 0.05, 0.09), (yb - bh) * _u(rng, 0.6, 0.85)
         t = np.linspace(0, 1, 8)
         # no bottom disc (it stands on the base) and an open top (the neck continues it)
-        vprof = [(vr * (0.55 + 0.45 * np.sin(np.pi * (0.15 + 0.8 * x))), bh + vh * x) for x in t] + [(pr, bh + vh)]
+        vprof = [(vr * (0.55 + 0.45 * pm.sin(np.pi * (0.15 + 0.8 * x))), bh + vh * x) for x in t] + [(pr, bh + vh)]
         body = S.concat(S.lathe(vprof, 24, False, False), S.cylinder(pr, (0, bh + vh, 0), (0, yb, 0), 10, caps=False))
     else:  # a pole standing on the base, its top inside the bulb holder
         body = S.cylinder(pr, (0, bh, 0), (0, yb, 0), 12, caps=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline import portable as pm
 from pipeline.data import _shapes as S
 from pipeline.data.synthetic_shapes.common import Material, _hsv, _material, _Part, _pick, _piece, _u
 from pipeline.data.synthetic_shapes.fronts import _column_cells, _fronts, _handle_size
@@ -33,7 +34,7 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
             ph = _u(rng, 0, 360)
             for k in range(n):
                 a = np.radians(ph + 360 * k / n)
-                d = np.array([np.cos(a), 0, np.sin(a)])
+                d = np.array([pm.cos(a), 0, pm.sin(a)])
                 leg = S.cylinder(lt / 2, d * r_bot, d * r_top + (0, H - tt, 0), 10, caps=(True, False))
                 parts.append(_Part(leg, "leg", leg_m))
         return parts
