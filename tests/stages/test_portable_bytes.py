@@ -1,4 +1,4 @@
-"""One input, one answer on every CPU: the simulated chain (ingest → lift) and training run
+"""One input, one answer on every CPU: the simulated chain (ingest → lift), training and evaluation run
 in subprocesses under other torch, NumPy and OpenBLAS kernel levels and thread counts, and
 every cached zip and model file must come out byte for byte the same.
 
@@ -47,12 +47,15 @@ def _run_chain(root: Path, params: Path, env_extra: dict[str, str]) -> Path:
         _partstad([stage, "--params", str(params), "--cache", "cache"], root, env_extra)
     _partstad(["train", "--params", str(params), "--cache", "cache", "--models", "models",
                "--metrics", "metrics", "--plots", "plots"], root, env_extra)
+    _partstad(["evaluate", "--params", str(params), "--cache", "cache", "--models", "models",
+               "--metrics", "metrics"], root, env_extra)
     return root
 
 
 def _files(root: Path) -> dict[str, bytes]:
     out = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.glob("cache/**/*.zip"))}
     out.update({str(p.relative_to(root)): p.read_bytes() for p in sorted(root.glob("models/**/*.safetensors"))})
+    out.update({str(p.relative_to(root)): p.read_bytes() for p in sorted(root.glob("metrics/evaluate/*.json"))})
     return out
 
 
@@ -71,8 +74,8 @@ def test_every_cached_zip_is_byte_identical_under_other_kernels(two_machines):
     native, other = two_machines
     zips = [k for k in native if k.endswith(".zip")]
     stages = {k.split("/")[1] for k in zips}
-    assert stages == set(CHAIN), f"missing stages: {set(CHAIN) - stages}"
-    assert len(zips) == 4 * len(CHAIN)  # 4 objects per stage
+    assert stages == {*CHAIN, "evaluate"}, f"missing stages: {set(CHAIN) - stages}"
+    assert len([k for k in zips if k.split("/")[1] in CHAIN]) == 4 * len(CHAIN)  # 4 objects per stage
     assert sorted(k for k in other if k.endswith(".zip")) == sorted(zips)
     differing = [k for k in zips if native[k] != other[k]]
     assert differing == [], f"{len(differing)} of {len(zips)} zips differ: {differing[:10]}"
@@ -84,3 +87,9 @@ def test_trained_models_are_byte_identical_under_other_kernels(two_machines):
     assert {Path(k).name for k in models} >= {"partstad.safetensors", "partstad_boxes.safetensors"}
     differing = [k for k in models if native[k] != other.get(k)]
     assert differing == [], f"model files differ: {differing}"
+
+
+def test_evaluation_metrics_are_byte_identical_under_other_kernels(two_machines):
+    native, other = two_machines
+    assert "metrics/evaluate/Kettle.json" in native
+    assert native["metrics/evaluate/Kettle.json"] == other["metrics/evaluate/Kettle.json"]
