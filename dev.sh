@@ -2,24 +2,39 @@
 # One entry point for the two set-up commands of the README:
 #   ./dev.sh demo   -> create .venv, install, run the whole pipeline (`dvc repro`) on the synthetic demo
 #   ./dev.sh test   -> create .venv, install, run the test suite
-# Idempotent: the install is skipped when pyproject.toml has not changed since the last one.
+# Both install from requirements.lock (exact versions of every package, CPU torch included;
+# refresh it with tools/lock_deps.sh). Idempotent: the install is skipped when neither
+# pyproject.toml nor requirements.lock has changed since the last one.
 set -euo pipefail
 cd "$(dirname "$0")"
 export DVC_NO_ANALYTICS=1 PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+LOCK=requirements.lock
+# Where the CPU torch wheel comes from when the configured package indexes do not have it.
+TORCH_CPU_INDEX="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
 
 bootstrap() {
   local py="${PYTHON:-python3}"
   if [ ! -x .venv/bin/python ]; then
     "$py" -m venv .venv
   fi
-  local stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+  local stamp=.venv/.installed-$(cat pyproject.toml "$LOCK" | sha1sum | cut -c1-12)
   if [ ! -f "$stamp" ]; then
     # Every install must succeed (set -e + pipefail): a failed install stops here, loudly.
     # sed only drops pip's harmless "Location ... is ignored" notes and always exits 0.
     .venv/bin/pip install -q --upgrade pip 2>&1 | sed '/is ignored/d'
-    # torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
-    .venv/bin/pip install -q "torch==2.13.0" 2>&1 | sed '/is ignored/d'
-    .venv/bin/pip install -q -e ".[test]" 2>&1 | sed '/is ignored/d'
+    # torch first, at the lock's pin (torch==<version>+cpu, the CPU build; an unpinned torch
+    # pulls several GB of CUDA packages). The "+cpu" pin cannot match a CUDA wheel: where
+    # the configured indexes lack it, it fails fast and comes from the PyTorch CPU index.
+    local out
+    if ! out=$(.venv/bin/pip install -q -c "$LOCK" torch 2>&1); then
+      echo "dev.sh: $(grep '^torch==' "$LOCK") is not on the configured package indexes" \
+        "($(printf '%s\n' "$out" | grep -m1 '^ERROR' || true)); trying $TORCH_CPU_INDEX" >&2
+      .venv/bin/pip install -q -c "$LOCK" torch --extra-index-url "$TORCH_CPU_INDEX" 2>&1 | sed '/is ignored/d'
+    else
+      printf '%s\n' "$out" | sed '/is ignored/d; /^$/d'
+    fi
+    # Then this package and its test extras, every version fixed by the lock.
+    .venv/bin/pip install -q -c "$LOCK" -e ".[test]" 2>&1 | sed '/is ignored/d'
     # Every required and test dependency must import (pyrender needs EGL; see STACK.md).
     .venv/bin/python -c "import transformers, torch, zarr, dask, trimesh, pyrender, click, dvc, pydantic, filelock, safetensors; from pipeline.segment.sam import _import_segment_anything; _import_segment_anything()"
     touch "$stamp"
