@@ -39,7 +39,7 @@ METHOD_TITLES: dict[str, str] = {
     "partstad": "PartSTAD",
     "partstad_boxes": "PartSTAD, boxes (no masks)",
     "masks_only": "masks only (no weights)",
-    "auto": "auto (PartSTAD or PartSLIP, picked on validation)",
+    "auto": "auto (best method on validation)",
 }
 """Display names; the order is the column order. Unknown methods follow, sorted."""
 

@@ -8,9 +8,10 @@ masks) and ``masks_only`` (masks without weights). Objects without ground truth 
 predictions only. Metrics (semantic mIoU and instance mAP50, SPEC §8, in percent) go to
 ``metrics/evaluate/<Cat>.json``.
 
-Method ``auto`` (metrics only): per category, PartSTAD or its PartSLIP baseline, whichever
-has the higher semantic mIoU on the labelled validation shapes (ties and categories without
-validation shapes: PartSLIP / PartSTAD, see :func:`auto_choice`). The validation shapes are
+Method ``auto`` (metrics only): per category, whichever of PartSLIP, masks without weights,
+weights on boxes and PartSTAD has the highest semantic mIoU on the labelled validation
+shapes (ties keep the simpler method; without validation shapes PartSTAD, see
+:func:`auto_choice`). The validation shapes are
 therefore always predicted too; ``metrics[...]["auto"]`` says which method was picked and why.
 """
 from __future__ import annotations
@@ -140,19 +141,28 @@ def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]
     return result
 
 
-def auto_choice(ctx: StageContext, val_ids: list[str]) -> dict[str, Any]:
-    """Pick PartSTAD or PartSLIP for this category by validation mIoU (method ``auto``).
+#: methods ``auto`` chooses among, simplest first: a tie on validation keeps the simpler one
+AUTO_CANDIDATES: tuple[str, ...] = ("partslip", "masks_only", "partstad_boxes", "partstad")
 
-    PartSTAD only when it is strictly better than the baseline on the labelled validation
-    shapes: a trained model that does not beat the baseline falls back to it. Without
-    validation shapes there is nothing to compare and PartSTAD is kept (the paper's method).
+
+def auto_choice(ctx: StageContext, val_ids: list[str]) -> dict[str, Any]:
+    """Pick, per category, the method with the highest validation mIoU (method ``auto``).
+
+    Candidates are every method evaluate computed (PartSLIP, masks without weights, weights
+    on boxes, PartSTAD); a later candidate is kept only when strictly better than every
+    simpler one, so a trained model that does not beat a method without training falls back
+    to it. Without labelled validation shapes there is nothing to compare and PartSTAD is
+    kept (the paper's method).
     """
     val = category_metrics(ctx, val_ids) if val_ids else {"methods": {}, "n_test": 0}
-    miou = {m: val["methods"].get(m, {}).get("miou") for m in ("partslip", "partstad")}
-    if val["n_test"] == 0 or None in miou.values():
+    miou = {m: val["methods"][m]["miou"] for m in AUTO_CANDIDATES if val["methods"].get(m, {}).get("miou") is not None}
+    if val["n_test"] == 0 or "partstad" not in miou:
         return {"method": "partstad", "reason": "no labelled validation shape: PartSTAD kept", "val_miou": miou, "n_val": val["n_test"]}
-    pick = "partstad" if miou["partstad"] > miou["partslip"] else "partslip"
-    why = "PartSTAD beats PartSLIP on validation" if pick == "partstad" else "PartSTAD does not beat PartSLIP on validation: fallback"
+    pick = AUTO_CANDIDATES[0] if AUTO_CANDIDATES[0] in miou else next(iter(miou))
+    for m in miou:
+        if miou[m] > miou[pick]:
+            pick = m
+    why = f"highest validation mIoU of {', '.join(miou)} (ties keep the simpler method)"
     return {"method": pick, "reason": why, "val_miou": miou, "n_val": val["n_test"]}
 
 
