@@ -48,3 +48,16 @@ def riou_loss(
             return P.sum() * 0.0
         return (1.0 - riou[present]).mean()
     raise ValueError(f"absent_parts must be 'paper' or 'skip', got {absent_parts!r}")
+
+
+def losses_from_riou(riou: torch.Tensor, present: torch.Tensor, absent_parts: Literal["paper", "skip"] = "paper") -> torch.Tensor:
+    """(n,) L_obj of n objects from their (n, K+1) RIoU and (n, K) GT-present parts, as
+    :func:`riou_loss` does for one (an object with no part counted has loss 0)."""
+    terms = 1.0 - riou[:, 1:]
+    if absent_parts == "paper":
+        return terms.mean(1) if terms.shape[1] else riou.sum(1) * 0.0
+    if absent_parts == "skip":
+        kept = present.to(terms.dtype)
+        n_kept = kept.sum(1)
+        return torch.where(n_kept > 0, (terms * kept).sum(1) / n_kept.clamp_min(1.0), riou.sum(1) * 0.0)
+    raise ValueError(f"absent_parts must be 'paper' or 'skip', got {absent_parts!r}")

@@ -6,9 +6,10 @@ so the same tensors trained on two machines give weights that differ in the last
 and a fresh clone's `dvc repro` would rewrite the committed models and dvc.lock. Before
 torch is imported, the train and evaluate commands ask both libraries for their portable
 path: ``ATEN_CPU_CAPABILITY=default`` (the same kernels on every x86-64 CPU) and
-``MKL_CBWR=COMPATIBLE`` (MKL's conditional numerical reproducibility mode). The weight
-network is tiny, so this costs little (measured in docs/reproducibility.md); the big
-models (SAM, Grounding DINO) keep the fast native kernels. A value the user has set in the
+``MKL_CBWR=COMPATIBLE`` (MKL's conditional numerical reproducibility mode), and the
+weight network runs on one thread (that mode splits sums by thread count). Its matrix
+products run at less than half the native speed (docs/reproducibility.md); the big models
+(SAM, Grounding DINO) keep the fast native kernels. A value the user has set in the
 environment wins, and is recorded like the default.
 
 The cached stages before them (ingest … lift) do not need this: they use no torch in the

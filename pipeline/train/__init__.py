@@ -2,6 +2,9 @@
 
 * :mod:`pipeline.train.objects`: :class:`TrainObject`, one object prepared once for training
   and inference (network inputs, compressed score index, targets).
+* :mod:`pipeline.train.stack`: :class:`ObjectStack`, several prepared objects as one
+  problem (one forward pass, per-object losses and validation mIoU).
+* :mod:`pipeline.train.stacked_grad`: that forward pass and its gradient written out.
 * :mod:`pipeline.train.loop`: :class:`TrainParams`, the training loop and checkpoint
   selection (:func:`train_weight_net`).
 * :mod:`pipeline.train.decode`: probabilities of a trained network and their labels

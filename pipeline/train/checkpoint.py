@@ -1,7 +1,14 @@
-"""Weights on disk: safetensors tensors + string metadata (no pickles, ever)."""
+"""Weights on disk: safetensors tensors + string metadata (no pickles, ever).
+
+Files are byte-identical for identical tensors and metadata: safetensors writes its
+``__metadata__`` from a Rust HashMap (a different key order in every process), which would
+change the file, evaluate's up-to-date keys and DVC's hashes on every retrain. The header is
+therefore rewritten canonically (sorted keys, compact JSON) before the file is written.
+"""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -16,15 +23,33 @@ def load_net(result: TrainResult, tau: float = 10.0, eps: float = 1e-5) -> Weigh
     return WeightNet.from_state_dict(result.state_dict, tau=tau, eps=eps)
 
 
-def save_weights(path: str | Path, result: TrainResult, metadata: dict[str, str] | None = None) -> None:
-    """Write the selected weights and θ_null to a safetensors file (no pickles)."""
-    from safetensors.torch import save_file
+def canonical_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """safetensors bytes that depend only on the tensors' names/values and the metadata's
+    items (not on dict insertion order, nor on the process): sorted, compact JSON header."""
+    from safetensors.torch import save
 
-    tensors = {k: v.contiguous() for k, v in result.state_dict.items()}
+    raw = save({k: tensors[k].contiguous() for k in sorted(tensors)}, metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data section stays 8-byte aligned, as safetensors pads it
+    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
+
+
+def save_weights(path: str | Path, result: TrainResult, metadata: dict[str, str] | None = None) -> None:
+    """Write the selected weights and θ_null to a safetensors file (no pickles), byte-identical
+    for identical tensors and metadata; written beside ``path`` and renamed into place."""
+    tensors = {k: v.detach().cpu() for k, v in result.state_dict.items()}
     tensors["theta_null"] = torch.tensor([result.theta_null], dtype=torch.float32)
     meta = {"best_epoch": str(result.best_epoch), "best_val_miou": json.dumps(result.best_val_miou)}
     meta.update(metadata or {})
-    save_file(tensors, str(path), metadata=meta)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(canonical_safetensors(tensors, meta))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_weights(path: str | Path, tau: float | None = None, eps: float | None = None) -> tuple[WeightNet, float, dict[str, str]]:

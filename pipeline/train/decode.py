@@ -63,6 +63,12 @@ def predict(weight_net: WeightNet, theta_null: float | torch.Tensor, obj: TrainO
     was_training = weight_net.training
     weight_net.eval()
     zn = theta_null if isinstance(theta_null, torch.Tensor) else z_null_value(theta_null)
-    P = forward_object(weight_net, zn, obj).cpu().numpy()
+    # one thread, as in training: MKL's reproducible GEMM splits its sums by thread count
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        P = forward_object(weight_net, zn, obj).cpu().numpy()
+    finally:
+        torch.set_num_threads(threads)
     weight_net.train(was_training)
     return P.astype(np.float32)

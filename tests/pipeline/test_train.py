@@ -1,4 +1,5 @@
 """Training loop, checkpoint selection, inference decoding and ablations (SPEC §7.9-7.11)."""
+import json
 import math
 
 import numpy as np
@@ -9,10 +10,10 @@ from pipeline.lift import lift_object
 from pipeline.metrics import object_miou
 from pipeline.model import WeightNet, z_null_value
 from pipeline.train.ablations import masks_without_weights, unweighted_coverage
-from pipeline.train.checkpoint import load_net, load_weights, save_weights
+from pipeline.train.checkpoint import canonical_safetensors, load_net, load_weights, save_weights
 from pipeline.train.decode import labels_from_probs, labels_without_threshold, predict
 from pipeline.train.decode import sp_miou as _sp_miou
-from pipeline.train.loop import TrainParams, object_loss, train_weight_net, validation_miou
+from pipeline.train.loop import TrainParams, TrainResult, object_loss, train_weight_net, validation_miou
 from pipeline.train.objects import TrainObject
 from tests.oracles import ref_threshold_labels, synthetic_scene
 
@@ -168,3 +169,36 @@ def test_box_mode_training_objects_and_no_boxes():
     assert all(np.isfinite(e["loss"]) for e in res.curve)
     P = predict(load_net(res), res.theta_null, o0)
     assert np.all(labels_from_probs(P, L0.valid, [False] * 3) == -1)
+
+
+def test_weights_file_bytes_do_not_depend_on_metadata_order(tmp_path):
+    """safetensors writes metadata from a hash map (random order per process); the canonical
+    header makes the file a function of the tensors and the metadata items only."""
+    state = {"out.weight": torch.arange(6.0).reshape(1, 6), "cn.bias": torch.ones(6), "cn.weight": torch.eye(6),
+             "out.bias": torch.zeros(1)}
+    res = TrainResult(state_dict=state, theta_null=9.5, best_epoch=3, best_val_miou=0.25)
+    meta = {"variant": "partstad", "tau": "10.0", "config": '{"a": 1}', "eps": "1e-05", "zeta": "é"}
+    save_weights(tmp_path / "a.safetensors", res, meta)
+    save_weights(tmp_path / "b.safetensors", TrainResult(dict(reversed(state.items())), 9.5, best_epoch=3, best_val_miou=0.25),
+                 dict(reversed(meta.items())))
+    a, b = (tmp_path / "a.safetensors").read_bytes(), (tmp_path / "b.safetensors").read_bytes()
+    assert a == b
+    n = int.from_bytes(a[:8], "little")
+    header = a[8 : 8 + n].decode("utf-8").rstrip(" ")
+    assert n % 8 == 0 and header == json.dumps(json.loads(header), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    net, theta, got = load_weights(tmp_path / "a.safetensors")
+    assert theta == 9.5 and got == {**meta, "best_epoch": "3", "best_val_miou": "0.25"}
+    torch.testing.assert_close(net.cn.weight, torch.eye(6))
+    assert canonical_safetensors({"x": torch.ones(2)}, {"b": "1", "a": "2"}) == canonical_safetensors({"x": torch.ones(2)}, {"a": "2", "b": "1"})
+
+
+def test_retraining_writes_the_same_bytes(tmp_path):
+    """Same inputs and seed → bit-identical weights and a byte-identical weights file."""
+    train = [make(s)[0] for s in range(3)]
+    val = [make(s)[0] for s in (50, 51)]
+    paths = []
+    for i in range(2):
+        res = train_weight_net(train, val, TrainParams(epochs=3, lr=1e-2))
+        paths.append(tmp_path / f"w{i}.safetensors")
+        save_weights(paths[-1], res, {"category": "Toy", "config": json.dumps({"b": 1, "a": 2}, sort_keys=True)})
+    assert paths[0].read_bytes() == paths[1].read_bytes()
