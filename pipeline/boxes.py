@@ -1,7 +1,7 @@
 """Axis-aligned xyxy box geometry: the one implementation of box IoU used everywhere.
 
-Used by lifting (SPEC §5.3 box IoU gate), the PartSLIP baseline, the simulated detector and
-non-maximum suppression. Areas are continuous (``x1 - x0``, no +1 pixel convention, as in the
+Used by lifting (SPEC §5.3 box IoU gate), the PartSLIP baseline, the simulated detectors and
+SAMs and non-maximum suppression; :func:`box_pixel_ranges` says which pixels a box covers. Areas are continuous (``x1 - x0``, no +1 pixel convention, as in the
 official code); a pair whose union is 0 (two degenerate boxes) has IoU 0.
 """
 from __future__ import annotations
@@ -31,3 +31,20 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     return box_iou(a[:, None, :], b[None, :, :])
+
+
+def box_pixel_ranges(xyxy: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(B,4) int64 [r0, r1, c0, c1) of the pixels whose centre (c+0.5, r+0.5) lies in the box.
+
+    Edges are inclusive: a centre exactly on the box border is inside. Clipped to the image;
+    an empty range (r0 >= r1 or c0 >= c1) means no pixel.
+    """
+    b = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    c0 = np.ceil(b[:, 0] - 0.5)
+    c1 = np.floor(b[:, 2] - 0.5) + 1
+    r0 = np.ceil(b[:, 1] - 0.5)
+    r1 = np.floor(b[:, 3] - 0.5) + 1
+    out = np.stack([r0, r1, c0, c1], 1)
+    out[:, :2] = np.clip(out[:, :2], 0, height)
+    out[:, 2:] = np.clip(out[:, 2:], 0, width)
+    return out.astype(np.int64)

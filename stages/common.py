@@ -181,15 +181,29 @@ def key_resolver(ctx: StageContext, extra: Callable[[str, str], Any] | None = No
     """Object keys for the stages of one category under this configuration."""
     cfg = ctx.config
 
+    fewshot: dict[str, Any] = {}
+
     def view(stage: str) -> Any:
         v = section_digest(*(getattr(cfg, s) for s in STAGES[stage].sections))
+        # the knobs of the pixels simulators shape results only when that backend runs
+        if stage == "detect" and cfg.detect.backend != "pixels":
+            v["DetectConfig"].pop("pixels", None)
+        if stage == "segment" and cfg.segment.mode != "pixels":
+            v["SegmentConfig"].pop("pixels", None)
         if stage == "detect":  # the content of the detector weights in use (base or adapted), not just their path
             from stages.detector_weights import weights_key
 
             v = {**v, **weights_key(cfg, ctx.category)}
+            if cfg.detect.backend == "pixels":  # its classifier is fitted on the few-shot objects' renders
+                from stages.pixel_fewshot import fewshot_key
+
+                if "key" not in fewshot:
+                    fewshot["key"] = fewshot_key(ctx.cache, ctx.category, resolver.current)
+                v = {**v, **fewshot["key"]}
         return v
 
-    return KeyResolver(view, ctx.store, extra)
+    resolver = KeyResolver(view, ctx.store, extra)
+    return resolver
 
 
 def _strict(value: Any) -> Any:

@@ -169,13 +169,40 @@ def _oracle_model() -> type[BaseModel]:
 OracleDetectConfig = _oracle_model()
 
 
+def _pixels_detect_model() -> type[BaseModel]:
+    from pipeline.detect.pixel_params import PixelDetectorParams
+
+    nonneg = {"ge": 0}
+    return model_of_dataclass(
+        PixelDetectorParams, "PixelsDetectConfig",
+        constraints={"ring": nonneg, "sigma": {"gt": 0}, "l2": nonneg, "steps": nonneg, "lr": {"gt": 0}, "temperature": {"gt": 0},
+                     "match_iou": {"gt": 0, "le": 1}, "background_per_view": nonneg},
+    )
+
+
+PixelsDetectConfig = _pixels_detect_model()
+
+
+def _pixels_segment_model() -> type[BaseModel]:
+    from pipeline.segment.pixel_sam_params import PixelSamParams
+
+    return model_of_dataclass(
+        PixelSamParams, "PixelsSegmentConfig",
+        constraints={"sigma": {"gt": 0}, "depth_weight": {"ge": 0}, "n_superpixels": {"ge": 1}, "compactness": {"ge": 0}, "iterations": {"ge": 1}, "merge_scale": {"ge": 0},
+                     "min_region": {"ge": 0}, "inside": {"gt": 0, "le": 1}, "min_cover": {"ge": 0, "le": 1}},
+    )
+
+
+PixelsSegmentConfig = _pixels_segment_model()
+
+
 class DetectConfig(Section):
-    backend: Literal["oracle", "grounding_dino", "import"] = "oracle"
-    """oracle (SIMULATED from ground truth), grounding_dino (real, local weights) or import (original preprocessing)."""
+    backend: Literal["oracle", "pixels", "grounding_dino", "import"] = "oracle"
+    """oracle (SIMULATED ground-truth oracle: labels, scores and features read from the ground truth; for tests and comparisons), pixels (SIMULATED from rendered pixels: boxes placed from the ground truth, features/labels/scores from the image and a classifier fitted on the few-shot renders), grounding_dino (real, local weights) or import (original preprocessing)."""
     feat_dim: int = Field(256, ge=1, le=4096)
     """Per-box feature dimension of the simulated detector (GLIP: 256)."""
     seed: int = 0
-    """Seed of the simulated detector's noise (per object: mixed with the object id)."""
+    """Seed of the simulated detectors' noise and box placement (per object: mixed with the object id)."""
     weights_dir: str | None = None
     """Local Grounding DINO directory (config.json + model.safetensors + processor files) for backend grounding_dino."""
     score_threshold: float = Field(0.5, ge=0, le=1)
@@ -183,7 +210,9 @@ class DetectConfig(Section):
     max_per_view: int = Field(100, ge=1)
     """At most this many boxes per view (highest scores kept)."""
     oracle: OracleDetectConfig = Field(default_factory=OracleDetectConfig)  # type: ignore[valid-type]
-    """Noise model of the simulated detector (see pipeline/detect/oracle.py)."""
+    """Noise model of the simulated detectors (see pipeline/detect/oracle.py); backend pixels uses only its proposal knobs (p_max, area_scale, jitter, fp_rate, fp_size, whole_object_prob, min_box_px, max_parts)."""
+    pixels: PixelsDetectConfig = Field(default_factory=PixelsDetectConfig)  # type: ignore[valid-type]
+    """Feature extractor and few-shot classifier of the simulated pixels detector (see pipeline/detect/pixel_sim.py)."""
 
 
 class AdaptConfig(Section):
@@ -218,16 +247,18 @@ class AdaptConfig(Section):
 
 
 class SegmentConfig(Section):
-    mode: Literal["oracle", "sam", "box"] = "oracle"
-    """oracle (SIMULATED SAM from ground truth), sam (segment-anything, local checkpoint) or box (rectangles)."""
+    mode: Literal["oracle", "pixels", "sam", "box"] = "oracle"
+    """oracle (SIMULATED SAM from ground truth: the framed ground-truth part; for tests and comparisons), pixels (SIMULATED SAM from rendered pixels: segments of a ground-truth-free over-segmentation), sam (segment-anything, local checkpoint) or box (rectangles)."""
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
     """segment-anything model type of the checkpoint."""
     sam_checkpoint: str | None = None
     """Local path to a segment-anything checkpoint (.pth) for mode sam."""
     seed: int = 0
-    """Seed of the simulated SAM's boundary noise."""
+    """Seed of the simulated oracle SAM's boundary noise (mode pixels draws nothing)."""
     boundary_noise: float = Field(0.2, ge=0, le=1)
-    """Simulated SAM: flip probability of boundary pixels."""
+    """Simulated oracle SAM: flip probability of boundary pixels."""
+    pixels: PixelsSegmentConfig = Field(default_factory=PixelsSegmentConfig)  # type: ignore[valid-type]
+    """Over-segmentation and prompt rule of the simulated pixels SAM (see pipeline/segment/pixel_sam.py)."""
 
 
 class LiftConfig(Section):

@@ -2,8 +2,11 @@
 
 Flat arrays over all views: ``xyxy`` (B,4) f32, ``view`` (B,) i16, ``label`` (B,) i16,
 ``score`` (B,) f32, ``feat`` (B,D) f16 and ``offsets`` (V+1,) i64 (boxes of view v are
-``offsets[v]:offsets[v+1]``). Backends: ``oracle`` (SIMULATED from ground truth, for tests
-and the demo) and ``grounding_dino`` (real, local weights).
+``offsets[v]:offsets[v+1]``). Backends: ``oracle`` (SIMULATED ground-truth oracle: labels,
+scores and features read from the ground truth; for tests and comparisons), ``pixels``
+(SIMULATED from the rendered pixels: ground-truth-placed proposals described, labelled and
+scored from the image by a classifier fitted on the category's few-shot renders) and
+``grounding_dino`` (real, local weights).
 """
 from __future__ import annotations
 
@@ -34,6 +37,22 @@ def _oracle(ctx: StageContext, object_id: str, sec: Any):
     knobs["fp_size"] = tuple(knobs["fp_size"])
     det, _diagnostics = oracle_detect(pix2pt, sem, ins, part_names(ctx.category), OracleDetectorParams(**knobs), seed=object_seed(sec.seed, object_id))
     return det
+
+
+def _pixels(ctx: StageContext, object_id: str, sec: Any):
+    from pipeline.detect.pixel_sim import pixel_detect
+    from stages.pixel_fewshot import detector_params, fewshot_classifier
+
+    ing = ctx.store("ingest")
+    if not ing.attrs(object_id).get("labelled", True):
+        raise BadInputError("the pixels (simulated) detector places its boxes from ground-truth parts and this object has none; "
+                            "use detect.backend: grounding_dino for unlabelled shapes", object_id=object_id, path=ing.url)
+    clf, record = fewshot_classifier(ctx, object_id)
+    proposal, pixels = detector_params(ctx.config)
+    r = ctx.store("render").read_all(object_id, ["rgb", "depth", "pix2pt"])
+    det = pixel_detect(r["rgb"], r["depth"], r["pix2pt"], ing.read(object_id, "sem"), ing.read(object_id, "ins"), part_names(ctx.category),
+                       clf, proposal, pixels, seed=object_seed(sec.seed, object_id), score_threshold=sec.score_threshold)
+    return det, record
 
 
 _DETECTORS: dict[str, Any] = {}
@@ -69,8 +88,11 @@ def _grounding_dino(ctx: StageContext, object_id: str, sec: Any):
 
 def detect_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     sec = ctx.config.detect
+    record: dict[str, Any] = {}
     if sec.backend == "oracle":
         det = _oracle(ctx, object_id, sec)
+    elif sec.backend == "pixels":
+        det, record = _pixels(ctx, object_id, sec)
     elif sec.backend == "grounding_dino":
         det, adapted = _grounding_dino(ctx, object_id, sec)
     else:
@@ -83,6 +105,7 @@ def detect_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray
     attrs = {"backend": sec.backend, "simulated": bool(det.simulated), "n_boxes": int(len(det.xyxy))}
     if sec.backend == "grounding_dino":
         attrs["adapted_weights"] = bool(adapted)
+    attrs.update(record)
     return arrays, attrs
 
 
@@ -121,6 +144,6 @@ def preflight(cfg: Any, device: str) -> None:
 @click.command()
 @common_options
 def detect(**kw: Any) -> None:
-    """Detect part boxes in every rendered view (simulated oracle or Grounding DINO)."""
+    """Detect part boxes in every rendered view (simulated: oracle or pixels; real: Grounding DINO)."""
     run_object_stage("detect", detect_work, resources=gpu_resources, preflight=preflight,
                      uses_model=lambda cfg: cfg.detect.backend == "grounding_dino", **kw)

@@ -85,9 +85,11 @@ def checks(cfg: Any, device: str = "cpu", load: bool = True) -> list[tuple[str, 
         render = None
         rows.append(("FAIL", "render backend", str(exc)))
     sp = "greedy" if cfg.superpoints.backend == "auto" else cfg.superpoints.backend  # pipeline.superpoints: auto means greedy
-    det = {"oracle": "oracle (simulated from ground truth; needs labelled shapes)", "grounding_dino": "grounding_dino (real)",
+    det = {"oracle": "oracle (simulated from ground truth; needs labelled shapes)",
+           "pixels": "pixels (simulated from rendered pixels; boxes placed from ground truth: needs labelled and few-shot shapes)",
+           "grounding_dino": "grounding_dino (real)",
            "import": "import (original PartSTAD preprocessing)"}[cfg.detect.backend]
-    seg = {"oracle": "oracle (simulated from ground truth)", "sam": f"sam (real, {cfg.segment.sam_model_type})", "box": "box (rectangles)"}[cfg.segment.mode]
+    seg = {"oracle": "oracle (simulated from ground truth)", "pixels": "pixels (simulated from rendered pixels)", "sam": f"sam (real, {cfg.segment.sam_model_type})", "box": "box (rectangles)"}[cfg.segment.mode]
     for name, detail in ((("render backend", render),) if render else ()) + (("superpoints backend", sp), ("detect backend", det), ("segment mode", seg),
                          ("data source", cfg.data.source + (" (simulated shapes)" if cfg.data.source == "synthetic" else ""))):
         rows.append(("ok", name, detail))

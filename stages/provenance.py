@@ -3,8 +3,9 @@ params hash, and which components were simulated.
 
 Metrics, exports and the report carry this record. ``simulated_components`` lists the
 simulated parts that actually produced an object's results (read from the cached results'
-attrs, not from the current params): the oracle detector, the oracle SAM, the synthetic
-shape generator. It is empty, and no text says "simulated", when real components did it.
+attrs, not from the current params): the simulated detectors (``oracle``: reads the ground
+truth; ``pixels``: reads the rendered pixels, boxes placed from the ground truth), the
+simulated SAMs (``oracle``, ``pixels``), the synthetic shape generator. It is empty, and no text says "simulated", when real components did it.
 """
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from stages.config import PipelineConfig, config_hash
 from stages.store import CategoryStore
 
 DETECTOR = "detector (oracle: simulated from ground truth)"
+DETECTOR_PIXELS = ("detector (pixels: simulated from rendered pixels; boxes placed from ground truth, "
+                   "labels and scores from a classifier fitted on the few-shot renders)")
 SAM = "SAM (oracle: simulated from ground truth)"
+SAM_PIXELS = "SAM (pixels: simulated from rendered pixels)"
 SHAPES = "shapes (synthetic generator)"
 
 
@@ -32,9 +36,9 @@ def object_components(cache: str, category: str, object_id: str) -> list[str]:
     if attrs["ingest"].get("source") == "synthetic":
         out.append(SHAPES)
     if attrs["detect"].get("simulated"):
-        out.append(DETECTOR)
+        out.append(DETECTOR_PIXELS if attrs["detect"].get("backend") == "pixels" else DETECTOR)
     if attrs["segment"].get("simulated"):
-        out.append(SAM)
+        out.append(SAM_PIXELS if attrs["segment"].get("mode") == "pixels" else SAM)
     return out
 
 
@@ -55,7 +59,7 @@ def object_sources(cache: str, category: str, object_ids: list[str]) -> list[str
 def run_components(cache: str, category: str, object_ids: list[str]) -> list[str]:
     """Union of :func:`object_components` over objects, in a fixed order."""
     found = {c for o in object_ids for c in object_components(cache, category, o)}
-    return [c for c in (SHAPES, DETECTOR, SAM) if c in found]
+    return [c for c in (SHAPES, DETECTOR, DETECTOR_PIXELS, SAM, SAM_PIXELS) if c in found]
 
 
 def provenance(cfg: PipelineConfig, components: list[str], models: dict[str, Any] | str | Path | None = None,

@@ -2,8 +2,10 @@
 
 Per object ``mask`` (B,H,W) bool, one chunk per box. Modes: ``sam`` (segment-anything,
 local checkpoint; image embeddings cached as f16 so a change of boxes only re-runs the
-decoder), ``box`` (rectangles, the PartSLIP case) and ``oracle`` (SIMULATED SAM from the
-rendered ground truth).
+decoder), ``box`` (rectangles, the PartSLIP case), ``oracle`` (SIMULATED SAM from the
+rendered ground truth; the ground-truth oracle for tests and comparisons) and ``pixels``
+(SIMULATED SAM from the rendered rgb and depth only: segments of a ground-truth-free
+over-segmentation).
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def segment_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarra
     render = ctx.store("render")
     pix2pt = render.read(object_id, "pix2pt")
     H, W = pix2pt.shape[1:]
-    attrs: dict[str, Any] = {"mode": mode, "simulated": mode == "oracle", "n_boxes": int(len(det.xyxy))}
+    attrs: dict[str, Any] = {"mode": mode, "simulated": mode in ("oracle", "pixels"), "n_boxes": int(len(det.xyxy))}
     arrays: dict[str, np.ndarray] = {}
     if mode == "box":
         from pipeline.segment.box import box_masks
@@ -66,6 +68,11 @@ def segment_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarra
 
         ing = ctx.store("ingest")
         masks = oracle_masks(det, pix2pt, ing.read(object_id, "sem"), ing.read(object_id, "ins"), OracleMaskParams(boundary_noise=sec.boundary_noise), seed=object_seed(sec.seed, object_id))
+    elif mode == "pixels":
+        from pipeline.segment.pixel_sam import PixelSamParams, pixel_masks
+
+        r = render.read_all(object_id, ["rgb", "depth"])
+        masks = pixel_masks(det, r["rgb"], r["depth"], PixelSamParams(**sec.pixels.model_dump()))
     elif mode == "sam":
 
         key = _sam_key(ctx)
@@ -113,6 +120,6 @@ def preflight(cfg: Any, device: str) -> None:
 @click.command()
 @common_options
 def segment(**kw: Any) -> None:
-    """Turn every detected box into a mask (SAM, box rectangle, or simulated oracle SAM)."""
+    """Turn every detected box into a mask (SAM, box rectangle, or simulated SAM: oracle or pixels)."""
     run_object_stage("segment", segment_work, resources=gpu_resources, preflight=preflight,
                      uses_model=lambda cfg: cfg.segment.mode == "sam", **kw)

@@ -1,9 +1,15 @@
-"""SIMULATED part detector built from rendered ground truth (for tests and the demo).
+"""SIMULATED part detector that reads the ground truth: the *ground-truth oracle* (backend
+``oracle``), kept for tests and for comparisons with the ``pixels`` backend
+(:mod:`pipeline.detect.pixel_sim`), which says what it says about a box from the rendered
+image alone.
 
 It is not a model: each visible ground-truth part instance is "detected" with a probability
 that falls for small parts, its box is jittered, its label is sometimes confused with another
-part of the category, and false positives and whole-object boxes are added. Every output says
-``simulated=True``.
+part of the category (a coin flip, independent of appearance), and false positives and
+whole-object boxes are added (the placement is :func:`pipeline.detect.proposals.propose_view`,
+shared with the pixels backend). Every output says ``simulated=True``. Because its labels,
+scores and features read the ground truth, a network can learn "content does not match label"
+from them directly (benchmarks/probe_box_features.py measures how much).
 
 What the box feature may know (the calibration of issue 11): the feature is a fixed random
 projection of a descriptor plus Gaussian noise. The descriptor holds the box's predicted label,
@@ -30,6 +36,7 @@ from pipeline import portable as pm
 from pipeline.boxes import box_iou_matrix as box_iou_np
 
 from .oracle_params import OracleDetectorParams
+from .proposals import propose_view
 from .scene import ViewInstances, instance_table, view_instances
 from .types import Detections
 
@@ -134,18 +141,6 @@ def _empty_diag() -> OracleDiagnostics:
     )
 
 
-def _jitter(rng: np.random.Generator, xyxy: np.ndarray, jitter: float) -> np.ndarray:
-    if xyxy.shape[0] == 0:
-        return xyxy.astype(np.float64)
-    w = xyxy[:, 2] - xyxy[:, 0]
-    h = xyxy[:, 3] - xyxy[:, 1]
-    scale = np.stack([w, h, w, h], 1) * jitter
-    out = xyxy + rng.standard_normal(xyxy.shape) * scale
-    x = np.sort(out[:, [0, 2]], axis=1)
-    y = np.sort(out[:, [1, 3]], axis=1)
-    return np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], 1)
-
-
 class OracleDetector:
     """SIMULATED detector for one object, from its rendered ground truth.
 
@@ -199,63 +194,11 @@ class OracleDetector:
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(view)]))
         vi = self.view_instances(view)
 
-        # 1. true positives
-        area_frac = vi.area / max(vi.sil_area, 1)
-        p = prm.p_max * (1.0 - pm.exp(-area_frac / prm.area_scale))
-        hit = rng.random(p.shape[0]) < p
-        tp_idx = np.flatnonzero(hit)
-        tp_box = _jitter(rng, vi.xyxy[tp_idx].astype(np.float64), prm.jitter)
-        true_lab = vi.label[tp_idx].astype(np.int64)
-        confused = np.zeros(tp_idx.shape[0], bool)
-        lab = true_lab.copy()
-        if K > 1 and tp_idx.size:
-            confused = rng.random(tp_idx.shape[0]) < prm.confusion
-            shift = rng.integers(1, K, size=tp_idx.shape[0])  # uniform over the other parts
-            lab = np.where(confused, (true_lab + shift) % K, true_lab)
-
-        # 2. false positives inside the silhouette, 3. whole-object box
-        boxes = [tp_box]
-        labels = [lab]
-        kinds = [np.zeros(tp_idx.shape[0], np.int8)]  # 0 tp, 1 fp, 2 whole object
-        if vi.sil_area:
-            n_fp = int(rng.poisson(prm.fp_rate))
-            sx0, sy0, sx1, sy1 = vi.sil_xyxy.astype(np.float64)
-            fr, fc = np.nonzero(vi.fg)
-            pick = rng.integers(0, fr.shape[0], size=n_fp)
-            cx = fc[pick] + rng.random(n_fp)
-            cy = fr[pick] + rng.random(n_fp)
-            bw = rng.uniform(prm.fp_size[0], prm.fp_size[1], n_fp) * (sx1 - sx0)
-            bh = rng.uniform(prm.fp_size[0], prm.fp_size[1], n_fp) * (sy1 - sy0)
-            fp = np.stack(
-                [
-                    np.maximum(cx - bw / 2, sx0),
-                    np.maximum(cy - bh / 2, sy0),
-                    np.minimum(cx + bw / 2, sx1),
-                    np.minimum(cy + bh / 2, sy1),
-                ],
-                1,
-            ).reshape(n_fp, 4)
-            boxes.append(fp)
-            labels.append(rng.integers(0, K, size=n_fp))
-            kinds.append(np.ones(n_fp, np.int8))
-            if rng.random() < prm.whole_object_prob:
-                boxes.append(_jitter(rng, vi.sil_xyxy[None].astype(np.float64), prm.jitter))
-                labels.append(rng.integers(0, K, size=1))
-                kinds.append(np.full(1, 2, np.int8))
-        xyxy = np.concatenate(boxes).reshape(-1, 4)
-        label = np.concatenate(labels).astype(np.int64)
-        kind = np.concatenate(kinds)
-        n_tp = tp_idx.shape[0]
-        inst = np.concatenate([vi.inst[tp_idx], np.full(xyxy.shape[0] - n_tp, -1, np.int32)]).astype(np.int32)
-        tlab = np.concatenate([true_lab, np.full(xyxy.shape[0] - n_tp, -1)]).astype(np.int16)
-        conf = np.concatenate([confused, np.zeros(xyxy.shape[0] - n_tp, bool)])
-        gt = np.full((xyxy.shape[0], 4), np.nan, np.float32)
-        gt[:n_tp] = vi.xyxy[tp_idx]
-
-        # clip, drop tiny boxes
-        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, W)
-        xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, H)
-        ok = ((xyxy[:, 2] - xyxy[:, 0]) >= prm.min_box_px) & ((xyxy[:, 3] - xyxy[:, 1]) >= prm.min_box_px)
+        # 1. true positives, 2. false positives inside the silhouette, 3. whole-object box
+        prop = propose_view(rng, vi, prm, K, H, W)
+        xyxy, label, kind, inst, tlab, conf, gt, ok = (prop.xyxy, prop.label, prop.kind, prop.inst, prop.true_label,
+                                                       prop.confused, prop.gt_xyxy, prop.ok)
+        n_tp, area_frac, p = prop.n_tp, prop.area_frac, prop.p_detect
 
         # quality: IoU with the own GT box; FP/whole-object: best IoU with a GT box of its label
         iou = np.zeros(xyxy.shape[0])

@@ -3,24 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.boxes import box_pixel_ranges
 from pipeline.detect.types import Detections
 
-
-def box_pixel_ranges(xyxy: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(B,4) int64 [r0, r1, c0, c1) of the pixels whose centre (c+0.5, r+0.5) lies in the box.
-
-    Edges are inclusive: a centre exactly on the box border is inside. Clipped to the image;
-    an empty range (r0 >= r1 or c0 >= c1) means no pixel.
-    """
-    b = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
-    c0 = np.ceil(b[:, 0] - 0.5)
-    c1 = np.floor(b[:, 2] - 0.5) + 1
-    r0 = np.ceil(b[:, 1] - 0.5)
-    r1 = np.floor(b[:, 3] - 0.5) + 1
-    out = np.stack([r0, r1, c0, c1], 1)
-    out[:, :2] = np.clip(out[:, :2], 0, height)
-    out[:, 2:] = np.clip(out[:, 2:], 0, width)
-    return out.astype(np.int64)
+__all__ = ["BoxMasker", "box_masks", "box_pixel_ranges"]
 
 
 def box_masks(det: Detections, height: int, width: int) -> np.ndarray:

@@ -1,4 +1,7 @@
-"""SIMULATED SAM: the ground-truth segment that each box frames, cut to the box.
+"""SIMULATED SAM that reads the ground truth (mode ``oracle``, the ground-truth oracle for tests
+and comparisons): the ground-truth segment that each box frames, cut to the box. It never
+merges two parts or splits one, as a real SAM does; mode ``pixels``
+(:mod:`pipeline.segment.pixel_sam`) cuts masks from the rendered image instead.
 
 SAM prompted with a box returns the object the box *frames*, not the one that fills most of
 it: a tight box around a drawer handle gives the handle, although the drawer front fills most
