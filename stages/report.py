@@ -40,7 +40,7 @@ def _examples(cache: str, category: str, n: int) -> list[dict[str, Any]]:
 
 
 #: markdown written by benchmarks/sweep_informativeness.py and benchmarks/beyond_paper.py
-STUDY_FILES = ("simulated_calibration.md", "beyond_paper.md", "beyond_paper_views.md")
+STUDY_FILES = ("pixel_simulators.md", "simulated_calibration.md", "beyond_paper.md", "beyond_paper_views.md")
 
 
 def _studies(directory: Path) -> list[tuple[str, str, dict[str, bytes]]]:

@@ -117,7 +117,7 @@ STAGES: dict[str, Stage] = {
         metrics=("metrics/evaluate/{category}.json",)),
     "report": Stage(
         "partstad report", ("categories", "report"),  # reads the metrics of the categories of params
-        deps=("metrics/evaluate", "plots/train", "docs/simulated_calibration.md", "docs/beyond_paper.md",
+        deps=("metrics/evaluate", "plots/train", "docs/pixel_simulators.md", "docs/simulated_calibration.md", "docs/beyond_paper.md",
               "docs/beyond_paper_views.md", "docs/beyond_shared.png", "docs/beyond_kshot.png", "docs/beyond_views.png"),
         outs=("reports/index.html",),
         metrics=("metrics/summary.json",)),
