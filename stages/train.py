@@ -114,8 +114,9 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
         results[name] = (res, mode)
         if mode == "mask":
             train_objs_mask, val_objs_mask = train_objs, val_objs
+        # no wall time here: metrics/train is a DVC output and must be the same bytes on every run
         result_summary[name] = {"best_epoch": res.best_epoch, "best_val_miou": res.best_val_miou, "final_loss": res.curve[-1]["loss"], "theta_null": res.theta_null,
-                                "seconds": round(seconds, 2), "n_train": len(train_objs), "n_val": len(val_objs)}
+                                "n_train": len(train_objs), "n_val": len(val_objs)}
         click.echo(f"[train] {category} {name}: best epoch {res.best_epoch}, val mIoU {res.best_val_miou:.3f}, {seconds:.1f} s")
     threshold, thr_miou = _fit_masks_only_threshold(ctx, [o for o in train_objs_mask + val_objs_mask if o.label_counts is not None])
     result_summary["masks_only"] = {"coverage_threshold": threshold, "fit_miou": thr_miou,
