@@ -156,11 +156,45 @@ def test_fine_tune_rejects_bad_input(tiny_dir):
 # ----------------------------------------------------------------------------- done-when
 #: The run below (Kettle: lid/handle/spout, 2 synthetic shapes x 10 views at 128 px, tiny random
 #: Grounding DINO, all parameters, AdamW 1e-3, batch 4, 40 epochs = 200 steps on CPU).
-FT_EPOCHS, FT_BATCH, FT_LR, FT_SIZE = 40, 4, 1e-3, 128
+FT_EPOCHS, FT_BATCH, FT_LR, FT_SIZE, FT_THREADS = 40, 4, 1e-3, 128, 2
+#: Fine-tuning must divide the detection loss on the (fixed) training views by at least this. Measured
+#: 18x-27x at the selected epoch under ATen's default/avx2/avx512 kernels with 1 or 2 threads, and
+#: >= 7.5x at every epoch >= 1 (201.6 -> 7.5..26.7); a run that does not train (lr 0) gives exactly 1x.
+FT_LOSS_DROP = 3.0
+
+
+def _fixed_batch_loss(model, proc, samples, names) -> float:
+    """Grounding DINO's training loss (Hungarian matching, focal class + L1/GIoU box terms, auxiliary
+    decoder and encoder terms) on all ``samples`` in one eval-mode forward: no dropout, no shuffling."""
+    import torch
+
+    from pipeline.detect.adapt import _encode
+    from pipeline.detect.grounding_dino import prompt_for
+
+    text, _ = prompt_for(proc.tokenizer, names, int(model.config.max_text_len))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            labels = [{k: torch.as_tensor(v) for k, v in to_target(s).items()} for s in samples]
+            return float(model(**_encode(proc, samples, text, "cpu"), labels=labels).loss)
+    finally:
+        model.train(was)
 
 
 @pytest.mark.slow
 def test_fine_tuning_raises_ap50_and_detect_reloads_the_same_boxes(tmp_path, capsys):
+    """Fine-tuning learns (the loss on the training views falls several-fold, AP50 leaves 0), the
+    selected epoch's weights are the ones in the model, and detect's loader gives the same boxes.
+
+    The tiny random detector's AP50 curve is optimisation luck: it jumps between ~0 and its best
+    from epoch to epoch, and its best value depends on the float rounding of the CPU kernels (best AP50
+    0.168 with ATen's avx2 kernels, 0.067 with avx512 and with the scalar default kernels at 2
+    threads, 0.037 with avx512 at 1 thread, 0.182 with default at 1 thread). So no AP50 *level*
+    is asserted, only that some epoch beats the random weights (AP50 0 -> > 0: any correct box on
+    any of 40 epochs; first > 0 at epoch 8-10 in every run measured). The learning check is
+    the loss of the selected weights on the fixed training batch (:data:`FT_LOSS_DROP`).
+    """
     import torch
 
     from pipeline.cameras import PAPER_VIEWS, make_cameras
@@ -169,42 +203,52 @@ def test_fine_tuning_raises_ap50_and_detect_reloads_the_same_boxes(tmp_path, cap
     from pipeline.meta import part_names
     from pipeline.render.render import render_views
 
-    torch.set_num_threads(2)
-    names = part_names("Kettle")
-    assert tuple(names) == PARTS
-    cams = make_cameras(views=PAPER_VIEWS, image_size=FT_SIZE)
-    objs = []
-    for i in range(2):
-        c = generate_shape("Kettle", i, n_points=8000)
-        r = render_views(c.xyz, c.rgb, cams, backend="numpy")
-        objs.append((c.object_id, r.rgb, r.pix2pt, c.sem, c.ins))
-    train = build_dataset(objs, len(names))
-    assert len(train) == 20 and sum(len(s.label) for s in train) == 60
+    threads = torch.get_num_threads()
+    torch.set_num_threads(FT_THREADS)
+    try:
+        names = part_names("Kettle")
+        assert tuple(names) == PARTS
+        cams = make_cameras(views=PAPER_VIEWS, image_size=FT_SIZE)
+        objs = []
+        for i in range(2):
+            c = generate_shape("Kettle", i, n_points=8000)
+            r = render_views(c.xyz, c.rgb, cams, backend="numpy")
+            objs.append((c.object_id, r.rgb, r.pix2pt, c.sem, c.ins))
+        train = build_dataset(objs, len(names))
+        assert len(train) == 20 and sum(len(s.label) for s in train) == 60
 
-    base = save_tiny_gdino(tmp_path / "base", names, image_size=FT_SIZE)
-    model, proc = load_grounding_dino(base)
-    prm = AdaptParams(epochs=FT_EPOCHS, batch_size=FT_BATCH, lr=FT_LR, trainable="all", seed=0)
-    losses = []
-    res = fine_tune(model, proc, train, train, names, prm, progress=lambda e: losses.append(e["loss"]) if "step" in e else None)
-    curve = [round(e["val_ap50"], 3) for e in res.curve]
-    with capsys.disabled():
-        print(f"\nAP50 per epoch on the training views: {curve}\nchosen epoch {res.best_epoch}: {res.best_ap50:.3f}; "
-              f"train {res.seconds_train:.1f} s ({res.seconds_train / FT_EPOCHS / len(train) * 1000:.1f} ms per view-epoch), eval {res.seconds_eval:.1f} s")
-    assert len(losses) == FT_EPOCHS * 5 and np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
-    assert res.curve[0]["val_ap50"] <= 0.02  # random weights: near 0
-    assert res.best_ap50 >= 0.15 and res.best_epoch > 0  # the adapted detector finds the parts
-    ap_now, _ = evaluate_ap50(model, proc, train, names, prm)  # the best epoch's weights are loaded back
-    assert ap_now == pytest.approx(res.best_ap50, abs=1e-6)
+        base = save_tiny_gdino(tmp_path / "base", names, image_size=FT_SIZE)
+        model, proc = load_grounding_dino(base)
+        loss_before = _fixed_batch_loss(model, proc, train, names)
+        prm = AdaptParams(epochs=FT_EPOCHS, batch_size=FT_BATCH, lr=FT_LR, trainable="all", seed=0)
+        losses = []
+        res = fine_tune(model, proc, train, train, names, prm, progress=lambda e: losses.append(e["loss"]) if "step" in e else None)
+        loss_after = _fixed_batch_loss(model, proc, train, names)  # the selected epoch's weights
+        curve = [round(e["val_ap50"], 3) for e in res.curve]
+        with capsys.disabled():
+            print(f"\n[{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads] AP50 per epoch on the "
+                  f"training views: {curve}\nchosen epoch {res.best_epoch}: AP50 {res.best_ap50:.3f}; loss on the training "
+                  f"views {loss_before:.2f} -> {loss_after:.2f} ({loss_before / loss_after:.1f}x, bar {FT_LOSS_DROP}x); "
+                  f"step losses first 5 {np.mean(losses[:5]):.2f}, last 10 {np.mean(losses[-10:]):.2f}; "
+                  f"train {res.seconds_train:.1f} s, eval {res.seconds_eval:.1f} s")
+        assert len(losses) == FT_EPOCHS * 5 and np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+        assert loss_after * FT_LOSS_DROP < loss_before  # fine-tuning learned: the loss fell several-fold
+        assert res.curve[0]["val_ap50"] <= 0.02  # random weights: near 0
+        assert res.best_epoch > 0 and res.best_ap50 > res.curve[0]["val_ap50"]  # and some epoch finds parts
+        ap_now, _ = evaluate_ap50(model, proc, train, names, prm)  # the best epoch's weights are loaded back
+        assert ap_now == pytest.approx(res.best_ap50, abs=1e-6)
 
-    # saved as safetensors and reloaded through detect's loader: the same boxes
-    out = tmp_path / "adapted"
-    model.save_pretrained(out)
-    proc.save_pretrained(out)
-    det = GroundingDinoDetector(out, score_threshold=0.0, max_per_view=100)
-    mine = predict(model, proc, [s.image for s in train[:3]], names)
-    for v, s in enumerate(train[:3]):
-        xyxy, label, score, feat = det.detect_view(s.image, names, v)
-        np.testing.assert_allclose(xyxy, mine[v][0], atol=1e-3)
-        np.testing.assert_array_equal(label, mine[v][1])
-        np.testing.assert_allclose(score, mine[v][2], atol=1e-5)
-        np.testing.assert_allclose(feat, mine[v][3], atol=1e-4)
+        # saved as safetensors and reloaded through detect's loader: the same boxes
+        out = tmp_path / "adapted"
+        model.save_pretrained(out)
+        proc.save_pretrained(out)
+        det = GroundingDinoDetector(out, score_threshold=0.0, max_per_view=100)
+        mine = predict(model, proc, [s.image for s in train[:3]], names)
+        for v, s in enumerate(train[:3]):
+            xyxy, label, score, feat = det.detect_view(s.image, names, v)
+            np.testing.assert_allclose(xyxy, mine[v][0], atol=1e-3)
+            np.testing.assert_array_equal(label, mine[v][1])
+            np.testing.assert_allclose(score, mine[v][2], atol=1e-5)
+            np.testing.assert_allclose(feat, mine[v][3], atol=1e-4)
+    finally:
+        torch.set_num_threads(threads)
