@@ -10,7 +10,7 @@ path: ``ATEN_CPU_CAPABILITY=default`` (the same kernels on every x86-64 CPU) and
 weight network runs on one thread (that mode splits sums by thread count). Its matrix
 products run at less than half the native speed (docs/reproducibility.md); the big models
 (SAM, Grounding DINO) keep the fast native kernels. A value the user has set in the
-environment wins, and is recorded like the default.
+environment wins (it is not yet written into the model files' provenance).
 
 The cached stages before them (ingest … lift) do not need this: they use no torch in the
 simulated chain and compute with `pipeline.portable`.
@@ -41,7 +41,7 @@ def pin_portable_torch_numerics() -> bool:
 
 
 def torch_numerics() -> dict[str, str]:
-    """What this process's torch computes with (recorded next to trained models and metrics)."""
+    """What this process's torch computes with (printed by benchmarks/bench_train.py)."""
     import torch
 
     return {
