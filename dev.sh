@@ -35,7 +35,7 @@ bootstrap() {
     fi
     # Then this package and its test extras, every version fixed by the lock.
     .venv/bin/pip install -q -c "$LOCK" -e ".[test]" 2>&1 | sed '/is ignored/d'
-    # Every required and test dependency must import (pyrender needs EGL; see STACK.md).
+    # Every required and test dependency must import (pyrender needs EGL; see docs/stack.md).
     .venv/bin/python -c "import transformers, torch, zarr, dask, trimesh, pyrender, click, dvc, pydantic, filelock, safetensors; from pipeline.segment.sam import _import_segment_anything; _import_segment_anything()"
     touch "$stamp"
   fi

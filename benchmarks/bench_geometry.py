@@ -9,12 +9,13 @@ agreement. Superpoints: seconds per 100k points, and purity (share of points who
 superpoint's majority label is their own) with superpoints per 100 points, on the
 synthetic generator's shapes (indices 0-3 at 10k and 20k points, and the acceptance set:
 the test split, indices 12-19, at 20k) and on the shared PartNet-Mobility sample if
-present. Targets (STACK/brief): numpy <= 60 ms/view, pyrender <= 40 ms/view, superpoints
+present. Targets (docs/stack.md): numpy <= 60 ms/view, pyrender <= 40 ms/view, superpoints
 <= 2 s / 100k, purity >= 0.97 at <= 1 per 100 points.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -29,7 +30,7 @@ from pipeline.render import render_views  # noqa: E402
 from pipeline.render.gl_setup import gl_available, gl_error  # noqa: E402
 from pipeline.superpoints import compute_superpoints  # noqa: E402
 
-MOBILITY = Path(__file__).resolve().parents[2] / "shared/samples/mobility/40147/point_sample"
+MOBILITY = Path(os.environ.get("PARTSTAD_MOBILITY_SAMPLE", "data/mobility/40147/point_sample"))  # optional: a PartNet-Mobility object
 CATEGORIES = ("Chair", "Table", "StorageFurniture", "Bottle", "Kettle", "Lamp")
 
 

@@ -1,6 +1,6 @@
 """Axis-aligned xyxy box geometry: the one implementation of box IoU used everywhere.
 
-Used by lifting (SPEC §5.3 box IoU gate), the PartSLIP baseline, the simulated detectors and
+Used by lifting (SPEC §7.1 box IoU gate), the PartSLIP baseline, the simulated detectors and
 SAMs and non-maximum suppression; :func:`box_pixel_ranges` says which pixels a box covers. Areas are continuous (``x1 - x0``, no +1 pixel convention, as in the
 official code); a pair whose union is 0 (two degenerate boxes) has IoU 0.
 """

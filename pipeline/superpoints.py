@@ -336,7 +336,7 @@ def cutpursuit_partition(feat, src, dst, weight, reg) -> np.ndarray:
     except ImportError as exc:
         raise ImportError(
             "backend='cutpursuit' needs pycut-pursuit (GPL-3.0), which is not installed; "
-            "see STACK.md §8 for the numpy-2 build, or use backend='greedy'") from exc
+            "see docs/stack.md §8 for the numpy-2 build, or use backend='greedy'") from exc
     n = feat.shape[0]
     # forward-star graph: both directions of every edge, sorted by source
     s = np.concatenate([src, dst])

@@ -214,9 +214,9 @@ def import_category(ctx: StageContext, rows: list[dict[str, Any]], scheduler: st
         else:
             todo.append((r["object"], fps))
     if scheduler == "sync":
-        from tqdm.auto import tqdm
+        from stages.progress import track
 
-        results = [_import_one(ctx, oid, fps) for oid, fps in tqdm(todo, desc=f"import {ctx.category}", unit="obj", leave=False)]
+        results = [_import_one(ctx, oid, fps) for oid, fps in track(todo, f"import {ctx.category}")]
     else:
         from stages.scheduling import run_tasks
 
