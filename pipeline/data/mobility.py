@@ -12,6 +12,7 @@ file names inside `textured_objs/`.
 """
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 from pipeline.data.cloud import LabelledCloud, make_cloud
 from pipeline.data.ids import id_sort_key, validate_object_id
+from pipeline.data.input_file import check_regular, exists, open_regular, read_text
 from pipeline.data.sampling import barycentric_combine, sample_triangles
 from pipeline.errors import BadInputError
 from pipeline.meta import PARTNETE_PARTS, part_names
@@ -58,14 +60,17 @@ MOBILITY_NAME_MAP: dict[str, dict[str, str]] = {
 _LABEL_FILE = re.compile(r"sample-points-all-label-(\d+)\.txt$", re.ASCII)
 _PTS_FILE = re.compile(r"sample-points-all-pts-nor-rgba-(\d+)\.txt$", re.ASCII)
 GREY = 128
+#: Largest `point_sample/*.txt` read (bytes). The dataset's files are ~1 MB (10k rows);
+#: `np.loadtxt` needs several times the text size in memory, so a runaway file stops here.
+MAX_SAMPLE_BYTES = 256 << 20
 
 
 def _read_json(path: Path, oid: str | None) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInputError(f"missing {path.name}", object_id=oid, path=path) from None
-    except (OSError, ValueError, RecursionError) as e:  # RecursionError: absurdly nested JSON
+    if not exists(path):
+        raise BadInputError(f"missing {path.name}", object_id=oid, path=path)
+    try:  # read_text: a FIFO or symlink loop is a BadInputError, never a hang
+        return json.loads(read_text(path, object_id=oid))
+    except (ValueError, RecursionError) as e:  # RecursionError: absurdly nested JSON
         raise BadInputError(f"cannot parse {path.name} ({e})", object_id=oid, path=path) from None
 
 
@@ -147,15 +152,17 @@ def _find_point_sample(obj_dir: Path) -> tuple[Path, Path] | None:
 
 def _read_point_sample(pts_path: Path, lab_path: Path, oid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     try:
-        a = np.loadtxt(pts_path, dtype=np.float64, ndmin=2)
-    except (OSError, ValueError) as e:
+        a = np.loadtxt(io.StringIO(read_text(pts_path, max_bytes=MAX_SAMPLE_BYTES, object_id=oid)),
+                       dtype=np.float64, ndmin=2)
+    except ValueError as e:
         raise BadInputError(f"cannot parse point sample ({e})", object_id=oid, path=pts_path) from None
     if a.shape[1] < 9:
         raise BadInputError(f"point sample rows have {a.shape[1]} columns, expected x y z nx ny nz r g b [a]",
                             object_id=oid, path=pts_path)
     try:
-        leaf = np.loadtxt(lab_path, dtype=np.int64, ndmin=1)
-    except (OSError, ValueError) as e:
+        leaf = np.loadtxt(io.StringIO(read_text(lab_path, max_bytes=MAX_SAMPLE_BYTES, object_id=oid)),
+                          dtype=np.int64, ndmin=1)
+    except ValueError as e:
         raise BadInputError(f"cannot parse point labels ({e})", object_id=oid, path=lab_path) from None
     if leaf.shape[0] != a.shape[0]:
         raise BadInputError(f"{leaf.shape[0]} labels for {a.shape[0]} points", object_id=oid, path=lab_path)
@@ -208,7 +215,7 @@ def _load_obj_pieces(path: Path, root: Path) -> list[tuple[np.ndarray, Any]]:
     import trimesh
 
     resolver = _ObjectDirResolver(path.parent, root)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         scene = trimesh.load(f, file_type="obj", resolver=resolver, force="scene", process=False)
     out = []
     for g in scene.dump(concatenate=False) if hasattr(scene, "dump") else [scene]:
@@ -267,9 +274,10 @@ def _sample_meshes(obj_dir: Path, tree: PartTree, n_points: int, seed: int, oid:
     for nid in sorted(tree.name):
         for obj_name in tree.objs[nid]:
             p = _mesh_path(tex_dir, obj_name, oid, obj_dir / "result.json")
-            if not p.is_file():
+            if not exists(p):
                 raise BadInputError(f"mesh {obj_name}.obj listed in result.json is missing",
                                     object_id=oid, path=p)
+            check_regular(p, object_id=oid)
             try:
                 pieces.extend((m, nid) for m, _ in _load_obj_pieces(p, obj_dir))
             except BadInputError:

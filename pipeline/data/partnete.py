@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipeline.data.cloud import LabelledCloud, make_cloud
 from pipeline.data.ids import id_sort_key, validate_object_id
+from pipeline.data.input_file import exists, read_text
 from pipeline.data.ply import read_ply
 from pipeline.data.safe_pickle import load_label_npy
 from pipeline.errors import BadInputError
@@ -28,8 +29,8 @@ def load_val_list(path: str | Path) -> dict[str, list[str]]:
     """Read a `val_list.json` (Category -> list of model ids)."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as e:
+        raw = json.loads(read_text(path))
+    except (ValueError, RecursionError) as e:
         raise BadInputError(f"cannot read val list ({e})", path=path) from None
     if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
         raise BadInputError("val list must map category -> list of ids", path=path)
@@ -53,7 +54,7 @@ def list_partnete(
     one category, or if a directory cannot be listed.
     """
     root = Path(root)
-    if val_ids is None and (root / "val_list.json").is_file():
+    if val_ids is None and exists(root / "val_list.json"):  # a FIFO or loop is an error, not "absent"
         val_ids = load_val_list(root / "val_list.json")
     val = {c: set(ids) for c, ids in (val_ids or {}).items()}
     wanted = set(categories) if categories is not None else None
@@ -106,7 +107,7 @@ def read_partnete_object(obj_dir: str | Path, category: str, object_id: str) -> 
     oid = f"{category}/{object_id}"
     k = len(part_names(category))
     ply_path = obj_dir / "pc.ply"
-    if not ply_path.is_file():
+    if not exists(ply_path):
         raise BadInputError("missing pc.ply", object_id=oid, path=ply_path)
     try:
         pts = read_ply(ply_path)
@@ -115,7 +116,9 @@ def read_partnete_object(obj_dir: str | Path, category: str, object_id: str) -> 
     sem = ins = None
     label_path = obj_dir / "label.npy"
     src_path = ply_path
-    if label_path.is_file():
+    # Not `is_file()`: that is False for a FIFO, a directory or a symlink loop, which would
+    # ingest the object unlabelled without a word. Present but unusable is an error.
+    if exists(label_path):
         try:
             lab = load_label_npy(label_path)
         except BadInputError as e:

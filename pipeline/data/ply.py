@@ -1,53 +1,34 @@
-"""Minimal PLY point-cloud reader/writer (ascii, binary little/big endian).
+"""PLY point-cloud reader (plyfile, with the header checked against the data) and writer.
 
-Why our own: the pipeline only needs vertex x/y/z, colours and a few integer label
-properties, and the usual readers (open3d, plyfile) are heavy or absent. A header parser plus
-one numpy structured dtype read covers every PartNetE `pc.ply` and what we export.
+Why plyfile plus checks: plyfile parses every PLY variant (ascii, binary little/big endian,
+list elements) but trusts the header: it allocates `count` records before reading, ignores
+data after the last element, and an ASCII element it reads ends wherever the count says.
+A header that lies about its counts would then be read as a truncated or padded cloud. So
+before plyfile allocates, the declared counts are compared with the bytes (binary) or lines
+(ascii) the file holds, and after it reads, nothing may be left over.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import io
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
+from plyfile import PlyData, PlyElement, PlyListProperty, PlyParseError
 
+from pipeline.data.input_file import open_regular
 from pipeline.errors import BadInputError
 
-_PLY_TYPES: dict[str, str] = {
-    "char": "i1", "int8": "i1",
-    "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2",
-    "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4",
-    "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4",
-    "double": "f8", "float64": "f8",
-}
 _NUMPY_TO_PLY: dict[str, str] = {
     "i1": "char", "u1": "uchar", "i2": "short", "u2": "ushort",
     "i4": "int", "u4": "uint", "f4": "float", "f8": "double",
 }
 _COLOUR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
 _MAX_HEADER_BYTES = 1 << 16
+#: What plyfile (and numpy on its behalf) raises on a file that does not match its header.
+_PARSE_ERRORS = (PlyParseError, ValueError, OverflowError, TypeError, IndexError, KeyError, MemoryError)
 GREY = 128
-
-
-@dataclass
-class _Property:
-    name: str
-    dtype: str  # numpy short code without byte order, e.g. "f4"
-    list_count: str | None = None  # numpy code of the list length for list properties
-
-
-@dataclass
-class _Element:
-    name: str
-    count: int
-    props: list[_Property] = field(default_factory=list)
-
-    @property
-    def has_list(self) -> bool:
-        return any(p.list_count is not None for p in self.props)
 
 
 @dataclass
@@ -64,121 +45,94 @@ def _fail(path: Path, reason: str) -> None:
     raise BadInputError(reason, path=path)
 
 
-def _parse_header(path: Path, data: bytes) -> tuple[str, list[_Element], int]:
-    """Return (format, elements, byte offset of the body)."""
-    if not data.startswith(b"ply"):
+def _declared(elements: tuple[PlyElement, ...]) -> str:
+    return ", ".join(f"{e.count} {e.name}" for e in elements)
+
+
+def _read_header(path: Path, f: BinaryIO) -> tuple[PlyData, int]:
+    """Parse the header from at most its first 64 KiB (plyfile reads it byte by byte and would
+    otherwise walk a whole file that lacks `end_header`); return it and where the body starts."""
+    head = f.read(_MAX_HEADER_BYTES)
+    if not head.startswith(b"ply"):
         _fail(path, "not a PLY file (missing 'ply' magic)")
-    end = data.find(b"end_header", 0, _MAX_HEADER_BYTES)
-    if end < 0:
+    if b"end_header" not in head:
         _fail(path, "PLY header has no 'end_header' (truncated or corrupt)")
-    nl = data.find(b"\n", end)
-    body_start = len(data) if nl < 0 else nl + 1
+    stream = io.BytesIO(head)
     try:
-        header = data[:end].decode("ascii")
-    except UnicodeDecodeError:
-        _fail(path, "PLY header is not ASCII (corrupt)")
-    fmt = None
-    elements: list[_Element] = []
-    for raw_line in header.splitlines()[1:]:
-        tok = raw_line.split()
-        if not tok or tok[0] in ("comment", "obj_info"):
-            continue
-        try:
-            if tok[0] == "format":
-                fmt = tok[1]
-                if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
-                    _fail(path, f"unsupported PLY format {fmt!r}")
-            elif tok[0] == "element":
-                count = int(tok[2])
-                if count < 0:
-                    raise ValueError
-                elements.append(_Element(tok[1], count))
-            elif tok[0] == "property":
-                if not elements:
-                    _fail(path, "PLY property before any element")
-                if tok[1] == "list":
-                    elements[-1].props.append(_Property(tok[4], _PLY_TYPES[tok[3]], _PLY_TYPES[tok[2]]))
-                else:
-                    elements[-1].props.append(_Property(tok[2], _PLY_TYPES[tok[1]]))
-            else:
-                _fail(path, f"unexpected PLY header line {raw_line!r}")
-        except (IndexError, ValueError, KeyError):
-            _fail(path, f"malformed PLY header line {raw_line!r}")
-    if fmt is None:
-        _fail(path, "PLY header has no 'format' line")
-    return fmt, elements, body_start
-
-
-def _skip_binary_list_element(path: Path, buf: memoryview, off: int, el: _Element, bo: str) -> int:
-    """Walk an element with list properties record by record (only needed before the vertices)."""
-    for _ in range(el.count):
-        for p in el.props:
-            if p.list_count is None:
-                off += np.dtype(p.dtype).itemsize
-            else:
-                cdt = np.dtype(bo + p.list_count)
-                if off + cdt.itemsize > len(buf):
-                    _fail(path, f"PLY truncated inside element {el.name!r}")
-                n = int(np.frombuffer(buf, cdt, 1, off)[0])
-                off += cdt.itemsize + n * np.dtype(p.dtype).itemsize
-    if off > len(buf):
-        _fail(path, f"PLY truncated inside element {el.name!r}")
-    return off
-
-
-def _read_vertices(path: Path, data: bytes) -> np.ndarray:
-    fmt, elements, off = _parse_header(path, data)
-    vidx = next((i for i, e in enumerate(elements) if e.name == "vertex"), None)
-    if vidx is None:
+        header = PlyData._parse_header(stream)  # noqa: SLF001 - plyfile's only header-only parser
+    except (PlyParseError, UnicodeDecodeError, ValueError) as e:
+        _fail(path, f"malformed PLY header ({e})")
+    for el in header.elements:
+        if el.count < 0:
+            _fail(path, f"PLY element {el.name!r} declares a negative count {el.count}")
+        if not el.properties:
+            _fail(path, f"PLY element {el.name!r} has no properties")
+    if "vertex" not in [e.name for e in header.elements]:
         _fail(path, "PLY has no 'vertex' element")
-    vert = elements[vidx]
-    if vert.has_list:
+    if any(isinstance(p, PlyListProperty) for p in header["vertex"].properties):
         _fail(path, "PLY vertex element has list properties (unsupported)")
-    names = [p.name for p in vert.props]
-    if len(set(names)) != len(names):
-        _fail(path, f"PLY vertex element has duplicate property names {names}")
+    return header, stream.tell()
 
-    if fmt == "ascii":
-        lines = data[off:].decode("ascii", errors="replace").splitlines()
-        lines = [ln for ln in lines if ln.strip()]
-        start = sum(e.count for e in elements[:vidx])
-        rows = lines[start:start + vert.count]
-        if len(rows) < vert.count:
-            _fail(path, f"PLY truncated: header says {vert.count} vertices, found {len(rows)} lines")
-        if vidx == len(elements) - 1 and len(lines) > start + vert.count:
-            _fail(path, f"PLY vertex count mismatch: header says {vert.count}, file has "
-                        f"{len(lines) - start} vertex lines")
-        tokens = " ".join(rows).split()
-        if len(tokens) != vert.count * len(vert.props):
-            _fail(path, f"PLY ascii vertex rows have {len(tokens)} values, expected "
-                        f"{vert.count} x {len(vert.props)}")
+
+def _min_record_bytes(el: PlyElement) -> int:
+    """Bytes one binary record takes at least (a list property may hold zero items)."""
+    return sum(np.dtype(p.list_dtype()[0] if isinstance(p, PlyListProperty) else p.val_dtype).itemsize
+               for p in el.properties)
+
+
+def _check_binary_body(path: Path, header: PlyData, body: int) -> None:
+    """Declared records must fit in the bytes after the header (checked before plyfile
+    allocates `count` records: a 200-byte file may declare 10^12 vertices)."""
+    need = 0
+    for el in header.elements:
+        need += el.count * _min_record_bytes(el)
+        if need > body:
+            _fail(path, f"PLY truncated: header declares {_declared(header.elements)} records, "
+                        f"needing at least {need} bytes up to element {el.name!r}, but only {body} "
+                        f"bytes follow the header")
+
+
+def _ascii_body(path: Path, header: PlyData, body: bytes) -> bytes:
+    """Non-blank body lines, one per record; their number must equal the declared records."""
+    lines = [ln for ln in body.splitlines() if ln.strip()]
+    total = sum(e.count for e in header.elements)
+    if len(lines) < total:
+        _fail(path, f"PLY truncated: header declares {total} records ({_declared(header.elements)}), "
+                    f"the body has {len(lines)} lines")
+    if len(lines) > total:
+        _fail(path, f"PLY has {len(lines) - total} lines beyond the {total} records its header "
+                    f"declares ({_declared(header.elements)})")
+    return b"\n".join(lines) + b"\n"
+
+
+def _read_vertices(path: Path) -> np.ndarray:
+    """The vertex element as a packed, native-endian structured array (file property order)."""
+    with open_regular(path) as f:
         try:
-            flat = np.array(tokens, dtype=np.float64).reshape(vert.count, len(vert.props))
-        except ValueError:
-            _fail(path, "PLY ascii vertex data contains non-numeric values")
-        out = np.empty(vert.count, dtype=[(p.name, p.dtype) for p in vert.props])
-        for j, p in enumerate(vert.props):
-            out[p.name] = flat[:, j]
-        return out
-
-    bo = "<" if fmt == "binary_little_endian" else ">"
-    buf = memoryview(data)
-    for el in elements[:vidx]:
-        if el.has_list:
-            off = _skip_binary_list_element(path, buf, off, el, bo)
-        else:
-            off += el.count * np.dtype([(p.name, bo + p.dtype) for p in el.props]).itemsize
-    vdt = np.dtype([(p.name, bo + p.dtype) for p in vert.props])
-    need = vert.count * vdt.itemsize
-    have = len(data) - off
-    if have < need:
-        _fail(path, f"PLY truncated: header says {vert.count} vertices ({need} bytes), "
-                    f"only {max(have, 0)} bytes of vertex data")
-    if vidx == len(elements) - 1 and have - need >= vdt.itemsize:
-        _fail(path, f"PLY vertex count mismatch: header says {vert.count}, file holds "
-                    f"{have // vdt.itemsize} vertices")
-    arr = np.frombuffer(data, dtype=vdt, count=vert.count, offset=off)
-    return arr.astype(vdt.newbyteorder("="))
+            header, body_start = _read_header(path, f)
+            size = f.seek(0, io.SEEK_END)
+            f.seek(0)
+            if header.text:
+                raw = f.read()
+                stream: BinaryIO = io.BytesIO(raw[:body_start] + _ascii_body(path, header, raw[body_start:]))
+            else:
+                _check_binary_body(path, header, size - body_start)
+                stream = f
+            try:
+                # mmap: binary scalar elements are mapped, not read record by record; copied below.
+                ply = PlyData.read(stream, mmap="c")
+            except _PARSE_ERRORS as e:
+                _fail(path, f"PLY data does not match its header ({_declared(header.elements)}): {e}")
+            if not header.text and (extra := size - f.tell()) > 0:
+                _fail(path, f"PLY has {extra} bytes after its last element: the header's counts "
+                            f"({_declared(header.elements)}) disagree with the data")
+            vert = ply["vertex"]
+            out = np.empty(vert.count, dtype=[(p.name, p.val_dtype) for p in vert.properties])
+            for p in vert.properties:
+                out[p.name] = vert.data[p.name]
+            return out
+        except OSError as e:
+            raise BadInputError(f"cannot read PLY: {e.strerror or e}", path=path) from None
 
 
 def _colour_to_u8(cols: list[np.ndarray]) -> np.ndarray:
@@ -195,18 +149,22 @@ def _colour_to_u8(cols: list[np.ndarray]) -> np.ndarray:
     return np.clip(np.rint(c), 0, 255).astype(np.uint8)
 
 
+def check_ply(path: str | Path) -> None:
+    """Only the header-vs-data checks of `read_ply` (regular file, counts, truncation, trailing
+    data), for callers that parse the file with a reader that trusts the header (trimesh)."""
+    _read_vertices(Path(path))
+
+
 def read_ply(path: str | Path) -> PlyPoints:
     """Read the vertices of a PLY point cloud; raise BadInputError naming the file if unusable.
 
-    Unusable = unreadable, corrupt header, truncated body, vertex-count mismatch, missing
-    x/y/z, zero vertices or NaN/inf coordinates.
+    Unusable = not a regular file (FIFO, directory, symlink loop), over the input size cap,
+    unreadable, corrupt header, header counts that disagree with the data (truncated body,
+    extra records, trailing bytes, in any element), missing x/y/z, zero vertices or NaN/inf
+    coordinates.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise BadInputError(f"cannot read PLY: {e.strerror or e}", path=path) from None
-    arr = _read_vertices(path, data)
+    arr = _read_vertices(path)
     names = arr.dtype.names or ()
     missing = [a for a in ("x", "y", "z") if a not in names]
     if missing:

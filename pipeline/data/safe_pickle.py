@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.lib.format as npformat
 
+from pipeline.data.input_file import open_regular
 from pipeline.errors import BadInputError, UnsafePickleError
 
 try:  # numpy >= 2
@@ -198,9 +199,13 @@ def restricted_loads(data: bytes, *, path: str | Path | None = None, max_bytes: 
     No array or scalar may declare more than `max_bytes` (default `len(data)`) up front, and
     an array's pickled contents must match its declared shape: the payload bounds memory.
     """
-    cap = len(data) if max_bytes is None else max_bytes
+    return _load_stream(io.BytesIO(data), len(data) if max_bytes is None else max_bytes, path)
+
+
+def _load_stream(stream: BinaryIO, cap: int, path: str | Path | None) -> Any:
+    """`restricted_loads` on a stream, which is left just after the pickle's STOP opcode."""
     try:
-        return _plain_arrays(RestrictedUnpickler(io.BytesIO(data), path=path, max_bytes=cap).load())
+        return _plain_arrays(RestrictedUnpickler(stream, path=path, max_bytes=cap).load())
     except UnsafePickleError as e:
         raise UnsafePickleError(e.reason, object_id=e.object_id, path=e.path or path) from None
     except _SizeError as e:
@@ -213,7 +218,7 @@ def load_npy_restricted(path: str | Path) -> np.ndarray:
     """Read a `.npy` file; object arrays are unpickled with the restricted unpickler."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a FIFO, directory or symlink loop is an error, never a hang
             try:
                 version = npformat.read_magic(f)
                 if version == (1, 0):
@@ -225,10 +230,7 @@ def load_npy_restricted(path: str | Path) -> np.ndarray:
             except (ValueError, EOFError, SyntaxError) as e:
                 raise BadInputError(f"not a valid .npy file ({e})", path=path) from None
             if dtype.hasobject:
-                arr = restricted_loads(f.read(), path=path)
-                if not isinstance(arr, np.ndarray):
-                    raise BadInputError(f".npy payload is a {type(arr).__name__}, not an array", path=path)
-                return arr
+                return _load_object_payload(f.read(), shape, dtype, path)
             _check_npy_size(f, shape, dtype, path)
             f.seek(0)
             try:
@@ -247,6 +249,25 @@ def _check_npy_size(f: BinaryIO, shape: tuple[int, ...], dtype: np.dtype, path: 
     if need > have:
         raise BadInputError(f".npy header declares shape {shape} {dtype} ({need} bytes) but the "
                             f"file holds only {have} bytes of data", path=path)
+    if need < have:  # np.load would ignore them; a header that undercounts is as wrong
+        raise BadInputError(f".npy header declares shape {shape} {dtype} ({need} bytes) but the "
+                            f"file holds {have} bytes of data ({have - need} trailing)", path=path)
+
+
+def _load_object_payload(payload: bytes, shape: tuple[int, ...], dtype: np.dtype, path: Path) -> np.ndarray:
+    """Unpickle an object array's payload and hold it to its `.npy` header: `np.load` returns
+    whatever the pickle holds, so a header saying shape () over a pickled (5,) array, or bytes
+    after the pickle, would otherwise pass unnoticed."""
+    stream = io.BytesIO(payload)
+    arr = _load_stream(stream, len(payload), path)
+    if not isinstance(arr, np.ndarray):
+        raise BadInputError(f".npy payload is a {type(arr).__name__}, not an array", path=path)
+    if arr.shape != tuple(shape) or arr.dtype != dtype:
+        raise BadInputError(f".npy header declares shape {tuple(shape)} {dtype} but the pickled payload "
+                            f"is shape {arr.shape} {arr.dtype}", path=path)
+    if (extra := len(payload) - stream.tell()) > 0:
+        raise BadInputError(f".npy file has {extra} bytes after its pickled payload", path=path)
+    return arr
 
 
 def _int_array(value: Any, key: str, path: Path) -> np.ndarray:

@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.data.cloud import LabelledCloud, make_cloud
-from pipeline.data.ply import GREY
+from pipeline.data.input_file import exists
+from pipeline.data.ply import GREY, check_ply
+from pipeline.data.safe_pickle import load_npy_restricted
 from pipeline.data.sampling import sample_triangles
 from pipeline.errors import BadInputError
 
@@ -75,6 +77,11 @@ def _fail(reason: str, object_id: str | None, path: Path) -> None:
 def _load_scene(path: Path, object_id: str | None):
     import trimesh
 
+    if path.suffix.lower() == ".ply":  # trimesh reads a header's lying counts as truth
+        try:
+            check_ply(path)
+        except BadInputError as e:
+            _fail(e.reason, object_id, path)
     try:
         return trimesh.load(str(path), force="scene", process=False)
     except Exception as exc:  # noqa: BLE001 - any parser failure means an unreadable file
@@ -135,18 +142,22 @@ def part_of_name(name: str, part_names: tuple[str, ...] | list[str]) -> int:
 
 def _side_labels(path: Path, n: int, what: str, object_id: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     lab_path = path.with_name(path.stem + LABELS_SUFFIX)
-    if not lab_path.is_file():
+    if not exists(lab_path):  # not is_file(): a FIFO or symlink loop is an error, not "unlabelled"
         return None
     try:
-        sem = np.load(lab_path, allow_pickle=False)
+        sem = load_npy_restricted(lab_path)  # regular file; header shape checked against the data
+    except BadInputError as exc:
+        _fail(exc.reason, object_id, lab_path)
     except Exception as exc:  # noqa: BLE001
         _fail(f"cannot read labels ({type(exc).__name__}: {exc})", object_id, lab_path)
     if sem.ndim != 1 or len(sem) != n or not np.issubdtype(sem.dtype, np.integer):
         _fail(f"labels must be {n} integers (one per {what}), got shape {sem.shape} dtype {sem.dtype}", object_id, lab_path)
     ins_path = path.with_name(path.stem + INSTANCES_SUFFIX)
-    if ins_path.is_file():
+    if exists(ins_path):
         try:
-            ins = np.load(ins_path, allow_pickle=False)
+            ins = load_npy_restricted(ins_path)
+        except BadInputError as exc:
+            _fail(exc.reason, object_id, ins_path)
         except Exception as exc:  # noqa: BLE001
             _fail(f"cannot read instances ({type(exc).__name__}: {exc})", object_id, ins_path)
         if ins.shape != sem.shape or not np.issubdtype(ins.dtype, np.integer):
