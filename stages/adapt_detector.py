@@ -27,22 +27,28 @@ from pipeline.meta import part_names
 from stages.common import ParamsError, StageFailed, finish, keep_going_options, key_resolver, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
 from stages.config import PipelineConfig, config_hash
 from stages.detector_weights import SKIPPED_MARKER, adapted_dir, dir_digest
+from stages.detector_weights import base_weights as resolve_base
+from stages.weights_resolve import WeightsNotFound
 from stages.store import StoreBusyError, atomic_write_text, replace_dir, store_lock
 
 log = logging.getLogger("partstad")
 
 
 def base_weights(cfg: PipelineConfig) -> Path:
-    """The directory adaptation starts from; exit 2 (ParamsError) when unusable."""
+    """The directory adaptation starts from (a local directory or a Hugging Face id resolved in
+    the local cache); exit 2 (ParamsError) when unusable."""
     from pipeline.detect.grounding_dino import check_weights_dir
 
     sec = cfg.adapt
     key = "adapt.base_weights_dir" if sec.base_weights_dir else "detect.weights_dir"
-    wd = sec.base_weights_dir or cfg.detect.weights_dir
-    if not wd:
+    try:
+        rw = resolve_base(cfg, key)
+    except WeightsNotFound as exc:
+        raise ParamsError(str(exc)) from None
+    if rw is None:
         raise ParamsError("adapt.enabled needs Grounding DINO weights to start from: set adapt.base_weights_dir or detect.weights_dir")
     try:
-        return check_weights_dir(wd)
+        return check_weights_dir(rw.path)
     except FileNotFoundError as exc:
         raise ParamsError(f"{key}: {exc}") from None
 
@@ -90,7 +96,7 @@ def adapt_params(cfg: PipelineConfig, device: str):
 
 def adapt_category(category: str, cfg: PipelineConfig, cache: str, device: str, metrics_path: Path) -> dict[str, Any]:
     """Fine-tune, select, save (swap) and write the metrics of one category."""
-    from tqdm.auto import tqdm
+    from stages.progress import Progress
 
     from pipeline.detect.adapt import AdaptDataError, build_dataset, fine_tune
     from pipeline.detect.grounding_dino import load_grounding_dino
@@ -116,12 +122,12 @@ def adapt_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
     model, processor = load_grounding_dino(base, "cpu")
     prm = adapt_params(cfg, device)
     steps_per_epoch = -(-len(train) // prm.batch_size)
-    bar = tqdm(total=prm.epochs * steps_per_epoch, desc=f"adapt {category}", unit="step", leave=False, disable=None)
+    bar = Progress(prm.epochs * steps_per_epoch, f"adapt {category}", unit="step")
 
     def progress(entry: dict[str, Any]) -> None:
         if "step" in entry:
-            bar.update(1)
             bar.set_postfix(epoch=entry["epoch"], loss=f"{entry['loss']:.3f}")
+            bar.update(1)
         else:
             bar.set_postfix(epoch=entry["epoch"], ap50=f"{entry['val_ap50']:.3f}")
 
@@ -134,11 +140,13 @@ def adapt_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
         bar.close()
     seconds = time.perf_counter() - t0
     provenance = {"category": category, "part_names": names, "adapt_config": sec.model_dump(mode="json"),
-                  "base_weights_dir": str(base), "base_weights_digest": dir_digest(base), "params_hash": config_hash(cfg),
+                  "base_weights_dir": str(base), "base_weights_spec": sec.base_weights_dir or cfg.detect.weights_dir,
+                  "base_weights_digest": dir_digest(base), "params_hash": config_hash(cfg),
                   "render_store": f"{cache}/render/{category}.zarr", "device": device}
     summary = {
         "category": category, "skipped": False, "selection": res.selection, "chosen_epoch": res.best_epoch,
         "chosen_ap50": res.best_ap50, "base_ap50": res.curve[0]["val_ap50"],
+        "chosen_val_loss": res.curve[res.best_epoch]["val_loss"], "base_val_loss": res.curve[0]["val_loss"],
         "ap50_per_epoch": [e["val_ap50"] for e in res.curve], "curve": res.curve,
         "per_part_chosen": res.curve[res.best_epoch]["per_part"],
         "n_train_views": res.n_train, "n_select_views": res.n_val, "trainable": sec.trainable,

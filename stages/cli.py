@@ -33,6 +33,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+class BadInputExit(click.ClickException):
+    """An :class:`pipeline.errors.ObjectError` that stopped a whole command: exit 1 (bad data,
+    not a bad command line)."""
+
+    exit_code = 1
+
+
 class LazyGroup(click.Group):
     """A click group that imports a command's module only when that command runs."""
 
@@ -46,6 +53,16 @@ class LazyGroup(click.Group):
         if name in PINNED_COMMANDS:
             pin_portable_torch_numerics()
         return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Bad input that escapes a command (a damaged side file read outside the per-object
+        runner) is one line naming the file, exit 1, never a traceback."""
+        from pipeline.errors import ObjectError
+
+        try:
+            return super().invoke(ctx)
+        except ObjectError as exc:
+            raise BadInputExit(str(exc)) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

@@ -17,6 +17,7 @@ from stages.parallel import effective_jobs, jobs_option, map_categories
 from stages.config import ConfigError, PipelineConfig, load_config, section_digest
 from stages.keys import STAGES, KeyResolver
 from stages.runner import StageContext, StageReport
+from stages.scheduling import scheduler_option
 from stages.store import CategoryStore, StoreBusyError, StoreCorruptError, atomic_write_text
 
 log = logging.getLogger("partstad")
@@ -82,10 +83,10 @@ def common_options(f: Callable) -> Callable:
     """--params/--cache/--category/--objects/--scheduler/--device/--force/--jobs/--keep-going/--lock-timeout."""
 
     @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False), help="YAML file holding every knob of the pipeline.")
-    @click.option("--cache", "cache", default="cache", show_default=True, help="Cache root (directory or fsspec URL) holding cache/<stage>/<Category>.zarr.")
+    @click.option("--cache", "cache", default="cache", show_default=True, callback=check_cache, help="Cache root (directory or fsspec URL) holding cache/<stage>/<Category>.zarr.")
     @click.option("--category", "categories", multiple=True, help="Category to process (repeatable). Default: all categories in params.")
-    @click.option("--objects", "objects", default=None, help="Comma-separated object ids (e.g. Chair/0003 or 0003) to restrict to.")
-    @click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", help="Dask scheduler: sync | threads | processes | local:N | tcp://host:port (env PARTSTAD_SCHEDULER, e.g. under dvc repro).")
+    @objects_option
+    @scheduler_option
     @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device for model stages.")
     @click.option("--force", is_flag=True, help="Recompute objects even when their cached result is up to date.")
     @jobs_option
@@ -102,7 +103,8 @@ def keep_going_options(f: Callable) -> Callable:
 
     @set_option
     @click.option("--keep-going", is_flag=True, help="Exit 0 even when some objects failed (they are still listed in failures.json).")
-    @click.option("--lock-timeout", default=-1.0, show_default=True, type=float, help="Seconds to wait for another run writing the same store (-1: wait for ever, 0: stop at once).")
+    @click.option("--lock-timeout", default=-1.0, show_default=True, type=float, callback=_check_lock_timeout,
+                  help="Seconds to wait for another run writing the same store (-1: wait for ever, 0: stop at once).")
     @functools.wraps(f)
     def wrapper(**kwargs: Any) -> Any:
         return f(**kwargs)
@@ -110,15 +112,76 @@ def keep_going_options(f: Callable) -> Callable:
     return wrapper
 
 
+def _check_lock_timeout(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """-1 (wait for ever) or a number of seconds >= 0; -5 or nan would silently mean something else."""
+    if value == -1 or (value >= 0 and not math.isnan(value)):
+        return value
+    raise click.BadParameter(f"{value!r}: use -1 (wait for ever) or a number of seconds >= 0")
+
+
+def check_cache(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--cache``: an fsspec URL, or a local path that is (or can become) a directory; an empty
+    value or a file on the way is exit 2, not a NotADirectoryError in the middle of a run."""
+    if "://" in str(value):
+        import fsspec
+
+        protocol = str(value).split("://", 1)[0]
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError) as exc:  # unknown protocol, or its package is not installed
+            raise click.BadParameter(f"{value!r}: no file system for {protocol}:// here ({' '.join(str(exc).split())})") from None
+        return value
+    if not str(value).strip():
+        raise click.BadParameter("empty path: give the cache directory (default: cache)")
+    path = Path(value)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise click.BadParameter(f"{value!r}: {existing} is {'a file' if existing.is_file() else 'not a directory'}, not a cache directory")
+    return value
+
+
+def objects_option(f: Callable) -> Callable:
+    """``--objects``: comma-separated ids, each checked like an ingested object id up front."""
+    return click.option("--objects", "objects", default=None, callback=check_objects,
+                        help="Comma-separated object ids (e.g. Chair/0003 or 0003) to restrict to.")(f)
+
+
+def check_objects(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The ``--objects`` value with blanks around ids removed; exit 2 for an id no object can have
+    (``..``, a path, whitespace inside, nothing at all) instead of a silent "matched nothing"."""
+    if value is None:
+        return None
+    from pipeline.data.ids import validate_object_id
+
+    ids = [o.strip() for o in str(value).split(",") if o.strip()]
+    if not ids:
+        raise click.BadParameter(f"{value!r} names no object (give ids like Chair/0003 or 0003, comma-separated)")
+    for oid in ids:
+        parts = oid.split("/")
+        if len(parts) > 2:
+            raise click.BadParameter(f"invalid object id {oid!r}: more than one '/' (ids look like Chair/0003 or 0003)")
+        try:
+            for part in parts:
+                validate_object_id(part)
+        except BadInputError as exc:
+            raise click.BadParameter(f"{exc.reason} (in {oid!r}; ids look like Chair/0003 or 0003)") from None
+    return ",".join(ids)
+
+
 def resolve_device(device: str) -> str:
-    if device != "auto":
+    """``auto`` -> cuda when torch sees a GPU, else cpu; ``cuda`` without one is exit 2 (not a
+    torch assertion deep in a model stage)."""
+    if device not in ("auto", "cuda"):
         return device
     try:
         import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        has_cuda = torch.cuda.is_available()
     except ImportError:
-        return "cpu"
+        has_cuda = False
+    if device == "cuda" and not has_cuda:
+        raise ParamsError("--device cuda: torch sees no CUDA device here; use --device cpu (or auto)")
+    return "cuda" if has_cuda else "cpu"
 
 
 def resolve_categories(cfg: PipelineConfig, given: tuple[str, ...]) -> list[str]:
@@ -132,13 +195,33 @@ def resolve_categories(cfg: PipelineConfig, given: tuple[str, ...]) -> list[str]
 
 
 def manifest(cache: str, category: str) -> list[dict[str, Any]]:
-    """The ingest manifest of a category (object, category, split, source)."""
+    """The ingest manifest of a category (object, category, split, source).
+
+    A damaged file (not JSON, not a list of rows with a string object and split) raises
+    BadInputError naming it: the stage reports that category and goes on with the others,
+    and `partstad ingest` rebuilds the file."""
     store = CategoryStore(cache, "ingest", category)
     if not store.exists():
         return []
-    rows = store.read_json("manifest.json", default=[]) or []
+    where = store.side_file("manifest.json")
+    try:
+        rows = store.read_json("manifest.json", default=[])
+    except ObjectError as exc:
+        raise BadInputError(f"{exc.reason}; re-run `partstad ingest` to rebuild it", path=where) from None
+    except (OSError, ValueError) as exc:  # an fsspec store: unreadable or not JSON
+        raise BadInputError(f"unreadable manifest ({type(exc).__name__}: {exc}); re-run `partstad ingest` to rebuild it", path=where) from None
+    rows = [] if rows is None else rows
     if not isinstance(rows, list):
-        raise BadInputError("manifest.json is not a list of objects; re-run `partstad ingest`", path=store.side_file("manifest.json"))
+        raise BadInputError("manifest.json is not a list of objects; re-run `partstad ingest` to rebuild it", path=where)
+    from pipeline.data.ids import is_valid_object_id
+
+    for i, r in enumerate(rows):
+        if not (isinstance(r, dict) and isinstance(r.get("object"), str) and isinstance(r.get("split"), str)):
+            raise BadInputError(f"row {i} is not an object with a string 'object' and 'split' ({str(r)[:80]}); "
+                                "re-run `partstad ingest` to rebuild it", path=where)
+        cat, _, name = r["object"].partition("/")
+        if cat != category or not is_valid_object_id(name):  # an id becomes a file name: never `..` or a path
+            raise BadInputError(f"row {i} names object {r['object'][:80]!r}, not {category}/<id>; re-run `partstad ingest` to rebuild it", path=where)
     return rows
 
 
@@ -147,7 +230,7 @@ def select_objects(cache: str, category: str, objects: str | None, splits: tuple
     rows = manifest(cache, category)
     ids = [r["object"] for r in rows if splits is None or r["split"] in splits]
     if objects:
-        wanted = {o if "/" in o else f"{category}/{o}" for o in objects.split(",") if o}
+        wanted = {o if "/" in o else f"{category}/{o}" for o in (o.strip() for o in objects.split(",")) if o}
         ids = [i for i in ids if i in wanted]
     return ids
 
@@ -190,6 +273,20 @@ def key_resolver(ctx: StageContext, extra: Callable[[str, str], Any] | None = No
             v["DetectConfig"].pop("pixels", None)
         if stage == "segment" and cfg.segment.mode != "pixels":
             v["SegmentConfig"].pop("pixels", None)
+        # autocast precision shapes results only when a real model runs; then the resolved one (auto: bf16 on CUDA)
+        for st, section, uses_model in (("detect", "DetectConfig", cfg.detect.backend == "grounding_dino"),
+                                        ("segment", "SegmentConfig", cfg.segment.mode == "sam")):
+            if stage == st and "precision" in v[section]:
+                if uses_model:
+                    from pipeline.batching import resolve_precision
+
+                    v[section]["precision"] = resolve_precision(v[section]["precision"], ctx.device)
+                else:
+                    v[section].pop("precision")
+        if stage == "segment":  # the content of the SAM checkpoint (mode sam), not just its path
+            from stages.sam_weights import weights_key as sam_weights_key
+
+            v = {**v, **sam_weights_key(cfg)}
         if stage == "detect":  # the content of the detector weights in use (base or adapted), not just their path
             from stages.detector_weights import weights_key
 
@@ -301,3 +398,5 @@ def _run_category(category: str, stage: str, work: Callable, cache: str, cfg: Pi
                          force=force, resources=resources, lock_timeout=lock_timeout), None
     except (StoreBusyError, StoreCorruptError) as exc:
         return None, f"[{stage}] {category}: {exc}"
+    except OSError as exc:  # the store itself (lock, folder, side files) cannot be written: not one object's fault
+        return None, f"[{stage}] {category}: cannot write the cache ({type(exc).__name__}: {exc})"

@@ -3,7 +3,10 @@
 ``params.yaml`` is parsed once, before any object runs, into :class:`PipelineConfig`.
 Unknown keys, wrong types and out-of-range values are refused with the dotted key named
 (``render.image_size: Input should be a valid integer``) and the command exits with code 2
-before anything in the cache is touched. Each field carries a docstring (shown by
+before anything in the cache is touched. Every float, in every section and container, must
+be finite (``allow_inf_nan=False`` in the one shared model config: ``-S train.lr=1e999``
+would otherwise pass ``gt=0`` as inf and wreck training); ``tests/stages/test_finite_settings.py``
+walks the schema so a new float field cannot skip it. Each field carries a docstring (shown by
 ``partstad params``).
 
 A field marked ``affects_results=False`` (e.g. ``evaluate.splits``) decides *which* objects
@@ -18,7 +21,7 @@ import json
 import logging
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
@@ -26,11 +29,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pipeline.cameras import PAPER_VIEWS
 from pipeline.meta import CATEGORIES
 
-_STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True, validate_default=True)
+#: Shared by every section (and the models derived from pipeline dataclasses): no unknown
+#: keys, no nan/inf in any float (lists and tuples of floats included).
+_STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class ConfigError(ValueError):
     """params.yaml is unreadable or invalid; the message names the file and the keys."""
+
+
+#: Every seed feeds numpy's default_rng (refuses negatives) and torch.manual_seed (at most 64 bits).
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
 
 
 def not_in_key(**kw: Any) -> Any:
@@ -49,7 +58,7 @@ class DataConfig(Section):
     """Dataset root for `partnete` / `mobility`, or the folder of shape files for `files` (a local directory)."""
     n_points: int = Field(20000, gt=0, le=10_000_000)
     """Points per shape for the synthetic generator and for sampling meshes."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the synthetic generator and of mesh sampling."""
     n_fewshot: int = not_in_key(default=8, ge=0)
     """Few-shot training shapes per category (synthetic; paper: 8)."""
@@ -137,9 +146,11 @@ def _docstrings(cls: type) -> dict[str, str]:
     return out
 
 
-def model_of_dataclass(cls: type, name: str, *, exclude: tuple[str, ...] = (), constraints: dict[str, dict[str, Any]] | None = None) -> type[BaseModel]:
+def model_of_dataclass(cls: type, name: str, *, exclude: tuple[str, ...] = (), constraints: dict[str, dict[str, Any]] | None = None,
+                       types: dict[str, Any] | None = None) -> type[BaseModel]:
     """A strict pydantic model whose fields, types, defaults and docs come from a pipeline
-    dataclass, so the defaults live in one place (the dataclass next to the maths)."""
+    dataclass, so the defaults live in one place (the dataclass next to the maths).
+    ``types`` replaces a field's type where its range must be stated per element (tuples)."""
     hints = typing.get_type_hints(cls)
     docs = _docstrings(cls)
     fields: dict[str, Any] = {}
@@ -147,7 +158,7 @@ def model_of_dataclass(cls: type, name: str, *, exclude: tuple[str, ...] = (), c
         if f.name in exclude:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        fields[f.name] = (hints[f.name], Field(default, description=docs.get(f.name), **(constraints or {}).get(f.name, {})))
+        fields[f.name] = ((types or {}).get(f.name, hints[f.name]), Field(default, description=docs.get(f.name), **(constraints or {}).get(f.name, {})))
     return create_model(name, __config__=_STRICT, **fields)
 
 
@@ -156,13 +167,18 @@ def _oracle_model() -> type[BaseModel]:
 
     nonneg = {"ge": 0}
     prob = {"ge": 0, "le": 1}
+    # noise std in feature units: features are float16 on disk (max 65504), so 1000 keeps them finite
+    feature_noise = {"ge": 0, "le": 1000}
+    side_fraction = Annotated[float, Field(gt=0, le=1)]
     return model_of_dataclass(
         OracleDetectorParams, "OracleDetectConfig",
         exclude=("score_threshold", "max_per_view", "feat_dim"),  # set by the detect section itself
         constraints={"p_max": prob, "area_scale": {"gt": 0}, "jitter": nonneg, "confusion": prob, "confused_confidence": nonneg,
-                     "fp_rate": nonneg, "whole_object_prob": prob, "score_noise": nonneg, "min_box_px": nonneg, "feat_noise": nonneg,
-                     "informativeness": prob, "objectness_noise": nonneg,
-                     "max_parts": {"ge": 1}, "max_views": {"ge": 1}},
+                     "fp_rate": {"ge": 0, "le": 1000},  # a Poisson mean of boxes per view (each one is drawn and stored)
+                     "whole_object_prob": prob, "score_noise": nonneg, "min_box_px": nonneg, "feat_noise": feature_noise,
+                     "informativeness": prob, "objectness_noise": feature_noise,
+                     "max_parts": {"ge": 1}, "max_views": {"ge": 1}, "feat_seed": {"ge": 0, "lt": 2**63}},
+        types={"fp_size": tuple[side_fraction, side_fraction]},
     )
 
 
@@ -175,8 +191,9 @@ def _pixels_detect_model() -> type[BaseModel]:
     nonneg = {"ge": 0}
     return model_of_dataclass(
         PixelDetectorParams, "PixelsDetectConfig",
-        constraints={"ring": nonneg, "sigma": {"gt": 0}, "l2": nonneg, "steps": nonneg, "lr": {"gt": 0}, "temperature": {"gt": 0},
-                     "match_iou": {"gt": 0, "le": 1}, "background_per_view": nonneg},
+        constraints={"ring": nonneg, "sigma": {"gt": 0, "le": 100}, "l2": nonneg, "steps": nonneg, "lr": {"gt": 0, "le": 1},
+                     "temperature": {"ge": 1e-3, "le": 1e3}, "match_iou": {"gt": 0, "le": 1}, "background_per_view": nonneg,
+                     "feat_seed": {"ge": 0, "lt": 2**63}},
     )
 
 
@@ -188,7 +205,7 @@ def _pixels_segment_model() -> type[BaseModel]:
 
     return model_of_dataclass(
         PixelSamParams, "PixelsSegmentConfig",
-        constraints={"sigma": {"gt": 0}, "depth_weight": {"ge": 0}, "n_superpixels": {"ge": 1}, "compactness": {"ge": 0}, "iterations": {"ge": 1}, "merge_scale": {"ge": 0},
+        constraints={"sigma": {"gt": 0, "le": 100}, "depth_weight": {"ge": 0}, "n_superpixels": {"ge": 1}, "compactness": {"ge": 0}, "iterations": {"ge": 1}, "merge_scale": {"ge": 0},
                      "min_region": {"ge": 0}, "inside": {"gt": 0, "le": 1}, "min_cover": {"ge": 0, "le": 1}},
     )
 
@@ -201,14 +218,18 @@ class DetectConfig(Section):
     """oracle (SIMULATED ground-truth oracle: labels, scores and features read from the ground truth; for tests and comparisons), pixels (SIMULATED from rendered pixels: boxes placed from the ground truth, features/labels/scores from the image and a classifier fitted on the few-shot renders), grounding_dino (real, local weights) or import (original preprocessing)."""
     feat_dim: int = Field(256, ge=1, le=4096)
     """Per-box feature dimension of the simulated detector (GLIP: 256)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the simulated detectors' noise and box placement (per object: mixed with the object id)."""
     weights_dir: str | None = None
-    """Local Grounding DINO directory (config.json + model.safetensors + processor files) for backend grounding_dino."""
+    """Grounding DINO for backend grounding_dino: a local directory (config.json + model.safetensors + processor files) or a Hugging Face model id (IDEA-Research/grounding-dino-base, optionally @revision) read from the local Hugging Face cache (never downloaded). Its content digest enters the detect keys."""
     score_threshold: float = Field(0.5, ge=0, le=1)
     """Boxes scoring at most this are dropped (GLIP: 0.5)."""
     max_per_view: int = Field(100, ge=1)
     """At most this many boxes per view (highest scores kept)."""
+    batch_size: int | None = not_in_key(default=None, ge=1, le=256)
+    """Views per Grounding DINO forward; null: all views of an object on CUDA, 2 on a CPU. Changes boxes only by float rounding (like the thread count), so it is not part of the keys."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast of the Grounding DINO forward (backend grounding_dino): auto = bf16 on CUDA, fp32 on a CPU; the keys hold the resolved value. Box decoding is always float32."""
     oracle: OracleDetectConfig = Field(default_factory=OracleDetectConfig)  # type: ignore[valid-type]
     """Noise model of the simulated detectors (see pipeline/detect/oracle.py); backend pixels uses only its proposal knobs (p_max, area_scale, jitter, fp_rate, fp_size, whole_object_prob, min_box_px, max_parts)."""
     pixels: PixelsDetectConfig = Field(default_factory=PixelsDetectConfig)  # type: ignore[valid-type]
@@ -221,11 +242,11 @@ class AdaptConfig(Section):
     enabled: bool = False
     """Fine-tune the detector per category on the few-shot renders and let detect use the result (needs detect.backend: grounding_dino); false: the stage only records that it was skipped."""
     base_weights_dir: str | None = None
-    """Grounding DINO directory (save_pretrained layout, safetensors) to start from; null: detect.weights_dir."""
+    """Grounding DINO to start from (local save_pretrained directory with safetensors, or a Hugging Face model id in the local cache); null: detect.weights_dir."""
     out_dir: str = not_in_key(default="models/adapt")
     """Adapted models go to <out_dir>/<Category>/ (keep in line with dvc.yaml's outs); detect reads them from there. Their content digest enters the detect keys."""
-    trainable: Literal["prompt", "heads", "all"] = "heads"
-    """Parameters that train: prompt (text projection only, like PartSLIP's prompt tuning), heads (prompt + box/class/proposal heads) or all."""
+    trainable: Literal["prompt", "heads", "all"] = "all"
+    """Parameters that train: all (default: the only group whose box terms fall at the default lr, docs/detector_weights.md), heads (prompt + box/class/proposal heads; learns boxes only at lr ~1e-3, less GPU memory) or prompt (text projection only, like PartSLIP's prompt tuning: rescales class scores, never moves a box)."""
     epochs: int = Field(20, ge=0, le=10_000)
     """Passes over the few-shot views; validation AP50 after each (epoch 0 = the base weights)."""
     batch_size: int = Field(4, gt=0, le=1024)
@@ -234,11 +255,11 @@ class AdaptConfig(Section):
     """AdamW learning rate."""
     lr_schedule: Literal["constant", "cosine"] = "constant"
     """Learning-rate schedule over all steps: constant, or cosine decay to 0."""
-    weight_decay: float = Field(1.0e-4, ge=0)
-    """AdamW decoupled weight decay."""
+    weight_decay: float = Field(1.0e-4, ge=0, le=1)
+    """AdamW decoupled weight decay (each step scales the weights by 1 - lr·weight_decay)."""
     grad_clip: float = Field(0.1, ge=0)
     """Gradient norm clip (Grounding DINO's 0.1; 0 = off)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the batch order (and of torch)."""
     min_box_px: float = Field(2.0, ge=0)
     """Ground-truth part boxes narrower or lower than this (pixels) are left out."""
@@ -252,13 +273,27 @@ class SegmentConfig(Section):
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
     """segment-anything model type of the checkpoint."""
     sam_checkpoint: str | None = None
-    """Local path to a segment-anything checkpoint (.pth) for mode sam."""
-    seed: int = 0
+    """segment-anything checkpoint (.pth) for mode sam: a local path, or an official name (sam_vit_b, sam_vit_l, sam_vit_h) looked up in torch.hub.get_dir()/checkpoints (never downloaded). Its content digest enters the segment keys."""
+    batch_size: int | None = not_in_key(default=None, ge=1, le=256)
+    """Views per SAM image-encoder forward (mode sam); null: all views of an object on CUDA, 2 on a CPU. Changes masks only by float rounding, so it is not part of the keys."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast of SAM's image encoder (mode sam): auto = bf16 on CUDA, fp32 on a CPU; the keys hold the resolved value. The mask decoder is always float32."""
+    seed: Seed = 0
     """Seed of the simulated oracle SAM's boundary noise (mode pixels draws nothing)."""
     boundary_noise: float = Field(0.2, ge=0, le=1)
     """Simulated oracle SAM: flip probability of boundary pixels."""
     pixels: PixelsSegmentConfig = Field(default_factory=PixelsSegmentConfig)  # type: ignore[valid-type]
     """Over-segmentation and prompt rule of the simulated pixels SAM (see pipeline/segment/pixel_sam.py)."""
+
+    @model_validator(mode="after")
+    def _sam_name_matches_type(self) -> "SegmentConfig":
+        """An official SAM name fixes the model type: a mismatch would fail only when loading."""
+        from stages.weights_resolve import SAM_CHECKPOINTS
+
+        known = SAM_CHECKPOINTS.get(self.sam_checkpoint or "")
+        if known and known[1] != self.sam_model_type:
+            raise ValueError(f"sam_checkpoint {self.sam_checkpoint} is a {known[1]} model but sam_model_type is {self.sam_model_type}")
+        return self
 
 
 class LiftConfig(Section):
@@ -273,15 +308,15 @@ class TrainConfig(Section):
     """Training epochs; validation after each one, the first best epoch is kept."""
     batch_size: int = Field(2, gt=0)
     """Objects per optimisation step."""
-    lr: float = Field(1.0e-4, gt=0)
+    lr: float = Field(1.0e-4, gt=0, le=1)
     """AdamW learning rate of the weight network."""
-    lr_null: float = Field(0.05, gt=0)
+    lr_null: float = Field(0.05, gt=0, le=1)
     """AdamW learning rate of the null logit."""
-    weight_decay: float = Field(0.01, ge=0)
-    """Decoupled weight decay of both optimisers."""
-    tau: float = 10.0
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    """Decoupled weight decay of both optimisers (each step scales the weights by 1 - lr·weight_decay)."""
+    tau: float = Field(10.0, ge=0, le=1000)
     """Weight offset: w = ReLU(tau + o); also the initial null logit. Saved with the weights and used by evaluate."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the initialisation and of the epoch shuffles."""
     pos_enc: bool = True
     """Append the 147-D positional encoding of the box query to the detector feature."""
@@ -409,12 +444,30 @@ def apply_overrides(raw: Any, overrides: tuple[str, ...] | list[str] = ()) -> di
     return out
 
 
+def _say_once(message: str) -> None:
+    """One line on stderr, once per command (the click context) or once per process outside one:
+    a command may load its params more than once."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    said: set[str] = ctx.find_root().meta.setdefault("partstad.config_said", set()) if ctx is not None else _SAID
+    if message not in said:
+        said.add(message)
+        click.echo(message, err=True)
+
+
+#: Messages said outside any click command (see :func:`_say_once`).
+_SAID: set[str] = set()
+
+
 def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = (), *, missing_ok: bool = False) -> PipelineConfig:
     """Read and validate params.yaml plus ``-S`` overrides (missing file, YAML syntax and schema errors -> ConfigError).
 
     ``missing_ok``: the file was not asked for explicitly (the default ``params.yaml``) and
     may be absent: the packaged defaults (:class:`PipelineConfig`'s) are used and the log
-    says so once. An explicitly given file that does not exist is always an error.
+    says so once. An explicitly given file that does not exist is always an error. An empty
+    (or all-comment) file also means every default, and one line on stderr says so: an
+    emptied file is more often a mistake than a choice.
     """
     p = Path(path)
     if not p.is_file():
@@ -432,6 +485,9 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = (), *
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"params file {p} is not valid YAML: {exc}") from None
         source = str(p)
+        if raw is None:  # empty or only comments: probably not what the researcher meant to run
+            _say_once(f"{p} is empty: using defaults for every setting" + (" not given with -S" if overrides else "")
+                      + " (`partstad params --defaults` lists them)")
     if overrides:
         if raw is not None and not isinstance(raw, dict):
             return parse_config(raw, source)  # the usual "must be a mapping" error

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.errors import BadInputError
 from pipeline.meta import part_names
 from stages.common import ParamsError, common_options, run_object_stage
-from stages.detector_weights import adapted_dir, detector_weights, dir_digest, has_adapted_model
+from stages.detector_weights import adapted_dir, base_weights, detector_weights, dir_digest, has_adapted_model
 from stages.helpers import object_seed
 from stages.runner import StageContext
 
@@ -64,16 +64,15 @@ def grounding_dino(sec: Any, device: str, weights_dir: Path | None = None):
     from pipeline.detect.grounding_dino import GroundingDinoDetector
 
     path = Path(weights_dir if weights_dir is not None else sec.weights_dir)
-    key = f"{path}|{dir_digest(path)}|{device}"
+    settings = dict(score_threshold=sec.score_threshold, max_per_view=sec.max_per_view, batch_size=sec.batch_size, precision=sec.precision)
+    key = f"{path}|{dir_digest(path)}|{device}|{sorted(settings.items())}"
     if key not in _DETECTORS:
-        _DETECTORS[key] = GroundingDinoDetector(path, score_threshold=sec.score_threshold, max_per_view=sec.max_per_view, device=device)
+        _DETECTORS[key] = GroundingDinoDetector(path, device=device, **settings)
     return _DETECTORS[key]
 
 
 def _grounding_dino(ctx: StageContext, object_id: str, sec: Any):
     """Detections with the category's adapted weights (adapt.enabled and adapted) or the base ones."""
-    from pipeline.detect.types import detect_object
-
     path, adapted = detector_weights(ctx.config, ctx.category)
     if path is None:
         raise BadInputError("detect.weights_dir is not set and there are no adapted weights for this category", object_id=object_id)
@@ -83,7 +82,7 @@ def _grounding_dino(ctx: StageContext, object_id: str, sec: Any):
         what = f"adapted Grounding DINO of {ctx.category}" if adapted else "Grounding DINO"
         raise BadInputError(f"cannot load the {what}: {exc}", object_id=object_id, path=str(path)) from None
     images = ctx.store("render").read(object_id, "rgb")
-    return detect_object(model, images, part_names(ctx.category)), adapted
+    return model.detect_object(images, part_names(ctx.category)), adapted  # views batched per forward
 
 
 def detect_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -105,6 +104,9 @@ def detect_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray
     attrs = {"backend": sec.backend, "simulated": bool(det.simulated), "n_boxes": int(len(det.xyxy))}
     if sec.backend == "grounding_dino":
         attrs["adapted_weights"] = bool(adapted)
+        # provenance of these boxes: the setting (not the machine's cache path) and the content digest
+        weights_path, _ = detector_weights(ctx.config, ctx.category)
+        attrs["weights"] = {"spec": str(weights_path) if adapted else sec.weights_dir, "digest": dir_digest(weights_path)}
     attrs.update(record)
     return arrays, attrs
 
@@ -120,11 +122,18 @@ def preflight(cfg: Any, device: str) -> None:
     if sec.backend == "import":
         raise ParamsError("detect.backend: 'import' results are written by `partstad import-partstad`; `partstad detect` would overwrite them")
     if sec.backend == "grounding_dino":
-        wd = sec.weights_dir
-        if not wd or not Path(wd).is_dir():
-            raise ParamsError(f"detect.weights_dir: {wd!r} is not a directory; give a local Grounding DINO model directory in params.yaml")
+        from stages.weights_resolve import WeightsNotFound
+
         try:
-            grounding_dino(sec, device)
+            rw = base_weights(cfg)
+        except WeightsNotFound as exc:
+            raise ParamsError(str(exc)) from None
+        wd = rw.path if rw else None
+        if wd is None or not wd.is_dir():
+            raise ParamsError(f"detect.weights_dir: {sec.weights_dir!r} is not a directory; give a local Grounding DINO model directory "
+                              "or a Hugging Face model id (org/name) in params.yaml")
+        try:
+            grounding_dino(sec, device, wd)
         except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
             raise ParamsError(f"detect.weights_dir: cannot load Grounding DINO from {wd} ({type(exc).__name__}: {exc})") from None
         if cfg.adapt.enabled:  # adapted weights are used per category: a broken directory stops the run here

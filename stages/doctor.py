@@ -46,6 +46,18 @@ def _torch() -> tuple[bool, str]:
     return True, f"torch {torch.__version__}; --device auto -> {dev}"
 
 
+def _cuda_row() -> tuple[str, str, str]:
+    """`--device cuda` on a machine whose torch sees no GPU fails every model stage: say so here."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "ok", "--device cuda", torch.cuda.get_device_name(0)
+    except Exception as exc:  # noqa: BLE001
+        return "FAIL", "--device cuda", f"torch does not import ({type(exc).__name__}: {exc})"
+    return "FAIL", "--device cuda", "torch sees no CUDA device here; use --device cpu"
+
+
 def _gl() -> tuple[bool, str]:
     if importlib.util.find_spec("pyrender") is None:
         return False, "pyrender not installed (render.backend numpy works without it)"
@@ -170,8 +182,9 @@ def dvc_yaml_row(categories: list[str], path: Path = Path("dvc.yaml")) -> tuple[
 def _load_detector(wd: str, device: str) -> tuple[str, str, str]:
     try:
         from pipeline.detect.grounding_dino import load_grounding_dino
+        from stages.weights_resolve import resolve_detector_dir
 
-        model, _ = load_grounding_dino(wd, device)
+        model, _ = load_grounding_dino(resolve_detector_dir(wd).path, device)  # a Hugging Face id: from the local cache
         n = sum(p.numel() for p in model.parameters())
         return "ok", "detect.weights_dir", f"{wd} loads ({n / 1e6:.0f} M parameters)"
     except Exception as exc:  # noqa: BLE001
@@ -182,9 +195,12 @@ def _load_sam(model_type: str, ck: str, device: str) -> tuple[str, str, str]:
     try:
         from pipeline.segment.sam import SamMasker
 
-        if not Path(ck).is_file():
+        from stages.weights_resolve import resolve_sam_checkpoint
+
+        path = resolve_sam_checkpoint(ck).path  # an official name (sam_vit_b): from the torch hub directory
+        if not path.is_file():
             raise FileNotFoundError(f"no such file: {ck}")
-        SamMasker(model_type, Path(ck), device=device)
+        SamMasker(model_type, path, device=device)
         return "ok", "segment.sam_checkpoint", f"{ck} loads as {model_type}"
     except Exception as exc:  # noqa: BLE001
         return "FAIL", "segment.sam_checkpoint", f"{ck} does not load as {model_type} ({type(exc).__name__}: {exc})"
@@ -202,6 +218,8 @@ def doctor(params_path: str, device: str, no_load: bool) -> None:
 
     cfg = load_params(params_path)
     rows = checks(cfg, device, load=not no_load)
+    if device == "cuda":
+        rows.insert(0, _cuda_row())
     for status, name, detail in rows:
         click.echo(f"{status:4s} {name:22s} {detail}")
     bad = [name for status, name, _ in rows if status == "FAIL"]

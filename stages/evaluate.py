@@ -26,13 +26,15 @@ import numpy as np
 
 from pipeline.errors import BadInputError
 from pipeline.meta import part_names, small_part_mask
-from stages.common import finish, keep_going_options, key_resolver, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
+from stages.common import ParamsError, finish, keep_going_options, key_resolver, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
+from stages.common import check_objects
 from stages.config import PipelineConfig, config_hash
 from stages.parallel import effective_jobs, jobs_option, map_categories
-from stages.keys import files_digest
+from stages.model_check import check_model, check_models_dir, weights_key
 from stages.lifted_io import read_lifted
 from stages.provenance import object_sources, provenance as provenance_record, run_components
 from stages.runner import StageContext, StageReport, run_stage
+from stages.scheduling import SCHEDULER
 from stages.store import StoreBusyError, StoreCorruptError, store_lock
 from stages.train_io import prepare_object
 
@@ -42,17 +44,17 @@ _NETS: dict[tuple[str, int, int], Any] = {}
 
 
 def _net(path: Path):
-    from pipeline.train.checkpoint import load_weights
+    from pipeline.train.checkpoint import WeightsFileError, load_weights
 
     if not path.is_file():
         raise BadInputError("trained weights not found (run `partstad train` first)", path=path)
     st = path.stat()
     key = (str(path), st.st_mtime_ns, st.st_size)  # a retrained file is a new net (long-lived workers)
     if key not in _NETS:
-        try:  # safetensors only: a pickle (or any other file) is refused, never executed
+        try:  # safetensors only, every tensor and number finite: anything else is refused, never executed
             _NETS[key] = load_weights(path)
-        except Exception as exc:  # noqa: BLE001 - every load failure means an unusable file
-            raise BadInputError(f"cannot load trained weights ({type(exc).__name__}: {exc})", path=path) from exc
+        except WeightsFileError as exc:
+            raise BadInputError(f"cannot load trained weights ({exc.reason})", path=path) from None
     return _NETS[key]
 
 
@@ -61,6 +63,11 @@ def _predict(ctx: StageContext, object_id: str, mode: str, weights: Path):
 
     net, theta, meta = _net(weights)  # tau and eps as saved by train
     obj = prepare_object(ctx, object_id, mode, pos_enc=meta.get("pos_enc", "True") == "True")
+    if int(obj.x.shape[1]) != net.in_dim:  # features of another detector than the model was trained on
+        width = int(ctx.store("detect").read(object_id, "feat").shape[1])
+        raise BadInputError(f"its detector features are {width}-d, and the model {weights} was trained on "
+                            f"{width + net.in_dim - int(obj.x.shape[1])}-d features (another detector backend or feat_dim: "
+                            "re-run detect with the model's settings, or retrain)", object_id=object_id, path=ctx.store("detect").path(object_id))
     P = predict(net, theta, obj)
     lifted = read_lifted(ctx, object_id, mode)
     labels_sp = labels_from_probs(P, lifted.valid, small_part_mask(ctx.category))
@@ -105,7 +112,8 @@ def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
     cov = unweighted_coverage(lifted)
     P_m = np.concatenate([np.full((len(cov), 1), thr), cov], axis=1)
     put("masks_only", lab_m[lifted.sp], partstad_instances(lab_m, P_m, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
-    return out, {"methods": [m for m in METHODS if f"sem_{m}" in out]}
+    # which weights computed these labels: export names exactly this model, never another
+    return out, {"methods": [m for m in METHODS if f"sem_{m}" in out], "model": {"dir": str(models), "files": ctx.runtime.get("model_files") or weights_key(models)}}
 
 
 def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]:
@@ -166,12 +174,15 @@ def auto_choice(ctx: StageContext, val_ids: list[str]) -> dict[str, Any]:
     return {"method": pick, "reason": why, "val_miou": miou, "n_val": val["n_test"]}
 
 
-def model_provenance(models: Path) -> dict[str, Any]:
-    """What the metrics record about the weights: file hashes and the training config."""
+def model_provenance(models: Path, cfg: PipelineConfig, category: str) -> dict[str, Any]:
+    """What the metrics record about the weights: file hashes and the training config. Every
+    file is checked against the run (raises ParamsError on a mismatch)."""
     out: dict[str, Any] = {"dir": str(models), "files": {}}
+    digests = weights_key(models)
     for p in sorted(models.glob("*.safetensors")):
-        _net_obj, _theta, meta = _net(p)
-        out["files"][p.name] = {"sha256_20": files_digest([p]), "tau": meta.get("tau"), "config": json.loads(meta["config"]) if "config" in meta else None}
+        net, _theta, meta = _net(p)
+        check_model(p, cfg, category, net, meta)
+        out["files"][p.name] = {"sha256_20": digests[p.name], "tau": meta.get("tau"), "config": json.loads(meta["config"]) if "config" in meta else None}
     return out
 
 
@@ -197,13 +208,14 @@ def _evaluate_one(category: str, cfg: PipelineConfig, cache: str, dev: str, obje
             if not weights.is_file():
                 problems.append(f"[evaluate] {category}: trained weights not found at {weights} (run `partstad train --category {category}`)")
                 return report, problems
-            try:
-                provenance = model_provenance(models)
-            except BadInputError as exc:
-                problems.append(f"[evaluate] {category}: {exc}")
+            try:  # checked up front by the command too; here again under the lock (a retrain may have happened)
+                provenance = model_provenance(models, cfg, category)
+            except (BadInputError, ParamsError) as exc:
+                problems.append(f"[evaluate] {category}: {exc.format_message() if isinstance(exc, ParamsError) else exc}")
                 return report, problems
-            weights_key = {name: f["sha256_20"] for name, f in provenance["files"].items()}
-            report = run_stage(ctx, ids + extra_val, evaluate_work, keys=key_resolver(ctx, lambda stage, oid: weights_key if stage == "evaluate" else None),
+            model_files = {name: f["sha256_20"] for name, f in provenance["files"].items()}
+            ctx.runtime["model_files"] = model_files
+            report = run_stage(ctx, ids + extra_val, evaluate_work, keys=key_resolver(ctx, lambda stage, oid: model_files if stage == "evaluate" else None),
                                scheduler=scheduler, force=force, lock_timeout=lock_timeout)
     except (StoreBusyError, StoreCorruptError) as exc:
         problems.append(f"[evaluate] {category}: {exc}")
@@ -233,8 +245,8 @@ def _evaluate_one(category: str, cfg: PipelineConfig, cache: str, dev: str, obje
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
 @click.option("--cache", default="cache", show_default=True, help="Cache root.")
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
-@click.option("--objects", default=None, help="Comma-separated object ids to restrict to.")
-@click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", help="sync | threads | processes | local:N | tcp://host:port (env PARTSTAD_SCHEDULER).")
+@click.option("--objects", default=None, callback=check_objects, help="Comma-separated object ids to restrict to.")
+@click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", type=SCHEDULER, help="sync | threads | processes | local:N | tcp://host:port (env PARTSTAD_SCHEDULER).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
 @click.option("--force", is_flag=True, help="Recompute up-to-date objects.")
 @click.option("--models", "models_root", default="models", show_default=True, help="Directory with <Category>/partstad.safetensors.")
@@ -256,6 +268,8 @@ def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects:
         raise click.BadParameter(f"unknown split(s) {', '.join(bad)} (fewshot, val, test)", param_hint="--splits")
     dev = resolve_device(device)
     cats = resolve_categories(cfg, categories)
+    for cat in cats:  # unusable or mismatched weights: exit 2 naming the file and both sides, before any object
+        check_models_dir(Path(models_root) / cat, cfg, cat)
     results = map_categories(_evaluate_one, cats, effective_jobs(jobs, scheduler, dev), cfg, cache, dev, objects, split_list, models_root, metrics_root,
                              scheduler, force, lock_timeout)
     reports = [r for r, _ in results if r is not None]

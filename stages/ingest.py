@@ -14,9 +14,10 @@ import os
 import click
 
 from pipeline.errors import ObjectError
-from stages.common import ParamsError, finish, keep_going_options, load_params, make_context, resolve_categories
+from stages.common import ParamsError, check_cache, finish, keep_going_options, load_params, make_context, objects_option, resolve_categories
 from stages.config import DataConfig
 from stages.ingest_io import categories_in_root, list_sources, run_ingest
+from stages.scheduling import scheduler_option
 from stages.store import StoreBusyError, StoreCorruptError
 
 log = logging.getLogger("partstad")
@@ -24,10 +25,10 @@ log = logging.getLogger("partstad")
 
 @click.command()
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False), help="YAML file holding every knob of the pipeline (default: packaged defaults when absent).")
-@click.option("--cache", "cache", default="cache", show_default=True, help="Cache root (directory or fsspec URL).")
+@click.option("--cache", "cache", default="cache", show_default=True, callback=check_cache, help="Cache root (directory or fsspec URL).")
 @click.option("--category", "categories", multiple=True, help="Category to ingest (repeatable). Default: partnete/mobility: every category found under the root; otherwise the categories in params.")
-@click.option("--objects", "objects", default=None, help="Comma-separated object ids (e.g. Chair/0003 or 0003) to restrict to.")
-@click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", help="Dask scheduler (see `partstad render --help`).")
+@objects_option
+@scheduler_option
 @click.option("--force", is_flag=True, help="Re-read objects even when their cached result is up to date.")
 @keep_going_options
 @click.option("--source", type=click.Choice(["synthetic", "partnete", "mobility", "files"]), default=None, help="Override data.source from params (files: your own .ply/.obj/.glb/.gltf/.off/.stl under --root).")
@@ -72,7 +73,7 @@ def ingest(params_path: str, cache: str, categories: tuple[str, ...], objects: s
             continue
         rows = all_rows
         if objects:
-            wanted = {o if "/" in o else f"{category}/{o}" for o in objects.split(",")}
+            wanted = {o if "/" in o else f"{category}/{o}" for o in objects.split(",") if o}
             rows = [r for r in rows if r["object"] in wanted]
             if not rows:
                 problems.append(f"[ingest] {category}: --objects {objects!r} matched no object of the source")
@@ -82,6 +83,9 @@ def ingest(params_path: str, cache: str, categories: tuple[str, ...], objects: s
             report = run_ingest(ctx, all_rows, rows, scheduler=scheduler, force=force, lock_timeout=lock_timeout)
         except (StoreBusyError, StoreCorruptError) as exc:
             problems.append(f"[ingest] {category}: {exc}")
+            continue
+        except OSError as exc:  # the store itself (lock, folder, manifest) cannot be written
+            problems.append(f"[ingest] {category}: cannot write the cache ({type(exc).__name__}: {exc})")
             continue
         reports.append(report)
     finish(reports, problems, keep_going)

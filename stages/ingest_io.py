@@ -121,11 +121,15 @@ def read_splits_file(root: Path) -> dict[str, str]:
 
     path = root / SPLITS_FILE
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a folder or a dangling link: a typo, not "no splits"
+            raise ParamsError(f"{path}: not a readable file (a folder or a broken link); remove it or make it a YAML mapping stem: fewshot|val|test")
         return {}
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
+        raise ParamsError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping stem: fewshot|val|test")
     bad = {str(k): v for k, v in raw.items() if v not in SPLITS}
@@ -247,6 +251,33 @@ def mark_invalid_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def previous_manifest(store: Any) -> tuple[list[dict[str, Any]], bool]:
+    """(the rows of the store's manifest.json that are rows, whether the file was damaged).
+
+    A damaged file (not JSON, not a list, rows that are not objects) gets a warning naming it
+    and is rebuilt by the caller instead of stopping ingest for good."""
+    where = store.side_file("manifest.json")
+    try:
+        rows = store.read_json("manifest.json", default=[])
+    except (ObjectError, OSError, ValueError) as exc:
+        problem = exc.reason if isinstance(exc, ObjectError) else f"{type(exc).__name__}: {exc}"
+        log.warning("[ingest] file %s: %s; writing a fresh one", where, problem)
+        return [], True
+    if rows is None:
+        return [], False
+    if not isinstance(rows, list):
+        log.warning("[ingest] file %s: not a list of objects; writing a fresh one", where)
+        return [], True
+    from pipeline.data.ids import is_valid_object_id
+
+    prefix = f"{store.category}/"
+    good = [r for r in rows if isinstance(r, dict) and isinstance(r.get("object"), str) and r["object"].startswith(prefix)
+            and is_valid_object_id(r["object"][len(prefix):])]
+    if len(good) != len(rows):
+        log.warning("[ingest] file %s: %d row(s) are not objects; writing a fresh one", where, len(rows) - len(good))
+    return good, len(good) != len(rows)
+
+
 def write_manifest(ctx: StageContext, all_rows: list[dict[str, Any]], report: StageReport) -> None:
     """manifest.json: the objects downstream stages may use, with their split.
 
@@ -259,13 +290,15 @@ def write_manifest(ctx: StageContext, all_rows: list[dict[str, Any]], report: St
     store = ctx.store()
     this_run = set(report.done) | set(report.skipped) | {f["object"] for f in report.failed}
     ok = set(report.done) | set(report.skipped)
-    previous_rows = [r for r in (store.read_json("manifest.json", default=[]) or []) if isinstance(r, dict)]
-    previous = {r.get("object") for r in previous_rows}
+    previous_rows, damaged = previous_manifest(store)
+    previous = {r["object"] for r in previous_rows}
+    if damaged:  # membership unknown: every complete object of the source's listing is back in
+        previous |= {r["object"] for r in all_rows}
     keep = [r for r in all_rows if (r["object"] in ok if r["object"] in this_run else r["object"] in previous) and store.is_complete(r["object"])]
     sources = {r["source"] for r in all_rows}
     listed = {r["object"] for r in all_rows}
     others = [r for r in previous_rows if r.get("source") not in sources and r.get("object") not in listed
-              and all(k in r for k in ("object", "split", "source")) and store.is_complete(r["object"])]
+              and all(isinstance(r.get(k), str) for k in ("object", "split", "source")) and store.is_complete(r["object"])]
     store.write_json("manifest.json", [{k: r[k] for k in ("object", "split", "source")} | {"category": ctx.category} for r in keep + others])
 
 
@@ -281,4 +314,4 @@ def run_ingest(ctx: StageContext, all_rows: list[dict[str, Any]], rows: list[dic
                      force=force, lock_timeout=lock_timeout, after=lambda rep: write_manifest(ctx, all_rows, rep))
 
 
-__all__ = ["ObjectError", "categories_in_root", "file_rows", "ingest_work", "list_sources", "mark_invalid_ids", "read_splits_file", "run_ingest", "source_digest", "write_manifest"]
+__all__ = ["ObjectError", "categories_in_root", "file_rows", "ingest_work", "list_sources", "mark_invalid_ids", "previous_manifest", "read_splits_file", "run_ingest", "source_digest", "write_manifest"]

@@ -15,7 +15,10 @@ result it depends on, recursively: an upstream object whose stored key differs f
 key its own config, code and upstreams give now is **stale** (someone changed its settings
 or code and did not re-run it), and the object fails with a message naming the stage to
 re-run, instead of silently mixing old and new data. Roots (ingest, imported objects) are
-trusted as stored: re-running ingest is what re-reads the input files.
+trusted as stored: re-running ingest is what re-reads the input files. Every upstream result
+must also say it belongs to this object, and the counts its arrays give (points, views,
+boxes: :func:`stages.object_digest.counts_of`) must agree across the object's upstream
+results, so a result made from another object's arrays fails instead of being mixed in.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import BadInputError, MissingUpstreamError, ObjectError
+from stages.object_digest import COUNTS_ATTR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("pipeline", "stages")
@@ -163,6 +167,7 @@ class KeyResolver:
         self._store = store
         self._extra = extra or (lambda stage, oid: None)
         self._memo: dict[tuple[str, str], str] = {}
+        self._counts: dict[str, dict[str, tuple[int, str]]] = {}  # object -> count -> (value, stage)
 
     @staticmethod
     def upstream_of(stage: str) -> list[str]:
@@ -202,5 +207,19 @@ class KeyResolver:
                 if self.current(up, object_id) != up_key:
                     raise StaleUpstreamError(f"the {stage} result was made from another {up} result: run `partstad {stage}` first",
                                              object_id=object_id, path=store.path(object_id))
+        self._check_belongs(stage, object_id, attrs, store.path(object_id))
         self._memo[memo] = fp
         return fp
+
+    def _check_belongs(self, stage: str, object_id: str, attrs: Mapping[str, Any], where: str) -> None:
+        """The result names this object, and its counts agree with the object's other upstream results."""
+        if attrs.get("object_id", object_id) != object_id:
+            raise BadInputError(f"the {stage} result holds object {attrs.get('object_id')!r}: run `partstad {stage}` again",
+                                object_id=object_id, path=where)
+        seen = self._counts.setdefault(object_id, {})
+        counts = attrs.get(COUNTS_ATTR)
+        for name, value in (counts.items() if isinstance(counts, dict) else ()):
+            if name in seen and seen[name][0] != value:
+                raise BadInputError(f"the {stage} result has {value} {name} but the {seen[name][1]} result has {seen[name][0]} "
+                                    f"(arrays of another object?): run `partstad {stage}` again", object_id=object_id, path=where)
+            seen.setdefault(name, (value, stage))

@@ -6,6 +6,8 @@ lock and model directory), so that process hands them to a pool of spawned worke
 uses every core. What a worker prints or logs is captured and printed by the parent when
 that category is done, so the output of two categories never interleaves and reads the same
 as a sequential run. ``--jobs 1`` (or a single category) runs in-process, with no pool.
+Workers die with the parent (:mod:`stages.parent_watch`): a ``kill -9`` of the run leaves no
+worker writing the cache; the next run cleans up and redoes the objects they left unfinished.
 """
 from __future__ import annotations
 
@@ -31,9 +33,13 @@ def jobs_option(f: Callable) -> Callable:
 
 
 def _check_jobs(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if str(value) == "auto" or (str(value).isdigit() and int(value) >= 1):
-        return str(value)
-    raise click.BadParameter(f"{value!r}: use a positive number or 'auto'")
+    text = str(value).strip()
+    if text == "auto" or (text.isascii() and text.isdigit() and int(text) >= 1):
+        return text
+    from click.core import ParameterSource
+
+    env = param.name is not None and ctx.get_parameter_source(param.name) == ParameterSource.ENVIRONMENT
+    raise click.BadParameter(f"{JOBS_ENV}={value!r} (environment): use a positive number or 'auto'" if env else f"{value!r}: use a positive number or 'auto'")
 
 
 def resolve_jobs(jobs: str | int, n_items: int) -> int:
@@ -64,8 +70,12 @@ def map_categories(fn: Callable[..., Any], categories: Sequence[str], jobs: str 
 
     level = logging.getLogger("partstad").getEffectiveLevel()
     threads = max(1, (os.cpu_count() or 1) // n)
+    from stages.parent_watch import die_with_parent
+
     # spawn, not fork: zarr and torch run background threads that a forked child would lack.
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads, initargs=(threads,)) as pool:
+    # Workers die with this process (a kill -9 of the run leaves no worker writing the cache).
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(), (_limit_threads, threads))) as pool:
         futures = [pool.submit(_captured, fn, c, args, level) for c in categories]
         out = []
         for fut in futures:

@@ -2,18 +2,25 @@
 
     partstad predict shapes/ chair.glb --category Chair --model-dir models/Chair --out predictions/
 
-1. the shapes (files, or folders whose shape files are taken) are ingested into the cache as
-   objects ``<Category>/<file stem>`` (split ``test`` unless already known), exactly as
-   ``partstad ingest --source files`` would;
+0. before any work, the weights are loaded and checked: every tensor and number finite, the
+   metadata typed, and the model trained for this run (category, part names, detector backend
+   and feature width); anything else is exit 2 naming the file and both sides;
+1. the shapes (files, or folders whose shape files are taken) are ingested as objects
+   ``<Category>/<file stem>`` (split ``test``), exactly as ``partstad ingest --source files``
+   would, but into predict's own cache root ``<cache>/predict`` (:func:`predict_cache`): the
+   dataset's objects in ``<cache>/<stage>`` can never be replaced, joined or counted by a
+   prediction, whatever the stems are;
 2. render, visibility, superpoints, detect, segment and lift run on those objects through
-   the same click commands ``dvc repro`` runs (same cache, same keys: up-to-date results are
-   reused), each with ``--keep-going`` so one bad shape never stops the others;
+   the same click commands ``dvc repro`` runs (same keys: up-to-date results of an earlier
+   prediction are reused), each with ``--keep-going`` so one bad shape never stops the others;
 3. evaluate predicts with the weights in ``--model-dir`` (metrics of labelled shapes go to
    ``<out>/metrics``, never over the project's metrics);
-4. every object is exported to ``<out>``: PLY, .npy, GLB and the JSON sidecar with provenance.
+4. every object whose evaluate result is exactly what these weights compute now is exported
+   to ``<out>``: PLY, .npy, GLB and the JSON sidecar with provenance. A shape whose
+   prediction failed exports nothing (never an older model's labels).
 
 Exit codes: 0 every shape predicted, 1 some shape failed (the others are written) or
-nothing to predict, 2 bad options or params (unknown category, no weights), before any work.
+nothing to predict, 2 bad options, params or weights, before any work.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from typing import Any
 import click
 
 from stages.common import OVERRIDES_KEY, ParamsError, StageFailed, load_params, make_context, resolve_categories, set_option
+from stages.scheduling import SCHEDULER
 
 log = logging.getLogger("partstad")
 CHAIN = ("render", "visibility", "superpoints", "detect", "segment", "lift")
@@ -54,17 +62,34 @@ def shape_files(paths: tuple[Path, ...]) -> tuple[list[Path], list[str]]:
     return unique, problems
 
 
-def find_weights(model_dir: Path, category: str, out: Path) -> tuple[Path, Path]:
-    """(weights file, models root for evaluate: <root>/<category>/partstad.safetensors).
+PREDICT_NAMESPACE = "predict"
 
-    ``--model-dir`` may be the category's directory (any name) or a root holding
-    ``<category>/``; a category directory of another name is linked under ``<out>/.models``."""
+
+def predict_cache(cache: str) -> str:
+    """predict's own cache root under ``--cache``: its stores are ``<cache>/predict/<stage>/<Cat>.zarr``,
+    apart from the dataset's ``<cache>/<stage>/<Cat>.zarr`` (no stage is named ``predict``)."""
+    return f"{str(cache).rstrip('/')}/{PREDICT_NAMESPACE}"
+
+
+def locate_weights(model_dir: Path, category: str) -> Path:
+    """The weights file ``--model-dir`` names: ``<dir>/partstad.safetensors`` (a category's
+    directory, any name) or ``<dir>/<category>/partstad.safetensors`` (a models root)."""
     if (model_dir / category / "partstad.safetensors").is_file():
-        return model_dir / category / "partstad.safetensors", model_dir
+        return model_dir / category / "partstad.safetensors"
     weights = model_dir / "partstad.safetensors"
     if not weights.is_file():
         raise ParamsError(f"--model-dir: no trained weights at {weights} or {model_dir / category / 'partstad.safetensors'} "
                           f"(train them with `partstad train --category {category}`)")
+    return weights
+
+
+def find_weights(model_dir: Path, category: str, out: Path) -> tuple[Path, Path]:
+    """(weights file, models root for evaluate: <root>/<category>/partstad.safetensors).
+
+    A category directory of another name than the category is linked under ``<out>/.models``."""
+    weights = locate_weights(model_dir, category)
+    if weights.parent != model_dir:
+        return weights, model_dir
     if model_dir.resolve().name == category:
         return weights, model_dir.resolve().parent
     root = out / ".models"
@@ -78,13 +103,23 @@ def find_weights(model_dir: Path, category: str, out: Path) -> tuple[Path, Path]
     return weights, root
 
 
-def _check_weights(weights: Path) -> None:
-    from pipeline.train.checkpoint import load_weights
+def check_predict_params(cfg: Any) -> None:
+    """Settings predict cannot honour in its own namespace (exit 2 before any work)."""
+    if cfg.detect.backend == "pixels":
+        raise ParamsError("detect.backend: 'pixels' fits its classifier on the dataset's few-shot shapes, which predict keeps apart; "
+                          "use grounding_dino (or oracle for labelled shapes)")
+    if cfg.detect.backend == "import":
+        raise ParamsError("detect.backend: 'import' results are written by `partstad import-partstad`; predict runs its own detector")
+
+
+def _check_models(weights: Path, cfg: Any, category: str) -> None:
+    """Every weights file of the model directory loads, is finite and fits this run (exit 2)."""
+    from stages.model_check import check_models_dir
 
     try:
-        load_weights(weights)
-    except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
-        raise ParamsError(f"--model-dir: cannot load {weights} ({type(exc).__name__}: {exc})") from None
+        check_models_dir(weights.parent, cfg, category)
+    except ParamsError as exc:
+        raise ParamsError(f"--model-dir: {exc.format_message()}") from None
 
 
 def _failed_in(cache: str, stage: str, category: str, ids: list[str]) -> dict[str, str]:
@@ -112,8 +147,9 @@ def _invoke(args: list[str]) -> None:
 @click.option("--method", type=click.Choice(METHODS), default="partstad", show_default=True, help="Whose labels to export.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="YAML params (default: packaged defaults when absent).")
-@click.option("--cache", default="cache", show_default=True, help="Cache root (the same cache the stages use).")
-@click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", help="Dask scheduler (see `partstad render --help`).")
+@click.option("--cache", default="cache", show_default=True,
+              help="Cache root; predict works in <cache>/predict, apart from the dataset's objects (reused by later predictions).")
+@click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", type=SCHEDULER, help="Dask scheduler (see `partstad render --help`).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
 @set_option
 def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: Path, method: str, params_path: str, cache: str,
@@ -122,31 +158,31 @@ def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: P
     from click.core import ParameterSource
 
     from stages.exports import export_object
-    from stages.ingest_io import file_rows, mark_invalid_ids, run_ingest
+    from stages.ingest_io import file_rows, mark_invalid_ids, previous_manifest, run_ingest
     from stages.keys import files_digest
+    from stages.model_check import evaluation_problem, weights_key
     from stages.provenance import describe, object_components, object_sources, provenance
     from stages.store import CategoryStore
 
     ctx = click.get_current_context()
     cfg = load_params(params_path)
     resolve_categories(cfg, (category,))  # no part names -> exit 2 naming the category
+    check_predict_params(cfg)
     files, problems = shape_files(shapes)
+    _check_models(locate_weights(model_dir, category), cfg, category)  # before anything is written
     weights, models_root = find_weights(model_dir, category, out_dir)
-    _check_weights(weights)
     if not files:
         raise StageFailed("nothing to predict: " + "; ".join(problems or ["no shape files given"]))
 
+    cache = predict_cache(cache)  # never the dataset's stores
     overrides = [a for o in ctx.meta.get(OVERRIDES_KEY, ()) for a in ("-S", o)]
     explicit = ctx.get_parameter_source("params_path") not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
     common = [*(["--params", params_path] if explicit else []), "--cache", cache, "--category", category, *overrides]
 
-    # 1. ingest (the shapes join the category's manifest; known objects keep their split)
+    # 1. ingest into predict's own namespace (earlier predictions stay listed; every shape is split test)
     ing = CategoryStore(cache, "ingest", category)
-    previous = [r for r in ((ing.read_json("manifest.json", default=[]) or []) if ing.exists() else []) if isinstance(r, dict) and "object" in r]
+    previous = previous_manifest(ing)[0] if ing.exists() else []  # a damaged manifest: warned about, rebuilt
     rows = mark_invalid_ids(file_rows(category, files, {}, "test", where="the given paths"))
-    known_split = {r["object"]: r.get("split", "test") for r in previous}
-    for r in rows:
-        r["split"] = known_split.get(r["object"], r["split"])
     given = {r["object"] for r in rows}
     all_rows = [r for r in previous if r["object"] not in given and all(k in r for k in ("split", "source"))] + rows
     report = run_ingest(make_context("ingest", category, cache, cfg), all_rows, rows, scheduler=scheduler)
@@ -161,23 +197,30 @@ def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: P
     for args in steps:
         if not ids:
             break
+        stopped = None
         try:
             _invoke([*args, "--objects", ",".join(ids), "--keep-going"])
         except click.ClickException as exc:
             if exc.exit_code == 2:
                 raise
-            problems.append(f"[{args[0]}] {exc.format_message()}")
-            break
+            stopped = exc.format_message()
         for oid, err in _failed_in(cache, args[0], category, ids).items():
             failed[oid] = f"[{args[0]}] {err}"
+        if stopped is not None:  # the stage stopped for the category: no shape has a result of this run
+            problems.append(f"[{args[0]}] {stopped}")
+            failed.update({o: f"[{args[0]}] stopped before this shape had a result ({stopped})" for o in ids if o not in failed})
         ids = [o for o in ids if o not in failed]
 
-    # 4. exports
-    models = {"dir": str(weights.parent), "weights": weights.name, "sha256_20": files_digest([weights])}
+    # 4. exports: only labels these weights compute now (an older result of another model never leaves)
+    models = {"dir": str(weights.parent), "weights": weights.name, "sha256_20": files_digest([weights]), "files": weights_key(weights.parent)}
     ev = CategoryStore(cache, "evaluate", category)
     written = 0
     for oid in ids:
-        if not ev.is_complete(oid) or method not in ev.attrs(oid).get("methods", []):
+        stale = evaluation_problem(cache, cfg, category, oid, Path(models_root) / category)
+        if stale is not None:
+            failed[oid] = f"[export] {stale}"
+            continue
+        if method not in ev.attrs(oid).get("methods", []):
             failed[oid] = f"[export] evaluate has no {method!r} predictions for this object"
             continue
         rec = provenance(cfg, object_components(cache, category, oid), models, object_sources(cache, category, [oid]))
@@ -186,7 +229,10 @@ def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: P
         click.echo(f"[predict] {oid}: {', '.join(p.name for p in paths)}")
         if written == 1:
             click.echo(f"[predict] provenance: {describe(rec)}")
-    click.echo(f"[predict] wrote {written} object(s) to {out_dir}")
+    if written:
+        click.echo(f"[predict] wrote {written} object(s) to {out_dir}")
+    else:
+        click.echo(f"[predict] nothing exported to {out_dir}", err=True)
     for oid, err in failed.items():
         click.echo(f"  FAILED {oid}: {err}", err=True)
     for p in problems:

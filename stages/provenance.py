@@ -1,6 +1,10 @@
 """What produced a number: detector and weights, SAM mode and checkpoint, model directory,
 params hash, and which components were simulated.
 
+``weights`` lists every weights file the real backends load (Grounding DINO base and adapted,
+SAM checkpoint) with the setting, the resolved local path (a Hugging Face id or SAM name
+resolves into the local caches) and the content digest that also enters the cache keys.
+
 Metrics, exports and the report carry this record. ``simulated_components`` lists the
 simulated parts that actually produced an object's results (read from the cached results'
 attrs, not from the current params): the simulated detectors (``oracle``: reads the ground
@@ -62,10 +66,21 @@ def run_components(cache: str, category: str, object_ids: list[str]) -> list[str
     return [c for c in (SHAPES, DETECTOR, DETECTOR_PIXELS, SAM, SAM_PIXELS) if c in found]
 
 
+def weights_files(cfg: PipelineConfig, categories: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every weights file or directory the configured backends load (base and adapted Grounding
+    DINO, SAM checkpoint), each with its setting, resolved path, source and content digest;
+    [] for the simulated backends. ``categories``: whose adapted detectors (default: params)."""
+    from stages.detector_weights import weights_records as detector_records
+    from stages.sam_weights import weights_records as sam_records
+
+    return detector_records(cfg, categories) + sam_records(cfg)
+
+
 def provenance(cfg: PipelineConfig, components: list[str], models: dict[str, Any] | str | Path | None = None,
-               sources: list[str] | None = None) -> dict[str, Any]:
+               sources: list[str] | None = None, categories: list[str] | None = None) -> dict[str, Any]:
     """The provenance record (JSON-ready). ``models``: a model directory or its description;
-    ``sources``: where the cached shapes came from (:func:`object_sources`; default data.source)."""
+    ``sources``: where the cached shapes came from (:func:`object_sources`; default data.source);
+    ``categories``: whose adapted detector weights to name (default: every category of params)."""
     det, seg = cfg.detect, cfg.segment
     rec: dict[str, Any] = {
         "params_hash": config_hash(cfg),
@@ -75,6 +90,9 @@ def provenance(cfg: PipelineConfig, components: list[str], models: dict[str, Any
                 "model_type": seg.sam_model_type if seg.mode == "sam" else None},
         "models": str(models) if isinstance(models, (str, Path)) else models,
     }
+    weights = weights_files(cfg, categories)
+    if weights:
+        rec["weights"] = weights
     if components:
         rec["simulated_components"] = list(components)
     return rec

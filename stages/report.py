@@ -11,6 +11,7 @@ import click
 
 from pipeline.meta import part_names
 from stages.store import CategoryStore
+from stages.config import PipelineConfig
 from stages.common import StageFailed, load_params, resolve_categories, select_objects, set_option, write_json
 from stages.provenance import describe
 
@@ -18,6 +19,32 @@ from stages.provenance import describe
 def _fmt(value: float | None) -> str:
     """A mean that may be missing (no category had a value for it)."""
     return "n/a" if value is None else f"{value:.1f}"
+
+
+def config_components(cfg: PipelineConfig) -> list[str]:
+    """The simulated detector and SAM the run's configuration uses (backends oracle/pixels).
+
+    The shapes' source is left to the cached results: ``ingest --source`` may override
+    ``data.source``, so the configuration cannot tell whether shapes were synthetic."""
+    from stages.provenance import DETECTOR, DETECTOR_PIXELS, SAM, SAM_PIXELS
+
+    return ({"oracle": [DETECTOR], "pixels": [DETECTOR_PIXELS]}.get(cfg.detect.backend, [])
+            + {"oracle": [SAM], "pixels": [SAM_PIXELS]}.get(cfg.segment.mode, []))
+
+
+def simulated_components(cfg: PipelineConfig, metrics: dict[str, Any]) -> list[str]:
+    """The simulated components behind the report, in a fixed order: those each category's
+    metrics recorded (read from its cached results), or the configuration's for a category
+    that recorded none (an empty result records nothing, yet its run was simulated)."""
+    from stages.provenance import DETECTOR, DETECTOR_PIXELS, SAM, SAM_PIXELS, SHAPES
+
+    found: set[str] = set()
+    for m in metrics.values():
+        prov = m.get("provenance")
+        recorded = prov.get("simulated_components") if isinstance(prov, dict) else None
+        found.update(recorded if isinstance(recorded, list) and recorded else config_components(cfg))
+    order = [SHAPES, DETECTOR, DETECTOR_PIXELS, SAM, SAM_PIXELS]
+    return [c for c in order if c in found] + sorted(str(c) for c in found - set(order))
 
 
 def _curve(path: Path) -> list[dict[str, float]]:
@@ -78,13 +105,15 @@ def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_ro
             metrics[cat] = json.loads(mpath.read_text())
         except ValueError as exc:
             raise StageFailed(f"[report] {mpath} is not valid JSON ({exc}); re-run `partstad evaluate --category {cat}`") from None
+        if not isinstance(metrics[cat], dict):
+            raise StageFailed(f"[report] {mpath} holds no metrics object (a JSON {type(metrics[cat]).__name__}); re-run `partstad evaluate --category {cat}`")
         curves[cat] = _curve(Path(plots_root) / "train" / f"{cat}.csv")
         examples += _examples(cache, cat, n_ex)
     if not metrics:
         raise StageFailed("[report] no category has metrics (run `partstad evaluate` first); report and summary left as they were")
-    simulated = any(m.get("simulated") for m in metrics.values())
+    components = simulated_components(cfg, metrics)
+    simulated = bool(components) or any(m.get("simulated") for m in metrics.values())
     notes = ["Instance confidence = size-weighted mean part probability of the instance's superpoints × best 2D IoU with a same-label box (PartSTAD); mean semantic score (PartSLIP)."]
-    components = list(dict.fromkeys(c for m in metrics.values() for c in (m.get("provenance") or {}).get("simulated_components", [])))
     provenance = {cat: describe(m["provenance"]) for cat, m in metrics.items() if isinstance(m.get("provenance"), dict) and "detector" in m["provenance"]}
     path = build_report(Path(out_dir), metrics, curves, examples, simulated=simulated, notes=notes, simulated_components=components,
                         provenance=provenance, studies=_studies(Path(studies_dir)))

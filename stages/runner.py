@@ -289,9 +289,9 @@ def map_objects(
         return []
     desc = f"{ctx.stage} {ctx.category}"
     if scheduler == "sync":
-        from tqdm.auto import tqdm
+        from stages.progress import track
 
-        return [_run_one(ctx, oid, work, fp, meta) for oid, fp, meta in tqdm(todo, desc=desc, unit="obj", leave=False, disable=None)]
+        return [_run_one(ctx, oid, work, fp, meta) for oid, fp, meta in track(todo, desc)]
 
     from stages.scheduling import is_distributed, run_tasks
 

@@ -19,6 +19,7 @@ from pipeline.errors import BadInputError
 
 from stages.common import ParamsError, common_options, run_object_stage
 from stages.helpers import object_seed
+from stages.sam_weights import file_digest, sam_path, sam_weights
 from stages.runner import StageContext
 
 _MASKERS: dict[str, Any] = {}
@@ -46,8 +47,12 @@ def _cached_embeddings(ctx: StageContext, object_id: str) -> dict[int, np.ndarra
 
 
 def _sam_key(ctx: StageContext) -> str:
+    """Which SAM made cached embeddings: model type and checkpoint *content* (not its path)."""
+    from pipeline.batching import resolve_precision
+
     sec = ctx.config.segment
-    return f"{sec.sam_model_type}:{sec.sam_checkpoint}"
+    precision = resolve_precision(sec.precision, ctx.device)  # bf16 embeddings are not fp32 ones
+    return f"{sec.sam_model_type}:{file_digest(sam_path(ctx.config))}" + ("" if precision == "fp32" else f":{precision}")
 
 
 def segment_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -77,25 +82,27 @@ def segment_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarra
 
         key = _sam_key(ctx)
         cached = _cached_embeddings(ctx, object_id)
-        masks, emb = sam_masker(sec, ctx.device).masks_for_object(render.read(object_id, "rgb"), det, cached)
+        masks, emb = sam_masker(sec, ctx.device, sam_path(ctx.config)).masks_for_object(render.read(object_id, "rgb"), det, cached)
         views = sorted(emb)
         if views:
             arrays["embed"] = np.concatenate([emb[v] for v in views]).astype(np.float16)
             arrays["embed_views"] = np.asarray(views, dtype=np.int16)
-        attrs.update({"render_fingerprint": render.stored_fingerprint(object_id), "sam": key})
+        attrs.update({"render_fingerprint": render.stored_fingerprint(object_id), "sam": key,
+                      "sam_weights": {"spec": sec.sam_checkpoint, "digest": file_digest(sam_path(ctx.config))}})
     else:
         raise BadInputError(f"segment.mode {mode!r} is not computed by `partstad segment`", object_id=object_id)
     arrays["mask"] = np.asarray(masks, dtype=bool).reshape(len(det.xyxy), H, W)
     return arrays, attrs
 
 
-def sam_masker(sec: Any, device: str):
-    """The SAM of ``segment.sam_checkpoint``, loaded once per process."""
+def sam_masker(sec: Any, device: str, path: Path | None = None):
+    """The SAM of ``path`` (default ``segment.sam_checkpoint`` as a path), loaded once per process and content."""
     from pipeline.segment.sam import SamMasker
 
-    key = f"{sec.sam_model_type}:{sec.sam_checkpoint}|{device}"
+    path = Path(path if path is not None else sec.sam_checkpoint)
+    key = f"{sec.sam_model_type}:{path}|{file_digest(path)}|{device}|{sec.batch_size}|{sec.precision}"
     if key not in _MASKERS:
-        _MASKERS[key] = SamMasker(sec.sam_model_type, Path(sec.sam_checkpoint), device=device)
+        _MASKERS[key] = SamMasker(sec.sam_model_type, path, device=device, batch_size=sec.batch_size, precision=sec.precision)
     return _MASKERS[key]
 
 
@@ -108,11 +115,18 @@ def preflight(cfg: Any, device: str) -> None:
     """Before any object: the SAM checkpoint must exist and load (else exit 2, cache untouched)."""
     sec = cfg.segment
     if sec.mode == "sam":
-        ck = sec.sam_checkpoint
-        if not ck or not Path(ck).is_file():
-            raise ParamsError(f"segment.sam_checkpoint: {ck!r} is not a file; give a local segment-anything checkpoint in params.yaml")
+        from stages.weights_resolve import WeightsNotFound
+
         try:
-            sam_masker(sec, device)
+            rw = sam_weights(cfg)
+        except WeightsNotFound as exc:
+            raise ParamsError(str(exc)) from None
+        ck = rw.path if rw else None
+        if ck is None or not ck.is_file():
+            raise ParamsError(f"segment.sam_checkpoint: {sec.sam_checkpoint!r} is not a file; give a local segment-anything checkpoint "
+                              "or an official name (sam_vit_b, sam_vit_l, sam_vit_h) in params.yaml")
+        try:
+            sam_masker(sec, device, ck)
         except Exception as exc:  # noqa: BLE001 - truncated / wrong model type / pickle: unusable
             raise ParamsError(f"segment.sam_checkpoint: cannot load {ck} as a {sec.sam_model_type} model ({type(exc).__name__}: {exc})") from None
 

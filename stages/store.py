@@ -20,8 +20,13 @@ Cache rules (DESIGN §4), enforced here so every stage gets them for free:
 
 Integrity (never a silent wrong result): every chunk carries a CRC32C checksum and every
 chunk is written, even one equal to the fill value, so a truncated, bit-flipped or missing
-chunk is detected on read; a truncated zip fails to open. Read errors become
-:class:`BadInputError` naming the object and the file; the runner records them per object.
+chunk is detected on read; a truncated zip fails to open. A zip is read with bounds
+(:mod:`stages.object_check`, :mod:`stages.zip_bounds`): metadata members are size-capped,
+an array's stored bytes must match the digest recorded in the group metadata written with
+them (a zip with another object's arrays fails), its declared size must fit a per-object
+limit and every chunk header must declare its chunk's decoded size, all before anything is
+decoded. Read errors become :class:`BadInputError` naming the object and the file; the
+runner records them per object, and the self-check on skip recomputes a damaged own result.
 A local object is deleted by unlinking its zip (atomic); an fsspec group by first clearing
 its marker, so a kill mid-delete never leaves a half-deleted group that still looks complete.
 
@@ -43,21 +48,19 @@ from pathlib import Path
 from typing import Any
 
 import functools
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.errors import BadInputError, MissingUpstreamError, ObjectError
+# COMPLETE_ATTR; ALL_CHUNKS_ATTR: every chunk was written (a missing chunk file is corruption);
+# STORED_ARRAYS_ATTR: name -> shape of every array written, for the self-check on skip.
+from stages.object_check import ALL_CHUNKS_ATTR, COMPLETE_ATTR, STORED_ARRAYS_ATTR, ObjectZipCheck, read_json_member
+from stages.object_digest import COUNTS_ATTR, DIGESTS_ATTR, counts_of, digests_of
 
-COMPLETE_ATTR = "complete"
 FINGERPRINT_ATTR = "fingerprint"
-#: Array attribute saying every chunk was written (so a missing chunk file is corruption).
-ALL_CHUNKS_ATTR = "all_chunks_written"
 _TRASH_PREFIX = ".trash-"
 _STAGING_PREFIX = ".staging-"
-#: Group attribute: name -> shape of every array written, for the self-check on skip.
-STORED_ARRAYS_ATTR = "stored_arrays"
 #: Suffix of the single file holding one object's group in a local store.
 OBJECT_SUFFIX = ".zip"
 #: How many objects' zip files a store keeps open for reading (oldest closed first).
@@ -124,13 +127,29 @@ def _compressors() -> tuple[Any, ...]:
 
 @functools.cache
 def _object_zip_store() -> type:
-    """zarr's ZipStore, with ``list_prefix`` read as a directory (like LocalStore does).
+    """zarr's ZipStore, reading only what :class:`ObjectZipCheck` passed, ``list_prefix`` as a directory.
 
-    zarr 3.1's ZipStore matches a bare string prefix, so listing the chunks of array
-    ``mask_box`` also returns those of ``mask_box_label`` and breaks ``nchunks_initialized``."""
+    Every key zarr asks for belongs to an array recorded in the object's metadata, and that
+    array is checked (metadata size, declared size, digest, chunk headers) before its first
+    byte reaches zarr; anything else reads as absent. zarr 3.1's ZipStore matches a bare
+    string prefix, so listing the chunks of array ``mask_box`` would also return those of
+    ``mask_box_label`` and break ``nchunks_initialized``."""
     from zarr.storage import ZipStore
 
     class ObjectZipStore(ZipStore):
+        check: ObjectZipCheck
+
+        def _get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:  # type: ignore[override]
+            if not self._is_open:
+                self._sync_open()
+            if key == "zarr.json" and byte_range is None:
+                return prototype.buffer.from_bytes(self.check.group_bytes)
+            top = key.split("/", 1)[0]
+            if "/" not in key or top not in self.check.stored:
+                return None  # not recorded at write time: never served
+            self.check.check_array(self._zf, top)
+            return super()._get(key, prototype, byte_range)
+
         async def list_prefix(self, prefix: str):  # type: ignore[override]
             base = prefix.rstrip("/")
             async for key in self.list():
@@ -256,7 +275,11 @@ class CategoryStore:
             import zarr
 
             zs = _object_zip_store()(path, mode="r")
+            zs._sync_open()
+            zs.check = ObjectZipCheck(zs._zf, str(path), object_id, self.stage)
             g = zarr.open_group(zs, mode="r")
+        except ObjectError:
+            raise
         except Exception as exc:  # noqa: BLE001 - truncated or garbage zip, corrupt metadata
             raise BadInputError(f"unreadable object file ({type(exc).__name__}: {exc})", object_id=object_id, path=str(path)) from exc
         if len(self._open) >= _OPEN_OBJECTS:
@@ -303,22 +326,9 @@ class CategoryStore:
         return attrs.get(FINGERPRINT_ATTR)
 
     def _zip_attrs(self, object_id: str) -> dict[str, Any]:
-        """The object's group attributes, read from its zip with zipfile + json (no zarr)."""
+        """The object's group attributes, read from its zip with zipfile + json (no zarr), size-capped."""
         with zipfile.ZipFile(self.object_file(object_id)) as zf:
-            return dict(json.loads(zf.read("zarr.json")).get("attributes") or {})
-
-    def _zip_metadata(self, object_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], set[str]]:
-        """(group attrs, array name -> its metadata, zip member names), read with zipfile + json."""
-        path = self.object_file(object_id)
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            group = json.loads(zf.read("zarr.json"))
-            arrays = {}
-            for member in names:
-                parts = member.split("/")
-                if len(parts) == 2 and parts[1] == "zarr.json":
-                    arrays[parts[0]] = json.loads(zf.read(member))
-        return dict(group.get("attributes") or {}), arrays, names
+            return dict(read_json_member(zf, "zarr.json").get("attributes") or {})
 
     def is_complete(self, object_id: str, expected_fingerprint: str | None = None) -> bool:
         fp = self.stored_fingerprint(object_id)
@@ -346,18 +356,14 @@ class CategoryStore:
                 raise TypeError(f"array {key!r} of {object_id} has object dtype; use flat + offsets")
         name = local_name(object_id)
         self._forget(name)
+        # In memory, not a staging directory: no per-chunk files, renames and deletes; and the
+        # digests of the stored bytes go into the metadata written with them.
+        entries = self._build_entries(object_id, arrays, attrs, fingerprint_value, chunks)
         if self.is_local:
             self.group(writable=True)
             packed = Path(self.url) / f"{_STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}{OBJECT_SUFFIX}"
-            import zarr
-            from zarr.storage import MemoryStore
-
-            # In memory, not a staging directory: no per-chunk files, renames and deletes.
-            entries: dict[str, Any] = {}
             try:
-                g = zarr.open_group(MemoryStore(entries), mode="w")
-                self._fill_group(g, object_id, arrays, attrs, fingerprint_value, chunks)
-                pack_entries({key: buf.to_bytes() for key, buf in entries.items()}, packed)
+                pack_entries(entries, packed)
                 os.replace(packed, self.object_file(object_id))  # the new result, whole, in one step
             finally:
                 packed.unlink(missing_ok=True)
@@ -365,14 +371,34 @@ class CategoryStore:
             if legacy.is_dir():
                 replace_dir_away(legacy)
         else:
+            import fsspec
+
             self.delete_object(object_id)
-            g = self.group(writable=True).create_group(name)
-            self._fill_group(g, object_id, arrays, attrs, fingerprint_value, chunks)
+            self.group(writable=True)
+            mapper = fsspec.get_mapper(f"{self.url}/{name}")
+            for key in sorted(entries, key=lambda k: (k == "zarr.json", k)):  # group metadata (the marker) last
+                mapper[key] = entries[key]
         self._forget(name)
 
+    def _build_entries(self, object_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
+                       fingerprint_value: str, chunks: Mapping[str, tuple[int, ...]] | None) -> dict[str, bytes]:
+        """The object's group as store key -> bytes, its metadata (digests, counts, marker) written last."""
+        import zarr
+        from zarr.storage import MemoryStore
+
+        buffers: dict[str, Any] = {}
+        g = zarr.open_group(MemoryStore(buffers), mode="w")
+        stored = self._fill_arrays(g, arrays, chunks)
+        digests = digests_of({key: buf.to_bytes() for key, buf in buffers.items()}, stored)
+        meta = json.loads(json.dumps(dict(attrs), default=_json_default))
+        meta.update({FINGERPRINT_ATTR: fingerprint_value, "object_id": object_id, STORED_ARRAYS_ATTR: stored,
+                     DIGESTS_ATTR: digests, COUNTS_ATTR: counts_of(self.stage, stored), COMPLETE_ATTR: True})
+        g.attrs.update(meta)  # one metadata write, last: only a finished group is complete
+        return {key: buf.to_bytes() for key, buf in buffers.items()}
+
     @staticmethod
-    def _fill_group(g: zarr.Group, object_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
-                    fingerprint_value: str, chunks: Mapping[str, tuple[int, ...]] | None) -> None:
+    def _fill_arrays(g: zarr.Group, arrays: Mapping[str, np.ndarray], chunks: Mapping[str, tuple[int, ...]] | None) -> dict[str, list[int]]:
+        """Write every array into ``g``; returns name -> shape."""
         stored: dict[str, list[int]] = {}
         for key, arr in arrays.items():
             arr = np.ascontiguousarray(arr)
@@ -389,9 +415,7 @@ class CategoryStore:
             if arr.size:
                 za[...] = arr
             stored[key] = list(arr.shape)
-        meta = json.loads(json.dumps(dict(attrs), default=_json_default))
-        meta.update({FINGERPRINT_ATTR: fingerprint_value, "object_id": object_id, STORED_ARRAYS_ATTR: stored, COMPLETE_ATTR: True})
-        g.attrs.update(meta)  # one atomic metadata write, last: only a finished group is complete
+        return stored
 
     def delete_object(self, object_id: str) -> None:
         """Remove an object's group so that no interruption leaves it looking complete."""
@@ -469,27 +493,16 @@ class CategoryStore:
         return None
 
     def _verify_zip(self, object_id: str) -> str | None:
-        """:meth:`verify_object` for a local object, from its zip's JSON metadata (no zarr)."""
+        """:meth:`verify_object` for a local object: every array checked from the zip (no zarr,
+        nothing decoded): metadata, sizes, chunk files, digest and chunk headers."""
+        path = self.object_file(object_id)
         try:
-            attrs, arrays, members = self._zip_metadata(object_id)
+            with zipfile.ZipFile(path) as zf:
+                ObjectZipCheck(zf, str(path), object_id, self.stage).check_all(zf)
+        except ObjectError as exc:
+            return exc.reason
         except Exception as exc:  # noqa: BLE001 - truncated zip, garbage metadata
-            return f"unreadable object file {self.object_file(object_id)} ({type(exc).__name__}: {exc})"
-        stored = attrs.get(STORED_ARRAYS_ATTR)
-        if not isinstance(stored, dict):
-            return "no record of its arrays (written by an older version)"
-        for name, shape in stored.items():
-            meta = arrays.get(name)
-            if meta is None:
-                return f"array {name!r} missing"
-            if list(meta.get("shape", [])) != list(shape):
-                return f"array {name!r} has shape {tuple(meta.get('shape', []))}, expected {tuple(shape)}"
-            if not (meta.get("attributes") or {}).get(ALL_CHUNKS_ATTR) or not math.prod(shape):
-                continue
-            grid = meta["chunk_grid"]["configuration"]["chunk_shape"]  # the shard shape when sharded
-            expected = math.prod(math.ceil(n / c) for n, c in zip(shape, grid))
-            found = sum(m.startswith(f"{name}/c/") for m in members)
-            if found != expected:
-                return f"array {name!r} is incomplete: {found} of {expected} chunk files present"
+            return f"unreadable object file {path} ({type(exc).__name__}: {exc})"
         return None
 
     # -- locking -----------------------------------------------------------------------
@@ -520,6 +533,8 @@ class CategoryStore:
         where = self.path(object_id, name)
         try:
             za = g[name] if name in g else None
+        except ObjectError:
+            raise
         except Exception as exc:  # noqa: BLE001 - corrupt array metadata
             raise BadInputError(f"unreadable array metadata ({type(exc).__name__}: {exc})", object_id=object_id, path=f"{where}/zarr.json") from exc
         if not isinstance(za, zarr.Array):
@@ -547,8 +562,10 @@ class CategoryStore:
         return out
 
     def read_all(self, object_id: str, names: list[str] | None = None) -> dict[str, np.ndarray]:
-        g = self._object_group(object_id)
-        keys = names if names is not None else [k for k, _ in g.arrays()]
+        if names is None:
+            stored = self.attrs(object_id).get(STORED_ARRAYS_ATTR)
+            names = list(stored) if isinstance(stored, dict) else [k for k, _ in self._object_group(object_id).arrays()]
+        keys = names
         return {k: self.read(object_id, k) for k in keys}
 
     def array(self, object_id: str, name: str, *, expect_shape: tuple[int | None, ...] | None = None) -> "CheckedArray":
@@ -706,8 +723,8 @@ def _guarded_read(za: zarr.Array, index: Any, object_id: str, where: str) -> np.
     """Read from a zarr array; codec/IO failures (truncated, corrupt chunk) -> BadInputError."""
     try:
         return np.asarray(za[index])
-    except (IndexError, TypeError):
-        raise  # caller bugs, not bad data
+    except (IndexError, TypeError, ObjectError):
+        raise  # caller bugs, or bad data already named
     except Exception as exc:  # noqa: BLE001 - blosc/crc32c/IO errors all mean a corrupt file
         raise BadInputError(f"corrupt or unreadable chunk ({type(exc).__name__}: {exc})", object_id=object_id, path=where) from exc
 

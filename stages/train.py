@@ -40,6 +40,13 @@ def train_params(sec: TrainConfig, device: str):
                        tau=sec.tau, seed=sec.seed, pos_enc=sec.pos_enc, absent_parts=sec.absent_parts, device=device)
 
 
+def diverged_message(category: str, variant: str, exc: Any, models_dir: Path) -> str:
+    """What a researcher needs when training went non-finite: where, and which settings steer
+    the arithmetic (the inputs were checked finite when read, see :mod:`stages.train_io`)."""
+    return (f"[train] {category} {variant}: {exc}; the settings that steer it are train.lr, train.lr_null, train.weight_decay "
+            f"and train.tau; nothing was written, the previous model in {models_dir} is kept")
+
+
 def load_split(ctx: StageContext, ids: list[str], mode: str, pos_enc: bool, device: str, skipped: list[dict[str, str]]):
     objs = []
     for oid in ids:
@@ -74,10 +81,11 @@ def _curve_csv(curve: list[dict[str, Any]]) -> str:
 
 def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, models_dir: Path, out_metrics: Path, out_plots: Path) -> dict[str, Any]:
     """Train every variant in memory, then swap the new model directory in (old one kept on failure)."""
-    from tqdm.auto import tqdm
+    from stages.progress import Progress
 
     from pipeline.train.checkpoint import save_weights
-    from pipeline.train.loop import train_weight_net
+    from stages.model_check import model_metadata  # what every later load checks against its run
+    from pipeline.train.loop import NonFiniteTraining, train_weight_net
 
     sec = cfg.train
     tp = train_params(sec, device)
@@ -102,14 +110,18 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
             click.echo(f"[train] {category} {name}: WARNING no boxes in any few-shot object (the detector found nothing); "
                        "only the null logit is fitted and every point will be predicted as 'no part'", err=True)
         t0 = time.perf_counter()
-        bar = tqdm(total=tp.epochs, desc=f"train {category} {name}", unit="ep", leave=False, disable=None)
+        bar = Progress(tp.epochs, f"train {category} {name}", unit="ep")
 
         def progress(entry: dict[str, Any]) -> None:
-            bar.update(1)
             bar.set_postfix(loss=f"{entry['loss']:.3f}", val=f"{entry['val_miou']:.3f}")
+            bar.update(1)
 
-        res = train_weight_net(train_objs, val_objs, tp, progress=progress)
-        bar.close()
+        try:
+            res = train_weight_net(train_objs, val_objs, tp, progress=progress)
+        except NonFiniteTraining as exc:
+            raise StageFailed(diverged_message(category, name, exc, models_dir)) from None
+        finally:
+            bar.close()
         seconds = time.perf_counter() - t0
         results[name] = (res, mode)
         if mode == "mask":
@@ -131,7 +143,7 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
             save_weights(staging / f"{name}.safetensors", res, {
                 "variant": name, "membership": mode, "pos_enc": str(tp.pos_enc), "tau": repr(float(tp.tau)), "eps": repr(float(tp.eps)),
                 "masks_only_threshold": repr(float(threshold)),
-                "config": json.dumps(provenance, sort_keys=True)})
+                "config": json.dumps(provenance, sort_keys=True), **model_metadata(cfg, category)})
         replace_dir(staging, models_dir)
     finally:
         if staging.exists():

@@ -41,3 +41,36 @@ def edit_member(zip_path: Path, name: str, change: Callable[[bytes], bytes | Non
                     continue
             zf.writestr(info, data)
     tmp.replace(zip_path)
+
+
+def read_members(zip_path: Path) -> dict[str, bytes]:
+    """Every member of a zip, name -> bytes."""
+    with zipfile.ZipFile(zip_path) as zf:
+        return {i.filename: zf.read(i) for i in zf.infolist()}
+
+
+def write_members(zip_path: Path, entries: dict[str, bytes], compress: set[str] | None = None) -> None:
+    """Rewrite ``zip_path`` with these members (stored, or deflated for names in ``compress``)."""
+    tmp = zip_path.with_name(zip_path.name + ".edit")
+    with zipfile.ZipFile(tmp, "w") as zf:
+        for name in sorted(entries):
+            method = zipfile.ZIP_DEFLATED if name in (compress or set()) else zipfile.ZIP_STORED
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), entries[name], compress_type=method)
+    tmp.replace(zip_path)
+
+
+def forge_metadata(zip_path: Path, change: Callable[[dict], None] | None = None, digests: bool = True) -> None:
+    """Recompute the array digests in the group zarr.json (after ``change(attrs)``), the way a
+    deliberate forger would: the zip then agrees with itself and only the bounds can catch it."""
+    import json
+
+    from stages.object_digest import DIGESTS_ATTR, digests_of
+
+    entries = read_members(zip_path)
+    group = json.loads(entries["zarr.json"])
+    if change is not None:
+        change(group["attributes"])
+    if digests:
+        group["attributes"][DIGESTS_ATTR] = digests_of(entries, group["attributes"]["stored_arrays"])
+    entries["zarr.json"] = json.dumps(group).encode()
+    write_members(zip_path, entries)

@@ -13,11 +13,20 @@ The whole file is generated from :data:`STAGES` below, deterministically:
   once per category of params.yaml, in its order (DVC templating cannot loop inside a
   list, and ``foreach`` would start one process per category);
 * ``categories`` is a param of every stage that has per-category paths, so adding a
-  category re-runs them (objects already cached are skipped inside the stage).
+  category re-runs them (objects already cached are skipped inside the stage);
+* weights deps: the weights files and directories the configured backends load (params.yaml:
+  ``detect.weights_dir`` for detect and adapt-detector, ``adapt.base_weights_dir``, the adapted
+  detectors ``<adapt.out_dir>/<Category>`` for detect when ``adapt.enabled``,
+  ``segment.sam_checkpoint`` for segment), so new weights at the same path (a ``dvc pull`` of
+  ``dvc add``-ed weights) make ``dvc status`` report the stage. A Hugging Face id or SAM name
+  is listed as the file or snapshot directory it resolves to in the local caches (an absolute
+  path on this machine: regenerate after fetching another revision). The simulated backends
+  load no weights and add none.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -28,6 +37,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.keys import REPO_ROOT, _module_file, module_closure  # noqa: E402
+from stages.weights_resolve import WeightsNotFound, resolve_detector_dir, resolve_sam_checkpoint  # noqa: E402
 
 DVC_YAML = REPO_ROOT / "dvc.yaml"
 PARAMS_YAML = REPO_ROOT / "params.yaml"
@@ -154,6 +164,45 @@ def read_categories(params_path: Path = PARAMS_YAML) -> list[str]:
     return cats
 
 
+def _dep_path(path: Path | str) -> str:
+    """A weights path as dvc.yaml lists it: relative to the repository when inside it, else absolute."""
+    p = Path(path)
+    full = p if p.is_absolute() else REPO_ROOT / p
+    try:
+        return Path(os.path.normpath(full)).relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return Path(os.path.normpath(full)).as_posix()
+
+
+def weights_deps(params_path: Path = PARAMS_YAML) -> dict[str, tuple[str, ...]]:
+    """Stage -> the weights paths it loads under ``params_path`` (``{category}`` for the adapted
+    detectors); only for backends that load weights. Unusable params or a hub id missing from
+    the local cache: SystemExit naming the setting (the dep cannot be listed)."""
+    from stages.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(params_path)
+    except (ConfigError, OSError) as exc:
+        raise SystemExit(f"{params_path}: {exc}") from None
+    deps: dict[str, list[str]] = {}
+    try:
+        if cfg.detect.backend == "grounding_dino":
+            if cfg.detect.weights_dir:
+                deps.setdefault("detect", []).append(_dep_path(resolve_detector_dir(cfg.detect.weights_dir).path))
+            if cfg.adapt.enabled:
+                deps.setdefault("detect", []).append(_dep_path(cfg.adapt.out_dir) + "/" + CATEGORY)
+        if cfg.adapt.enabled:
+            setting = "adapt.base_weights_dir" if cfg.adapt.base_weights_dir else "detect.weights_dir"
+            spec = cfg.adapt.base_weights_dir or cfg.detect.weights_dir
+            if spec:
+                deps.setdefault("adapt_detector", []).append(_dep_path(resolve_detector_dir(spec, setting).path))
+        if cfg.segment.mode == "sam" and cfg.segment.sam_checkpoint:
+            deps.setdefault("segment", []).append(_dep_path(resolve_sam_checkpoint(cfg.segment.sam_checkpoint).path))
+    except WeightsNotFound as exc:
+        raise SystemExit(f"{params_path}: {exc}") from None
+    return {k: tuple(dict.fromkeys(v)) for k, v in deps.items()}
+
+
 def _scalar(s: str) -> str:
     """A YAML plain scalar when safe, else a double-quoted one."""
     return s if re.fullmatch(r"[\w./-][\w./ =-]*[\w./-]|[\w./-]", s) and not s.startswith("-") else json.dumps(s)
@@ -164,11 +213,13 @@ def _expand(paths: tuple[str, ...], categories: list[str]) -> list[str]:
     return [p.replace(CATEGORY, c) for p in paths for c in (categories if CATEGORY in p else [CATEGORY])]
 
 
-def stage_text(name: str, stage: Stage, categories: list[str]) -> str:
+def stage_text(name: str, stage: Stage, categories: list[str], weights: tuple[str, ...] = ()) -> str:
+    """One stage; ``weights``: the weights paths it loads (after the data deps)."""
     cmd = stage.cmd.replace(CATEGORY_ARGS, " ".join(f"--category {c}" for c in categories))
     lines = [f"  # {line}".rstrip() for line in stage.comment.splitlines()] if stage.comment else []
     lines += [f"  {name}:", f"    cmd: {_scalar(cmd)}"]
     deps = code_deps(name) + _expand(stage.deps, categories)
+    deps += [d for d in _expand(weights, categories) if d not in deps]
     lines += ["    deps:", *(f"      - {_scalar(d)}" for d in deps)]
     params = (("categories",) if stage.per_category and "categories" not in stage.params else ()) + stage.params
     lines += ["    params:", *(f"      - {_scalar(p)}" for p in params)]
@@ -186,10 +237,12 @@ def stage_text(name: str, stage: Stage, categories: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generate(categories: list[str] | None = None) -> str:
-    """The whole dvc.yaml text for ``categories`` (default: those of params.yaml)."""
-    cats = read_categories() if categories is None else categories
-    return HEADER + "stages:\n" + "\n".join(stage_text(n, s, cats) for n, s in STAGES.items())
+def generate(categories: list[str] | None = None, params_path: Path = PARAMS_YAML) -> str:
+    """The whole dvc.yaml text for ``categories`` (default: those of ``params_path``) and the
+    weights the backends of ``params_path`` load."""
+    cats = read_categories(params_path) if categories is None else categories
+    weights = weights_deps(params_path)
+    return HEADER + "stages:\n" + "\n".join(stage_text(n, s, cats, weights.get(n, ())) for n, s in STAGES.items())
 
 
 def main() -> int:

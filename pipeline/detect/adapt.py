@@ -13,9 +13,12 @@ focal token loss, L1 + GIoU box loss) on:
 
 Which parameters train is a choice (:data:`TRAINABLE`): ``prompt`` (text projection only,
 the analogue of PartSLIP's prompt tuning), ``heads`` (prompt + box/class heads of decoder and
-encoder proposals) or ``all``. Validation = box AP50 per part on held-out renders, decoded
-exactly as the detect stage does (:func:`.grounding_dino.decode_queries`); the best epoch
-(epoch 0 = the weights before adaptation) is kept.
+encoder proposals) or ``all`` (the default: on the tiny random detector only ``all`` lowers the
+box terms of the loss at lr 1e-4, ``heads`` needs ~1e-3, ``prompt`` never does;
+benchmarks/bench_adapt_learning.py, docs/detector_weights.md). Validation = box AP50 per part on
+held-out renders, decoded exactly as the detect stage does (:func:`.grounding_dino.decode_queries`);
+the best epoch (epoch 0 = the weights before adaptation) is kept, ties on AP50 going to the lower
+detection loss on the same views (:func:`fixed_views_loss`).
 
 Everything here is computation over arrays and torch modules: no files, no cache.
 """
@@ -241,7 +244,7 @@ class AdaptParams:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     grad_clip: float = 0.1
-    trainable: str = "heads"
+    trainable: str = "all"  # the group that learns boxes at lr 1e-4 (benchmarks/bench_adapt_learning.py)
     lr_schedule: str = "constant"  # constant | cosine (decay to 0 over all steps)
     seed: int = 0
     device: str = "cpu"
@@ -323,11 +326,13 @@ def fine_tune(model: Any, processor: Any, train: Sequence[AdaptSample], val: Seq
               progress: Callable[[dict[str, Any]], None] | None = None) -> AdaptResult:
     """Fine-tune ``model`` in place on ``train``; validation AP50 on ``val`` after each epoch.
 
-    Epoch 0 is the model as given. The trainable tensors of the best epoch (first best
-    mean AP50; NaN counts as -1) are returned and loaded back into ``model`` at the end.
+    Epoch 0 is the model as given. The trainable tensors of the best epoch (highest mean
+    AP50, NaN counting as -1; among equal AP50 the lowest detection loss on the selection
+    views, :func:`fixed_views_loss`; then the first) are returned and loaded back into
+    ``model`` at the end.
     ``val`` empty: selection on the training views (``AdaptResult.selection = "train"``).
     ``progress`` is called after every optimisation step with {"epoch", "step", "loss"} and
-    after every epoch with the curve entry (key "val_ap50").
+    after every epoch with the curve entry (keys "val_ap50", "val_loss").
     """
     import torch
 
@@ -361,11 +366,20 @@ def fine_tune(model: Any, processor: Any, train: Sequence[AdaptSample], val: Seq
     def snapshot() -> dict[str, Any]:
         return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
 
+    def rank(ap: float, vloss: float) -> tuple[float, float]:
+        """Higher is better: AP50 first (NaN counts as -1), then the lower selection-set loss, so
+        that epochs tied on AP50 (e.g. all 0 early on) do not fall back to the base weights."""
+        return (-1.0 if math.isnan(ap) else ap, -vloss if math.isfinite(vloss) else -math.inf)
+
+    def sel_loss() -> float:
+        return fixed_views_loss(model, processor, sel_set, part_names, batch_size=params.eval_batch_size, device=device)["loss"]
+
     t_eval = time.perf_counter()
     ap0, per0 = evaluate_ap50(model, processor, sel_set, part_names, params)
+    vloss0 = sel_loss()
     seconds_eval = time.perf_counter() - t_eval
-    curve = [{"epoch": 0, "loss": None, "val_ap50": ap0, "per_part": _per_part(per0, part_names), "seconds": 0.0}]
-    best = (-1.0 if math.isnan(ap0) else ap0, 0, snapshot())
+    curve = [{"epoch": 0, "loss": None, "val_ap50": ap0, "val_loss": vloss0, "per_part": _per_part(per0, part_names), "seconds": 0.0}]
+    best = (rank(ap0, vloss0), 0, snapshot())
     if progress:
         progress(curve[-1])
     seconds_train = 0.0
@@ -398,13 +412,14 @@ def fine_tune(model: Any, processor: Any, train: Sequence[AdaptSample], val: Seq
         seconds_train += sec
         t_eval = time.perf_counter()
         ap, per = evaluate_ap50(model, processor, sel_set, part_names, params)
+        vloss = sel_loss()
         seconds_eval += time.perf_counter() - t_eval
-        curve.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_ap50": ap, "per_part": _per_part(per, part_names),
-                      "seconds": round(sec, 3)})
+        curve.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_ap50": ap, "val_loss": vloss,
+                      "per_part": _per_part(per, part_names), "seconds": round(sec, 3)})
         if progress:
             progress(curve[-1])
-        if (-1.0 if math.isnan(ap) else ap) > best[0]:
-            best = (ap, epoch, snapshot())
+        if rank(ap, vloss) > best[0]:
+            best = (rank(ap, vloss), epoch, snapshot())
     with torch.no_grad():
         params_by_name = dict(model.named_parameters())
         for n, t in best[2].items():
@@ -413,6 +428,45 @@ def fine_tune(model: Any, processor: Any, train: Sequence[AdaptSample], val: Seq
     return AdaptResult(curve=curve, best_epoch=best[1], best_ap50=float(curve[best[1]]["val_ap50"]), best_state=best[2],
                        trainable_names=names, seconds_train=seconds_train, seconds_eval=seconds_eval,
                        n_train=len(train), n_val=len(sel_set), selection=selection)
+
+
+#: Terms of the last decoder layer reported beside the total: class (focal), box L1 and GIoU.
+LOSS_TERMS = ("loss_ce", "loss_bbox", "loss_giou")
+
+
+def fixed_views_loss(model: Any, processor: Any, samples: Sequence[AdaptSample], part_names: Sequence[str], *,
+                     batch_size: int = 8, device: Any = "cpu") -> dict[str, float]:
+    """Grounding DINO's training loss on fixed ``samples``, in eval mode (no dropout, no shuffle).
+
+    Why: the per-step training loss mixes batches and dropout, so it cannot tell whether a
+    ``trainable`` setting learns; the same views through the same loss before and after
+    fine-tuning can. The box terms (``loss_bbox``, ``loss_giou``) show whether *where* the
+    boxes go is learned, not only how the class logits are scaled. Returns ``loss`` (the
+    weighted total with auxiliary terms) and :data:`LOSS_TERMS`, each the mean over batches
+    weighted by batch size.
+    """
+    import torch
+
+    from .grounding_dino import prompt_for
+
+    if not samples:
+        raise AdaptDataError("no views to measure the loss on")
+    text, _A = prompt_for(processor.tokenizer, part_names, int(model.config.max_text_len))
+    was = model.training
+    model.eval()
+    total = dict.fromkeys(("loss", *LOSS_TERMS), 0.0)
+    try:
+        with torch.no_grad():
+            for i in range(0, len(samples), batch_size):
+                batch = list(samples[i:i + batch_size])
+                labels = [{k: torch.as_tensor(v, device=device) for k, v in to_target(s).items()} for s in batch]
+                out = model(**_encode(processor, batch, text, device), labels=labels)
+                parts = {"loss": out.loss, **{k: out.loss_dict[k] for k in LOSS_TERMS}}
+                for k, v in parts.items():
+                    total[k] += float(v) * len(batch)
+    finally:
+        model.train(was)
+    return {k: v / len(samples) for k, v in total.items()}
 
 
 def _per_part(ap: np.ndarray, part_names: Sequence[str]) -> dict[str, float | None]:

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from .nms import batched_nms_np
-from .types import ViewDetections
+from .types import Detections, ViewDetections
 
 
 class DetectorWeightsNotFoundError(FileNotFoundError):
@@ -149,28 +149,48 @@ def decode_queries(logits, pred_boxes, hidden, A: np.ndarray, height: int, width
 
 
 class GroundingDinoDetector:
-    """Grounding DINO from a local ``weights_dir`` (see module doc)."""
+    """Grounding DINO from a local ``weights_dir`` (see module doc).
+
+    ``batch_size`` views go through one forward (null: :data:`pipeline.batching.AUTO_BATCH`
+    of the device); the same prompt is tokenized once and repeated for every view, and all
+    views of an object have one size, so nothing is padded and a batched view gives what it
+    gives alone (up to float summation order). ``precision`` (``auto``: bf16 on CUDA, fp32 on
+    CPU) autocasts the forward; decoding is always float32. Thread-safe: the dask threads
+    scheduler may run several objects through one instance. ``weights_dir`` may also be an
+    already built ``(model, processor)`` pair (benchmarks of random models of the real sizes).
+    """
 
     simulated = False
 
     def __init__(
         self,
-        weights_dir: str | Path,
+        weights_dir: str | Path | tuple,
         device: str = "cpu",
         score_threshold: float = 0.3,
         nms_iou: float = 0.6,
         max_per_view: int = 100,
+        batch_size: int | None = None,
+        precision: str = "fp32",
     ):
         import torch
 
+        from pipeline.batching import OnceLock, resolve_batch_size, resolve_precision
+
         self._torch = torch
         self.device = torch.device(device)
-        self.model, self.processor = load_grounding_dino(weights_dir, self.device)
+        self.batch_size = resolve_batch_size(batch_size, self.device)
+        self.precision = resolve_precision(precision, self.device)
+        if isinstance(weights_dir, tuple):  # an already built (model, processor): benchmarks, tests
+            model, self.processor = weights_dir
+            self.model = model.to(self.device).eval()
+        else:
+            self.model, self.processor = load_grounding_dino(weights_dir, self.device)
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.max_per_view = int(max_per_view)
         self.max_text_len = int(self.model.config.max_text_len)
-        self._prompt_cache: dict[tuple[str, ...], tuple[str, np.ndarray]] = {}
+        self._prompts = OnceLock()
+        self.forward_calls = 0
 
     @property
     def feat_dim(self) -> int:
@@ -178,22 +198,53 @@ class GroundingDinoDetector:
 
     def _prompt(self, part_names: Sequence[str]) -> tuple[str, np.ndarray]:
         key = tuple(part_names)
-        if key not in self._prompt_cache:
-            self._prompt_cache[key] = prompt_for(self.processor.tokenizer, key, self.max_text_len)
-        return self._prompt_cache[key]
+        return self._prompts.get(("prompt", key), lambda: prompt_for(self.processor.tokenizer, key, self.max_text_len))
+
+    def _text_inputs(self, part_names: Sequence[str]) -> tuple[dict, np.ndarray]:
+        """The prompt's token tensors (batch of 1, what the processor makes) and its matrix A."""
+        text, A = self._prompt(part_names)
+        enc = self._prompts.get(("tokens", tuple(part_names)), lambda: dict(
+            self.processor.tokenizer(text, return_tensors="pt", return_token_type_ids=True)))
+        return enc, A
+
+    def _image_inputs(self, images: np.ndarray) -> dict:
+        """pixel_values / pixel_mask of a batch (V,H,W,3) uint8, as the processor makes them."""
+        from PIL import Image
+
+        out = self.processor.image_processor(images=[Image.fromarray(im) for im in images], return_tensors="pt")
+        return {k: out[k] for k in ("pixel_values", "pixel_mask")}
+
+    def detect_views(self, images: np.ndarray, part_names: Sequence[str]) -> list[ViewDetections]:
+        """images (V,H,W,3) uint8 RGB -> one (xyxy, labels, scores, feats) per view (see detect_view)."""
+        from pipeline.batching import autocast, chunks, prefetched
+
+        torch = self._torch
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"images must be (V,H,W,3) uint8, got {images.shape} {images.dtype}")
+        V, H, W = images.shape[:3]
+        text_enc, A = self._text_inputs(part_names)
+        out: list[ViewDetections] = []
+        batches = chunks(range(V), self.batch_size)
+        for idx, pix in zip(batches, prefetched(lambda b: self._image_inputs(images[b.start:b.stop]), batches)):
+            inputs = {k: t.to(self.device, non_blocking=True) for k, t in pix.items()}
+            inputs.update({k: t.repeat(len(idx), 1).to(self.device) for k, t in text_enc.items()})
+            with torch.inference_mode(), autocast(self.precision, self.device):
+                res = self.model(**inputs)
+            self.forward_calls += 1
+            for i in range(len(idx)):
+                out.append(decode_queries(res.logits[i], res.pred_boxes[i], res.last_hidden_state[i], A, H, W,
+                                          self.score_threshold, self.nms_iou, self.max_per_view))
+        return out
 
     def detect_view(self, image: np.ndarray, part_names: Sequence[str], view: int = 0) -> ViewDetections:
         """image (H,W,3) uint8 RGB -> (xyxy (n,4) f32, labels (n,) i16, scores (n,) f32, feats (n,d_model) f32)."""
-        from PIL import Image
-
-        torch = self._torch
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H,W,3) uint8, got {image.shape} {image.dtype}")
-        H, W = image.shape[:2]
-        text, A = self._prompt(part_names)
-        inputs = self.processor(images=Image.fromarray(image), text=text, return_tensors="pt").to(self.device)
-        with torch.inference_mode():
-            out = self.model(**inputs)
-        return decode_queries(out.logits[0], out.pred_boxes[0], out.last_hidden_state[0], A, H, W,
-                              self.score_threshold, self.nms_iou, self.max_per_view)
+        return self.detect_views(image[None], part_names)[0]
+
+    def detect_object(self, images: np.ndarray, part_names: Sequence[str]) -> Detections:
+        """All views of one object in batches (what :func:`pipeline.detect.types.detect_object` does view by view)."""
+        per_view = self.detect_views(images, part_names)
+        return Detections.concat(per_view, self.feat_dim, simulated=False)

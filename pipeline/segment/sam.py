@@ -3,6 +3,12 @@
 The per-view image embedding is returned (float16) so the stage can cache it; given back
 later, it replaces the encoder run. The decoder always consumes the float16-rounded
 embedding, so fresh and cached runs give identical masks.
+
+The views to encode go through the image encoder ``batch_size`` at a time (the encoder is
+nearly all of SAM's cost), under autocast when ``precision`` is bf16/fp16; the decoder runs
+in float32. The CPU resize of the next batch overlaps the current forward. The steps are
+those of ``SamPredictor.set_image``/``predict_torch`` but keep no state between calls, so one
+masker may serve several threads.
 """
 from __future__ import annotations
 
@@ -33,17 +39,24 @@ def _import_segment_anything():
 
 
 class SamMasker:
-    """Masks for the boxes of one object with segment-anything's ``SamPredictor``.
+    """Masks for the boxes of one object with segment-anything's modules (``SamPredictor``'s steps).
 
     ``model`` is a registry name (``"vit_b"``, ``"vit_l"``, ``"vit_h"``) with ``checkpoint_path``,
     or an already built ``segment_anything.modeling.Sam`` module (checkpoint_path ignored).
+    ``batch_size`` null: :data:`pipeline.batching.AUTO_BATCH` of the device; ``precision``:
+    see :func:`pipeline.batching.resolve_precision` (the encoder only).
     """
 
     simulated = False
 
-    def __init__(self, model, checkpoint_path: str | Path | None = None, device: str = "cpu"):
+    def __init__(self, model, checkpoint_path: str | Path | None = None, device: str = "cpu",
+                 batch_size: int | None = None, precision: str = "fp32"):
+        from pipeline.batching import resolve_batch_size, resolve_precision
+
         sa = _import_segment_anything()
         self.device = torch.device(device)
+        self.batch_size = resolve_batch_size(batch_size, self.device)
+        self.precision = resolve_precision(precision, self.device)
         if isinstance(model, str):
             if model not in sa.sam_model_registry:
                 raise ValueError(f"unknown SAM model type {model!r}; one of {sorted(sa.sam_model_registry)}")
@@ -63,9 +76,10 @@ class SamMasker:
         else:
             raise TypeError(f"model must be a SAM type name or a Sam module, got {type(model).__name__}")
         self.sam = sam.to(self.device).eval()
-        self.predictor = sa.SamPredictor(self.sam)
-        self.encode_calls = 0
-        self.decode_calls = 0
+        self.transform = sa.utils.transforms.ResizeLongestSide(self.sam.image_encoder.img_size)
+        self.encode_calls = 0  # views encoded
+        self.encoder_forwards = 0  # image-encoder forwards (batches)
+        self.decode_calls = 0  # decoder forwards (one per view with boxes)
 
     @property
     def embedding_shape(self) -> tuple[int, int, int, int]:
@@ -73,17 +87,49 @@ class SamMasker:
         g = enc.img_size // enc.patch_embed.proj.kernel_size[0]
         return (1, int(self.sam.prompt_encoder.embed_dim), int(g), int(g))
 
-    def _set_embedding(self, emb: np.ndarray, height: int, width: int) -> None:
-        p = self.predictor
-        if tuple(emb.shape) != self.embedding_shape:
-            raise ValueError(f"cached SAM embedding has shape {tuple(emb.shape)}, model expects {self.embedding_shape}")
-        p.reset_image()
-        p.features = torch.as_tensor(np.asarray(emb, dtype=np.float16)).to(self.device, torch.float32)
-        p.original_size = (height, width)
-        p.input_size = tuple(p.transform.get_preprocess_shape(height, width, self.sam.image_encoder.img_size))
-        p.is_image_set = True
+    def _input_batch(self, images: np.ndarray) -> torch.Tensor:
+        """(b,H,W,3) uint8 -> (b,3,S,S) float, resized, normalised and padded (``set_image``'s steps)."""
+        x = np.stack([self.transform.apply_image(im) for im in images])
+        t = torch.as_tensor(x).permute(0, 3, 1, 2).contiguous()
+        return self.sam.preprocess(t.float())
 
-    @torch.inference_mode()
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(b,H,W,3) uint8 RGB -> (b,C,h,w) float16 image embeddings, ``batch_size`` views per forward."""
+        from pipeline.batching import autocast, chunks, prefetched
+
+        images = np.asarray(images)
+        out = []
+        batches = chunks(range(len(images)), self.batch_size)
+        for x in prefetched(lambda b: self._input_batch(images[b.start:b.stop]), batches):
+            with torch.inference_mode(), autocast(self.precision, self.device):
+                emb = self.sam.image_encoder(x.to(self.device, non_blocking=True))
+            self.encoder_forwards += 1
+            self.encode_calls += len(x)
+            out.append(emb.to(torch.float16).cpu().numpy())
+        C, h, w = self.embedding_shape[1:]
+        return np.concatenate(out) if out else np.zeros((0, C, h, w), np.float16)
+
+    def _check_embedding(self, emb: np.ndarray) -> np.ndarray:
+        if tuple(np.shape(emb)) != self.embedding_shape:
+            raise ValueError(f"cached SAM embedding has shape {tuple(np.shape(emb))}, model expects {self.embedding_shape}")
+        return np.asarray(emb, dtype=np.float16)
+
+    def decode(self, emb16: np.ndarray, xyxy: np.ndarray, height: int, width: int) -> np.ndarray:
+        """One view's (1,C,h,w) float16 embedding and (n,4) boxes -> (n,H,W) bool masks (``predict_torch``)."""
+        sam = self.sam
+        feats = torch.as_tensor(emb16).to(self.device, torch.float32)
+        boxes = torch.as_tensor(np.asarray(xyxy, np.float32), device=self.device)
+        tb = self.transform.apply_boxes_torch(boxes, (height, width))
+        input_size = tuple(self.transform.get_preprocess_shape(height, width, sam.image_encoder.img_size))
+        with torch.inference_mode():
+            sparse, dense = sam.prompt_encoder(points=None, boxes=tb, masks=None)
+            low_res, _ = sam.mask_decoder(image_embeddings=feats, image_pe=sam.prompt_encoder.get_dense_pe(),
+                                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                          multimask_output=False)
+            m = sam.postprocess_masks(low_res, input_size, (height, width)) > sam.mask_threshold
+        self.decode_calls += 1
+        return m[:, 0].cpu().numpy()
+
     def masks_for_object(
         self,
         images: np.ndarray,
@@ -100,27 +146,16 @@ class SamMasker:
         V, H, W = images.shape[:3]
         offs = det.offsets(V)
         masks = np.zeros((len(det), H, W), dtype=bool)
-        out_emb: dict[int, np.ndarray] = {}
-        p = self.predictor
-        for v in range(V):
+        with_boxes = [v for v in range(V) if offs[v + 1] > offs[v]]
+        embeddings = embeddings or {}
+        out_emb = {v: self._check_embedding(embeddings[v]) for v in with_boxes if v in embeddings}
+        todo = [v for v in with_boxes if v not in out_emb]
+        for v, e in zip(todo, self.encode(images[todo])):
+            out_emb[v] = e[None]
+        for v in with_boxes:
             s, e = int(offs[v]), int(offs[v + 1])
-            if s == e:
-                continue
-            if embeddings is not None and v in embeddings:
-                emb16 = np.asarray(embeddings[v], dtype=np.float16)
-            else:
-                p.set_image(images[v], image_format="RGB")
-                self.encode_calls += 1
-                emb16 = p.features.detach().to(torch.float16).cpu().numpy()
-            self._set_embedding(emb16, H, W)
-            out_emb[v] = emb16
-            boxes = torch.as_tensor(det.xyxy[s:e], dtype=torch.float32, device=self.device)
-            tb = p.transform.apply_boxes_torch(boxes, (H, W))
-            m, _, _ = p.predict_torch(point_coords=None, point_labels=None, boxes=tb, multimask_output=False)
-            self.decode_calls += 1
-            masks[s:e] = m[:, 0].cpu().numpy()
-        p.reset_image()
-        return masks, out_emb
+            masks[s:e] = self.decode(out_emb[v], det.xyxy[s:e], H, W)
+        return masks, dict(sorted(out_emb.items()))
 
 
 def build_tiny_sam(img_size: int = 128, patch_size: int = 16, dim: int = 32, seed: int = 0):

@@ -73,6 +73,29 @@ class TrainResult:
     best_val_miou: float = float("nan")
 
 
+class NonFiniteTraining(FloatingPointError):
+    """Training produced a non-finite loss or non-finite weights: no epoch from here on can be
+    trusted, and a NaN validation score would silently select an earlier state, so training
+    stops. ``epoch`` is where it happened (0 = the starting state)."""
+
+    def __init__(self, epoch: int, what: str):
+        super().__init__(f"non-finite training at epoch {epoch}: {what}")
+        self.epoch, self.what = epoch, what
+
+
+def _check_loss(value: float, epoch: int, where: str) -> None:
+    if not math.isfinite(value):
+        raise NonFiniteTraining(epoch, f"the loss is {value} ({where})")
+
+
+def _check_weights(net: WeightNet, null: NullLogit, epoch: int) -> None:
+    """Raise if a parameter holds nan/inf (only reads them). A non-finite gradient lands here
+    too: AdamW turns it into nan weights in the same step."""
+    for name, t in [*net.named_parameters(), ("theta_null", null.theta)]:
+        if not bool(torch.isfinite(t.detach()).all()):
+            raise NonFiniteTraining(epoch, f"the weight {name} holds nan or inf values")
+
+
 def object_loss(net: WeightNet, z_null: torch.Tensor, obj: TrainObject, absent_parts: str = "paper") -> torch.Tensor:
     """L_obj of §7.8 for one prepared object (needs GT)."""
     if obj.gt is None:
@@ -146,6 +169,9 @@ def train_weight_net(
     model worse there than the untrained one (the official code starts at epoch 1).
     Without validation objects (or when every validation score is NaN) the curve's
     ``val_miou`` is NaN and the last epoch is kept.
+    A non-finite loss (any step) or non-finite weights (after an epoch) raise
+    :class:`NonFiniteTraining` naming the epoch: nothing is returned to be saved. The checks
+    only read values, so finite runs compute the same bits as without them.
     ``progress`` is called with each curve entry (epoch 0 included).
     ``init`` = (state_dict, θ_null) starts from given weights instead of the seeded
     initialisation (fine-tuning, e.g. a network shared across categories); epoch 0 is then
@@ -176,8 +202,10 @@ def train_weight_net(
         _check_targets(train_objs)
         _check_labelled(val_objs)
         val_stacks = stacks_by_parts(val_objs) if val_objs else []
+        _check_weights(net, null, 0)
         with torch.no_grad():  # epoch 0: the untrained state is a candidate checkpoint
             loss0 = float(stacked_losses(net, null(), stacks_by_parts(train_objs), p.absent_parts).mean())
+        _check_loss(loss0, 0, "the starting state")
         val0 = validation_score(stacked_mious(net, null().detach(), val_stacks)) if val_objs else float("nan")
         curve.append({"epoch": 0, "loss": loss0, "val_miou": val0})
         if progress is not None:
@@ -196,6 +224,8 @@ def train_weight_net(
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
+                _check_loss(losses[-1], epoch, f"step {len(losses)} of the epoch")
+            _check_weights(net, null, epoch)
             val = validation_score(stacked_mious(net, null().detach(), val_stacks)) if val_objs else float("nan")
             entry = {"epoch": epoch, "loss": float(np.mean(losses)), "val_miou": val}
             curve.append(entry)

@@ -316,7 +316,7 @@ def test_a_truncated_weights_file_stops_evaluate_before_any_object(proj, invoke)
     w.write_bytes(w.read_bytes()[:100])
     before = snapshot(proj / "cache") | snapshot(proj / "metrics")
     res = invoke(args(proj, "evaluate", "--force"))
-    assert res.exit_code == 1 and "cannot load trained weights" in res.output
+    assert res.exit_code == 2 and "cannot load trained weights" in res.output  # a bad weights file: exit 2
     assert snapshot(proj / "cache") | snapshot(proj / "metrics") == before
 
 

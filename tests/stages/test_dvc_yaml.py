@@ -101,3 +101,49 @@ def test_generator_expands_the_categories_it_is_given():
     assert stages["train"]["plots"][1] == {"plots/train/Mug.csv": {"x": "epoch", "y": "val_miou"}}
     assert stages["ingest"]["cmd"] == "partstad ingest --category Bottle --category Mug"
     assert stages["train"]["cmd"] == "partstad train" and stages["train"]["params"] == ["categories", "train"]
+
+
+# -- weights are inputs: the stages that load them list them as deps ----------------------------
+def test_the_demo_params_load_no_weights_so_no_weights_deps():
+    """The committed params use simulated backends: no weights file is a dep anywhere."""
+    assert _tool().weights_deps() == {}
+
+
+def test_real_backends_list_their_weights_as_deps_of_the_stages_that_load_them(tmp_path, write_params):
+    mod = _tool()
+    sam = tmp_path / "sam_vit_b.pth"
+    p = write_params(tmp_path, ["Bottle", "Kettle"], detect={"backend": "grounding_dino", "weights_dir": str(tmp_path / "gdino")},
+                     adapt={"enabled": True, "out_dir": "models/adapt"}, segment={"mode": "sam", "sam_checkpoint": str(sam)})
+    stages = yaml.safe_load(mod.generate(params_path=p))["stages"]
+    assert stages["detect"]["deps"][-3:] == [str(tmp_path / "gdino"), "models/adapt/Bottle", "models/adapt/Kettle"]
+    assert stages["adapt_detector"]["deps"][-1] == str(tmp_path / "gdino")
+    assert stages["segment"]["deps"][-1] == str(sam)
+    for name in ("ingest", "render", "lift", "train", "evaluate"):
+        assert not [d for d in stages[name]["deps"] if d.startswith((str(tmp_path), "models/adapt"))], name
+    # a path inside the repository is written relative to it; adaptation off: no adapted dirs, no base for adapt_detector
+    p = write_params(tmp_path, ["Bottle"], name="rel.yaml", detect={"backend": "grounding_dino", "weights_dir": str(REPO_ROOT / "models" / "gdino")},
+                     adapt={"enabled": False})
+    stages = yaml.safe_load(mod.generate(params_path=p))["stages"]
+    assert stages["detect"]["deps"][-1] == "models/gdino" and "models/adapt/Bottle" not in stages["detect"]["deps"]
+    assert not [d for d in stages["adapt_detector"]["deps"] if "gdino" in d]
+    assert not [d for d in stages["segment"]["deps"] if d.endswith(".pth")]
+
+
+def test_a_hub_id_is_listed_as_its_snapshot_and_an_uncached_one_stops_the_tool(tmp_path, write_params, monkeypatch):
+    from tests.stages.test_hub_ids import REPO as HF_REPO, hf_cache
+
+    mod = _tool()
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    p = write_params(tmp_path, ["Bottle"], detect={"backend": "grounding_dino", "weights_dir": HF_REPO},
+                     segment={"mode": "sam", "sam_checkpoint": "sam_vit_b"})
+    with pytest.raises(SystemExit, match="models--IDEA-Research--grounding-dino-base"):
+        mod.generate(params_path=p)
+    snap = hf_cache(tmp_path / "hf")
+    with pytest.raises(SystemExit, match="sam_vit_b_01ec64.pth"):
+        mod.generate(params_path=p)
+    ck = tmp_path / "torch" / "hub" / "checkpoints" / "sam_vit_b_01ec64.pth"
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(b"w")
+    stages = yaml.safe_load(mod.generate(params_path=p))["stages"]
+    assert stages["detect"]["deps"][-1] == str(snap) and stages["segment"]["deps"][-1] == str(ck)

@@ -67,7 +67,7 @@ def test_predict_own_shapes_from_a_folder_without_params(work, tmp_path, invoke,
     assert "[predict] wrote 3 object(s)" in res.output
     K = len(part_names(CAT))
     palette = label_palette(K)
-    ing = CategoryStore(str(work / "cache"), "ingest", CAT)
+    ing = CategoryStore(str(work / "cache" / "predict"), "ingest", CAT)  # predict keeps its own namespace
     for stem in shapes:
         base = out / f"{CAT}_{stem}_partstad"
         sem = np.load(f"{base}_semantic.npy")

@@ -60,3 +60,19 @@ def test_a_terminal_gets_a_bar_not_lines():
     bar.close()
     assert "lift Chair: 2/2 obj" not in out.getvalue()  # tqdm's format, not the log line
     assert "lift Chair:   0%|" in out.getvalue() and "\r" in out.getvalue()
+
+
+def test_a_stage_writes_progress_lines_into_a_captured_log(tmp_path, run, write_params):
+    """Under CliRunner (as under `dvc repro` in CI) stderr is not a terminal: plain lines, no bar."""
+    params = write_params(tmp_path)
+    cache = tmp_path / "cache"
+    run(["ingest", "--params", params, "--cache", cache])
+    out = run(["render", "--params", params, "--cache", cache]).output
+    lines = [ln for ln in out.splitlines() if ln.startswith("render Chair: ")]
+    assert lines, out
+    n = int(lines[-1].split("/")[0].rsplit(" ", 1)[1])
+    assert n >= 1 and lines[-1].startswith(f"render Chair: {n}/{n} obj (100%)"), lines
+    assert "\r" not in out and "it/s" not in out and "obj/s" not in out
+    # and under the threads scheduler (dask): the same count
+    out = run(["render", "--params", params, "--cache", cache, "--force", "--scheduler", "threads"]).output
+    assert [ln for ln in out.splitlines() if ln.startswith(f"render Chair: {n}/{n} obj (100%)")], out

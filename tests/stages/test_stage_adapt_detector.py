@@ -84,6 +84,7 @@ def test_adapted_weights_flow_through_detect(rendered, run, write_params):
     base_arrays = det.read_all(oid)
     base_fp = det.stored_fingerprint(oid)
     assert det.attrs(oid)["adapted_weights"] is False
+    assert det.attrs(oid)["weights"] == {"spec": str(weights), "digest": dir_digest(weights)}  # provenance of the boxes
 
     on = Path(p).with_name("params_on.yaml")
     cfg = load_config(p).model_dump(mode="json")
@@ -94,13 +95,15 @@ def test_adapted_weights_flow_through_detect(rendered, run, write_params):
     out = tmp / "models" / "adapt" / CAT
     assert {"config.json", "model.safetensors", "adapt.json", "tokenizer_config.json", "processor_config.json"} <= {x.name for x in out.iterdir()}
     rec = json.loads((out / "adapt.json").read_text())
-    assert rec["adapt_config"]["enabled"] is True and rec["part_names"] == PARTS and rec["base_weights_dir"] == str(weights)
+    assert rec["adapt_config"]["enabled"] is True and rec["part_names"] == PARTS and rec["base_weights_dir"] == str(weights) and rec["base_weights_spec"] == str(weights)
     m = json.loads((tmp / "metrics" / "adapt" / f"{CAT}.json").read_text())
     assert len(m["ap50_per_epoch"]) == 2 and m["selection"] == "val" and m["n_train_views"] >= 4 and m["n_select_views"] >= 1
     assert set(m["per_part_chosen"]) == set(PARTS) and m["seconds_per_epoch_per_view"] > 0
+    assert m["base_val_loss"] == m["curve"][0]["val_loss"] > 0 and m["chosen_val_loss"] == m["curve"][m["chosen_epoch"]]["val_loss"]
 
     run(["detect", "--params", on, "--cache", cache])
     assert det.attrs(oid)["adapted_weights"] is True
+    assert det.attrs(oid)["weights"] == {"spec": str(out), "digest": dir_digest(out)}  # the adapted weights, named
     assert det.stored_fingerprint(oid) != base_fp  # the adapted weights' digest is in the key
     arrays = det.read_all(oid)
     assert set(arrays) == set(base_arrays)
