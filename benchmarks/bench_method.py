@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.oracles
 
-from pipeline.lift import lift_object  # noqa: E402
+from pipeline.lift import lift_object, whole_object_valid  # noqa: E402
 from pipeline.loss import riou_loss  # noqa: E402
 from pipeline.partslip import partslip_instances, partslip_semantic, partstad_instances  # noqa: E402
 from pipeline.score import ScoreIndex, probabilities, scores_from_index  # noqa: E402
@@ -155,7 +155,7 @@ def main() -> None:
 
     def partslip_full():
         Lb = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, None, mode="box", n_parts=4)
-        sem = partslip_semantic(Lb, sc.uv, sc.xyxy, SMALL)
+        sem = partslip_semantic(Lb, whole_object_valid(sc.uv, sc.xyxy, Lb.box_view), SMALL)
         return partslip_instances(sem, Lb, sc.xyz, sc.uv, sc.visible, sc.xyxy)
 
     t_inf = timeit(infer_from_lifted, 5)

@@ -96,9 +96,9 @@ def main() -> None:
     if args.epochs is not None:
         tp.epochs = args.epochs
     if args.batch is not None:
-        tp.batch = args.batch
+        tp.batch_size = args.batch
     variants = [("partstad", "mask")] + ([("partstad_boxes", "box")] if cfg.train.ablation_boxes else [])
-    print(f"{len(cats)} categories x {len(variants)} variants, {tp.epochs} epochs, batch {tp.batch}, {tp.threads} thread(s); "
+    print(f"{len(cats)} categories x {len(variants)} variants, {tp.epochs} epochs, batch {tp.batch_size}, {tp.threads} thread(s); "
           f"torch numerics {torch_numerics()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'category':<17}{'variant':<15}{'old s':>7}{'new s':>7}{'ratio':>7}  best epoch old/new  best val old/new   loss drift ep10/max")
     per_cat: dict[str, list[float]] = {}

@@ -30,8 +30,16 @@ import numpy as np
 from pipeline.boxes import box_iou
 from pipeline.errors import BadInputError
 
-IOU_GATE = 1e-6
-WHOLE_OBJECT_THRESH = 0.98
+
+@dataclass(frozen=True)
+class LiftParams:
+    """The lift settings: their one definition (``stages.config.LiftConfig`` is derived from
+    these fields, and the functions below default to them)."""
+
+    iou_gate: float = 1e-6
+    """SPEC §6.1/§7.1: a box counts for a superpoint only when the 2D IoU of the superpoint's visible extent and the box exceeds this (box mode: is at least this)."""
+    whole_object_thresh: float = 0.98
+    """PartSLIP's whole-object box filter (baseline only): a box is dropped when the fraction of all the object's projected points, occluded ones included, strictly inside it is at least this."""
 
 
 @dataclass
@@ -108,7 +116,7 @@ def strictly_inside(uv: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
 
 
 def whole_object_valid(
-    uv: np.ndarray, xyxy: np.ndarray, box_view: np.ndarray, thresh: float = WHOLE_OBJECT_THRESH
+    uv: np.ndarray, xyxy: np.ndarray, box_view: np.ndarray, thresh: float = LiftParams.whole_object_thresh
 ) -> np.ndarray:
     """PartSLIP's whole-object filter (§6.1 step 2): (B,) bool.
 
@@ -204,7 +212,7 @@ def lift_object(
     n_parts: int | None = None,
     min_visible: int | None = None,
     n_sp: int | None = None,
-    iou_gate: float = IOU_GATE,
+    iou_gate: float = LiftParams.iou_gate,
 ) -> LiftedObject:
     """Compute the membership I_b(p) and per-superpoint arrays of one object.
 
@@ -221,7 +229,7 @@ def lift_object(
         min_visible: exclusive visible-count threshold; default 1 (mask) / 0 (box).
         n_sp: S if some trailing ids are unused; default ``sp.max() + 1``.
         iou_gate: a box counts for a superpoint only when the 2D IoU of the superpoint's
-            visible extent and the box exceeds this (SPEC §6.1/§7.1: 1e-6).
+            visible extent and the box exceeds this (SPEC §6.1/§7.1, :class:`LiftParams`).
     """
     if mode not in ("mask", "box"):
         raise ValueError(f"mode must be 'mask' or 'box', got {mode!r}")

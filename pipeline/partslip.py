@@ -24,7 +24,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from pipeline.boxes import box_iou
-from pipeline.lift import LiftedObject, whole_object_valid
+from pipeline.lift import LiftedObject
+from pipeline.score import V_EPS
 
 SCORE_THRESH = 0.5
 ADJ_GAP = 0.02
@@ -34,10 +35,12 @@ FILTER_IOU = 0.5
 
 
 def semantic_scores(lifted: LiftedObject, box_valid: np.ndarray | None = None) -> np.ndarray:
-    """(S, K) float64 PartSLIP coverage score of §6.1 (``lifted`` should be box mode).
+    """(S, K) float64 PartSLIP coverage score of §6.1: the one implementation of the coverage.
 
-    ``box_valid`` (B,) restricts the vote to the boxes passing the whole-object filter
-    (:func:`pipeline.lift.whole_object_valid`); default all boxes.
+    On a box-mode lifting it is PartSLIP's score; on a mask-mode lifting it is the "masks
+    without weights" coverage (:mod:`pipeline.train.ablations`), i.e. Z[:, 1:] of §7.7 with
+    every weight 1 (to float rounding). ``box_valid`` (B,) restricts the vote to the boxes
+    passing the whole-object filter (:func:`pipeline.lift.whole_object_valid`); default all boxes.
     """
     S, K, V = lifted.n_sp, lifted.n_parts, lifted.n_views
     point = lifted.point.astype(np.int64)
@@ -54,7 +57,7 @@ def semantic_scores(lifted: LiftedObject, box_valid: np.ndarray | None = None) -
         c = key % K
         cov = np.bincount(lifted.sp.astype(np.int64)[p] * K + c, minlength=S * K).astype(np.float64)
     vis = lifted.vis_count.astype(np.float64)
-    score = cov.reshape(S, K) / (vis[:, None] + 1e-6)
+    score = cov.reshape(S, K) / (vis[:, None] + V_EPS)
     score[vis == 0] = 0.0
     return score
 
@@ -88,14 +91,18 @@ class PartSlipSemantic(NamedTuple):
 
 def partslip_semantic(
     lifted_box: LiftedObject,
-    uv: np.ndarray,
-    xyxy: np.ndarray,
+    box_valid: np.ndarray,
     small_flags: Sequence[bool],
     thresh: float = SCORE_THRESH,
-    whole_thresh: float = 0.98,
 ) -> PartSlipSemantic:
-    """PartSLIP semantic segmentation of one object (§6.1 + §6.2) from box-mode membership."""
-    box_valid = whole_object_valid(uv, xyxy, lifted_box.box_view, whole_thresh)
+    """PartSLIP semantic segmentation of one object (§6.1 + §6.2) from box-mode membership.
+
+    ``box_valid`` (B,) is the whole-object filter of :func:`pipeline.lift.whole_object_valid`,
+    computed once by lift (it needs every projected point, which lift has at hand).
+    """
+    box_valid = np.asarray(box_valid, dtype=bool)
+    if box_valid.shape != (lifted_box.n_boxes,):
+        raise ValueError(f"box_valid has shape {box_valid.shape}, expected ({lifted_box.n_boxes},)")
     score = semantic_scores(lifted_box, box_valid)
     labels_sp = threshold_labels(score, small_flags, thresh)
     return PartSlipSemantic(labels_sp[lifted_box.sp].astype(np.int16), labels_sp, score, box_valid)

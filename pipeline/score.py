@@ -77,7 +77,6 @@ class ScoreIndex:
         order = np.lexsort((box, key))
         key, bx = key[order], box[order]
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-        gid = np.cumsum(np.r_[True, key[1:] != key[:-1]]) - 1  # group id of every entry
         gkey = key[starts]
         g_point = gkey // (V * K)
         g_label = gkey % K

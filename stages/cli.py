@@ -11,26 +11,10 @@ from importlib.metadata import PackageNotFoundError, version
 import click
 
 from stages.cpu_numerics import PINNED_COMMANDS, pin_portable_torch_numerics
+from stages.stage_table import TABLE
 
-#: verb -> (module, function, one-line help shown by `partstad --help`)
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "ingest": ("stages.ingest", "ingest", "Read (or generate) labelled point clouds into the cache."),
-    "render": ("stages.render", "render", "Render each point cloud from the configured views."),
-    "visibility": ("stages.visibility", "visibility", "Project points into every view; mark visible ones."),
-    "superpoints": ("stages.superpoints", "superpoints", "Partition each cloud into superpoints."),
-    "detect": ("stages.detect", "detect", "Detect part boxes in every view (simulated or Grounding DINO)."),
-    "adapt-detector": ("stages.adapt_detector", "adapt_detector", "Fine-tune Grounding DINO on the few-shot renders (optional)."),
-    "segment": ("stages.segment", "segment", "Turn every box into a mask (SAM, box, or simulated SAM)."),
-    "import-partstad": ("stages.import_partstad", "import_partstad", "Import the original PartSTAD preprocessing outputs."),
-    "lift": ("stages.lift", "lift", "Lift masks and boxes onto superpoints (sparse membership)."),
-    "train": ("stages.train", "train", "Train the box-weight network of each category."),
-    "evaluate": ("stages.evaluate", "evaluate", "Predict with every method; write labels and metrics."),
-    "report": ("stages.report", "report", "Write the HTML report and summary metrics."),
-    "export": ("stages.export", "export", "Export predicted labels as PLY, .npy, GLB and a JSON sidecar."),
-    "predict": ("stages.predict", "predict", "Part labels for your own shapes with a trained model, in one command."),
-    "params": ("stages.params_cmd", "params", "Show every setting with its default, type and doc."),
-    "doctor": ("stages.doctor", "doctor", "Check packages, the backends that will run and whether the weights load."),
-}
+#: verb -> (module, function, one-line help shown by `partstad --help`), from the stage table
+COMMANDS: dict[str, tuple[str, str, str]] = {r.command: (r.module, r.attr, r.help) for r in TABLE}
 
 
 class BadInputExit(click.ClickException):

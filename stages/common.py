@@ -13,9 +13,9 @@ import click
 
 from pipeline.errors import BadInputError, ObjectError
 from pipeline.meta import part_names
-from stages.parallel import effective_jobs, jobs_option, map_categories
 from stages.config import ConfigError, PipelineConfig, load_config, section_digest
 from stages.keys import STAGES, KeyResolver
+from stages.parallel import effective_jobs, jobs_option, map_categories
 from stages.runner import StageContext, StageReport
 from stages.scheduling import scheduler_option
 from stages.store import CategoryStore, StoreBusyError, StoreCorruptError, atomic_write_text
@@ -264,40 +264,34 @@ def key_resolver(ctx: StageContext, extra: Callable[[str, str], Any] | None = No
     """Object keys for the stages of one category under this configuration."""
     cfg = ctx.config
 
-    fewshot: dict[str, Any] = {}
+    other_inputs: dict[str, dict[str, Any]] = {}
 
     def view(stage: str) -> Any:
         v = section_digest(*(getattr(cfg, s) for s in STAGES[stage].sections))
-        # the knobs of the pixels simulators shape results only when that backend runs
-        if stage == "detect" and cfg.detect.backend != "pixels":
-            v["DetectConfig"].pop("pixels", None)
-        if stage == "segment" and cfg.segment.mode != "pixels":
-            v["SegmentConfig"].pop("pixels", None)
+        from stages.backends.lookup import STAGE_REGISTRY, registry
+
+        if stage not in STAGE_REGISTRY:
+            return v
+        backends = registry(STAGE_REGISTRY[stage])
+        backend = backends.configured(cfg)
+        section = type(getattr(cfg, backends.setting.split(".")[0])).__name__
+        # a backend's private config section (the pixels simulators' knobs) shapes results only when that backend runs
+        for other in backends.values():
+            if other.private_section and other.config_section and other is not backend:
+                v[section].pop(other.config_section, None)
         # autocast precision shapes results only when a real model runs; then the resolved one (auto: bf16 on CUDA)
-        for st, section, uses_model in (("detect", "DetectConfig", cfg.detect.backend == "grounding_dino"),
-                                        ("segment", "SegmentConfig", cfg.segment.mode == "sam")):
-            if stage == st and "precision" in v[section]:
-                if uses_model:
-                    from pipeline.batching import resolve_precision
+        if "precision" in v[section]:
+            if backend.uses_model(cfg):
+                from pipeline.batching import resolve_precision
 
-                    v[section]["precision"] = resolve_precision(v[section]["precision"], ctx.device)
-                else:
-                    v[section].pop("precision")
-        if stage == "segment":  # the content of the SAM checkpoint (mode sam), not just its path
-            from stages.sam_weights import weights_key as sam_weights_key
-
-            v = {**v, **sam_weights_key(cfg)}
-        if stage == "detect":  # the content of the detector weights in use (base or adapted), not just their path
-            from stages.detector_weights import weights_key
-
-            v = {**v, **weights_key(cfg, ctx.category)}
-            if cfg.detect.backend == "pixels":  # its classifier is fitted on the few-shot objects' renders
-                from stages.pixel_fewshot import fewshot_key
-
-                if "key" not in fewshot:
-                    fewshot["key"] = fewshot_key(ctx.cache, ctx.category, resolver.current)
-                v = {**v, **fewshot["key"]}
-        return v
+                v[section]["precision"] = resolve_precision(v[section]["precision"], ctx.device)
+            else:
+                v[section].pop("precision")
+        # the content of the weights in use (base or adapted detector, SAM checkpoint), never their path
+        v = {**v, **backend.weights_key(cfg, ctx.category)}
+        if stage not in other_inputs:  # e.g. the pixels detector's few-shot objects: the same for every object
+            other_inputs[stage] = backend.key_extra(ctx, resolver.current)
+        return {**v, **other_inputs[stage]}
 
     resolver = KeyResolver(view, ctx.store, extra)
     return resolver

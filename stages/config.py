@@ -29,6 +29,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pipeline.cameras import PAPER_VIEWS
 from pipeline.meta import CATEGORIES
 
+def _registered(kind: str) -> Any:
+    """A backend name checked against its registry in stages/backends (``kind``: detectors,
+    maskers, sources), so a registered backend is a valid value without editing this file."""
+    from pydantic import AfterValidator
+
+    def check(value: str) -> str:
+        from pydantic_core import PydanticCustomError
+
+        from stages.backends.lookup import check_name  # lazy: the registries import modules that import this one
+
+        try:
+            return check_name(kind, value)
+        except ValueError as exc:
+            raise PydanticCustomError("unknown_backend", str(exc)) from None
+
+    return Annotated[str, AfterValidator(check)]
+
+
+#: Backend names: whatever stages/backends registers (detect.backend, segment.mode, data.source).
+DetectorName = _registered("detectors")
+MaskerName = _registered("maskers")
+SourceName = _registered("sources")
+
 #: Shared by every section (and the models derived from pipeline dataclasses): no unknown
 #: keys, no nan/inf in any float (lists and tuples of floats included).
 _STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True, validate_default=True, allow_inf_nan=False)
@@ -52,7 +75,7 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    source: Literal["synthetic", "partnete", "mobility", "files"] = "synthetic"
+    source: SourceName = "synthetic"
     """Where shapes come from: the embedded synthetic generator, a PartNetE root, raw PartNet-Mobility, or your own shape files (.ply/.obj/.glb/.gltf/.off/.stl)."""
     root: str | None = None
     """Dataset root for `partnete` / `mobility`, or the folder of shape files for `files` (a local directory)."""
@@ -66,12 +89,26 @@ class DataConfig(Section):
     """Validation shapes per category (synthetic), used for checkpoint selection."""
     n_test: int = not_in_key(default=8, ge=0)
     """Test shapes per category (synthetic)."""
-    val_ids: list[str] | None = not_in_key(default=None)
-    """PartNetE: few-shot ids to hold out as validation (default: `val_list.json` if present)."""
+    val_ids: dict[str, list[str]] | None = not_in_key(default=None)
+    """PartNetE: per category, the test ids that are validation shapes (checkpoint selection, method auto; they stay test shapes, SPEC §1.3), e.g. {Chair: ['179', '20']}; replaces `<root>/val_list.json`, which is the default."""
     splits: dict[str, Literal["fewshot", "val", "test"]] | None = not_in_key(default=None)
     """PartNet-Mobility / files: split per object folder name or file stem (files: overrides `<root>/splits.yaml`; default: test, logged)."""
     part_names: dict[str, list[str]] = not_in_key(default_factory=dict)
     """Part names of your own categories (not among the 45 PartNetE ones), e.g. {MyCat: [lid, handle, body]}; label ids follow this order. Enter a category's cache keys through its ingest key."""
+
+    @field_validator("val_ids")
+    @classmethod
+    def _val_categories(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        """A misspelt category would leave its validation shapes silently unmarked."""
+        import difflib
+
+        from pipeline.meta import PARTNETE_PARTS
+
+        for cat in value or {}:
+            if cat not in PARTNETE_PARTS:
+                close = difflib.get_close_matches(cat, list(PARTNETE_PARTS), n=3)
+                raise ValueError(f"{cat!r} is not a PartNetE category" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        return value
 
     @field_validator("part_names")
     @classmethod
@@ -214,7 +251,7 @@ PixelsSegmentConfig = _pixels_segment_model()
 
 
 class DetectConfig(Section):
-    backend: Literal["oracle", "pixels", "grounding_dino", "import"] = "oracle"
+    backend: DetectorName = "oracle"
     """oracle (SIMULATED ground-truth oracle: labels, scores and features read from the ground truth; for tests and comparisons), pixels (SIMULATED from rendered pixels: boxes placed from the ground truth, features/labels/scores from the image and a classifier fitted on the few-shot renders), grounding_dino (real, local weights) or import (original preprocessing)."""
     feat_dim: int = Field(256, ge=1, le=4096)
     """Per-box feature dimension of the simulated detector (GLIP: 256)."""
@@ -268,7 +305,7 @@ class AdaptConfig(Section):
 
 
 class SegmentConfig(Section):
-    mode: Literal["oracle", "pixels", "sam", "box"] = "oracle"
+    mode: MaskerName = "oracle"
     """oracle (SIMULATED SAM from ground truth: the framed ground-truth part; for tests and comparisons), pixels (SIMULATED SAM from rendered pixels: segments of a ground-truth-free over-segmentation), sam (segment-anything, local checkpoint) or box (rectangles)."""
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
     """segment-anything model type of the checkpoint."""
@@ -296,34 +333,39 @@ class SegmentConfig(Section):
         return self
 
 
-class LiftConfig(Section):
-    iou_gate: float = Field(1.0e-6, ge=0, lt=1)
-    """SPEC §6.1/§7.1: a box counts for a superpoint only when the 2D IoU of the superpoint's visible extent and the box exceeds this."""
-    whole_object_thresh: float = Field(0.98, gt=0, le=1)
-    """PartSLIP's whole-object box filter: boxes covering more than this fraction of the visible points are dropped (baseline only)."""
+def _lift_model() -> type[BaseModel]:
+    from pipeline.lift import LiftParams
+
+    return model_of_dataclass(LiftParams, "LiftConfig", constraints={"iou_gate": {"ge": 0, "lt": 1}, "whole_object_thresh": {"gt": 0, "le": 1}})
 
 
-class TrainConfig(Section):
-    epochs: int = Field(400, gt=0, le=100_000)
-    """Training epochs; validation after each one, the first best epoch is kept."""
-    batch_size: int = Field(2, gt=0)
-    """Objects per optimisation step."""
-    lr: float = Field(1.0e-4, gt=0, le=1)
-    """AdamW learning rate of the weight network."""
-    lr_null: float = Field(0.05, gt=0, le=1)
-    """AdamW learning rate of the null logit."""
-    weight_decay: float = Field(0.01, ge=0, le=1)
-    """Decoupled weight decay of both optimisers (each step scales the weights by 1 - lr·weight_decay)."""
-    tau: float = Field(10.0, ge=0, le=1000)
-    """Weight offset: w = ReLU(tau + o); also the initial null logit. Saved with the weights and used by evaluate."""
-    seed: Seed = 0
-    """Seed of the initialisation and of the epoch shuffles."""
-    pos_enc: bool = True
-    """Append the 147-D positional encoding of the box query to the detector feature."""
-    absent_parts: Literal["paper", "skip"] = "paper"
-    """Loss for parts absent from an object's ground truth: paper (constant 1/K) or skip."""
+LiftConfig = _lift_model()
+
+
+def _train_model() -> type[BaseModel]:
+    from pipeline.train.params import RUNTIME_FIELDS, TrainParams
+
+    return model_of_dataclass(
+        TrainParams, "TrainParamsConfig", exclude=RUNTIME_FIELDS,
+        constraints={"epochs": {"gt": 0, "le": 100_000}, "batch_size": {"gt": 0}, "lr": {"gt": 0, "le": 1}, "lr_null": {"gt": 0, "le": 1},
+                     "weight_decay": {"ge": 0, "le": 1}, "tau": {"ge": 0, "le": 1000}, "seed": {"ge": 0, "lt": 2**63}},
+    )
+
+
+class TrainConfig(_train_model()):  # type: ignore[misc]
+    """Training of the box-weight network (hyper-parameters: pipeline.train.params.TrainParams, their one definition).
+
+    The fields are TrainParams' (names, types, defaults, docs; params.yaml keys = field names)
+    plus what the stage trains (``ablation_boxes``)."""
+
     ablation_boxes: bool = True
     """Also train the 'weights without masks' ablation on box membership."""
+
+    def params(self, device: str) -> Any:
+        """The pipeline's TrainParams of this section (same names, no mapping) on ``device``."""
+        from pipeline.train.params import TrainParams
+
+        return TrainParams(**{name: getattr(self, name) for name in type(self).model_fields if name != "ablation_boxes"}, device=device)
 
 
 class EvaluateConfig(Section):
@@ -348,7 +390,7 @@ class PipelineConfig(BaseModel):
     superpoints: SuperpointsConfig = Field(default_factory=SuperpointsConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
-    lift: LiftConfig = Field(default_factory=LiftConfig)
+    lift: LiftConfig = Field(default_factory=LiftConfig)  # type: ignore[valid-type]
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)

@@ -6,7 +6,8 @@ when none was written yet) the base ``detect.weights_dir`` (a local directory or
 Face model id resolved in the local cache, stages/weights_resolve.py). The *content* digest of
 the weights in use (never their path) enters the detect cache keys (stages/common.py ``key_resolver``), so a
 re-adaptation, or new base weights at the same path, recomputes detect (and downstream).
-Shared by stages/detect.py, stages/adapt_detector.py and the key resolver: a stage may not
+The Grounding DINO registry entry (stages/backends/grounding_dino.py) hands these to the key and provenance.
+Shared by the detector backend and stages/adapt_detector.py: a stage may not
 import another stage.
 """
 from __future__ import annotations
@@ -89,9 +90,8 @@ def dir_digest(path: Path | None) -> str:
 
 
 def weights_key(cfg: Any, category: str) -> dict[str, Any]:
-    """The detect-key entry for the weights in use ({} for backends without weights)."""
-    if cfg.detect.backend != "grounding_dino":
-        return {}
+    """The detect-key entry of Grounding DINO (stages/backends/grounding_dino.py): adapted or base,
+    and the weights' content digest."""
     path, adapted = detector_weights(cfg, category)
     return {"detector_weights": {"adapted": adapted, "digest": dir_digest(path)}}
 
@@ -101,8 +101,6 @@ def weights_records(cfg: Any, categories: list[str] | None = None) -> list[dict[
     ``adapt.enabled``, the adapted model of each category (default: those of params) that
     has one, each with its path and content digest (the adapted ones also name the digest of
     the base they were trained from, read from their ``adapt.json``)."""
-    if cfg.detect.backend != "grounding_dino":
-        return []
     out: list[dict[str, Any]] = []
     try:
         rw = base_weights(cfg)

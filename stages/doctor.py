@@ -82,10 +82,15 @@ def checks(cfg: Any, device: str = "cpu", load: bool = True) -> list[tuple[str, 
     add("torch", ok, d, True)
     gl_ok, d = _gl() if cfg.render.backend != "numpy" else (importlib.util.find_spec("pyrender") is not None, "pyrender " + (_version("pyrender") or "not installed") + " (not used: render.backend numpy)")
     add("pyrender/EGL", gl_ok, d, cfg.render.backend == "pyrender")
-    ok, d = _package("transformers", "transformers")
-    add("transformers", ok, d, cfg.detect.backend == "grounding_dino")
-    ok, d = _package("segment_anything", "segment-anything")
-    add("segment_anything", ok, d, cfg.segment.mode == "sam")
+    from stages.backends.lookup import registry
+
+    kinds = [registry(k) for k in ("sources", "detectors", "maskers")]
+    active = {id(reg.configured(cfg)) for reg in kinds}
+    for reg in kinds:  # the packages registered backends import; needed by the configured ones
+        for b in reg.values():
+            if b.package:
+                ok, d = _package(*b.package)
+                add(b.package[0], ok, d, id(b) in active)
     ok, d = _package("dvc", "dvc")
     add("dvc", ok, d, False)
 
@@ -97,25 +102,13 @@ def checks(cfg: Any, device: str = "cpu", load: bool = True) -> list[tuple[str, 
         render = None
         rows.append(("FAIL", "render backend", str(exc)))
     sp = "greedy" if cfg.superpoints.backend == "auto" else cfg.superpoints.backend  # pipeline.superpoints: auto means greedy
-    det = {"oracle": "oracle (simulated from ground truth; needs labelled shapes)",
-           "pixels": "pixels (simulated from rendered pixels; boxes placed from ground truth: needs labelled and few-shot shapes)",
-           "grounding_dino": "grounding_dino (real)",
-           "import": "import (original PartSTAD preprocessing)"}[cfg.detect.backend]
-    seg = {"oracle": "oracle (simulated from ground truth)", "pixels": "pixels (simulated from rendered pixels)", "sam": f"sam (real, {cfg.segment.sam_model_type})", "box": "box (rectangles)"}[cfg.segment.mode]
-    for name, detail in ((("render backend", render),) if render else ()) + (("superpoints backend", sp), ("detect backend", det), ("segment mode", seg),
-                         ("data source", cfg.data.source + (" (simulated shapes)" if cfg.data.source == "synthetic" else ""))):
+    src, det, seg = (reg.configured(cfg) for reg in kinds)
+    for name, detail in ((("render backend", render),) if render else ()) + (("superpoints backend", sp), ("detect backend", det.describe(cfg)),
+                         ("segment mode", seg.describe(cfg)), ("data source", src.describe(cfg))):
         rows.append(("ok", name, detail))
-
-    wd = cfg.detect.weights_dir
-    if wd:
-        rows.append(_load_detector(wd, device) if load else ("ok", "detect.weights_dir", f"{wd} (not loaded)"))
-    elif cfg.detect.backend == "grounding_dino":
-        rows.append(("FAIL", "detect.weights_dir", "detect.backend grounding_dino needs detect.weights_dir"))
-    ck = cfg.segment.sam_checkpoint
-    if ck:
-        rows.append(_load_sam(cfg.segment.sam_model_type, ck, device) if load else ("ok", "segment.sam_checkpoint", f"{ck} (not loaded)"))
-    elif cfg.segment.mode == "sam":
-        rows.append(("FAIL", "segment.sam_checkpoint", "segment.mode sam needs segment.sam_checkpoint"))
+    for reg in kinds:  # settings of every backend that are set (weights that load), and those the configured ones miss
+        for b in reg.values():
+            rows.extend(b.doctor_rows(cfg, device, load, id(b) in active))
     rows.append(dvc_yaml_row(list(cfg.categories)))
     return rows
 
@@ -177,33 +170,6 @@ def dvc_yaml_row(categories: list[str], path: Path = Path("dvc.yaml")) -> tuple[
     if extra:
         what.append(f"outs name {', '.join(sorted(extra))}, not in params")
     return "WARN", "dvc.yaml", "; ".join(what) + ": run `python tools/sync_dvc_deps.py`"
-
-
-def _load_detector(wd: str, device: str) -> tuple[str, str, str]:
-    try:
-        from pipeline.detect.grounding_dino import load_grounding_dino
-        from stages.weights_resolve import resolve_detector_dir
-
-        model, _ = load_grounding_dino(resolve_detector_dir(wd).path, device)  # a Hugging Face id: from the local cache
-        n = sum(p.numel() for p in model.parameters())
-        return "ok", "detect.weights_dir", f"{wd} loads ({n / 1e6:.0f} M parameters)"
-    except Exception as exc:  # noqa: BLE001
-        return "FAIL", "detect.weights_dir", f"{wd} does not load ({type(exc).__name__}: {exc})"
-
-
-def _load_sam(model_type: str, ck: str, device: str) -> tuple[str, str, str]:
-    try:
-        from pipeline.segment.sam import SamMasker
-
-        from stages.weights_resolve import resolve_sam_checkpoint
-
-        path = resolve_sam_checkpoint(ck).path  # an official name (sam_vit_b): from the torch hub directory
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file: {ck}")
-        SamMasker(model_type, path, device=device)
-        return "ok", "segment.sam_checkpoint", f"{ck} loads as {model_type}"
-    except Exception as exc:  # noqa: BLE001
-        return "FAIL", "segment.sam_checkpoint", f"{ck} does not load as {model_type} ({type(exc).__name__}: {exc})"
 
 
 @click.command()

@@ -28,10 +28,10 @@ from pipeline.errors import BadInputError
 from pipeline.meta import part_names, small_part_mask
 from stages.common import ParamsError, finish, keep_going_options, key_resolver, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
 from stages.common import check_objects
-from stages.config import PipelineConfig, config_hash
+from stages.config import PipelineConfig
 from stages.parallel import effective_jobs, jobs_option, map_categories
 from stages.model_check import check_model, check_models_dir, weights_key
-from stages.lifted_io import read_lifted
+from stages.lifted_io import read_box_valid, read_lifted
 from stages.provenance import object_sources, provenance as provenance_record, run_components
 from stages.runner import StageContext, StageReport, run_stage
 from stages.scheduling import SCHEDULER
@@ -75,8 +75,8 @@ def _predict(ctx: StageContext, object_id: str, mode: str, weights: Path):
 
 
 def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    from pipeline.partslip import partslip_instances, partslip_semantic, partstad_instances
-    from pipeline.train.ablations import masks_without_weights, unweighted_coverage
+    from pipeline.partslip import partslip_instances, partslip_semantic, partstad_instances, semantic_scores
+    from pipeline.train.ablations import masks_without_weights
 
     models = Path(ctx.runtime["models"]) / ctx.category
     xyz = ctx.store("ingest").read(object_id, "xyz")
@@ -92,7 +92,7 @@ def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
         out[f"inst_conf_{method}"] = inst.instance_confidence.astype(np.float32)
 
     lifted_box = read_lifted(ctx, object_id, "box")
-    ps = partslip_semantic(lifted_box, vis["uv"], xyxy, small, whole_thresh=ctx.config.lift.whole_object_thresh)
+    ps = partslip_semantic(lifted_box, read_box_valid(ctx, object_id, lifted_box.n_boxes), small)  # lift's whole-object filter
     put("partslip", ps.labels_point, partslip_instances(ps, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
 
     lifted, P, lab = _predict(ctx, object_id, "mask", models / "partstad.safetensors")
@@ -109,7 +109,7 @@ def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
     # the threshold fitted by train on the labelled few-shot + val shapes (0.5 for older models)
     thr = float(_net(models / "partstad.safetensors")[2].get("masks_only_threshold", 0.5))
     lab_m = masks_without_weights(lifted, small, thresh=thr)
-    cov = unweighted_coverage(lifted)
+    cov = semantic_scores(lifted)
     P_m = np.concatenate([np.full((len(cov), 1), thr), cov], axis=1)
     put("masks_only", lab_m[lifted.sp], partstad_instances(lab_m, P_m, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
     # which weights computed these labels: export names exactly this model, never another

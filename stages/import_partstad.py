@@ -28,10 +28,11 @@ Each object is read completely before anything is written, so it is either compl
 six stores or in none: a missing/corrupt file (or a point-count mismatch between the
 PartNetE cloud and ``screen_coords.npy``) is recorded, naming the file, in the
 ``failures.json`` of every one of the six stores, any stale result of the object is removed,
-and the other objects complete. Fingerprints hash the stage name, ``CODE_VERSION``, the
-save dir, the data root and the size/mtime of the object's files, with the usual upstream
-fingerprints (render <- ingest, ...), so a re-run skips unchanged objects and ``partstad
-lift`` accepts the results. Do not run ``render``/``visibility``/``superpoints``/``detect``
+and the other objects complete. Keys come from :class:`stages.keys.KeyResolver` like every
+stage's: the stage name, the code hash of this module and its imports, the save dir, the
+data root and the content of the object's files, with the upstream keys of the same import
+(render <- ingest, ...), so a re-run skips unchanged objects and ``partstad lift`` accepts
+the results. Do not run ``render``/``visibility``/``superpoints``/``detect``
 /``segment`` afterwards: they would overwrite the imported results with their own.
 """
 from __future__ import annotations
@@ -47,22 +48,17 @@ import numpy as np
 
 from pipeline.errors import BadInputError, ObjectError
 from stages.common import common_options, finish, load_params, make_context, resolve_categories
-from stages.keys import ORIGIN_ATTR, UPSTREAM_ATTR, files_digest
+from stages.keys import ORIGIN_ATTR, UPSTREAM_ATTR, KeyResolver, code_hash, files_digest
+from stages.keys import STAGES as KEY_GRAPH
 from stages.runner import StageContext, StageReport
-from stages.store import StoreBusyError, StoreCorruptError, fingerprint
+from stages.stage_table import ROWS
+from stages.store import StoreBusyError, StoreCorruptError
 
 log = logging.getLogger("partstad")
 
-CODE_VERSION = "import-1"
-#: The stores written, in write order, with the upstream stages of each (as in the real stages).
-STAGES: dict[str, tuple[str, ...]] = {
-    "ingest": (),
-    "render": ("ingest",),
-    "visibility": ("ingest", "render"),
-    "superpoints": ("ingest",),
-    "detect": ("ingest", "render"),
-    "segment": ("ingest", "render", "detect"),
-}
+#: The stores written, in write order, with the upstream stages of each (the stage table's
+#: ``writes`` of import_partstad, upstreams as in the real stages).
+STAGES: dict[str, tuple[str, ...]] = {s: KEY_GRAPH[s].upstream for s in KEY_GRAPH if s in ROWS["import_partstad"].writes}
 #: Warn (attrs + log) when screen_coords and our projection of the ingested cloud differ by
 #: more than this median distance in pixels: a sign of mismatched objects or conventions.
 REPROJECTION_WARN_PX = 2.0
@@ -90,15 +86,14 @@ def _files_digest(save_dir: str, data_path: str, category: str, local_id: str) -
 
 
 def object_fingerprints(ctx: StageContext, object_id: str) -> dict[str, str]:
-    """Fingerprints of the six stores for one object, chained through their upstreams."""
+    """Keys of the six stores for one object, chained through their upstreams (one key scheme
+    with the stages: :class:`KeyResolver`, the code hash of this module instead of a version)."""
     rt = ctx.runtime
     src = rt["sources"][object_id]
-    params = {"import": rt["save_dir"], "data_root": rt["data_root"], "object": object_id,
-              "files": _files_digest(rt["save_dir"], src["path"], ctx.category, object_id.split("/", 1)[1])}
-    fps: dict[str, str] = {}
-    for stage, ups in STAGES.items():
-        fps[stage] = fingerprint(stage, CODE_VERSION, params, {u: fps[u] for u in ups})
-    return fps
+    files = _files_digest(rt["save_dir"], src["path"], ctx.category, object_id.split("/", 1)[1])
+    resolver = KeyResolver(lambda stage: {"import": rt["save_dir"], "data_root": rt["data_root"]}, ctx.store,
+                           extra=lambda stage, oid: {"files": files}, code=lambda stage: code_hash("import_partstad"))
+    return resolver.keys_written_together(list(STAGES), object_id)
 
 
 def ingest_arrays(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -231,7 +226,7 @@ def import_category(ctx: StageContext, rows: list[dict[str, Any]], scheduler: st
         ctx.store(stage).write_json("failures.json", {
             "stage": stage, "category": ctx.category, "failed": failed, "n_done": len(done), "n_skipped": len(skipped),
             "imported_from": ctx.runtime["save_dir"]})
-        reports.append(StageReport(stage, ctx.category, list(done), list(skipped), list(failed), seconds))
+        reports.append(StageReport(stage, ctx.category, list(done), list(skipped), list(failed), seconds=seconds))
     bad = {f["object"] for f in failed}
     ctx.store("ingest").write_json("manifest.json", [  # the objects this import offers, as `ingest` would list them
         {"object": r["object"], "split": r["split"], "source": "partnete", "category": ctx.category}
@@ -290,7 +285,7 @@ def import_partstad(params_path: str, cache: str, categories: tuple[str, ...], o
             continue
         r0 = reports[0]
         click.echo(f"[import-partstad] {category}: {len(r0.done)} imported, {len(r0.skipped)} up to date, "
-                   f"{len(r0.failed)} failed ({r0.seconds:.1f} s) -> ingest, render, visibility, superpoints, detect, segment")
+                   f"{len(r0.failed)} failed ({r0.seconds:.1f} s) -> {', '.join(STAGES)}")
         all_reports.append(r0)
     finish([], problems, keep_going) if problems else None
     n_failed = sum(len(r.failed) for r in all_reports)

@@ -14,7 +14,17 @@ import os
 import click
 
 from pipeline.errors import ObjectError
-from stages.common import ParamsError, check_cache, finish, keep_going_options, load_params, make_context, objects_option, resolve_categories
+from stages.backends.sources import SOURCES
+from stages.common import (
+    ParamsError,
+    check_cache,
+    finish,
+    keep_going_options,
+    load_params,
+    make_context,
+    objects_option,
+    resolve_categories,
+)
 from stages.config import DataConfig
 from stages.ingest_io import categories_in_root, list_sources, run_ingest
 from stages.scheduling import scheduler_option
@@ -31,7 +41,7 @@ log = logging.getLogger("partstad")
 @scheduler_option
 @click.option("--force", is_flag=True, help="Re-read objects even when their cached result is up to date.")
 @keep_going_options
-@click.option("--source", type=click.Choice(["synthetic", "partnete", "mobility", "files"]), default=None, help="Override data.source from params (files: your own .ply/.obj/.glb/.gltf/.off/.stl under --root).")
+@click.option("--source", type=click.Choice(SOURCES.names()), default=None, help="Override data.source from params (files: your own .ply/.obj/.glb/.gltf/.off/.stl under --root).")
 @click.option("--root", default=None, help="Dataset root for partnete/mobility, or the folder of shape files for files (overrides data.root).")
 @click.option("--split", "default_split", type=click.Choice(["fewshot", "val", "test"]), default="test", show_default=True,
               help="files: split of shapes that <root>/splits.yaml and data.splits do not list.")
@@ -52,15 +62,16 @@ def ingest(params_path: str, cache: str, categories: tuple[str, ...], objects: s
         except ValueError as exc:
             raise ParamsError(f"--source/--root: {exc}") from None
         cfg = cfg.model_copy(update={"data": data})
-    if not categories and cfg.data.source in ("partnete", "mobility") and cfg.data.root and os.path.isdir(cfg.data.root):
+    src = SOURCES.get(cfg.data.source)
+    if not categories and src.lists_categories and cfg.data.root and os.path.isdir(cfg.data.root):
         found = categories_in_root(cfg.data)
         if not found:
             raise ParamsError(f"--category: no known category found under {cfg.data.root} ({cfg.data.source}); give --category")
         log.info("[ingest] no --category given: ingesting every category found under %s: %s", cfg.data.root, ", ".join(found))
         categories = tuple(found)
     cats = resolve_categories(cfg, categories)
-    if cfg.data.source == "files" and len(cats) != 1:
-        raise ParamsError(f"--category: --source files reads one folder into one category; give --category (params list {', '.join(cats)})")
+    if src.one_category and len(cats) != 1:
+        raise ParamsError(f"--category: --source {src.name} reads one folder into one category; give --category (params list {', '.join(cats)})")
     reports, problems = [], []
     for category in cats:
         try:

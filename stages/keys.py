@@ -2,7 +2,8 @@
 
 An object's key in stage S is the hash of
 - the object id (different objects never share a key),
-- the key-relevant fields of the config sections S reads (:data:`STAGES`),
+- the key-relevant fields of the config sections S reads (:data:`STAGES`, derived from the
+  stage table, stages/stage_table.py),
 - a **code hash** of the source of every project module S can import (found by walking the
   import statements of ``stages/<S>.py`` through ``pipeline``/``stages``; nothing to bump by
   hand), leaving out the plumbing modules that cannot change a result (:data:`PLUMBING`),
@@ -14,11 +15,13 @@ An object's key in stage S is the hash of
 result it depends on, recursively: an upstream object whose stored key differs from the
 key its own config, code and upstreams give now is **stale** (someone changed its settings
 or code and did not re-run it), and the object fails with a message naming the stage to
-re-run, instead of silently mixing old and new data. Roots (ingest, imported objects) are
-trusted as stored: re-running ingest is what re-reads the input files. Every upstream result
-must also say it belongs to this object, and the counts its arrays give (points, views,
-boxes: :func:`stages.object_digest.counts_of`) must agree across the object's upstream
-results, so a result made from another object's arrays fails instead of being mixed in.
+re-run, instead of silently mixing old and new data. import-partstad keys the six stores it
+writes with the same resolver (:meth:`KeyResolver.keys_written_together`, its own code hash).
+Roots (ingest, imported objects) are trusted as stored: re-running ingest is what re-reads
+the input files. Every upstream result must also say it belongs to this object, and the
+counts its arrays give (points, views, boxes: :func:`stages.object_digest.counts_of`) must
+agree across the object's upstream results, so a result made from another object's arrays
+fails instead of being mixed in.
 """
 from __future__ import annotations
 
@@ -33,13 +36,14 @@ from typing import Any
 
 from pipeline.errors import BadInputError, MissingUpstreamError, ObjectError
 from stages.object_digest import COUNTS_ATTR
+from stages.stage_table import ROWS, TABLE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("pipeline", "stages")
 #: Modules that move data around without changing any value a stage computes.
 PLUMBING = frozenset({
     "stages", "pipeline", "stages.cli", "stages.common", "stages.runner", "stages.scheduling", "stages.store",
-    "stages.config", "stages.keys", "stages.locking", "pipeline.errors",
+    "stages.config", "stages.keys", "stages.locking", "stages.stage_table", "pipeline.errors",
 })
 ORIGIN_ATTR = "origin"
 UPSTREAM_ATTR = "upstream_keys"
@@ -57,17 +61,9 @@ class StageSpec:
     sections: tuple[str, ...]
 
 
-#: The per-object stages, their upstream stages and the config sections that shape results.
-STAGES: dict[str, StageSpec] = {
-    "ingest": StageSpec((), ("data",)),
-    "render": StageSpec(("ingest",), ("render",)),
-    "visibility": StageSpec(("ingest", "render"), ("render", "visibility")),
-    "superpoints": StageSpec(("ingest",), ("superpoints",)),
-    "detect": StageSpec(("ingest", "render"), ("detect",)),
-    "segment": StageSpec(("ingest", "render", "detect"), ("segment",)),
-    "lift": StageSpec(("ingest", "render", "visibility", "superpoints", "detect", "segment"), ("lift",)),
-    "evaluate": StageSpec(("ingest", "visibility", "detect", "lift"), ("evaluate", "lift")),
-}
+#: The per-object stages, their upstream stages and the config sections that shape results
+#: (derived from the stage table, stages/stage_table.py).
+STAGES: dict[str, StageSpec] = {r.name: StageSpec(r.upstream, r.sections) for r in TABLE if r.scope == "object"}
 
 
 def _module_file(name: str) -> Path | None:
@@ -121,9 +117,9 @@ def module_closure(root: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=None)
 def code_hash(stage: str) -> str:
-    """Hash of the source of the modules a stage runs (``stages.<stage>`` and its imports)."""
+    """Hash of the source of the modules a stage runs (its stage-table module and its imports)."""
     h = hashlib.sha256()
-    for name in module_closure(f"stages.{stage}"):
+    for name in module_closure(ROWS[stage].module if stage in ROWS else f"stages.{stage}"):
         path = _module_file(name)
         assert path is not None
         h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -159,13 +155,17 @@ class KeyResolver:
     """Current keys of objects, verified along the chain of upstream stages.
 
     ``section_view(stage)`` returns the key-relevant config of a stage, ``store(stage)`` its
-    CategoryStore and ``extra(stage, object_id)`` any stage extra (evaluate: weights hash).
+    CategoryStore, ``extra(stage, object_id)`` any stage extra (evaluate: weights hash) and
+    ``code(stage)`` the code hash of what computes the stage (default :func:`code_hash`;
+    import-partstad: its own module for every store it writes).
     """
 
-    def __init__(self, section_view: Callable[[str], Any], store: Callable[[str], Any], extra: Callable[[str, str], Any] | None = None):
+    def __init__(self, section_view: Callable[[str], Any], store: Callable[[str], Any], extra: Callable[[str, str], Any] | None = None,
+                 code: Callable[[str], str] = code_hash):
         self._view = section_view
         self._store = store
         self._extra = extra or (lambda stage, oid: None)
+        self._code = code
         self._memo: dict[tuple[str, str], str] = {}
         self._counts: dict[str, dict[str, tuple[int, str]]] = {}  # object -> count -> (value, stage)
 
@@ -176,7 +176,19 @@ class KeyResolver:
     def key(self, stage: str, object_id: str) -> str:
         """The key ``stage`` would write for ``object_id`` now (its upstreams verified)."""
         ups = {u: self.current(u, object_id) for u in STAGES[stage].upstream}
-        return object_key(stage, object_id, self._view(stage), code_hash(stage), ups, self._extra(stage, object_id))
+        return object_key(stage, object_id, self._view(stage), self._code(stage), ups, self._extra(stage, object_id))
+
+    def keys_written_together(self, stages: list[str], object_id: str) -> dict[str, str]:
+        """Keys of results one command writes at once (import-partstad writes six stores per
+        object): an upstream in ``stages`` takes the key computed here, not a stored one."""
+        unknown = set(stages) - set(STAGES)
+        if unknown:
+            raise KeyError(f"not per-object stages: {sorted(unknown)}")
+        out: dict[str, str] = {}
+        for stage in (s for s in STAGES if s in stages):  # upstream before downstream
+            ups = {u: out[u] if u in out else self.current(u, object_id) for u in STAGES[stage].upstream}
+            out[stage] = object_key(stage, object_id, self._view(stage), self._code(stage), ups, self._extra(stage, object_id))
+        return out
 
     def current(self, stage: str, object_id: str) -> str:
         """The stored key of an upstream result, after checking it is up to date."""
@@ -196,7 +208,7 @@ class KeyResolver:
                                        object_id=object_id, path=store.url)
         attrs = store.attrs(object_id)
         recorded = attrs.get(UPSTREAM_ATTR)
-        if stage != "ingest" and attrs.get(ORIGIN_ATTR) != "import":
+        if STAGES[stage].upstream and attrs.get(ORIGIN_ATTR) != "import":  # roots (ingest) are trusted as stored
             expected = self.key(stage, object_id)
             if fp != expected:
                 raise StaleUpstreamError(

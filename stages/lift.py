@@ -4,8 +4,9 @@ Per object, for each membership rule (``mask_``: SAM masks, SPEC §7.1; ``box_``
 strictly-inside-the-box rule, §6.1) the sparse COO membership ``point``/``box``, the
 per-superpoint sizes, visible counts, validity and ground-truth targets, and the
 (superpoint, box) counts the instance grouping needs. Also the PartSLIP whole-object box
-filter, the per-point labels and the view directions (copied so `train` reads only
-cache/lift and the detector features).
+filter ``whole_object_valid`` (computed here once, from every projected point; evaluate's
+PartSLIP baseline reads it), the per-point part labels and the view directions (copied so
+`train` reads only cache/lift and the detector features).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pipeline.meta import part_names
 from stages.common import common_options, run_object_stage
 from stages.lifted_io import lifted_to_arrays
 from stages.runner import StageContext
+
 
 def lift_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     sec = ctx.config.lift
@@ -39,8 +41,7 @@ def lift_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray],
     arrays = {**lifted_to_arrays(by_mask, "mask_"), **lifted_to_arrays(by_box, "box_")}
     arrays["whole_object_valid"] = whole_object_valid(vis["uv"], det["xyxy"], det["view"], thresh=sec.whole_object_thresh)
     if sem is not None:
-        arrays["sem"] = sem.astype(np.int16)
-        arrays["ins"] = ing.read(object_id, "ins").astype(np.int32)
+        arrays["sem"] = sem.astype(np.int16)  # train's targets; evaluate reads ground truth from ingest
     arrays["view_dirs"] = ctx.store("render").read(object_id, "view_dirs")
     image_size = ctx.store("render").attrs(object_id).get("image_size")
     attrs = {

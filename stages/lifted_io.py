@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.errors import BadInputError
 from pipeline.lift import LiftedObject
 
 _ARRAY_FIELDS = [f.name for f in dataclasses.fields(LiftedObject) if f.name not in ("n_parts", "mode", "min_visible")]
@@ -29,3 +30,14 @@ def read_lifted(ctx: Any, object_id: str, mode: str = "mask") -> LiftedObject:
     names = [f"{prefix}{n}" for n in _ARRAY_FIELDS] + [f"{prefix}meta"]
     present = set(store.attrs(object_id).get("arrays", []))
     return lifted_from_arrays({n: store.read(object_id, n) for n in names if n in present}, prefix, mode)
+
+
+def read_box_valid(ctx: Any, object_id: str, n_boxes: int) -> np.ndarray:
+    """(B,) bool PartSLIP whole-object filter, computed once by lift (``whole_object_valid``);
+    another shape or dtype is bad input naming the object and file."""
+    store = ctx.store("lift")
+    valid = store.read(object_id, "whole_object_valid", expect_shape=(n_boxes,))
+    if valid.dtype != np.bool_:
+        raise BadInputError(f"array 'whole_object_valid' is {valid.dtype}, expected bool", object_id=object_id,
+                            path=store.path(object_id, "whole_object_valid"))
+    return valid

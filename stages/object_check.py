@@ -7,6 +7,7 @@ declared size, its chunk files, the digest, then every chunk header (:mod:`stage
 The store runs it for every zarr read and for the self-check of a skipped object, so a
 damaged, swapped or inflated zip fails with the object and the file named.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,12 +50,15 @@ class ObjectZipCheck:
         if not isinstance(attrs, dict):
             raise self._error("group metadata has no attributes", "zarr.json")
         self.attrs = attrs
-        self.stored = attrs.get(STORED_ARRAYS_ATTR)
-        self.digests = attrs.get(DIGESTS_ATTR)
+        stored, digests = attrs.get(STORED_ARRAYS_ATTR), attrs.get(DIGESTS_ATTR)
         if attrs.get("object_id", object_id) != object_id:
             raise self._error(f"holds the result of object {attrs.get('object_id')!r}, not of {object_id!r}", "zarr.json")
-        if not isinstance(self.stored, dict) or not isinstance(self.digests, dict):
-            raise self._error(f"no record of its arrays or of their digests (written by an older partstad): run `partstad {stage}` again", "zarr.json")
+        if not isinstance(stored, dict) or not isinstance(digests, dict):
+            raise self._error(
+                f"no record of its arrays or of their digests (written by an older partstad): run `partstad {stage}` again", "zarr.json"
+            )
+        self.stored: dict[str, list[int]] = stored
+        self.digests: dict[str, str] = digests
         if set(self.digests) != set(self.stored):
             raise self._error("its digests do not cover exactly its recorded arrays", "zarr.json")
         expected_counts = counts_of(stage, self.stored)
@@ -80,8 +84,10 @@ class ObjectZipCheck:
                 raise self._error(f"array {name!r} has shape {tuple(meta.get('shape') or ())}, expected {tuple(self.stored[name])}", name)
             nbytes = array_nbytes(name, meta)  # declared size first: nothing big is read for a lie
             if nbytes > self.limit - sum(self.checked.values()):
-                raise ZipBoundsError(f"array {name!r} declares {nbytes} decoded bytes, over the per-object limit of {self.limit} "
-                                     f"({sum(self.checked.values())} already in its other arrays)")
+                raise ZipBoundsError(
+                    f"array {name!r} declares {nbytes} decoded bytes, over the per-object limit of {self.limit} "
+                    f"({sum(self.checked.values())} already in its other arrays)"
+                )
             self._check_complete(name, meta, names)
             cap = _zip_size(zf)
             members = {m: read_member(zf, m, cap) for m in array_members(names, name)}
@@ -92,8 +98,11 @@ class ObjectZipCheck:
         except (ValueError, KeyError, zipfile.BadZipFile, OSError) as exc:
             raise self._error(f"corrupt array {name!r} ({type(exc).__name__}: {exc})", name) from None
         if array_digest(members) != self.digests[name]:
-            raise self._error(f"corrupt array {name!r}: its stored bytes do not match the digest recorded when the object "
-                              "was written (damaged, or arrays of another object)", name)
+            raise self._error(
+                f"corrupt array {name!r}: its stored bytes do not match the digest recorded when the object "
+                "was written (damaged, or arrays of another object)",
+                name,
+            )
         try:
             nbytes = check_array(name, meta, members, self.limit - sum(self.checked.values()))
         except ZipBoundsError as exc:

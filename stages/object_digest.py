@@ -9,6 +9,7 @@ is decoded before it passes.
 The counts (points, views, boxes) are read from the array shapes by name, per stage, so a
 consumer can check that all the upstream results of one object agree with each other.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -11,8 +11,9 @@
    dataset's objects in ``<cache>/<stage>`` can never be replaced, joined or counted by a
    prediction, whatever the stems are;
 2. render, visibility, superpoints, detect, segment and lift run on those objects through
-   the same click commands ``dvc repro`` runs (same keys: up-to-date results of an earlier
-   prediction are reused), each with ``--keep-going`` so one bad shape never stops the others;
+   the functions of the same click commands ``dvc repro`` runs, called directly (never the CLI
+   again: :func:`run_stage_command`; same keys: up-to-date results of an earlier prediction
+   are reused), each with keep-going so one bad shape never stops the others;
 3. evaluate predicts with the weights in ``--model-dir`` (metrics of labelled shapes go to
    ``<out>/metrics``, never over the project's metrics);
 4. every object whose evaluate result is exactly what these weights compute now is exported
@@ -30,7 +31,7 @@ from typing import Any
 
 import click
 
-from stages.common import OVERRIDES_KEY, ParamsError, StageFailed, load_params, make_context, resolve_categories, set_option
+from stages.common import ParamsError, StageFailed, load_params, make_context, resolve_categories, set_option
 from stages.scheduling import SCHEDULER
 
 log = logging.getLogger("partstad")
@@ -131,11 +132,54 @@ def _failed_in(cache: str, stage: str, category: str, ids: list[str]) -> dict[st
     return {f["object"]: str(f.get("error", "")) for f in previous_failures(CategoryStore(cache, stage, category)) if f["object"] in wanted}
 
 
-def _invoke(args: list[str]) -> None:
-    """Run one `partstad` verb in this process (the lazy CLI group finds its module)."""
-    from stages.cli import main
+def stage_command(name: str) -> click.Command:
+    """The click command of a stage (``stages.<name>.<name>``), imported only when run; torch's
+    portable kernels are pinned first for the stages that need them, as the CLI does."""
+    import importlib
 
-    main.main(args=args, prog_name="partstad", standalone_mode=False)
+    from stages.cpu_numerics import PINNED_COMMANDS, pin_portable_torch_numerics
+
+    if name in PINNED_COMMANDS:
+        pin_portable_torch_numerics()
+    return getattr(importlib.import_module(f"stages.{name}"), name)
+
+
+def run_stage_command(parent: click.Context, name: str, **given: Any) -> None:
+    """Call a stage command's own function (what its click command calls) in a child context of
+    predict's: the options not given take their defaults, ``-S`` overrides are shared through
+    the context, and ``--params`` keeps predict's parameter source (a defaulted, absent
+    params.yaml means the packaged defaults there too). No argument parsing, no CLI group.
+
+    A bad input that stops the whole stage (an ObjectError escaping it) is exit 1, as the CLI
+    reports it; ParamsError and usage errors keep their exit code 2."""
+    from click.core import ParameterSource
+
+    from pipeline.errors import ObjectError
+
+    cmd = stage_command(name)
+    sub = click.Context(cmd, info_name=name, parent=parent)
+    kwargs: dict[str, Any] = {}
+    for param in cmd.params:
+        if not param.expose_value or param.name is None:
+            continue
+        if param.name in given:
+            kwargs[param.name] = given[param.name]
+            source = parent.get_parameter_source(param.name) if param.name == "params_path" else ParameterSource.COMMANDLINE
+        else:
+            default = param.get_default(sub)
+            kwargs[param.name] = param.type_cast_value(sub, default)
+            source = ParameterSource.DEFAULT
+        sub.set_parameter_source(param.name, source or ParameterSource.COMMANDLINE)
+    unknown = set(given) - set(kwargs)
+    if unknown:
+        raise TypeError(f"{name} has no option(s) {sorted(unknown)}")
+    sub.params.update(kwargs)
+    assert cmd.callback is not None
+    with sub:
+        try:
+            cmd.callback(**kwargs)
+        except ObjectError as exc:
+            raise StageFailed(str(exc)) from None
 
 
 @click.command()
@@ -155,8 +199,6 @@ def _invoke(args: list[str]) -> None:
 def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: Path, method: str, params_path: str, cache: str,
             scheduler: str, device: str) -> None:
     """Predict part labels for your own shapes (files or folders) with a trained model."""
-    from click.core import ParameterSource
-
     from stages.exports import export_object
     from stages.ingest_io import file_rows, mark_invalid_ids, previous_manifest, run_ingest
     from stages.keys import files_digest
@@ -175,9 +217,7 @@ def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: P
         raise StageFailed("nothing to predict: " + "; ".join(problems or ["no shape files given"]))
 
     cache = predict_cache(cache)  # never the dataset's stores
-    overrides = [a for o in ctx.meta.get(OVERRIDES_KEY, ()) for a in ("-S", o)]
-    explicit = ctx.get_parameter_source("params_path") not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
-    common = [*(["--params", params_path] if explicit else []), "--cache", cache, "--category", category, *overrides]
+    common: dict[str, Any] = {"params_path": params_path, "cache": cache, "categories": (category,), "scheduler": scheduler, "device": device}
 
     # 1. ingest into predict's own namespace (earlier predictions stay listed; every shape is split test)
     ing = CategoryStore(cache, "ingest", category)
@@ -190,25 +230,24 @@ def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: P
     failed: dict[str, str] = {f["object"]: f"[ingest] {f['error']}" for f in report.failed}
     ids = [r["object"] for r in rows if r["object"] not in failed]
 
-    # 2-3. the per-object stages and evaluate, through their own commands
-    steps = [[stage, *common, "--scheduler", scheduler, "--device", device] for stage in CHAIN]
-    steps.append(["evaluate", *common, "--scheduler", scheduler, "--device", device, "--models", str(models_root),
-                  "--metrics", str(out_dir / "metrics"), "--splits", "fewshot,val,test"])
-    for args in steps:
+    # 2-3. the per-object stages and evaluate: the functions of their own commands
+    steps: list[tuple[str, dict[str, Any]]] = [(stage, {}) for stage in CHAIN]
+    steps.append(("evaluate", {"models_root": str(models_root), "metrics_root": str(out_dir / "metrics"), "splits": "fewshot,val,test"}))
+    for stage, extra in steps:
         if not ids:
             break
         stopped = None
         try:
-            _invoke([*args, "--objects", ",".join(ids), "--keep-going"])
+            run_stage_command(ctx, stage, **common, **extra, objects=",".join(ids), keep_going=True)
         except click.ClickException as exc:
             if exc.exit_code == 2:
                 raise
             stopped = exc.format_message()
-        for oid, err in _failed_in(cache, args[0], category, ids).items():
-            failed[oid] = f"[{args[0]}] {err}"
+        for oid, err in _failed_in(cache, stage, category, ids).items():
+            failed[oid] = f"[{stage}] {err}"
         if stopped is not None:  # the stage stopped for the category: no shape has a result of this run
-            problems.append(f"[{args[0]}] {stopped}")
-            failed.update({o: f"[{args[0]}] stopped before this shape had a result ({stopped})" for o in ids if o not in failed})
+            problems.append(f"[{stage}] {stopped}")
+            failed.update({o: f"[{stage}] stopped before this shape had a result ({stopped})" for o in ids if o not in failed})
         ids = [o for o in ids if o not in failed]
 
     # 4. exports: only labels these weights compute now (an older result of another model never leaves)

@@ -16,15 +16,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stages.backends.detectors import DETECTORS
+from stages.backends.maskers import MASKERS
+from stages.backends.sources import SOURCES
 from stages.config import PipelineConfig, config_hash
 from stages.store import CategoryStore
 
-DETECTOR = "detector (oracle: simulated from ground truth)"
-DETECTOR_PIXELS = ("detector (pixels: simulated from rendered pixels; boxes placed from ground truth, "
-                   "labels and scores from a classifier fitted on the few-shot renders)")
-SAM = "SAM (oracle: simulated from ground truth)"
-SAM_PIXELS = "SAM (pixels: simulated from rendered pixels)"
-SHAPES = "shapes (synthetic generator)"
+# The texts of the built-in simulated components (each backend's ``description``; the report names them).
+DETECTOR = DETECTORS["oracle"].description
+DETECTOR_PIXELS = DETECTORS["pixels"].description
+SAM = MASKERS["oracle"].description
+SAM_PIXELS = MASKERS["pixels"].description
+SHAPES = SOURCES["synthetic"].description
+
+
+def _component(registry: Any, name: Any, fallback: str) -> str:
+    """The provenance text of a simulated backend recorded in a result's attrs (``fallback`` for a
+    name no longer registered: the result still says it was simulated)."""
+    if isinstance(name, str) and name in registry:
+        return registry[name].component() or fallback
+    return fallback
 
 
 def object_components(cache: str, category: str, object_id: str) -> list[str]:
@@ -37,12 +48,12 @@ def object_components(cache: str, category: str, object_id: str) -> list[str]:
             attrs[stage] = st.attrs(object_id) if st.is_complete(object_id) else {}
         except Exception:  # noqa: BLE001 - an unreadable record says nothing either way
             attrs[stage] = {}
-    if attrs["ingest"].get("source") == "synthetic":
-        out.append(SHAPES)
+    if attrs["ingest"].get("simulated", attrs["ingest"].get("source") == "synthetic"):
+        out.append(_component(SOURCES, attrs["ingest"].get("source"), SHAPES))
     if attrs["detect"].get("simulated"):
-        out.append(DETECTOR_PIXELS if attrs["detect"].get("backend") == "pixels" else DETECTOR)
+        out.append(_component(DETECTORS, attrs["detect"].get("backend"), DETECTOR))
     if attrs["segment"].get("simulated"):
-        out.append(SAM_PIXELS if attrs["segment"].get("mode") == "pixels" else SAM)
+        out.append(_component(MASKERS, attrs["segment"].get("mode"), SAM))
     return out
 
 
@@ -63,17 +74,15 @@ def object_sources(cache: str, category: str, object_ids: list[str]) -> list[str
 def run_components(cache: str, category: str, object_ids: list[str]) -> list[str]:
     """Union of :func:`object_components` over objects, in a fixed order."""
     found = {c for o in object_ids for c in object_components(cache, category, o)}
-    return [c for c in (SHAPES, DETECTOR, DETECTOR_PIXELS, SAM, SAM_PIXELS) if c in found]
+    order = [b.component() for reg in (SOURCES, DETECTORS, MASKERS) for b in reg.values()] + [SHAPES, DETECTOR, SAM]
+    return sorted(found, key=lambda c: order.index(c) if c in order else len(order))
 
 
 def weights_files(cfg: PipelineConfig, categories: list[str] | None = None) -> list[dict[str, Any]]:
     """Every weights file or directory the configured backends load (base and adapted Grounding
     DINO, SAM checkpoint), each with its setting, resolved path, source and content digest;
     [] for the simulated backends. ``categories``: whose adapted detectors (default: params)."""
-    from stages.detector_weights import weights_records as detector_records
-    from stages.sam_weights import weights_records as sam_records
-
-    return detector_records(cfg, categories) + sam_records(cfg)
+    return DETECTORS.configured(cfg).weights_records(cfg, categories) + MASKERS.configured(cfg).weights_records(cfg, categories)
 
 
 def provenance(cfg: PipelineConfig, components: list[str], models: dict[str, Any] | str | Path | None = None,
@@ -85,9 +94,9 @@ def provenance(cfg: PipelineConfig, components: list[str], models: dict[str, Any
     rec: dict[str, Any] = {
         "params_hash": config_hash(cfg),
         "data_source": ", ".join(sources) if sources else cfg.data.source,
-        "detector": {"backend": det.backend, "weights_dir": det.weights_dir if det.backend == "grounding_dino" else None},
-        "sam": {"mode": seg.mode, "checkpoint": seg.sam_checkpoint if seg.mode == "sam" else None,
-                "model_type": seg.sam_model_type if seg.mode == "sam" else None},
+        # the backend's own settings (weights) where it loads any; the keys stay for every backend
+        "detector": {"backend": det.backend, "weights_dir": None, **DETECTORS.configured(cfg).record(cfg)},
+        "sam": {"mode": seg.mode, "checkpoint": None, "model_type": None, **MASKERS.configured(cfg).record(cfg)},
         "models": str(models) if isinstance(models, (str, Path)) else models,
     }
     weights = weights_files(cfg, categories)

@@ -26,9 +26,9 @@ from typing import Any, Union
 
 import numpy as np
 
-from pipeline.errors import BadInputError, MissingUpstreamError, ObjectError
+from pipeline.errors import ObjectError
 from stages.keys import ORIGIN_ATTR, UPSTREAM_ATTR
-from stages.store import CategoryStore, fingerprint
+from stages.store import CategoryStore
 
 log = logging.getLogger("partstad")
 
@@ -84,45 +84,6 @@ class StageReport:
             f"[{self.stage}] {self.category}: {len(self.done)} computed, {len(self.skipped)} up to date, "
             f"{len(self.failed)} failed{rep} ({self.seconds:.1f} s)"
         )
-
-
-class TrustedUpstream:
-    """Default key scheme for generic runs: upstream results are trusted as stored."""
-
-    def __init__(self, ctx: StageContext, upstream: list[str], code_version: str, params: Any):
-        self.ctx, self.upstream, self.code_version, self.params = ctx, upstream, code_version, params
-
-    def current(self, stage: str, object_id: str) -> str:
-        return upstream_fingerprints(self.ctx, object_id, [stage])[stage]
-
-    def key(self, stage: str, object_id: str) -> str:
-        ups = upstream_fingerprints(self.ctx, object_id, self.upstream)
-        return fingerprint(stage, self.code_version, {"params": self.params, "object": object_id}, ups)
-
-    def upstream_of(self, stage: str) -> list[str]:
-        return list(self.upstream)
-
-
-def upstream_fingerprints(ctx: StageContext, object_id: str, upstream: list[str]) -> dict[str, str]:
-    """Fingerprints of the object's upstream results; raises if one is missing/incomplete."""
-    out = {}
-    for stage in upstream:
-        st = ctx.store(stage)
-        fp = st.stored_fingerprint(object_id)
-        if fp is None:
-            try:  # an unreadable group gets the store's precise error (object and file)
-                st.attrs(object_id)
-            except BadInputError:
-                raise
-            except ObjectError:
-                pass
-            raise MissingUpstreamError(
-                f"upstream stage {stage!r} has no complete result (run `partstad {stage}` first)",
-                object_id=object_id,
-                path=ctx.store(stage).url,
-            )
-        out[stage] = fp
-    return out
 
 
 def _object_error(object_id: str, exc: ObjectError) -> dict[str, str]:
@@ -190,10 +151,7 @@ def run_stage(
     object_ids: list[str],
     work: WorkFn,
     *,
-    code_version: str = "0",
-    upstream: list[str] | None = None,
-    param_keys: Mapping[str, Any] | None = None,
-    keys: Any = None,
+    keys: Any,
     scheduler: str = "sync",
     force: bool = False,
     resources: Resources = None,
@@ -205,8 +163,7 @@ def run_stage(
     """Run ``work`` for every object whose cached result is missing, stale or damaged.
 
     ``keys`` computes object keys (:class:`stages.keys.KeyResolver`: config + code hash +
-    verified upstream keys); without it upstream results are trusted as stored and the key
-    hashes ``code_version`` and ``param_keys``. The whole run holds the store's lock, so a
+    verified upstream keys; anything with its ``key``, ``current`` and ``upstream_of``). The whole run holds the store's lock, so a
     second run of the same stage and category waits (or stops, ``lock_timeout``).
     A complete object is skipped only when its key matches *and* its arrays pass the cheap
     self-check; a failing object keeps its previous result and is listed in failures.json.
@@ -219,10 +176,7 @@ def run_stage(
     t0 = time.perf_counter()
     report = StageReport(ctx.stage, ctx.category)
     store = ctx.store()
-    if keys is None:
-        params = dict(param_keys) if param_keys is not None else ctx.section()
-        keys = TrustedUpstream(ctx, list(upstream or []), code_version, params)
-    ups = keys.upstream_of(ctx.stage) if hasattr(keys, "upstream_of") else list(upstream or [])
+    ups = keys.upstream_of(ctx.stage)
     with store.lock(lock_timeout):
         store.check_root()
         store.clean_leftovers()

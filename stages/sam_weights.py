@@ -53,15 +53,13 @@ def file_digest(path: Path | None) -> str:
 
 
 def weights_key(cfg: Any) -> dict[str, Any]:
-    """The segment-key entry for the SAM weights ({} unless segment.mode is sam)."""
-    if cfg.segment.mode != "sam":
-        return {}
+    """The segment-key entry of SAM (stages/backends/sam.py): the checkpoint's content digest."""
     return {"sam_weights": {"digest": file_digest(sam_path(cfg))}}
 
 
 def weights_records(cfg: Any) -> list[dict[str, Any]]:
-    """Provenance of the SAM checkpoint: setting, resolved path, source and digest."""
-    if cfg.segment.mode != "sam" or not cfg.segment.sam_checkpoint:
+    """Provenance of the SAM checkpoint: setting, resolved path, source and digest ([] when unset)."""
+    if not cfg.segment.sam_checkpoint:
         return []
     try:
         rw = sam_weights(cfg)

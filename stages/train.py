@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from pipeline.errors import ObjectError
 from stages.common import StageFailed, finish, keep_going_options, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
@@ -33,11 +32,8 @@ log = logging.getLogger("partstad")
 
 
 def train_params(sec: TrainConfig, device: str):
-    """The pipeline's TrainParams from the validated train section."""
-    from pipeline.train.loop import TrainParams
-
-    return TrainParams(epochs=sec.epochs, batch=sec.batch_size, lr=sec.lr, lr_null=sec.lr_null, weight_decay=sec.weight_decay,
-                       tau=sec.tau, seed=sec.seed, pos_enc=sec.pos_enc, absent_parts=sec.absent_parts, device=device)
+    """The pipeline's TrainParams from the validated train section (the same field names)."""
+    return sec.params(device)
 
 
 def diverged_message(category: str, variant: str, exc: Any, models_dir: Path) -> str:
@@ -63,11 +59,12 @@ def _fit_masks_only_threshold(ctx: StageContext, objs: list) -> tuple[float, flo
     """The "masks without weights" ablation's one fitted number (its null score = a coverage
     threshold), on the labelled few-shot + validation shapes."""
     from pipeline.meta import small_part_mask
-    from pipeline.train.ablations import fit_coverage_threshold, unweighted_coverage
+    from pipeline.partslip import semantic_scores
+    from pipeline.train.ablations import fit_coverage_threshold
     from stages.lifted_io import read_lifted
 
     lifted = [read_lifted(ctx, o.object_id, "mask") for o in objs]
-    return fit_coverage_threshold([unweighted_coverage(L) for L in lifted], [L.valid for L in lifted],
+    return fit_coverage_threshold([semantic_scores(L) for L in lifted], [L.valid for L in lifted],
                                   [o.label_counts for o in objs], small_part_mask(ctx.category))
 
 

@@ -10,6 +10,7 @@ input, not trusted output. Three things keep a small hostile file from costing g
   checked on the raw bytes before blosc allocates anything.
 These raise :class:`ZipBoundsError` with a reason; the store adds the object and the file.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,20 @@ MAX_METADATA_BYTES = 1 << 20
 #: Largest decoded size of one object (all arrays); a paper-size object (800 px, 10 views,
 #: a few hundred boxes) is well under 1 GiB.
 MAX_OBJECT_BYTES = 8 << 30
-_ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4,
-             "int64": 8, "uint64": 8, "float16": 2, "float32": 4, "float64": 8}
+_ITEMSIZE = {
+    "bool": 1,
+    "int8": 1,
+    "uint8": 1,
+    "int16": 2,
+    "uint16": 2,
+    "int32": 4,
+    "uint32": 4,
+    "int64": 8,
+    "uint64": 8,
+    "float16": 2,
+    "float32": 4,
+    "float64": 8,
+}
 _EMPTY = 2**64 - 1  # shard index entry of a chunk that was never written
 _BLOSC_HEADER = 16
 _CRC = 4
@@ -77,9 +90,13 @@ def check_array(name: str, meta: Mapping[str, Any], members: Mapping[str, bytes]
     if names == ["sharding_indexed"]:
         conf = codecs[0].get("configuration") or {}
         inner = [int(n) for n in conf.get("chunk_shape", [])]
-        if ([c.get("name") for c in conf.get("codecs", [])] != ["bytes", "blosc", "crc32c"]
-                or [c.get("name") for c in conf.get("index_codecs", [])] != ["bytes", "crc32c"]
-                or conf.get("index_location", "end") != "end" or len(inner) != len(grid) or any(n <= 0 for n in inner)):
+        if (
+            [c.get("name") for c in conf.get("codecs", [])] != ["bytes", "blosc", "crc32c"]
+            or [c.get("name") for c in conf.get("index_codecs", [])] != ["bytes", "crc32c"]
+            or conf.get("index_location", "end") != "end"
+            or len(inner) != len(grid)
+            or any(n <= 0 for n in inner)
+        ):
             raise ZipBoundsError(f"array {name!r} uses a shard layout partstad does not write")
         n_inner = math.prod(math.ceil(s / c) for s, c in zip(grid, inner))
         for key, shard in data.items():
@@ -99,14 +116,14 @@ def _shard_chunks(key: str, shard: bytes, n_inner: int) -> list[bytes]:
     if len(shard) < index_len:
         raise ZipBoundsError(f"shard {key} is {len(shard)} bytes, shorter than its index ({index_len})")
     body = len(shard) - index_len
-    entries = struct.unpack(f"<{2 * n_inner}Q", shard[body: len(shard) - _CRC])
+    entries = struct.unpack(f"<{2 * n_inner}Q", shard[body : len(shard) - _CRC])
     out = []
     for offset, size in zip(entries[::2], entries[1::2]):
         if offset == _EMPTY and size == _EMPTY:
             continue
         if offset + size > body:
             raise ZipBoundsError(f"shard {key} points past its end (chunk at {offset}+{size}, data {body} bytes)")
-        out.append(shard[offset: offset + size])
+        out.append(shard[offset : offset + size])
     return out
 
 

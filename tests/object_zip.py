@@ -4,6 +4,7 @@ Each object of a local store is one zipped Zarr group; these helpers rewrite the
 member replaced or removed, the way a disk error or a hand edit would, so tests can check that
 the damage is detected and named.
 """
+
 from __future__ import annotations
 
 import zipfile

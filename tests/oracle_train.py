@@ -66,8 +66,8 @@ def ref_train_weight_net(train_objs: Sequence[TrainObject], val_objs: Sequence[T
         for epoch in range(1, p.epochs + 1):
             perm = rng.permutation(n)
             losses = []
-            for i in range(0, n, p.batch):
-                batch = [train_objs[k] for k in perm[i : i + p.batch]]
+            for i in range(0, n, p.batch_size):
+                batch = [train_objs[k] for k in perm[i : i + p.batch_size]]
                 opt.zero_grad(set_to_none=True)
                 opt_null.zero_grad(set_to_none=True)
                 zn = null()

@@ -4,8 +4,10 @@ from __future__ import annotations
 import pytest
 
 from stages.keys import REPO_ROOT, _imports
+from stages.stage_table import TABLE
 
-STAGE_MODULES = ["ingest", "render", "visibility", "superpoints", "detect", "adapt_detector", "segment", "lift", "train", "evaluate", "report", "export", "import_partstad"]
+#: Every command module of the stage table (stages/stage_table.py).
+STAGE_MODULES = [r.module.split(".", 1)[1] for r in TABLE]
 
 
 def _modules(package: str) -> list[str]:

@@ -4,7 +4,8 @@ Run after adding or moving a module, or after editing ``categories`` in params.y
 ``python tools/sync_dvc_deps.py`` (``--check`` only reports, exit 1 on drift).
 tests/stages/test_dvc_yaml.py fails when dvc.yaml and this tool disagree.
 
-The whole file is generated from :data:`STAGES` below, deterministically:
+The whole file is generated from the stage table (stages/stage_table.py, the rows with a
+``Dvc`` part, as :data:`STAGES` below), deterministically:
 
 * code deps: the pipeline/ and stages/ modules each stage really imports (import graph of
   ``stages.<stage>``); a package directory is listed whole when the stage imports every
@@ -37,11 +38,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.keys import REPO_ROOT, _module_file, module_closure  # noqa: E402
+from stages.stage_table import CATEGORY, ROWS, TABLE, StageRow, dvc_deps  # noqa: E402
 from stages.weights_resolve import WeightsNotFound, resolve_detector_dir, resolve_sam_checkpoint  # noqa: E402
 
 DVC_YAML = REPO_ROOT / "dvc.yaml"
 PARAMS_YAML = REPO_ROOT / "params.yaml"
-CATEGORY = "{category}"
 CATEGORY_ARGS = "{category_args}"  # in a cmd: --category C for every category of params
 
 HEADER = """\
@@ -74,69 +75,22 @@ class Stage:
         return any(CATEGORY in p for p in (*self.deps, *self.outs, *self.metrics, *(p for p, _, _ in self.plots)))
 
 
-STAGES: dict[str, Stage] = {
-    "ingest": Stage(
-        f"partstad ingest {CATEGORY_ARGS}", ("data",),
-        outs=("cache/ingest/{category}.zarr",),
-        comment="ingest names the categories of params on its command line: without --category it would\n"
-                "read every category found under a partnete/mobility data.root, not only those listed here."),
-    "render": Stage(
-        "partstad render", ("render",),
-        deps=("cache/ingest/{category}.zarr",),
-        outs=("cache/render/{category}.zarr",)),
-    "visibility": Stage(
-        "partstad visibility", ("render", "visibility"),
-        deps=("cache/ingest/{category}.zarr", "cache/render/{category}.zarr"),
-        outs=("cache/visibility/{category}.zarr",)),
-    "superpoints": Stage(
-        "partstad superpoints", ("superpoints",),
-        deps=("cache/ingest/{category}.zarr",),
-        outs=("cache/superpoints/{category}.zarr",)),
-    "detect": Stage(
-        "partstad detect", ("detect", "adapt.enabled", "adapt.out_dir"),
-        deps=("cache/ingest/{category}.zarr", "cache/render/{category}.zarr"),
-        outs=("cache/detect/{category}.zarr",)),
-    "adapt_detector": Stage(
-        "partstad adapt-detector", ("adapt", "detect.backend", "detect.weights_dir", "detect.max_per_view"),
-        deps=("cache/ingest/{category}.zarr", "cache/render/{category}.zarr"),
-        outs=("models/adapt/{category}",),
-        metrics=("metrics/adapt/{category}.json",),
-        comment="Optional few-shot fine-tuning of Grounding DINO (adapt.enabled). A leaf here on purpose:\n"
-                "the demo's detector is simulated, so the stage only writes a \"skipped\" marker (fast). With\n"
-                "real weights run `dvc repro adapt_detector` before detect (see README)."),
-    "segment": Stage(
-        "partstad segment", ("segment",),
-        deps=("cache/render/{category}.zarr", "cache/detect/{category}.zarr"),
-        outs=("cache/segment/{category}.zarr",)),
-    "lift": Stage(
-        "partstad lift", ("lift",),
-        deps=("cache/visibility/{category}.zarr", "cache/superpoints/{category}.zarr",
-              "cache/detect/{category}.zarr", "cache/segment/{category}.zarr"),
-        outs=("cache/lift/{category}.zarr",)),
-    "train": Stage(
-        "partstad train", ("train",),
-        deps=("cache/lift/{category}.zarr", "cache/detect/{category}.zarr"),
-        outs=("models/{category}",),
-        metrics=("metrics/train/{category}.json",),
-        plots=(("plots/train/{category}.csv", "epoch", "val_miou"),)),
-    "evaluate": Stage(
-        "partstad evaluate", ("evaluate", "lift"),
-        deps=("models/{category}", "cache/ingest/{category}.zarr", "cache/visibility/{category}.zarr",
-              "cache/detect/{category}.zarr", "cache/lift/{category}.zarr"),
-        outs=("cache/evaluate/{category}.zarr",),
-        metrics=("metrics/evaluate/{category}.json",)),
-    "report": Stage(
-        "partstad report", ("categories", "report"),  # reads the metrics of the categories of params
-        deps=("metrics/evaluate", "plots/train", "docs/pixel_simulators.md", "docs/simulated_calibration.md", "docs/beyond_paper.md",
-              "docs/beyond_paper_views.md", "docs/beyond_shared.png", "docs/beyond_kshot.png", "docs/beyond_views.png"),
-        outs=("reports/index.html",),
-        metrics=("metrics/summary.json",)),
-}
+def _stage(row: StageRow) -> Stage:
+    """A row of the stage table as a dvc.yaml stage."""
+    d = row.dvc
+    assert d is not None
+    return Stage(f"partstad {row.command}" + (f" {CATEGORY_ARGS}" if d.category_args else ""),
+                 d.params if d.params is not None else row.sections, deps=dvc_deps(row), outs=d.outs,
+                 metrics=d.metrics, plots=d.plots, comment=d.comment)
+
+
+#: One dvc.yaml stage per row of the stage table that has a Dvc part, in the table's order.
+STAGES: dict[str, Stage] = {r.name: _stage(r) for r in TABLE if r.dvc is not None}
 
 
 def code_deps(stage: str) -> list[str]:
     """Sorted repo-relative code deps of ``stages.<stage>``, whole packages collapsed."""
-    files = {str(_module_file(m).relative_to(REPO_ROOT)) for m in module_closure(f"stages.{stage}")}
+    files = {str(_module_file(m).relative_to(REPO_ROOT)) for m in module_closure(ROWS[stage].module)}
     out: set[str] = set()
     for f in files:
         parent = Path(f).parent
@@ -186,18 +140,17 @@ def weights_deps(params_path: Path = PARAMS_YAML) -> dict[str, tuple[str, ...]]:
         raise SystemExit(f"{params_path}: {exc}") from None
     deps: dict[str, list[str]] = {}
     try:
-        if cfg.detect.backend == "grounding_dino":
-            if cfg.detect.weights_dir:
-                deps.setdefault("detect", []).append(_dep_path(resolve_detector_dir(cfg.detect.weights_dir).path))
-            if cfg.adapt.enabled:
-                deps.setdefault("detect", []).append(_dep_path(cfg.adapt.out_dir) + "/" + CATEGORY)
+        from stages.backends.lookup import STAGE_REGISTRY, stage_backend
+
+        for stage in STAGE_REGISTRY:  # the weights each configured backend loads (stages/backends)
+            for path in stage_backend(stage, cfg).weights_deps(cfg):
+                head, sep, _ = path.partition("/" + CATEGORY)
+                deps.setdefault(stage, []).append(_dep_path(head) + sep + path[len(head) + len(sep):])
         if cfg.adapt.enabled:
             setting = "adapt.base_weights_dir" if cfg.adapt.base_weights_dir else "detect.weights_dir"
             spec = cfg.adapt.base_weights_dir or cfg.detect.weights_dir
             if spec:
                 deps.setdefault("adapt_detector", []).append(_dep_path(resolve_detector_dir(spec, setting).path))
-        if cfg.segment.mode == "sam" and cfg.segment.sam_checkpoint:
-            deps.setdefault("segment", []).append(_dep_path(resolve_sam_checkpoint(cfg.segment.sam_checkpoint).path))
     except WeightsNotFound as exc:
         raise SystemExit(f"{params_path}: {exc}") from None
     return {k: tuple(dict.fromkeys(v)) for k, v in deps.items()}

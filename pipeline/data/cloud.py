@@ -1,6 +1,6 @@
 """The one in-memory type every reader returns: a normalised, optionally labelled point cloud.
 
-All readers (synthetic, PartNetE, PartNet-Mobility, meshes) hand back a `LabelledCloud` so that
+All readers (synthetic, PartNetE, PartNet-Mobility, your own shape files) hand back a `LabelledCloud` so that
 `ingest` can treat every source alike. Normalisation follows SPEC §2.1 (centroid, then max norm)
 and is done once, here, so that every cached 2D quantity refers to the same frame.
 """
@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import BadInputError
-
-SOURCES: tuple[str, ...] = ("synthetic", "partnete", "mobility", "mesh")
 
 
 @dataclass
@@ -28,7 +26,7 @@ class LabelledCloud:
     ins: np.ndarray | None  # (N,) int32 instance id or -1
     centre: np.ndarray  # (3,) float64 centroid that was subtracted
     scale: float  # max norm the centred points were divided by
-    source: str  # "synthetic" | "partnete" | "mobility" | "mesh"
+    source: str  # the reader that made it, as data.source names it: "synthetic" | "partnete" | "mobility" | "files"
 
     @property
     def n_points(self) -> int:

@@ -55,11 +55,6 @@ class Detections:
             raise ValueError(f"box views outside 0..{n_views - 1}")
         return np.searchsorted(self.view.astype(np.int64), np.arange(n_views + 1), side="left").astype(np.int64)
 
-    def take(self, idx: np.ndarray) -> "Detections":
-        """Subset of boxes (boolean mask or sorted indices); keeps the ordering invariant."""
-        idx = np.asarray(idx)
-        return Detections(self.xyxy[idx], self.view[idx], self.label[idx], self.score[idx], self.feat[idx], self.simulated)
-
     @staticmethod
     def empty(feat_dim: int, simulated: bool = False) -> "Detections":
         return Detections(

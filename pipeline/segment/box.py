@@ -6,7 +6,7 @@ import numpy as np
 from pipeline.boxes import box_pixel_ranges
 from pipeline.detect.types import Detections
 
-__all__ = ["BoxMasker", "box_masks", "box_pixel_ranges"]
+__all__ = ["box_masks", "box_pixel_ranges"]
 
 
 def box_masks(det: Detections, height: int, width: int) -> np.ndarray:
@@ -16,14 +16,3 @@ def box_masks(det: Detections, height: int, width: int) -> np.ndarray:
     for b, (r0, r1, c0, c1) in enumerate(rng):
         masks[b, r0:r1, c0:c1] = True
     return masks
-
-
-class BoxMasker:
-    """Masker interface twin of :class:`pipeline.segment.sam.SamMasker` for rectangle masks."""
-
-    simulated = False
-
-    def masks_for_object(self, images: np.ndarray, det: Detections, embeddings=None):
-        """images (V,H,W,3) -> (masks (B,H,W) bool, {}) (no embeddings to cache)."""
-        _, H, W = np.shape(images)[:3]
-        return box_masks(det, H, W), {}

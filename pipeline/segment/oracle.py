@@ -129,18 +129,3 @@ def oracle_masks(
                 m = m ^ flip
             masks[b, r0:r1, c0:c1] = m
     return masks
-
-
-class OracleMasker:
-    """Masker interface twin of :class:`pipeline.segment.sam.SamMasker` (SIMULATED)."""
-
-    simulated = True
-
-    def __init__(self, pix2pt, sem, ins, params: OracleMaskParams | None = None, seed: int = 0):
-        self.pix2pt, self.sem, self.ins = pix2pt, sem, ins
-        self.params = params or OracleMaskParams()
-        self.seed = seed
-
-    def masks_for_object(self, images: np.ndarray, det: Detections, embeddings=None):
-        """-> (masks (B,H,W) bool, {}); ``images`` are ignored (the ground truth is used)."""
-        return oracle_masks(det, self.pix2pt, self.sem, self.ins, self.params, self.seed), {}

@@ -1,7 +1,8 @@
 """The "masks without weights" ablation (SPEC §7, paper Table 4).
 
-* "masks without weights": w ≡ 1 on mask membership, so Z[:, 1:] is a PartSLIP-style
-  coverage fraction, decoded with the PartSLIP rule. PartSTAD without its weight network
+* "masks without weights": w ≡ 1 on mask membership, so Z[:, 1:] is PartSLIP's coverage
+  fraction (:func:`pipeline.partslip.semantic_scores` on the mask lifting), decoded with the
+  PartSLIP rule. PartSTAD without its weight network
   still fits its one other trained quantity, the null score, on the labelled shapes; with
   fixed weights that is a coverage threshold, chosen by :func:`fit_coverage_threshold` on the
   few-shot + validation shapes (never on test). A fixed 0.5 (PartSLIP's box threshold) is
@@ -15,23 +16,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from pipeline.lift import LiftedObject
+from pipeline.partslip import semantic_scores, threshold_labels
 from pipeline.train.decode import sp_miou
-from pipeline.partslip import threshold_labels
-from pipeline.score import ScoreIndex, scores_from_index
-
-
-def unweighted_coverage(lifted: LiftedObject, box_valid: np.ndarray | None = None) -> np.ndarray:
-    """(S, K) float64 Z[:, 1:] of §7.7 with w ≡ 1 (0 for boxes not in ``box_valid``):
-    the mask-coverage fraction per part."""
-    index = ScoreIndex.from_lifted(lifted)
-    if box_valid is None:
-        w = torch.ones(lifted.n_boxes, dtype=torch.float64)
-    else:
-        w = torch.as_tensor(np.asarray(box_valid, dtype=np.float64).reshape(lifted.n_boxes))
-    return scores_from_index(w, index, 0.0)[:, 1:].numpy()
 
 
 def masks_without_weights(
@@ -43,7 +31,7 @@ def masks_without_weights(
     ``box_valid``: PartSLIP's whole-object filter (SPEC §6.1.2). Without learned weights nothing
     else down-weights a box that frames the whole object, so the ablation keeps PartSLIP's rule.
     """
-    lab = threshold_labels(unweighted_coverage(lifted, box_valid), small_part_flags, thresh)
+    lab = threshold_labels(semantic_scores(lifted, box_valid), small_part_flags, thresh)
     return np.where(lifted.valid, lab, -1).astype(np.int32)
 
 
@@ -57,7 +45,7 @@ def fit_coverage_threshold(
 ) -> tuple[float, float]:
     """The coverage threshold with the best mean per-object mIoU (§7.10) on labelled shapes.
 
-    ``coverages``: (S, K) :func:`unweighted_coverage` per object; ``label_counts``: (S, K+1)
+    ``coverages``: (S, K) :func:`pipeline.partslip.semantic_scores` of the mask lifting per object; ``label_counts``: (S, K+1)
     GT counts per superpoint. Returns (threshold, its mean mIoU); ties go to the threshold
     closest to 0.5 (PartSLIP's); no labelled object → (0.5, NaN).
     """

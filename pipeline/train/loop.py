@@ -28,37 +28,8 @@ from pipeline.model import NullLogit, WeightNet
 from .adamw import NumpyAdamW
 from .decode import forward_object
 from .objects import TrainObject
+from .params import TrainParams  # re-exported: callers import it from the loop
 from .stack import ObjectStack, stacked_losses, stacked_mious, stacks_by_parts
-
-
-@dataclass
-class TrainParams:
-    """Hyper-parameters of §7.9 (defaults = the official `run_partstad.py`)."""
-
-    epochs: int = 400
-    """Number of epochs (numbered 1..epochs); validation after each one."""
-    batch: int = 2
-    """Objects per optimisation step; the batch loss is the mean of the per-object losses."""
-    lr: float = 1e-4
-    """AdamW learning rate of the weight network."""
-    lr_null: float = 0.05
-    """AdamW learning rate of the null logit θ_null (separate optimiser)."""
-    weight_decay: float = 0.01
-    """Decoupled weight decay of both optimisers (θ_null included, as in the official code)."""
-    tau: float = 10.0
-    """τ: the weight offset w = ReLU(τ + o) and the initial θ_null."""
-    seed: int = 0
-    """Seed of the network initialisation and of the epoch shuffles."""
-    pos_enc: bool = True
-    """Concatenate the 147-D positional encoding of the box query to the detector feature."""
-    device: str = "cpu"
-    """Torch device for training ("cpu", "cuda", ...)."""
-    eps: float = 1e-5
-    """Epsilon added to the std in the context normalisation (fixes §11.5)."""
-    absent_parts: str = "paper"
-    """Loss handling of parts absent from an object's GT: "paper" (constant 1/K) or "skip"."""
-    threads: int = 1
-    """torch CPU threads during training (the ops are tiny: one thread is fastest)."""
 
 
 @dataclass
@@ -217,8 +188,8 @@ def train_weight_net(
         for epoch in range(1, p.epochs + 1):
             perm = rng.permutation(n)
             losses = []
-            for i in range(0, n, p.batch):
-                stacks = step_stacks(tuple(int(k) for k in perm[i : i + p.batch]))
+            for i in range(0, n, p.batch_size):
+                stacks = step_stacks(tuple(int(k) for k in perm[i : i + p.batch_size]))
                 opt.zero_grad(set_to_none=True)
                 loss = stacked_losses(net, null(), stacks, p.absent_parts).mean()
                 loss.backward()

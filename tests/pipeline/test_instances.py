@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from pipeline.lift import lift_object
+from pipeline.lift import lift_object, whole_object_valid
 from pipeline.partslip import group_instances, partslip_instances, partslip_semantic, partstad_instances
 from tests.oracles import (
     ref_group_instances,
@@ -26,7 +26,7 @@ def test_partslip_instances_equal_reference(seed):
     L = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, None, mode="box",
                     n_parts=sc.n_parts)
     small = [False, True, False]
-    sem = partslip_semantic(L, sc.uv, sc.xyxy, small)
+    sem = partslip_semantic(L, whole_object_valid(sc.uv, sc.xyxy, L.box_view), small)
     ref_score, ratios = ref_partslip_scores(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label,
                                             sem.box_valid, sc.n_parts)
     lab = ref_threshold_labels(ref_score, small, 0.5)

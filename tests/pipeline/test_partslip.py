@@ -5,6 +5,7 @@ import pytest
 from pipeline.lift import lift_object, whole_object_valid
 from pipeline.meta import small_part_mask
 from pipeline.partslip import partslip_semantic, semantic_scores, threshold_labels
+from pipeline.score import ScoreIndex, scores_from_index
 from tests.oracles import ref_partslip_scores, ref_threshold_labels, synthetic_scene
 
 
@@ -54,7 +55,7 @@ def test_partslip_semantic_end_to_end_shapes_and_labels():
     sc = synthetic_scene(seed=4, n_points=800, n_sp=25, n_views=5, n_parts=3, boxes_per_view=6, H=48, W=48,
                          wrong_frac=0.0, drop_visible=0.1)
     L = box_lift(sc)
-    res = partslip_semantic(L, sc.uv, sc.xyxy, small_part_mask("Kettle"))  # (lid, handle, spout)
+    res = partslip_semantic(L, whole_object_valid(sc.uv, sc.xyxy, sc.box_view), small_part_mask("Kettle"))  # (lid, handle, spout)
     assert res.labels_point.shape == sc.sp.shape and res.labels_point.dtype == np.int16
     assert np.array_equal(res.labels_point, res.labels_sp[sc.sp])
     assert res.box_valid.shape == (L.n_boxes,) and res.box_valid.all()
@@ -63,3 +64,30 @@ def test_partslip_semantic_end_to_end_shapes_and_labels():
     # chance 1/3; one superpoint is ~4 % of the points, so the bar leaves room for 5 of them to flip)
     assert labelled.mean() > 0.3
     assert (res.labels_point[labelled] == sc.sem[labelled]).mean() > 0.5
+
+
+def test_partslip_semantic_uses_the_given_filter_and_refuses_another_length():
+    sc = synthetic_scene(seed=4, n_points=800, n_sp=25, n_views=5, n_parts=3, boxes_per_view=6, H=48, W=48,
+                         wrong_frac=0.0, drop_visible=0.1)
+    L = box_lift(sc)
+    none = partslip_semantic(L, np.zeros(L.n_boxes, bool), [False] * 3)
+    assert (none.labels_point == -1).all() and not none.score.any()
+    with pytest.raises(ValueError, match="box_valid has shape"):
+        partslip_semantic(L, np.ones(L.n_boxes + 1, bool), [False] * 3)
+
+
+@pytest.mark.parametrize("mode", ["mask", "box"])
+def test_coverage_is_z_with_unit_weights(mode):
+    """The one coverage implementation equals Z[:, 1:] of SPEC §7.7 with w = 1 (w = 0 for filtered
+    boxes): the "masks without weights" ablation and PartSLIP score the same quantity."""
+    sc = synthetic_scene(seed=2, n_points=600, n_sp=20, n_views=4, n_parts=3, boxes_per_view=5, H=40, W=40, drop_visible=0.3)
+    L = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, sc.masks if mode == "mask" else None,
+                    mode=mode, n_parts=sc.n_parts)
+    keep = np.ones(L.n_boxes, bool)
+    keep[::3] = False
+    import torch
+
+    z = scores_from_index(torch.as_tensor(keep.astype(np.float64)), ScoreIndex.from_lifted(L), 0.0)[:, 1:].numpy()
+    got = semantic_scores(L, keep)
+    assert got.max() > 0.3
+    np.testing.assert_allclose(got, z, rtol=1e-14, atol=0)

@@ -9,7 +9,8 @@ import torch
 from pipeline.lift import lift_object
 from pipeline.metrics import object_miou
 from pipeline.model import WeightNet, z_null_value
-from pipeline.train.ablations import masks_without_weights, unweighted_coverage
+from pipeline.partslip import semantic_scores
+from pipeline.train.ablations import masks_without_weights
 from pipeline.train.checkpoint import canonical_safetensors, load_net, load_weights, save_weights
 from pipeline.train.decode import labels_from_probs, labels_without_threshold, predict
 from pipeline.train.decode import sp_miou as _sp_miou
@@ -93,7 +94,7 @@ def test_training_can_start_from_given_weights():
 
 def test_loss_decreases_and_no_validation_keeps_last_epoch():
     train = [make(s)[0] for s in range(2)]
-    res = train_weight_net(train, [], TrainParams(epochs=15, lr=1e-2, batch=1))
+    res = train_weight_net(train, [], TrainParams(epochs=15, lr=1e-2, batch_size=1))
     assert len(res.curve) == 16 and res.best_epoch == 15
     assert math.isnan(res.curve[0]["val_miou"]) and math.isnan(res.best_val_miou)
     assert res.curve[-1]["loss"] < res.curve[0]["loss"] - 0.1
@@ -148,7 +149,7 @@ def test_label_decoding_rules():
 
 def test_masks_without_weights_ablation():
     obj, sc, L = make(5, wrong_frac=0.0)
-    cov = unweighted_coverage(L)
+    cov = semantic_scores(L)
     assert cov.shape == (L.n_sp, 3) and cov.max() <= 1.0 + 1e-9 and cov.max() > 0.5
     lab = masks_without_weights(L, [False, False, False])
     np.testing.assert_array_equal(lab, np.where(L.valid, ref_threshold_labels(cov, [False] * 3, 0.5), -1))

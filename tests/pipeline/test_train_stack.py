@@ -99,7 +99,7 @@ def test_training_equals_the_per_object_loop(batch, absent_parts):
     rounding and the same selected epoch (short runs: rounding cannot grow much yet)."""
     train = [obj(s) for s in range(5)] + [obj(5, n_boxes=1)]
     val = [obj(s) for s in (50, 51, 52)]
-    params = TrainParams(epochs=15, lr=1e-2, batch=batch, absent_parts=absent_parts)
+    params = TrainParams(epochs=15, lr=1e-2, batch_size=batch, absent_parts=absent_parts)
     new, old = train_weight_net(train, val, params), ref_train_weight_net(train, val, params)
     (loss_new, val_new), (loss_old, val_old) = _curves(new), _curves(old)
     np.testing.assert_allclose(loss_new, loss_old, rtol=1e-5)
@@ -118,7 +118,7 @@ def test_objects_with_different_part_counts_train_like_the_loop():
     """A network shared across categories sees objects with different K in one mini-batch."""
     train = [obj(0, 3), obj(1, 2), obj(2, 3), obj(3, 2)]
     val = [obj(60, 3), obj(61, 2)]
-    params = TrainParams(epochs=6, lr=1e-2, batch=2)
+    params = TrainParams(epochs=6, lr=1e-2, batch_size=2)
     new, old = train_weight_net(train, val, params), ref_train_weight_net(train, val, params)
     np.testing.assert_allclose(_curves(new)[0], _curves(old)[0], rtol=1e-5)
     np.testing.assert_array_equal(_curves(new)[1], _curves(old)[1])

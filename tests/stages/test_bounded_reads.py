@@ -14,6 +14,7 @@ from stages.keys import KeyResolver
 from stages.runner import StageContext, run_stage
 from stages.store import CategoryStore
 from tests.object_zip import forge_metadata, read_members, write_members
+from tests.trusted_keys import trusted
 
 A, B = "Chair/0001", "Chair/0002"
 
@@ -135,7 +136,7 @@ def test_declared_shape_over_the_per_object_limit_is_refused(tmp_path):
 def test_arrays_of_another_object_fail_on_read_and_the_own_result_is_recomputed(tmp_path):
     ctx = StageContext("segment", "Chair", str(tmp_path), {"segment": {}})
     work = lambda ctx, oid: (_arrays(int(oid[-1])), {})  # noqa: E731 - the object's own arrays
-    assert run_stage(ctx, [A, B], work).done == [A, B]
+    assert run_stage(ctx, [A, B], work, keys=trusted(ctx)).done == [A, B]
     st = _store(tmp_path)
     z, zb = st.object_file(A), st.object_file(B)
     entries, other = read_members(z), read_members(zb)
@@ -144,7 +145,7 @@ def test_arrays_of_another_object_fail_on_read_and_the_own_result_is_recomputed(
     with pytest.raises(BadInputError, match=r"object Chair/0001.*0001\.zip/mask.*corrupt array 'mask'.*digest"):
         st.read(A, "mask")
     assert st.is_complete(A)  # its metadata alone looks fine...
-    rep = run_stage(ctx, [A, B], work)  # ... the self-check on skip is not fooled
+    rep = run_stage(ctx, [A, B], work, keys=trusted(ctx))  # ... the self-check on skip is not fooled
     assert rep.repaired == [A] and rep.done == [A] and rep.skipped == [B] and not rep.failed
     np.testing.assert_array_equal(_store(tmp_path).read(A, "mask"), _arrays(1)["mask"])
 

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import yaml
 
+from stages.stage_table import chain
 from stages.store import CategoryStore
 from tests.object_zip import chunk_members, edit_member, object_zip
 
 REPO = Path(__file__).resolve().parents[2]
-CHAIN = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"]
+CHAIN = list(chain("lift"))
 TINY = dict(data={"n_points": 1500}, render={"image_size": 64}, detect={"feat_dim": 32})
 
 

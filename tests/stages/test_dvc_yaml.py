@@ -13,10 +13,11 @@ import pytest
 import yaml
 
 from stages.keys import REPO_ROOT, _module_file, module_closure
+from stages.stage_table import ROWS, TABLE, names
 
 DVC = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
 CATEGORIES = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["categories"]
-NOT_PER_CATEGORY = {"report"}  # reads the per-category metrics as directories, writes one report
+NOT_PER_CATEGORY = {r.name for r in TABLE if r.scope == "run"}  # report: reads the per-category metrics as directories, writes one report
 
 
 def _deps(stage: str) -> list[str]:
@@ -48,7 +49,7 @@ def _covered(path: str, deps: list[str]) -> bool:
 @pytest.mark.parametrize("stage", sorted(DVC))
 def test_code_deps_cover_every_module_the_stage_imports(stage):
     deps = _deps(stage)
-    files = [str(_module_file(m).relative_to(REPO_ROOT)) for m in module_closure(f"stages.{stage}")]
+    files = [str(_module_file(m).relative_to(REPO_ROOT)) for m in module_closure(ROWS[stage].module)]
     missing = [f for f in files if not _covered(f, deps)]
     assert not missing, f"dvc.yaml stage {stage!r} lacks code deps {missing} (run python tools/sync_dvc_deps.py)"
 
@@ -56,7 +57,7 @@ def test_code_deps_cover_every_module_the_stage_imports(stage):
 @pytest.mark.parametrize("stage", sorted(DVC))
 def test_code_deps_exist_and_are_used(stage):
     deps = [d for d in _deps(stage) if d.startswith(("pipeline/", "stages/"))]
-    files = [str(_module_file(m).relative_to(REPO_ROOT)) for m in module_closure(f"stages.{stage}")]
+    files = [str(_module_file(m).relative_to(REPO_ROOT)) for m in module_closure(ROWS[stage].module)]
     for d in deps:
         assert (REPO_ROOT / d).exists(), f"{stage}: dep {d} does not exist"
         assert any(f == d or f.startswith(d + "/") for f in files), f"{stage}: dep {d} is not imported by the stage"
@@ -72,7 +73,7 @@ def test_generator_reproduces_dvc_yaml():
 def test_one_stage_per_step_with_the_outs_of_every_category():
     """No foreach (one `partstad` process per step); each per-category stage lists, for each
     of its output patterns, exactly the categories of params.yaml, and re-runs when they change."""
-    assert {"ingest", "train", "evaluate", "report"} <= set(DVC)
+    assert list(DVC) == list(names(dvc=True))  # the stage table's rows with a Dvc part, in its order
     for stage, spec in DVC.items():
         assert not {"foreach", "matrix", "do"} & set(spec), f"{stage}: uses foreach/matrix; one stage per step"
         assert "${" not in spec["cmd"], f"{stage}: templated cmd {spec['cmd']!r}"

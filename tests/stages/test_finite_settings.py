@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel
 
 from stages.config import ConfigError, PipelineConfig, parse_config
+from stages.stage_table import chain
 
 #: Floats deliberately without a numeric range (why, per key). Everything else needs one.
 UNBOUNDED = {
@@ -231,7 +232,7 @@ def test_report_refuses_a_metrics_file_that_is_not_an_object(tmp_path, invoke, w
 
 
 # -- training that goes non-finite replaces nothing ---------------------------------------------
-CHAIN = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"]
+CHAIN = list(chain("lift"))
 TINY = dict(data={"n_points": 1500, "n_fewshot": 2, "n_val": 1, "n_test": 0}, render={"image_size": 64}, detect={"feat_dim": 32},
             train={"epochs": 2})
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from stages.stage_table import chain
+
 REPO = Path(__file__).resolve().parents[2]
-CHAIN = ("ingest", "render", "visibility", "superpoints", "detect", "segment", "lift")
+CHAIN = chain("lift")
 
 NATIVE: dict[str, str] = {}
 OTHER_CPU: dict[str, str] = {

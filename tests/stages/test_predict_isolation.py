@@ -20,13 +20,14 @@ import trimesh
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from own_shapes import coloured_ply_points  # noqa: E402
 
+from stages.stage_table import chain
 from stages.store import CategoryStore  # noqa: E402
 
 CAT = "Chair"
 N = 1000
 TINY = ["-S", "render.image_size=64", "-S", "render.views=[[10, 0], [10, 120], [10, 240]]", "-S", f"data.n_points={N}"]
 DATA = [*TINY, "-S", "data.n_fewshot=2", "-S", "data.n_val=0", "-S", "data.n_test=2", "-S", "train.epochs=2", "-S", "train.ablation_boxes=false"]
-STAGES = ("ingest", "render", "visibility", "superpoints", "detect", "segment", "lift", "train", "evaluate")
+STAGES = chain("evaluate")
 
 
 def snapshot(root: Path) -> dict[str, str]:

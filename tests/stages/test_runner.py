@@ -6,6 +6,7 @@ import pytest
 
 from pipeline.errors import BadInputError
 from stages.runner import StageContext, run_stage
+from tests.trusted_keys import trusted
 
 
 def square_work(ctx: StageContext, object_id: str):
@@ -40,7 +41,7 @@ def _ctx(cache, scale=1.0):
 
 def test_failure_is_recorded_and_others_complete(cache):
     ids = [f"Chair/{i}" for i in range(4)] + ["Chair/9"]
-    rep = run_stage(_ctx(cache), ids, square_work, code_version="1", upstream=["src"])
+    rep = run_stage(_ctx(cache), ids, square_work, keys=trusted(_ctx(cache), ["src"], "1"))
     assert sorted(rep.done) == ["Chair/0", "Chair/1", "Chair/3"]
     failed = {f["object"]: f["error"] for f in rep.failed}
     assert set(failed) == {"Chair/2", "Chair/9"}
@@ -54,26 +55,26 @@ def test_failure_is_recorded_and_others_complete(cache):
 def test_skip_up_to_date_and_recompute_on_param_change(cache):
     ids = ["Chair/0", "Chair/1"]
     CALLS.clear()
-    run_stage(_ctx(cache), ids, counting_work, code_version="1", upstream=["src"])
+    run_stage(_ctx(cache), ids, counting_work, keys=trusted(_ctx(cache), ["src"], "1"))
     assert CALLS == ids
     CALLS.clear()
-    rep = run_stage(_ctx(cache), ids, counting_work, code_version="1", upstream=["src"])
+    rep = run_stage(_ctx(cache), ids, counting_work, keys=trusted(_ctx(cache), ["src"], "1"))
     assert CALLS == [] and rep.skipped == ids
-    rep = run_stage(_ctx(cache, scale=2.0), ids, counting_work, code_version="1", upstream=["src"])
+    rep = run_stage(_ctx(cache, scale=2.0), ids, counting_work, keys=trusted(_ctx(cache, scale=2.0), ["src"], "1"))
     assert CALLS == ids
     assert _ctx(cache).store().read("Chair/0", "y")[2] == pytest.approx(8.0)
     # upstream change of one object re-runs only that object
     CALLS.clear()
     StageContext("src", "Chair", cache, {}).store().write_object("Chair/1", {"x": np.ones(5, np.float32)}, {}, "new")
-    run_stage(_ctx(cache, scale=2.0), ids, counting_work, code_version="1", upstream=["src"])
+    run_stage(_ctx(cache, scale=2.0), ids, counting_work, keys=trusted(_ctx(cache, scale=2.0), ["src"], "1"))
     assert CALLS == ["Chair/1"]
 
 
 def test_threads_scheduler_matches_sync(cache, tmp_path):
     ids = ["Chair/0", "Chair/1", "Chair/3"]
-    run_stage(_ctx(cache), ids, square_work, code_version="1", upstream=["src"], scheduler="sync")
+    run_stage(_ctx(cache), ids, square_work, keys=trusted(_ctx(cache), ["src"], "1"), scheduler="sync")
     a = {i: _ctx(cache).store().read(i, "y") for i in ids}
-    rep = run_stage(_ctx(cache), ids, square_work, code_version="1", upstream=["src"], scheduler="threads", force=True)
+    rep = run_stage(_ctx(cache), ids, square_work, keys=trusted(_ctx(cache), ["src"], "1"), scheduler="threads", force=True)
     assert sorted(rep.done) == ids
     for i in ids:
         np.testing.assert_array_equal(_ctx(cache).store().read(i, "y"), a[i])
@@ -81,16 +82,16 @@ def test_threads_scheduler_matches_sync(cache, tmp_path):
 
 def test_unknown_scheduler_is_an_error(cache):
     with pytest.raises(ValueError, match="unknown scheduler"):
-        run_stage(_ctx(cache), ["Chair/0"], square_work, code_version="1", upstream=["src"], scheduler="bogus")
+        run_stage(_ctx(cache), ["Chair/0"], square_work, keys=trusted(_ctx(cache), ["src"], "1"), scheduler="bogus")
 
 
 def test_failures_of_objects_outside_a_partial_run_are_kept(cache):
     ids = [f"Chair/{i}" for i in range(4)]
-    run_stage(_ctx(cache), ids, square_work, code_version="1", upstream=["src"])
-    run_stage(_ctx(cache), ["Chair/0"], square_work, code_version="1", upstream=["src"], force=True)
+    run_stage(_ctx(cache), ids, square_work, keys=trusted(_ctx(cache), ["src"], "1"))
+    run_stage(_ctx(cache), ["Chair/0"], square_work, keys=trusted(_ctx(cache), ["src"], "1"), force=True)
     on_disk = json.loads(_ctx(cache).store().side_file("failures.json").read_text())
     assert [f["object"] for f in on_disk["failed"]] == ["Chair/2"]
     # once the object is fixed and recomputed, its record goes away
     StageContext("src", "Chair", cache, {}).store().write_object("Chair/2", {"x": np.ones(5, np.float32)}, {}, "fixed")
-    run_stage(_ctx(cache), ["Chair/2"], square_work, code_version="1", upstream=["src"])
+    run_stage(_ctx(cache), ["Chair/2"], square_work, keys=trusted(_ctx(cache), ["src"], "1"))
     assert json.loads(_ctx(cache).store().side_file("failures.json").read_text())["failed"] == []

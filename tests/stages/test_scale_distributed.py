@@ -12,11 +12,13 @@ import dask
 import numpy as np
 import pytest
 
-from stages.store import CategoryStore
 from stages.runner import StageContext, run_stage
 from stages.scheduling import ClusterResourceError
+from stages.stage_table import chain
+from stages.store import CategoryStore
+from tests.trusted_keys import trusted
 
-CHAIN = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"]
+CHAIN = list(chain("lift"))
 TINY = dict(data={"n_points": 2000, "n_fewshot": 2, "n_val": 1, "n_test": 2}, render={"image_size": 64}, detect={"feat_dim": 32})
 
 
@@ -111,7 +113,7 @@ def test_lost_worker_is_retried_and_a_killer_object_fails_alone(tmp_path, cluste
     cache = _src(tmp_path)
     ids = [f"Chair/{i}" for i in range(4)]
     ctx = _ctx(cache, tmp_path, always_crash="Chair/3")
-    rep = run_stage(ctx, ids, crash_once_work, code_version="1", upstream=["src"], scheduler=cluster.scheduler_address)
+    rep = run_stage(ctx, ids, crash_once_work, keys=trusted(ctx, ["src"], "1"), scheduler=cluster.scheduler_address)
     assert sorted(rep.done) == ["Chair/0", "Chair/1", "Chair/2"]  # Chair/1 survived a killed worker
     assert [f["object"] for f in rep.failed] == ["Chair/3"]
     assert "Chair/3" in rep.failed[0]["error"] and rep.failed[0]["type"] == "KilledWorker"
@@ -124,10 +126,10 @@ def test_lost_worker_is_retried_and_a_killer_object_fails_alone(tmp_path, cluste
 def test_exceptions_are_retried_on_the_cluster(tmp_path):
     cache = _src(tmp_path, 3)
     ids = [f"Chair/{i}" for i in range(3)]
-    rep = run_stage(_ctx(cache, tmp_path), ids, flaky_work, code_version="1", upstream=["src"], scheduler="local:2", retries=1)
+    rep = run_stage(_ctx(cache, tmp_path), ids, flaky_work, keys=trusted(_ctx(cache, tmp_path), ["src"], "1"), scheduler="local:2", retries=1)
     assert sorted(rep.done) == ids and rep.failed == []
     (tmp_path / "m2").mkdir()
-    rep = run_stage(_ctx(cache, tmp_path / "m2"), ids, flaky_work, code_version="1", upstream=["src"], scheduler="local:2", retries=0, force=True)
+    rep = run_stage(_ctx(cache, tmp_path / "m2"), ids, flaky_work, keys=trusted(_ctx(cache, tmp_path / "m2"), ["src"], "1"), scheduler="local:2", retries=0, force=True)
     assert rep.done == [] and {f["object"] for f in rep.failed} == set(ids)
     assert all("transient network hiccup" in f["error"] and f["type"] == "OSError" for f in rep.failed)
 
@@ -137,10 +139,10 @@ def test_gpu_tasks_need_a_gpu_worker(tmp_path, cluster):
     cache = _src(tmp_path, 2)
     ids = ["Chair/0", "Chair/1"]
     with pytest.raises(ClusterResourceError, match="--resources GPU=1"):
-        run_stage(_ctx(cache, tmp_path), ids, crash_once_work, code_version="1", upstream=["src"], scheduler=cluster.scheduler_address, resources={"GPU": 1})
+        run_stage(_ctx(cache, tmp_path), ids, crash_once_work, keys=trusted(_ctx(cache, tmp_path), ["src"], "1"), scheduler=cluster.scheduler_address, resources={"GPU": 1})
     # local:N workers offer the requested resource, so GPU stages run there
     (tmp_path / "m").mkdir()
-    rep = run_stage(_ctx(cache, tmp_path / "m"), ids, crash_once_work, code_version="1", upstream=["src"], scheduler="local:1",
+    rep = run_stage(_ctx(cache, tmp_path / "m"), ids, crash_once_work, keys=trusted(_ctx(cache, tmp_path / "m"), ["src"], "1"), scheduler="local:1",
                     resources=lambda ctx: {"GPU": 1} if ctx.section()["scale"] else None)
     assert sorted(rep.done) == ids
 
@@ -165,7 +167,7 @@ def test_gpu_resources_only_for_real_models_on_cuda():
 def test_file_url_root_is_the_local_directory(tmp_path, cluster):
     cache = _src(tmp_path / "c", 2)
     url = f"file://{cache}"
-    rep = run_stage(_ctx(url, tmp_path), ["Chair/0", "Chair/1"], flaky_work, code_version="1", upstream=["src"], scheduler=cluster.scheduler_address)
+    rep = run_stage(_ctx(url, tmp_path), ["Chair/0", "Chair/1"], flaky_work, keys=trusted(_ctx(url, tmp_path), ["src"], "1"), scheduler=cluster.scheduler_address)
     assert sorted(rep.done) == ["Chair/0", "Chair/1"]
     st = CategoryStore(cache, "sq", "Chair")  # the same store through the plain path
     assert st.is_complete("Chair/1") and st.read("Chair/1", "y").tolist() == [2.0, 4.0, 6.0, 8.0, 10.0]
@@ -184,14 +186,14 @@ def test_fsspec_root_with_side_files_and_resume():
             src.write_object(f"Chair/{i}", {"x": np.full(4, float(i), np.float32)}, {}, f"s{i}")
         ctx = StageContext("sq", "Chair", root, {"sq": {"scale": 3.0}}, runtime={"marker_dir": "/nonexistent"})
         ids = ["Chair/0", "Chair/1", "Chair/2", "Chair/7"]
-        rep = run_stage(ctx, ids, lambda c, o: ({"y": c.store("src").read(o, "x") * 3}, {}), code_version="1", upstream=["src"], scheduler="threads")
+        rep = run_stage(ctx, ids, lambda c, o: ({"y": c.store("src").read(o, "x") * 3}, {}), keys=trusted(ctx, ["src"], "1"), scheduler="threads")
         assert sorted(rep.done) == ids[:3] and [f["object"] for f in rep.failed] == ["Chair/7"]
         fails = ctx.store().read_json("failures.json")
         assert fails["failed"][0]["object"] == "Chair/7" and "memory://scale-test/src/Chair.zarr" in fails["failed"][0]["error"]
         assert ctx.store().object_ids() == ids[:3]
         # an upstream rewrite makes exactly that object stale; a rewrite replaces the group
         src.write_object("Chair/1", {"x": np.ones(4, np.float32)}, {}, "changed")
-        rep = run_stage(ctx, ids[:3], lambda c, o: ({"y": c.store("src").read(o, "x") * 3}, {}), code_version="1", upstream=["src"])
+        rep = run_stage(ctx, ids[:3], lambda c, o: ({"y": c.store("src").read(o, "x") * 3}, {}), keys=trusted(ctx, ["src"], "1"))
         assert rep.done == ["Chair/1"] and sorted(rep.skipped) == ["Chair/0", "Chair/2"]
         assert ctx.store().read("Chair/1", "y").tolist() == [3.0] * 4
         ctx.store().write_json("manifest.json", [{"object": "Chair/0"}])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.stage_table import chain as stage_chain
 from stages.store import CategoryStore
 
 VENV_BIN = Path(sys.executable).parent
@@ -89,7 +90,7 @@ def _summary(out: str, stage: str) -> tuple[int, int]:
 
 
 def test_param_change_reruns_only_affected_stages_and_objects(tmp_path, run, run_failing, write_params):
-    chain = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"]
+    chain = list(stage_chain("lift"))
     tiny = dict(data={"n_points": 2000}, render={"image_size": 64}, detect={"feat_dim": 32})
     params = write_params(tmp_path, **tiny)
     cache = tmp_path / "cache"

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from pipeline.errors import BadInputError
+from stages.stage_table import chain
 from stages.store import CategoryStore
 from tests.object_zip import chunk_members, edit_member, object_zip
 
-CHAIN = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"]
+CHAIN = list(chain("lift"))
 TINY = dict(data={"n_points": 2000, "n_fewshot": 2, "n_val": 1, "n_test": 2}, render={"image_size": 64}, detect={"feat_dim": 32})
 ALL = ["Chair/0000", "Chair/0001", "Chair/0002", "Chair/0003", "Chair/0004"]  # 0,1 fewshot; 2 val; 3,4 test
 

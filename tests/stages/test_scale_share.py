@@ -16,18 +16,19 @@ import numpy as np
 import pytest
 import yaml
 
+from stages.stage_table import ROWS, chain
 from stages.store import CategoryStore
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 VENV_BIN = Path(sys.executable).parent
-STAGES = ["ingest", "render", "visibility"]
+STAGES = list(chain("visibility"))
 
 
 def dvc_yaml(categories: tuple[str, ...] = ("Chair",)) -> dict:
-    """The project's dvc.yaml shape (one stage per step, persist Zarr outs per category), three stages."""
-    ups = {"ingest": [], "render": ["ingest"], "visibility": ["ingest", "render"]}
-    params = {"ingest": ["categories", "data"], "render": ["categories", "render"], "visibility": ["categories", "render", "visibility"]}
+    """The project's dvc.yaml shape (one stage per step, persist Zarr outs per category), three stages (stage table rows)."""
+    ups = {s: list(ROWS[s].reads) for s in STAGES}
+    params = {s: ["categories", *ROWS[s].sections] for s in STAGES}
     return {"stages": {s: {
         "cmd": f"partstad {s}",
         **({"deps": [f"cache/{u}/{c}.zarr" for u in ups[s] for c in categories]} if ups[s] else {}),

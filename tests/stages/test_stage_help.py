@@ -5,10 +5,14 @@ import click
 import pytest
 
 from stages.cli import main
+from stages.stage_table import TABLE
 
-STAGES = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift", "train", "evaluate", "report", "export"]
+#: Every command of the stage table (stages/stage_table.py).
+STAGES = [r.command for r in TABLE]
 #: Commands that write a cache store or a model directory (they take --keep-going / --lock-timeout).
-WRITERS = ["ingest", "render", "visibility", "superpoints", "detect", "segment", "lift", "import-partstad", "train", "evaluate"]
+WRITERS = [r.command for r in TABLE if r.scope in ("object", "category") or r.writes]
+#: Commands that map over the objects of the cache (the common per-object options).
+PER_OBJECT = [r.command for r in TABLE if r.scope == "object"]
 #: The command group is lazy (a command's module is imported when it runs), so commands are
 #: looked up through the group rather than its (empty) `commands` dict.
 COMMANDS = main.list_commands(click.Context(main))
@@ -49,7 +53,7 @@ def test_stage_help(invoke, name):
         assert "--params" in res.output  # every stage reads params.yaml
 
 
-@pytest.mark.parametrize("name", [s for s in STAGES if s not in ("train", "report", "export")])
+@pytest.mark.parametrize("name", PER_OBJECT)
 def test_per_object_stages_share_the_common_options(invoke, name):
     res = invoke([name, "--help"])
     # ingest runs no model, so it has no --device

@@ -11,13 +11,14 @@ from pipeline.cameras import make_cameras, project
 from pipeline.data.cloud import normalise
 from pipeline.data.ply import write_ply
 from pipeline.detect.imported import object_paths
-from stages.store import CategoryStore
 from stages.cli import main
+from stages.stage_table import ROWS
+from stages.store import CategoryStore
 
 CAT = "Chair"  # parts: arm back leg seat wheel
 V, S = 10, 64  # 10 paper views of 64 x 64
 FEW, TEST, BAD_MASK, BAD_N, NO_PRE = "101", "202", "303", "404", "505"
-IMPORTED = ("ingest", "render", "visibility", "superpoints", "detect", "segment")
+IMPORTED = ROWS["import_partstad"].writes
 
 
 def _chair(rng, n=500):
@@ -223,3 +224,40 @@ def test_lift_train_evaluate_on_imported_data(dataset, imported):
     assert metrics["n_test"] == 1 and metrics["simulated"] is False
     assert {"partslip", "partstad"} <= set(metrics["methods"])
     assert 0 <= metrics["methods"]["partstad"]["miou"] <= 100
+
+
+def test_import_reports_carry_their_seconds_not_a_repaired_list(dataset, imported, tmp_path):
+    """Each store's report: the run's seconds in `seconds`, nothing repaired (was: seconds in `repaired`)."""
+    from pipeline.data.partnete import list_partnete
+    from stages.common import load_params, make_context
+    from stages.import_partstad import STAGES, import_category
+
+    d = dataset
+    rows = [{"object": f"{c}/{o}", "split": s, "source": "partnete", "path": str(p)}
+            for c, o, s, p in list_partnete(d["root"], categories=[CAT]) if o == FEW]
+    ctx = make_context("import", CAT, str(tmp_path / "cache"), load_params(str(d["params"])),
+                       runtime={"sources": {r["object"]: r for r in rows}, "save_dir": str(d["save"]), "data_root": str(d["root"])})
+    reports = import_category(ctx, rows, "sync", force=False)
+    assert [r.stage for r in reports] == list(STAGES) == list(IMPORTED)
+    for r in reports:
+        assert r.done == [f"{CAT}/{FEW}"] and r.repaired == [] and isinstance(r.seconds, float) and r.seconds > 0
+        assert "repaired" not in r.summary() and r.summary().endswith(f"({r.seconds:.1f} s)")
+
+
+def test_import_keys_are_the_key_resolvers(dataset, imported):
+    """One key scheme: the stored import keys are what KeyResolver computes for the six stores
+    written together (this module's code hash; no hand-bumped version)."""
+    from stages.keys import KeyResolver, code_hash
+
+    d = dataset
+    o = f"{CAT}/{FEW}"
+    stored = {s: _store(d, s).stored_fingerprint(o) for s in IMPORTED}
+    view = {"import": str(d["save"].resolve()), "data_root": str(d["root"].resolve())}
+    from stages.import_partstad import _files_digest
+
+    files = _files_digest(view["import"], str(d["root"].resolve() / "data" / "few_shot" / CAT / FEW), CAT, FEW)
+    resolver = KeyResolver(lambda s: view, lambda s: _store(d, s), extra=lambda s, oid: {"files": files},
+                           code=lambda s: code_hash("import_partstad"))
+    assert resolver.keys_written_together(list(IMPORTED), o) == stored
+    # the downstream resolver accepts them (imported results are roots whose recorded upstream chain agrees)
+    assert KeyResolver(lambda s: {}, lambda s: _store(d, s)).current("segment", o) == stored["segment"]

@@ -1,4 +1,5 @@
 """Cache store: fingerprints, complete marker, rewrite, no pickles, side files."""
+
 import json
 
 import numpy as np
@@ -126,3 +127,131 @@ def test_side_json_replaced_not_modified(tmp_path):
 def test_default_chunks():
     assert default_chunks("mask", (5, 32, 32)) == (1, 32, 32)
     assert default_chunks("xyz", (100, 3)) is None
+
+
+# -- the facade over its two backends (stages/store_local.py, stages/store_fsspec.py) ------------
+
+
+@pytest.fixture(params=["local", "fsspec"])
+def any_root(request, tmp_path):
+    """A local directory, or an in-memory fsspec URL unique to this test."""
+    return str(tmp_path) if request.param == "local" else f"memory://{tmp_path.name}-{request.param}"
+
+
+def test_both_backends_answer_alike(any_root):
+    from pipeline.errors import BadInputError
+
+    st = CategoryStore(any_root, "render", "Chair")
+    img = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)
+    st.write_object("Chair/1", {"img": img, "n": np.arange(3, dtype=np.int32)}, {"split": "test"}, "fp1")
+    st.write_object("Chair/2", {"n": np.arange(5, dtype=np.int32)}, {}, "fp2")
+    assert st.is_local == (not any_root.startswith("memory://"))
+    assert st.object_ids() == ["Chair/1", "Chair/2"]
+    assert st.stored_fingerprint("Chair/1") == "fp1" and st.stored_fingerprint("Chair/9") is None
+    assert st.attrs("Chair/1")["split"] == "test" and st.attrs("Chair/1")["object_id"] == "Chair/1"
+    assert st.verify_object("Chair/1") is None
+    np.testing.assert_array_equal(st.array("Chair/1", "img")[1], img[1])
+    assert sorted(st.read_all("Chair/1")) == ["img", "n"]
+    suffix = ".zip" if st.is_local else ""
+    assert st.path("Chair/1", "n") == f"{st.url}/1{suffix}/n"
+    with pytest.raises(BadInputError, match=r"shape \(5,\), expected \(4\)") as exc:
+        st.read("Chair/2", "n", expect_shape=(4,))
+    assert exc.value.path == f"{st.url}/2{suffix}/n"
+    with pytest.raises(MissingUpstreamError, match="array 'nope' missing"):
+        st.read("Chair/1", "nope")
+    st.delete_object("Chair/2")
+    assert st.object_ids(complete_only=False) == ["Chair/1"]
+    with pytest.raises(MissingUpstreamError, match="no result for this object"):
+        st.read("Chair/2", "n")
+    st.write_json("failures.json", {"n_done": np.int64(1)})
+    assert st.read_json("failures.json") == {"n_done": 1} and st.read_json("none.json", default=[]) == []
+    assert st.clean_leftovers() == 0
+
+
+def test_fsspec_store_is_plain_groups_and_not_locked(tmp_path):
+    import fsspec
+
+    st = CategoryStore(f"memory://{tmp_path.name}", "x", "Chair")
+    st.write_object("Chair/1", {"a": np.arange(3)}, {}, "fp")
+    files = fsspec.filesystem("memory").find(f"/{tmp_path.name}/x/Chair.zarr")
+    assert any(f.endswith("/1/zarr.json") for f in files) and not any(f.endswith(".zip") for f in files)
+    with st.lock(0), CategoryStore(f"memory://{tmp_path.name}", "x", "Chair").lock(0):
+        pass  # no portable lock on fsspec: both enter
+    st.check_root()  # nothing to check there
+
+
+def test_file_url_is_the_local_store(tmp_path):
+    st = CategoryStore(f"file://{tmp_path}", "x", "Chair")
+    assert st.is_local and st.url == f"{tmp_path}/x/Chair.zarr"
+    st.write_object("Chair/1", {"a": np.arange(3)}, {}, "fp")
+    assert (tmp_path / "x" / "Chair.zarr" / "1.zip").is_file()
+
+
+def test_local_store_is_locked(tmp_path):
+    from stages.store import StoreBusyError
+
+    st = CategoryStore(tmp_path, "x", "Chair")
+    with st.lock(0):
+        with pytest.raises(StoreBusyError, match="Chair.zarr.lock"):
+            with CategoryStore(tmp_path, "x", "Chair").lock(0):
+                pass
+
+
+def test_pickled_store_travels_without_handles_and_sees_rewrites(tmp_path):
+    import pickle
+
+    st = CategoryStore(tmp_path, "x", "Chair")
+    st.write_object("Chair/1", {"a": np.arange(3)}, {}, "fp")
+    assert st.read("Chair/1", "a").tolist() == [0, 1, 2]  # opens and caches the zip
+    copy = pickle.loads(pickle.dumps(st))
+    assert copy._backend._open == {} and copy._backend._group is None
+    CategoryStore(tmp_path, "x", "Chair").write_object("Chair/1", {"a": np.arange(4)}, {}, "fp2")
+    assert st.read("Chair/1", "a").tolist() == [0, 1, 2, 3]  # the renamed-in file, not the cached one
+    assert copy.read("Chair/1", "a").tolist() == [0, 1, 2, 3]
+
+
+def test_corrupt_local_side_file_names_the_file(tmp_path):
+    from pipeline.errors import BadInputError
+
+    st = CategoryStore(tmp_path, "x", "Chair")
+    st.write_json("failures.json", {"n": 1})
+    st.side_file("failures.json").write_text("{not json")
+    with pytest.raises(BadInputError, match="failures.json"):
+        st.read_json("failures.json")
+
+
+def test_pack_entries_is_deterministic(tmp_path):
+    import zipfile
+
+    from stages.store import pack_entries
+
+    pack_entries({"b/c": b"2", "a": b"1"}, tmp_path / "one.zip")
+    pack_entries({"a": b"1", "b/c": b"2"}, tmp_path / "two.zip")
+    assert (tmp_path / "one.zip").read_bytes() == (tmp_path / "two.zip").read_bytes()
+    with zipfile.ZipFile(tmp_path / "one.zip") as zf:
+        assert [i.filename for i in zf.infolist()] == ["a", "b/c"]
+        assert {(i.date_time, i.compress_type) for i in zf.infolist()} == {((1980, 1, 1, 0, 0, 0), zipfile.ZIP_STORED)}
+
+
+def test_public_names_still_come_from_stages_store():
+    """Other modules import these from stages.store; the split keeps them there."""
+    import stages.store as store
+
+    for name in (
+        "CategoryStore",
+        "StoreBusyError",
+        "StoreCorruptError",
+        "atomic_write_text",
+        "fingerprint",
+        "store_lock",
+        "replace_dir",
+        "replace_dir_away",
+        "default_chunks",
+        "local_name",
+        "normalise_root",
+        "pack_entries",
+        "CheckedArray",
+        "OBJECT_SUFFIX",
+        "FINGERPRINT_ATTR",
+    ):
+        assert hasattr(store, name), name
