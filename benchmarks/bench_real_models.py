@@ -200,7 +200,7 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=10)
     ap.add_argument("--image-size", type=int, default=800)
     ap.add_argument("--boxes-per-view", type=int, default=20)
-    ap.add_argument("--batch-size", type=int, default=None, help="views per forward (default: all on CUDA, 2 on CPU)")
+    ap.add_argument("--batch-size", type=int, default=None, help="views per forward (default: all on CUDA, 1 on CPU)")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     ap.add_argument("--repeats", type=int, default=1, help="timed runs after one warm-up (best is kept)")
     ap.add_argument("--no-compare-unbatched", dest="compare_unbatched", action="store_false",

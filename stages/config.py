@@ -264,7 +264,7 @@ class DetectConfig(Section):
     max_per_view: int = Field(100, ge=1)
     """At most this many boxes per view (highest scores kept)."""
     batch_size: int | None = not_in_key(default=None, ge=1, le=256)
-    """Views per Grounding DINO forward; null: all views of an object on CUDA, 2 on a CPU. Changes boxes only by float rounding (like the thread count), so it is not part of the keys."""
+    """Views per Grounding DINO forward; null: all views of an object on CUDA, one on a CPU (where batching measured slower). Changes boxes only by float rounding (like the thread count), so it is not part of the keys."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """Autocast of the Grounding DINO forward (backend grounding_dino): auto = bf16 on CUDA, fp32 on a CPU; the keys hold the resolved value. Box decoding is always float32."""
     oracle: OracleDetectConfig = Field(default_factory=OracleDetectConfig)  # type: ignore[valid-type]
@@ -312,7 +312,7 @@ class SegmentConfig(Section):
     sam_checkpoint: str | None = None
     """segment-anything checkpoint (.pth) for mode sam: a local path, or an official name (sam_vit_b, sam_vit_l, sam_vit_h) looked up in torch.hub.get_dir()/checkpoints (never downloaded). Its content digest enters the segment keys."""
     batch_size: int | None = not_in_key(default=None, ge=1, le=256)
-    """Views per SAM image-encoder forward (mode sam); null: all views of an object on CUDA, 2 on a CPU. Changes masks only by float rounding, so it is not part of the keys."""
+    """Views per SAM image-encoder forward (mode sam); null: all views of an object on CUDA, one on a CPU (where batching measured slower). Changes masks only by float rounding, so it is not part of the keys."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """Autocast of SAM's image encoder (mode sam): auto = bf16 on CUDA, fp32 on a CPU; the keys hold the resolved value. The mask decoder is always float32."""
     seed: Seed = 0

@@ -52,6 +52,8 @@ def read_json(path: Path | str, default: Any = None) -> Any:
                 return json.loads(fh.read())
         except FileNotFoundError:
             return default
+        except ValueError as exc:  # garbage side file on a remote store: name it, as for a local one
+            raise BadInputError(f"corrupt JSON side file ({exc})", path=path) from exc
     if not path.exists():
         return default
     try:

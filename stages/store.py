@@ -78,7 +78,6 @@ __all__ = [
     "StoreCorruptError",
     "atomic_write_text",
     "default_chunks",
-    "fingerprint",
     "local_name",
     "normalise_root",
     "pack_entries",
@@ -86,16 +85,6 @@ __all__ = [
     "replace_dir_away",
     "store_lock",
 ]
-
-
-def fingerprint(stage: str, code_version: str, params: Mapping[str, Any], upstream: Mapping[str, str] | None = None) -> str:
-    """Stable hash of everything that determines a stage's output for one object."""
-    payload = json.dumps(
-        {"stage": stage, "code": code_version, "params": params, "upstream": dict(sorted((upstream or {}).items()))},
-        sort_keys=True,
-        default=side_files.json_default,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
 def backend_for(url: str, stage: str, category: str) -> StoreBackend:

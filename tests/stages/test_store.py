@@ -7,15 +7,7 @@ import pytest
 import zarr
 
 from pipeline.errors import MissingUpstreamError
-from stages.store import CategoryStore, default_chunks, fingerprint
-
-
-def test_fingerprint_changes_with_params_upstream_and_code():
-    base = fingerprint("render", "1", {"a": 1}, {"ingest": "x"})
-    assert base == fingerprint("render", "1", {"a": 1}, {"ingest": "x"})
-    assert base != fingerprint("render", "1", {"a": 2}, {"ingest": "x"})
-    assert base != fingerprint("render", "1", {"a": 1}, {"ingest": "y"})
-    assert base != fingerprint("render", "2", {"a": 1}, {"ingest": "x"})
+from stages.store import CategoryStore, default_chunks
 
 
 def test_write_read_and_complete(tmp_path):
@@ -242,7 +234,6 @@ def test_public_names_still_come_from_stages_store():
         "StoreBusyError",
         "StoreCorruptError",
         "atomic_write_text",
-        "fingerprint",
         "store_lock",
         "replace_dir",
         "replace_dir_away",

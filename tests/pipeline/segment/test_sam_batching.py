@@ -94,7 +94,7 @@ def test_threads_share_one_masker(sam, images):
 
 
 def test_settings_resolve_per_device():
-    assert resolve_batch_size(None, "cpu") == 2 and resolve_batch_size(0, "cpu") == 2
+    assert resolve_batch_size(None, "cpu") == 1 and resolve_batch_size(0, "cpu") == 1
     assert resolve_batch_size(None, "cuda") >= 10 and resolve_batch_size(3, "cuda:1") == 3
     assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("auto", "cuda") == "bf16"
     assert resolve_precision("fp16", "cpu") == "fp16"
@@ -103,7 +103,7 @@ def test_settings_resolve_per_device():
     with pytest.raises(ValueError, match="batch size"):
         resolve_batch_size(-1, "cpu")
     m = SamMasker(build_tiny_sam(img_size=32, patch_size=8), precision="auto")
-    assert m.precision == "fp32" and m.batch_size == 2
+    assert m.precision == "fp32" and m.batch_size == 1
     assert [list(c) for c in chunks(range(5), 2)] == [[0, 1], [2, 3], [4]]
 
 
