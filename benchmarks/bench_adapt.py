@@ -14,6 +14,7 @@ grounding-dino-tiny / -base on a GPU with 8 few-shot shapes x 10 views at 800 px
 
 Run: python benchmarks/bench_adapt.py [--epochs 3] [--size 128]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -71,8 +71,9 @@ def bench(epochs: int, size: int) -> dict:
             out["modes"][mode] = {
                 "s_per_epoch_per_view": res.seconds_train / epochs / len(train),
                 "eval_s_per_view": res.seconds_eval / (epochs + 1) / len(train),
-                "n_params": n_params, "n_trainable": len(res.trainable_names) and sum(
-                    p.numel() for n, p in model.named_parameters() if n in set(res.trainable_names)),
+                "n_params": n_params,
+                "n_trainable": len(res.trainable_names)
+                and sum(p.numel() for n, p in model.named_parameters() if n in set(res.trainable_names)),
             }
         # activation memory: bytes of the tensors autograd saves for backward in one step, batch 1 and 4
         from pipeline.detect.adapt import _encode, to_target  # noqa: PLC2701 - benchmark of internals
@@ -101,7 +102,9 @@ def bench(epochs: int, size: int) -> dict:
         act = (saved[4] - saved[1]) / 3
         out["saved_tensor_bytes"] = saved
         out["activation_bytes_per_image_cpu"] = act
-        out["memory_formula_tiny_all_bs4_mb"] = memory_estimate_bytes(out["modes"]["all"]["n_params"], out["modes"]["all"]["n_trainable"], act, 4) / 2**20
+        out["memory_formula_tiny_all_bs4_mb"] = (
+            memory_estimate_bytes(out["modes"]["all"]["n_params"], out["modes"]["all"]["n_trainable"], act, 4) / 2**20
+        )
     return out
 
 
@@ -112,8 +115,10 @@ def gpu_estimate(shapes: int = 8, views: int = 10, epochs: int = 20, val_views: 
         per_epoch = shapes * views / ips + val_views / (3 * ips)  # validation: forward only (~3x faster)
         for mode, T in (("all", P), ("heads", 0.03 * P)):
             gb = (4 * P + 12 * T) / 1e9 + ASSUMED_ACT_GB_PER_IMAGE[mode] * 4
-            lines.append(f"  {name} trainable={mode}: ~{per_epoch:.0f} s/epoch, ~{epochs * per_epoch / 60:.0f} min for {epochs} epochs; "
-                         f"~{gb:.0f} GB GPU memory (weights {4 * P / 1e9:.1f} GB + optimiser {12 * T / 1e9:.1f} GB + activations)")
+            lines.append(
+                f"  {name} trainable={mode}: ~{per_epoch:.0f} s/epoch, ~{epochs * per_epoch / 60:.0f} min for {epochs} epochs; "
+                f"~{gb:.0f} GB GPU memory (weights {4 * P / 1e9:.1f} GB + optimiser {12 * T / 1e9:.1f} GB + activations)"
+            )
     return lines
 
 
@@ -123,12 +128,18 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     args = ap.parse_args()
     r = bench(args.epochs, args.size)
-    print(f"tiny random Grounding DINO, CPU ({r['threads']} threads), {r['views']} views of {r['image_px']} px, batch 4, {r['epochs']} epochs:")
+    print(
+        f"tiny random Grounding DINO, CPU ({r['threads']} threads), {r['views']} views of {r['image_px']} px, batch 4, {r['epochs']} epochs:"
+    )
     for mode, m in r["modes"].items():
-        print(f"  trainable={mode:6s}: {1000 * m['s_per_epoch_per_view']:.1f} ms per epoch per view (train), "
-              f"{1000 * m['eval_s_per_view']:.1f} ms per view (validation); {m['n_trainable']}/{m['n_params']} parameters train")
-    print(f"  activations ~{r['activation_bytes_per_image_cpu'] / 2**20:.1f} MB per image (tensors saved for backward, batch 4 vs 1); "
-          f"formula 4P + 12T + A*batch -> {r['memory_formula_tiny_all_bs4_mb']:.1f} MB for all/batch 4")
+        print(
+            f"  trainable={mode:6s}: {1000 * m['s_per_epoch_per_view']:.1f} ms per epoch per view (train), "
+            f"{1000 * m['eval_s_per_view']:.1f} ms per view (validation); {m['n_trainable']}/{m['n_params']} parameters train"
+        )
+    print(
+        f"  activations ~{r['activation_bytes_per_image_cpu'] / 2**20:.1f} MB per image (tensors saved for backward, batch 4 vs 1); "
+        f"formula 4P + 12T + A*batch -> {r['memory_formula_tiny_all_bs4_mb']:.1f} MB for all/batch 4"
+    )
     for line in gpu_estimate():
         print(line)
     print(json.dumps(r, default=float))

@@ -10,6 +10,7 @@ class logits being rescaled. A ratio before/after of 1.0 means nothing was learn
 
 Run: python benchmarks/bench_adapt_learning.py [--epochs 20] [--size 128] [--lr 1e-4 1e-3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,18 +46,39 @@ def measure(epochs: int, size: int, lrs: list[float], modes: list[str], batch: i
                     if "step" not in e and e["epoch"] == epochs:  # the last epoch's weights, before selection
                         last.update(fixed_views_loss(model, proc, train, names))
 
-                res = fine_tune(model, proc, train, train, names, AdaptParams(epochs=epochs, batch_size=batch, lr=lr, trainable=mode, seed=0),
-                                progress=at_epoch_end)
+                res = fine_tune(
+                    model,
+                    proc,
+                    train,
+                    train,
+                    names,
+                    AdaptParams(epochs=epochs, batch_size=batch, lr=lr, trainable=mode, seed=0),
+                    progress=at_epoch_end,
+                )
                 chosen = fixed_views_loss(model, proc, train, names)  # the selected epoch's weights
-                rows.append({"trainable": mode, "lr": lr, "epochs": epochs, "views": len(train), "before": before, "last_epoch": last,
-                             "chosen": chosen, "best_epoch": res.best_epoch, "best_ap50": res.best_ap50,
-                             "n_trainable": sum(p.numel() for n, p in model.named_parameters() if n in set(res.trainable_names)),
-                             "seconds_train": round(res.seconds_train, 1)})
+                rows.append(
+                    {
+                        "trainable": mode,
+                        "lr": lr,
+                        "epochs": epochs,
+                        "views": len(train),
+                        "before": before,
+                        "last_epoch": last,
+                        "chosen": chosen,
+                        "best_epoch": res.best_epoch,
+                        "best_ap50": res.best_ap50,
+                        "n_trainable": sum(p.numel() for n, p in model.named_parameters() if n in set(res.trainable_names)),
+                        "seconds_train": round(res.seconds_train, 1),
+                    }
+                )
                 r = rows[-1]
                 terms = ", ".join(f"{k[5:]} {before[k]:.3f}->{last[k]:.3f}" for k in ("loss_ce", "loss_bbox", "loss_giou"))
-                print(f"trainable={mode:6s} lr={lr:g}: fixed-view loss {before['loss']:.1f} -> {last['loss']:.1f} after epoch {epochs} "
-                      f"({before['loss'] / last['loss']:.1f}x; last decoder layer: {terms}); chosen epoch {res.best_epoch} "
-                      f"(AP50 {res.best_ap50:.3f}) loss {chosen['loss']:.1f}; {r['n_trainable']} trainable, {r['seconds_train']} s", flush=True)
+                print(
+                    f"trainable={mode:6s} lr={lr:g}: fixed-view loss {before['loss']:.1f} -> {last['loss']:.1f} after epoch {epochs} "
+                    f"({before['loss'] / last['loss']:.1f}x; last decoder layer: {terms}); chosen epoch {res.best_epoch} "
+                    f"(AP50 {res.best_ap50:.3f}) loss {chosen['loss']:.1f}; {r['n_trainable']} trainable, {r['seconds_train']} s",
+                    flush=True,
+                )
     return rows
 
 

@@ -8,6 +8,7 @@ temporary store so they carry digests), otherwise a synthetic 10 x 512 x 512 ren
 
     python benchmarks/bench_bounded_reads.py [stage] [repeats]
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,9 +30,11 @@ def _arrays(stage: str) -> dict[str, np.ndarray]:
         g = zarr.open_group(zarr.storage.ZipStore(demo, mode="r"), mode="r")
         return {k: np.asarray(a[...]) for k, a in g.arrays()}
     rng = np.random.default_rng(0)
-    return {"rgb": rng.integers(0, 255, (10, 512, 512, 3), dtype=np.uint8),
-            "pix2pt": rng.integers(-1, 20000, (10, 512, 512), dtype=np.int32),
-            "depth": rng.random((10, 512, 512), dtype=np.float32)}
+    return {
+        "rgb": rng.integers(0, 255, (10, 512, 512, 3), dtype=np.uint8),
+        "pix2pt": rng.integers(-1, 20000, (10, 512, 512), dtype=np.int32),
+        "depth": rng.random((10, 512, 512), dtype=np.float32),
+    }
 
 
 def _best(fn, repeats: int) -> float:

@@ -12,6 +12,7 @@ the test split, indices 12-19, at 20k) and on the shared PartNet-Mobility sample
 present. Targets (docs/stack.md): numpy <= 60 ms/view, pyrender <= 40 ms/view, superpoints
 <= 2 s / 100k, purity >= 0.97 at <= 1 per 100 points.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,18 +79,20 @@ def bench_render(n: int, size: int, repeats: int) -> list[tuple[str, str]]:
     results = {}
     for _ in range(repeats):  # interleaved so that machine load hits all alike
         for key in runs:
-            kw = {"backend": "pyrender"} if key == "pyrender" else {
-                "backend": "numpy", "footprint": key.split()[1]}
+            kw = {"backend": "pyrender"} if key == "pyrender" else {"backend": "numpy", "footprint": key.split()[1]}
             t, c = time.perf_counter(), time.process_time()
             results[key] = render_views(xyz, rgb, cams, **kw)
             runs[key].append((time.perf_counter() - t) * 1000 / nv)
             cpu[key].append((time.process_time() - c) * 1000 / nv)
-    rows = [("render cloud", f"{name}, {n} points, {nv} views, {size}x{size}, radius "
-                             f"{0.005 * size / 2:g} px")]
+    rows = [("render cloud", f"{name}, {n} points, {nv} views, {size}x{size}, radius {0.005 * size / 2:g} px")]
     for key, ms in runs.items():
-        rows.append((f"{key} ms/view", f"{statistics.median(ms):.1f} wall, "
-                     f"{statistics.median(cpu[key]):.1f} CPU  (wall runs: "
-                     + ", ".join(f"{m:.1f}" for m in ms) + ")"))
+        rows.append(
+            (
+                f"{key} ms/view",
+                f"{statistics.median(ms):.1f} wall, "
+                f"{statistics.median(cpu[key]):.1f} CPU  (wall runs: " + ", ".join(f"{m:.1f}" for m in ms) + ")",
+            )
+        )
     if has_gl:
         a, b = results["numpy square"], results["pyrender"]
         both = (a.pix2pt >= 0) & (b.pix2pt >= 0)
@@ -113,9 +116,14 @@ def bench_superpoints(n_big: int) -> list[tuple[str, str]]:
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     per100k = min(times) * 100_000 / n_big
-    rows.append(("superpoints s / 100k points", f"{per100k:.2f} wall, {min(cpu) * 100_000 / n_big:.2f} CPU  "
-                 f"({name}, {n_big} points; "
-                 f"purity {purity(res.sp, lab):.4f}, {100 * res.n_superpoints / n_big:.2f} per 100 pts)"))
+    rows.append(
+        (
+            "superpoints s / 100k points",
+            f"{per100k:.2f} wall, {min(cpu) * 100_000 / n_big:.2f} CPU  "
+            f"({name}, {n_big} points; "
+            f"purity {purity(res.sp, lab):.4f}, {100 * res.n_superpoints / n_big:.2f} per 100 pts)",
+        )
+    )
     try:
         from pipeline.data.synthetic import generate_shape  # noqa: F401
 
@@ -133,9 +141,12 @@ def bench_superpoints(n_big: int) -> list[tuple[str, str]]:
                     cnt.append(r.n_superpoints / n * 100)
                 pur += p_c
                 per_cat.append(f"{cat} {np.mean(p_c):.3f}")
-            rows.append((f"synthetic {n // 1000}k pts, idx {indices.start}-{indices.stop - 1}: purity / sp per 100",
-                         f"{np.mean(pur):.4f} (min {np.min(pur):.3f}) / {np.mean(cnt):.2f}  "
-                         f"[{len(pur)} shapes; {', '.join(per_cat)}]"))
+            rows.append(
+                (
+                    f"synthetic {n // 1000}k pts, idx {indices.start}-{indices.stop - 1}: purity / sp per 100",
+                    f"{np.mean(pur):.4f} (min {np.min(pur):.3f}) / {np.mean(cnt):.2f}  [{len(pur)} shapes; {', '.join(per_cat)}]",
+                )
+            )
     except ImportError:
         rows.append(("synthetic shapes", "skipped: pipeline.data.synthetic missing"))
     if MOBILITY.exists():
@@ -144,16 +155,23 @@ def bench_superpoints(n_big: int) -> list[tuple[str, str]]:
         x = a[:, :3] - a[:, :3].mean(0)
         x /= np.linalg.norm(x, axis=1).max()
         r = compute_superpoints(x, a[:, 6:9].astype(np.uint8))
-        rows.append(("mobility 40147 (leaf labels): purity / sp per 100",
-                     f"{purity(r.sp, lb):.4f} / {100 * r.n_superpoints / len(x):.2f}  "
-                     f"({r.n_superpoints} sp, {len(np.unique(lb))} leaf parts)"))
+        rows.append(
+            (
+                "mobility 40147 (leaf labels): purity / sp per 100",
+                f"{purity(r.sp, lb):.4f} / {100 * r.n_superpoints / len(x):.2f}  ({r.n_superpoints} sp, {len(np.unique(lb))} leaf parts)",
+            )
+        )
         try:
             from pipeline.data.mobility import read_mobility_object
 
             obj = read_mobility_object(MOBILITY.parent)
             r = compute_superpoints(obj.xyz, obj.rgb)
-            rows.append(("mobility 40147 (semantic labels): purity / sp per 100",
-                         f"{purity(r.sp, obj.sem):.4f} / {100 * r.n_superpoints / len(obj.xyz):.2f}"))
+            rows.append(
+                (
+                    "mobility 40147 (semantic labels): purity / sp per 100",
+                    f"{purity(r.sp, obj.sem):.4f} / {100 * r.n_superpoints / len(obj.xyz):.2f}",
+                )
+            )
         except ImportError:
             pass
     return rows

@@ -11,6 +11,7 @@ measured side by side in one run on synthetic objects of realistic size (20k poi
    for 8 × 400 on a 2-core CPU);
 3. per-object inference: lift + predict + labels + instances (target ≤ 1 s), and PartSLIP.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,7 @@ from pipeline.train.objects import TrainObject  # noqa: E402
 from tests.oracles import ref_riou_loss, ref_scores, synthetic_scene  # noqa: E402
 
 SMALL = [False, True, False, False]
-REALISTIC = dict(n_points=20000, n_sp=300, n_views=10, n_parts=4, boxes_per_view=13, H=800, W=800, dilate=3,
-                 feat_dim=256, wrong_frac=0.2)
+REALISTIC = dict(n_points=20000, n_sp=300, n_views=10, n_parts=4, boxes_per_view=13, H=800, W=800, dilate=3, feat_dim=256, wrong_frac=0.2)
 
 
 def timeit(fn, repeat: int = 1) -> float:
@@ -63,8 +63,7 @@ def main() -> None:
 
     sc, L, obj = prepare(0)
     rows.append(("object", f"N={L.n_points} S={L.n_sp} V={L.n_views} B={L.n_boxes} nnz={L.point.size}", ""))
-    t_lift = timeit(lambda: lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, sc.masks,
-                                        sem=sc.sem, n_parts=4), 3)
+    t_lift = timeit(lambda: lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, sc.masks, sem=sc.sem, n_parts=4), 3)
     rows.append(("lift_object (mask mode)", f"{t_lift * 1e3:.1f} ms", ""))
 
     # 1. score + loss forward/backward
@@ -118,25 +117,40 @@ def main() -> None:
     t_vec = timeit(vec_step, 200)
     t_vec_b = timeit(vec_step_build, 20)
     rows.append(("score+loss fwd+bwd, loop reference", f"{t_ref * 1e3:.1f} ms", ""))
-    rows.append(("score+loss fwd+bwd, dense torch (official formulation)", f"{t_dense * 1e3:.1f} ms",
-                 f"max |grad_w difference| vs vectorised {err_dense:.1e}"))
-    rows.append(("score+loss fwd+bwd, vectorised (index prebuilt)", f"{t_vec * 1e3:.3f} ms",
-                 f"{t_ref / t_vec:.0f}x faster than loop, {t_dense / t_vec:.1f}x faster than dense torch"))
-    rows.append(("score+loss fwd+bwd, vectorised incl. index build", f"{t_vec_b * 1e3:.2f} ms",
-                 f"{t_ref / t_vec_b:.0f}x faster"))
+    rows.append(
+        (
+            "score+loss fwd+bwd, dense torch (official formulation)",
+            f"{t_dense * 1e3:.1f} ms",
+            f"max |grad_w difference| vs vectorised {err_dense:.1e}",
+        )
+    )
+    rows.append(
+        (
+            "score+loss fwd+bwd, vectorised (index prebuilt)",
+            f"{t_vec * 1e3:.3f} ms",
+            f"{t_ref / t_vec:.0f}x faster than loop, {t_dense / t_vec:.1f}x faster than dense torch",
+        )
+    )
+    rows.append(("score+loss fwd+bwd, vectorised incl. index build", f"{t_vec_b * 1e3:.2f} ms", f"{t_ref / t_vec_b:.0f}x faster"))
     rows.append(("  max |grad_w difference|", f"{err:.1e}", f"{index.n_groups} groups from {L.point.size} entries"))
 
     # 2. training
     t0 = time.perf_counter()
     objs = [obj] + [prepare(s)[2] for s in range(1, 2 * args.objects)]
-    rows.append((f"prepare {2 * args.objects} objects (scene+lift+index)", f"{time.perf_counter() - t0:.1f} s",
-                 "synthetic scenes dominate"))
+    rows.append(
+        (f"prepare {2 * args.objects} objects (scene+lift+index)", f"{time.perf_counter() - t0:.1f} s", "synthetic scenes dominate")
+    )
     tr, va = objs[: args.objects], objs[args.objects :]
     t0 = time.perf_counter()
     res = train_weight_net(tr, va, TrainParams(epochs=args.epochs))
     t_train = time.perf_counter() - t0
-    rows.append((f"train {args.objects} objects x {args.epochs} epochs (+val {len(va)})", f"{t_train:.1f} s",
-                 f"target <= 60 s; best epoch {res.best_epoch}, val mIoU {res.best_val_miou:.3f}"))
+    rows.append(
+        (
+            f"train {args.objects} objects x {args.epochs} epochs (+val {len(va)})",
+            f"{t_train:.1f} s",
+            f"target <= 60 s; best epoch {res.best_epoch}, val mIoU {res.best_val_miou:.3f}",
+        )
+    )
 
     # 3. inference + instances
     net = load_net(res)

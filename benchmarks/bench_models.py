@@ -9,6 +9,7 @@
 
 Run: python benchmarks/bench_models.py [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,9 @@ def bench_sam(repeats: int, n_views: int = 10, boxes_per_view: int = 8, size: in
     xy = rng.uniform(0, size * 0.7, (n_views * boxes_per_view, 2))
     wh = rng.uniform(20, size * 0.3, (n_views * boxes_per_view, 2))
     n = n_views * boxes_per_view
-    det = Detections(np.concatenate([xy, xy + wh], 1), np.repeat(np.arange(n_views), boxes_per_view),
-                     np.zeros(n), np.ones(n), np.zeros((n, 4)))
+    det = Detections(
+        np.concatenate([xy, xy + wh], 1), np.repeat(np.arange(n_views), boxes_per_view), np.zeros(n), np.ones(n), np.zeros((n, 4))
+    )
     rows = []
     for img_size in (128, 1024):
         masker = SamMasker(build_tiny_sam(img_size=img_size, patch_size=16))
@@ -62,8 +64,9 @@ def bench_oracle(repeats: int, n_views: int = 10, size: int = 800) -> tuple[list
     from pipeline.segment.box import box_masks
     from pipeline.segment.oracle import oracle_masks
 
-    sc = synthetic_scene(n_views=n_views, height=size, width=size,
-                         part_names=("arm", "back", "leg", "seat", "wheel"), instances_per_part=(1, 4), seed=0)
+    sc = synthetic_scene(
+        n_views=n_views, height=size, width=size, part_names=("arm", "back", "leg", "seat", "wheel"), instances_per_part=(1, 4), seed=0
+    )
     det, _ = oracle_detect(sc.pix2pt, sc.sem, sc.ins, sc.part_names, seed=0)
     t_det = _best(lambda: oracle_detect(sc.pix2pt, sc.sem, sc.ins, sc.part_names, seed=0), repeats)
     t_seg = _best(lambda: oracle_masks(det, sc.pix2pt, sc.sem, sc.ins, seed=0), repeats)
@@ -102,9 +105,15 @@ def bench_import(repeats: int, scene_det) -> list[tuple[str, float, str]]:
         sp[:] = [list(range(i * 8, (i + 1) * 8)) for i in range(N // 8)]
         np.save(P["superpoint"], sp, allow_pickle=True)
         xyxy = det.xyxy.astype(float)
-        recs = [{"image_id": int(det.view[b]), "category_id": int(det.label[b]) + 1,
-                 "bbox": [xyxy[b, 0], xyxy[b, 1], xyxy[b, 2] - xyxy[b, 0], xyxy[b, 3] - xyxy[b, 1]],
-                 "score": float(det.score[b])} for b in range(len(det))]
+        recs = [
+            {
+                "image_id": int(det.view[b]),
+                "category_id": int(det.label[b]) + 1,
+                "bbox": [xyxy[b, 0], xyxy[b, 1], xyxy[b, 2] - xyxy[b, 0], xyxy[b, 3] - xyxy[b, 1]],
+                "score": float(det.score[b]),
+            }
+            for b in range(len(det))
+        ]
         P["pred"].write_text(json.dumps(recs))
         np.savez_compressed(P["feature"], feature=det.feat)
         np.savez_compressed(P["mask"], mask=oracle_masks(det, sc.pix2pt, sc.sem, sc.ins).astype(np.float64))

@@ -20,14 +20,15 @@ Grounding DINO base + SAM vit_h at 10 views x 800 px.
     # the GPU run (keep the defaults: 10 views x 800 px, batch all views, bf16 autocast)
     python benchmarks/bench_real_models.py --device cuda --sizes real
 """
+
 from __future__ import annotations
 
 import argparse
 import resource
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -55,18 +56,42 @@ def gdino_config(name: str):
     if name == "tiny":  # GroundingDinoConfig's defaults are Grounding DINO-T (Swin-T, BERT-base)
         return GroundingDinoConfig()
     if name == "base":
-        swin = SwinConfig(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12, image_size=384,
-                          out_features=["stage2", "stage3", "stage4"])
+        swin = SwinConfig(
+            embed_dim=128,
+            depths=[2, 2, 18, 2],
+            num_heads=[4, 8, 16, 32],
+            window_size=12,
+            image_size=384,
+            out_features=["stage2", "stage3", "stage4"],
+        )
         return GroundingDinoConfig(backbone_config=swin)
     if name == "small":
-        backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic",
-                                out_features=["stage2", "stage3", "stage4"])
-        text = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                          max_position_embeddings=64)
-        return GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, num_queries=100, encoder_layers=1,
-                                   decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2,
-                                   decoder_attention_heads=2, num_feature_levels=4, encoder_n_points=2, decoder_n_points=2,
-                                   max_text_len=32)
+        backbone = ResNetConfig(
+            embedding_size=8,
+            hidden_sizes=[8, 16, 32, 64],
+            depths=[1, 1, 1, 1],
+            layer_type="basic",
+            out_features=["stage2", "stage3", "stage4"],
+        )
+        text = BertConfig(
+            vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, max_position_embeddings=64
+        )
+        return GroundingDinoConfig(
+            backbone_config=backbone,
+            text_config=text,
+            d_model=32,
+            num_queries=100,
+            encoder_layers=1,
+            decoder_layers=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            num_feature_levels=4,
+            encoder_n_points=2,
+            decoder_n_points=2,
+            max_text_len=32,
+        )
     raise ValueError(name)
 
 
@@ -81,8 +106,9 @@ def build_gdino(name: str, image_size: int, device: str, batch_size: int | None,
     torch.manual_seed(0)
     model = GroundingDinoForObjectDetection(gdino_config(name)).eval()
     longest = max(1333, image_size)  # the released processor: shortest edge 800, longest 1333
-    proc = GroundingDinoProcessor(GroundingDinoImageProcessorPil(size={"shortest_edge": min(800, image_size), "longest_edge": longest}),
-                                  _tokenizer())
+    proc = GroundingDinoProcessor(
+        GroundingDinoImageProcessorPil(size={"shortest_edge": min(800, image_size), "longest_edge": longest}), _tokenizer()
+    )
     return GroundingDinoDetector((model, proc), device=device, score_threshold=0.0, batch_size=batch_size, precision=precision)
 
 
@@ -163,7 +189,9 @@ def scene(views: int, size: int, boxes_per_view: int):
     n = views * boxes_per_view
     xy = rng.uniform(0, size * 0.7, (n, 2))
     wh = rng.uniform(size * 0.05, size * 0.3, (n, 2))
-    det = Detections(np.concatenate([xy, xy + wh], 1), np.repeat(np.arange(views), boxes_per_view), np.zeros(n), np.ones(n), np.zeros((n, 4)))
+    det = Detections(
+        np.concatenate([xy, xy + wh], 1), np.repeat(np.arange(views), boxes_per_view), np.zeros(n), np.ones(n), np.zeros((n, 4))
+    )
     return images, det
 
 
@@ -173,14 +201,24 @@ def bench(kind: str, name: str, args, images, det) -> dict:
 
     import torch
 
-    build = (lambda bs: build_gdino(name, args.image_size, args.device, bs, args.precision)) if kind == "detect" else \
-        (lambda bs: build_sam(name, args.device, bs, args.precision))
+    build = (
+        (lambda bs: build_gdino(name, args.image_size, args.device, bs, args.precision))
+        if kind == "detect"
+        else (lambda bs: build_sam(name, args.device, bs, args.precision))
+    )
     m = build(args.batch_size)
-    run = (lambda: m.detect_object(images, PARTS)) if kind == "detect" else (lambda: m.masks_for_object(images, det))
+    run = (lambda m=m: m.detect_object(images, PARTS)) if kind == "detect" else (lambda m=m: m.masks_for_object(images, det))
     with peak_memory(args.device) as mem:
         t = timed(run, args.device, args.repeats)
-    row = {"kind": kind, "model": name, "params_m": n_params(m.model if kind == "detect" else m.sam), "s": t,
-           "batch": m.batch_size, "precision": m.precision, "peak_gib": mem["peak_gib"]}
+    row = {
+        "kind": kind,
+        "model": name,
+        "params_m": n_params(m.model if kind == "detect" else m.sam),
+        "s": t,
+        "batch": m.batch_size,
+        "precision": m.precision,
+        "peak_gib": mem["peak_gib"],
+    }
     if args.compare_unbatched and m.batch_size > 1:
         m.batch_size = 1
         row["s_unbatched"] = timed(run, args.device, args.repeats)
@@ -203,8 +241,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="views per forward (default: all on CUDA, 1 on CPU)")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     ap.add_argument("--repeats", type=int, default=1, help="timed runs after one warm-up (best is kept)")
-    ap.add_argument("--no-compare-unbatched", dest="compare_unbatched", action="store_false",
-                    help="skip the one-view-per-forward timing")
+    ap.add_argument("--no-compare-unbatched", dest="compare_unbatched", action="store_false", help="skip the one-view-per-forward timing")
     args = ap.parse_args()
 
     import torch
@@ -215,16 +252,22 @@ def main() -> None:
     sams = (args.sams or ("vit_b,vit_l,vit_h" if args.sizes == "real" else "small")).split(",")
     images, det = scene(args.views, args.image_size, args.boxes_per_view)
     dev = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    print(f"# bench_real_models  ({dev}; torch {torch.__version__}; {args.views} views x {args.image_size} px, "
-          f"{args.boxes_per_view} boxes/view; random weights, real shapes: {args.sizes})", flush=True)
+    print(
+        f"# bench_real_models  ({dev}; torch {torch.__version__}; {args.views} views x {args.image_size} px, "
+        f"{args.boxes_per_view} boxes/view; random weights, real shapes: {args.sizes})",
+        flush=True,
+    )
     rows = []
     for kind, names in (("detect", dets), ("segment", sams)):
         for name in names:
             rows.append(bench(kind, name, args, images, det))
             r = rows[-1]
             extra = f"  one view/forward {r['s_unbatched']:7.2f} s ({r['s_unbatched'] / r['s']:.2f}x)" if "s_unbatched" in r else ""
-            print(f"{kind:7s} {name:6s} {r['params_m']:7.1f} M params  batch {r['batch']:2d} {r['precision']:4s}  "
-                  f"{r['s']:7.2f} s/object  peak {r['peak_gib']:6.2f} GiB{extra}", flush=True)
+            print(
+                f"{kind:7s} {name:6s} {r['params_m']:7.1f} M params  batch {r['batch']:2d} {r['precision']:4s}  "
+                f"{r['s']:7.2f} s/object  peak {r['peak_gib']:6.2f} GiB{extra}",
+                flush=True,
+            )
     print("# detect + segment per object (configured batch / precision)")
     for d in (r for r in rows if r["kind"] == "detect"):
         for s in (r for r in rows if r["kind"] == "segment"):

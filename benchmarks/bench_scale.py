@@ -23,6 +23,7 @@ The original layout is computed for the same objects from SPEC §9: ``pc_idx`` i
 ``sp_map_list`` (N·K·B) + ``view_bbox_mask_list`` (S,10,B) + per-superpoint arrays for
 the box info. The last column gives the original size at the paper's 800×800.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,14 +78,40 @@ def start_cluster(work: Path, n_workers: int):
 
     sched_file = work / "scheduler.json"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    procs = [subprocess.Popen(["dask", "scheduler", "--scheduler-file", str(sched_file), "--port", "0", "--no-dashboard"],
-                              cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            ["dask", "scheduler", "--scheduler-file", str(sched_file), "--port", "0", "--no-dashboard"],
+            cwd=work,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     for _ in range(600):
         if sched_file.exists():
             break
         time.sleep(0.1)
-    procs.append(subprocess.Popen(["dask", "worker", "--scheduler-file", str(sched_file), "--nworkers", str(n_workers), "--nthreads", "1",
-                                   "--resources", "GPU=1", "--no-dashboard"], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    procs.append(
+        subprocess.Popen(
+            [
+                "dask",
+                "worker",
+                "--scheduler-file",
+                str(sched_file),
+                "--nworkers",
+                str(n_workers),
+                "--nthreads",
+                "1",
+                "--resources",
+                "GPU=1",
+                "--no-dashboard",
+            ],
+            cwd=work,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
     client = Client(scheduler_file=str(sched_file))
     client.wait_for_workers(n_workers, timeout=120)
     return procs, client
@@ -102,7 +129,11 @@ def _worker_maxrss_kb() -> int:
 
 def group_bytes(cache: Path, stage: str) -> dict[str, int]:
     store = cache / stage / "Chair.zarr"
-    return {g.name: sum(f.stat().st_size for f in g.rglob("*") if f.is_file()) for g in store.iterdir() if g.is_dir() and not g.name.startswith(".")}
+    return {
+        g.name: sum(f.stat().st_size for f in g.rglob("*") if f.is_file())
+        for g in store.iterdir()
+        if g.is_dir() and not g.name.startswith(".")
+    }
 
 
 def original_bytes(cache: Path) -> dict[str, list[tuple[float, float]]]:
@@ -165,8 +196,10 @@ def main() -> None:
             p.terminate()
             p.wait(timeout=30)
     n = args.objects
-    print(f"\n# bench_scale: {n} synthetic Chair objects, {args.points} points, {args.image_size}x{args.image_size} px, 10 views; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+    print(
+        f"\n# bench_scale: {n} synthetic Chair objects, {args.points} points, {args.image_size}x{args.image_size} px, 10 views; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end"
+    )
     print(f"\n| stage | sync obj/min | {dist} obj/min | tcp cluster ({args.workers} workers) obj/min | peak RSS sync / {dist} / tcp |")
     print("|---|---|---|---|---|")
     for stage, a, b, c in rows:
@@ -175,8 +208,10 @@ def main() -> None:
         print(f"| {stage} | {cells[0]} | {cells[1]} | {cells[2]} | {rss} MB |")
     tot = [sum(r[i]["seconds"] for r in rows) for i in (1, 2, 3)]
     print(f"| **chain** | {n / tot[0] * 60:.0f} | {n / tot[1] * 60:.0f} | {n / tot[2] * 60:.0f} | |")
-    print(f"\nspeed-up over sync for the chain: {dist} {tot[0] / tot[1]:.2f}x, tcp cluster {tot[0] / tot[2]:.2f}x. "
-          "obj/min from the stage's own timing (in brackets: including process start-up); local:N includes starting the cluster.")
+    print(
+        f"\nspeed-up over sync for the chain: {dist} {tot[0] / tot[1]:.2f}x, tcp cluster {tot[0] / tot[2]:.2f}x. "
+        "obj/min from the stage's own timing (in brackets: including process start-up); local:N includes starting the cluster."
+    )
 
     cache = work / "cache_sync"
     ours = {s: group_bytes(cache, s) for s in STAGES}
@@ -197,12 +232,16 @@ def main() -> None:
         print(f"| {label} | {fmt_bytes(ob)} | {fmt_bytes(o_here)} | {o_here / ob:.0f}x smaller | {fmt_bytes(o_800)} |")
     total_ours = sum(mean(list(ours[s].values())) for s in STAGES)
     total_orig = sum(mean([x[0] for x in orig[k]]) for k in orig)
-    print(f"| **all stages** | {fmt_bytes(total_ours)} | {fmt_bytes(total_orig)} | {total_orig / total_ours:.0f}x smaller | {fmt_bytes(sum(mean([x[1] for x in orig[k]]) for k in orig))} |")
+    print(
+        f"| **all stages** | {fmt_bytes(total_ours)} | {fmt_bytes(total_orig)} | {total_orig / total_ours:.0f}x smaller | {fmt_bytes(sum(mean([x[1] for x in orig[k]]) for k in orig))} |"
+    )
     from stages.store import CategoryStore
 
     det = CategoryStore(cache, "detect", "Chair")
     bs = [det.attrs(o)["n_boxes"] for o in det.object_ids()]
-    print(f"\nboxes per object: mean {mean(bs):.0f} (min {min(bs)}, max {max(bs)}); original sizes exclude PNGs, pred.json and visualisations.")
+    print(
+        f"\nboxes per object: mean {mean(bs):.0f} (min {min(bs)}, max {max(bs)}); original sizes exclude PNGs, pred.json and visualisations."
+    )
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

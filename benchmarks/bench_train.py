@@ -18,6 +18,7 @@ taking the next category when one finishes; loading and start-up not included).
 Needs a cache that went through ``lift`` (and ``detect``) for these params: the demo's
 ``dvc repro`` cache, or ``--build`` to run ingest..lift into ``--cache`` first (minutes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -98,9 +99,13 @@ def main() -> None:
     if args.batch is not None:
         tp.batch_size = args.batch
     variants = [("partstad", "mask")] + ([("partstad_boxes", "box")] if cfg.train.ablation_boxes else [])
-    print(f"{len(cats)} categories x {len(variants)} variants, {tp.epochs} epochs, batch {tp.batch_size}, {tp.threads} thread(s); "
-          f"torch numerics {torch_numerics()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'category':<17}{'variant':<15}{'old s':>7}{'new s':>7}{'ratio':>7}  best epoch old/new  best val old/new   loss drift ep10/max")
+    print(
+        f"{len(cats)} categories x {len(variants)} variants, {tp.epochs} epochs, batch {tp.batch_size}, {tp.threads} thread(s); "
+        f"torch numerics {torch_numerics()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'category':<17}{'variant':<15}{'old s':>7}{'new s':>7}{'ratio':>7}  best epoch old/new  best val old/new   loss drift ep10/max"
+    )
     per_cat: dict[str, list[float]] = {}
     tot = np.zeros(4)  # old cpu, new cpu, old wall, new wall
     same = 0
@@ -109,8 +114,11 @@ def main() -> None:
         for name, mode in variants:
             skipped: list = []
             tr = load_split(ctx, select_objects(str(cache), cat, None, ("fewshot",)), mode, tp.pos_enc, "cpu", skipped)
-            va = [o for o in load_split(ctx, select_objects(str(cache), cat, None, ("val",)), mode, tp.pos_enc, "cpu", skipped)
-                  if o.label_counts is not None]
+            va = [
+                o
+                for o in load_split(ctx, select_objects(str(cache), cat, None, ("val",)), mode, tp.pos_enc, "cpu", skipped)
+                if o.label_counts is not None
+            ]
             old, c_old, w_old = timed(ref_train_weight_net, tr, va, tp)
             new, c_new, w_new = timed(train_weight_net, tr, va, tp)
             tot += (c_old, c_new, w_old, w_new)
@@ -118,13 +126,20 @@ def main() -> None:
             per_cat[cat][0] += c_old
             per_cat[cat][1] += c_new
             same += old.best_epoch == new.best_epoch
-            print(f"{cat:<17}{name:<15}{c_old:7.2f}{c_new:7.2f}{c_old / c_new:7.2f}  {old.best_epoch:>9d} /{new.best_epoch:>4d}"
-                  f"   {old.best_val_miou:.4f} / {new.best_val_miou:.4f}   {drift(old, new, 10):.1e} / {drift(old, new):.1e}", flush=True)
+            print(
+                f"{cat:<17}{name:<15}{c_old:7.2f}{c_new:7.2f}{c_old / c_new:7.2f}  {old.best_epoch:>9d} /{new.best_epoch:>4d}"
+                f"   {old.best_val_miou:.4f} / {new.best_val_miou:.4f}   {drift(old, new, 10):.1e} / {drift(old, new):.1e}",
+                flush=True,
+            )
     n = len(cats) * len(variants)
-    print(f"total CPU s: old {tot[0]:.1f}, new {tot[1]:.1f}, ratio {tot[0] / tot[1]:.2f} (wall s: old {tot[2]:.1f}, new {tot[3]:.1f}, "
-          f"ratio {tot[2] / tot[3]:.2f}); same selected epoch in {same} of {n} variants")
-    print(f"on 2 idle cores (categories over 2 workers): old {two_workers([v[0] for v in per_cat.values()]):.1f} s, "
-          f"new {two_workers([v[1] for v in per_cat.values()]):.1f} s; load average now {os.getloadavg()[0]:.1f}")
+    print(
+        f"total CPU s: old {tot[0]:.1f}, new {tot[1]:.1f}, ratio {tot[0] / tot[1]:.2f} (wall s: old {tot[2]:.1f}, new {tot[3]:.1f}, "
+        f"ratio {tot[2] / tot[3]:.2f}); same selected epoch in {same} of {n} variants"
+    )
+    print(
+        f"on 2 idle cores (categories over 2 workers): old {two_workers([v[0] for v in per_cat.values()]):.1f} s, "
+        f"new {two_workers([v[1] for v in per_cat.values()]):.1f} s; load average now {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ synthetic shapes, small settings); docs/pixel_simulators.md shows a run.
     python benchmarks/compare_simulators.py --work /tmp/sims [--categories Chair,Kettle,StorageFurniture] \\
         [--settings oracle,pixels,pixels_det,pixels_sam] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse

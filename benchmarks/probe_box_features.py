@@ -15,6 +15,7 @@ Objects of ``--train-splits`` (default fewshot and val) train the probe; the oth
 score it. Every number is printed per category and pooled over categories (one probe per
 category; pooled AUC over the concatenated held-out scores).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -118,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         pooled["score"].append(ste)
         pooled["ok"].append(yte)
     y = np.concatenate(pooled["ok"])
-    print(f"{'pooled':18s} {y.size:11d} {y.mean():8.2f} {auc(np.concatenate(pooled['probe']), y):9.3f} {auc(np.concatenate(pooled['score']), y):9.3f}")
+    print(
+        f"{'pooled':18s} {y.size:11d} {y.mean():8.2f} {auc(np.concatenate(pooled['probe']), y):9.3f} {auc(np.concatenate(pooled['score']), y):9.3f}"
+    )
 
 
 if __name__ == "__main__":

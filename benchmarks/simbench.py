@@ -9,6 +9,7 @@ copies that base and recomputes what its parameters change.
 Every number produced here comes from the SIMULATED detector and SIMULATED SAM on
 synthetic shapes: it describes the simulator and the pipeline, not real-world accuracy.
 """
+
 from __future__ import annotations
 
 import copy
@@ -69,8 +70,14 @@ def write_params(path: Path, params: dict[str, Any]) -> Path:
     return path
 
 
-def run_setting(work: Path, params: dict[str, Any], base_cache: Path | None = None, stages: tuple[str, ...] | None = None,
-                splits: str | None = None, log=print) -> dict[str, dict[str, Any]]:
+def run_setting(
+    work: Path,
+    params: dict[str, Any],
+    base_cache: Path | None = None,
+    stages: tuple[str, ...] | None = None,
+    splits: str | None = None,
+    log=print,
+) -> dict[str, dict[str, Any]]:
     """Run the stages for ``params`` under ``work``; return metrics/evaluate/<Cat>.json per category.
 
     With ``base_cache``, its shape-only stores are copied in first (and not recomputed).
@@ -87,9 +94,23 @@ def run_setting(work: Path, params: dict[str, Any], base_cache: Path | None = No
     for st in todo:
         t0 = time.perf_counter()
         if st == "train":
-            cli(["train", *common, "--models", work / "models", "--metrics", work / "metrics", "--plots", work / "plots", "--device", "cpu"])
+            cli(
+                ["train", *common, "--models", work / "models", "--metrics", work / "metrics", "--plots", work / "plots", "--device", "cpu"]
+            )
         elif st == "evaluate":
-            cli(["evaluate", *common, "--models", work / "models", "--metrics", work / "metrics", "--device", "cpu", *(["--splits", splits] if splits else [])])
+            cli(
+                [
+                    "evaluate",
+                    *common,
+                    "--models",
+                    work / "models",
+                    "--metrics",
+                    work / "metrics",
+                    "--device",
+                    "cpu",
+                    *(["--splits", splits] if splits else []),
+                ]
+            )
         else:
             cli([st, *common])
         log(f"    {st}: {time.perf_counter() - t0:.1f} s")
@@ -110,7 +131,7 @@ def paper_distance(row: dict[str, float]) -> tuple[float, int]:
     rms = (sum(x * x for x in d) / len(d)) ** 0.5
     disc = 0
     for i, a in enumerate(ABLATIONS):
-        for b in ABLATIONS[i + 1:]:
+        for b in ABLATIONS[i + 1 :]:
             if (row[a] - row[b]) * (PAPER[a] - PAPER[b]) < 0:
                 disc += 1
     return rms, disc
@@ -119,5 +140,7 @@ def paper_distance(row: dict[str, float]) -> tuple[float, int]:
 def settings_text(params: dict[str, Any]) -> str:
     d, r, t = params["data"], params["render"], params["train"]
     views = len(r.get("views") or []) or 10
-    return (f"{len(params['categories'])} categories ({', '.join(params['categories'])}), {d['n_fewshot']} few-shot + {d['n_val']} val + "
-            f"{d['n_test']} test shapes each, {d['n_points']} points, {r['image_size']} px, {views} views, {t['epochs']} epochs, seed {d['seed']}")
+    return (
+        f"{len(params['categories'])} categories ({', '.join(params['categories'])}), {d['n_fewshot']} few-shot + {d['n_val']} val + "
+        f"{d['n_test']} test shapes each, {d['n_points']} points, {r['image_size']} px, {views} views, {t['epochs']} epochs, seed {d['seed']}"
+    )

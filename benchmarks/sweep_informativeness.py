@@ -16,6 +16,7 @@ The markdown table is written to ``--out`` and, with ``--readme``, between the m
 ``<!-- simulated-calibration:begin -->`` / ``<!-- simulated-calibration:end -->`` of the README:
 never edit those numbers by hand. All numbers: SIMULATED detector and SAM, synthetic shapes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from simbench import ABLATIONS, DEMO_CATEGORIES, PAPER, ROOT, SMALL, TITLES, mean_miou, merge, paper_distance, run_setting, settings_text
+from simbench import ABLATIONS, DEMO_CATEGORIES, PAPER, ROOT, SMALL, mean_miou, merge, paper_distance, run_setting, settings_text
 
 BEGIN, END = "<!-- simulated-calibration:begin -->", "<!-- simulated-calibration:end -->"
 
@@ -67,15 +68,25 @@ def table(base_params: dict, rows: list[dict], command: str) -> str:
     for r in rows:
         mark = " **(default)**" if r is best else ""
         n_stad = sum(v == "partstad" for v in r["auto_picks"].values())
-        lines.append(f"| {r['informativeness']:g}{mark} | {f(r['partslip'])} | {f(r['partstad_boxes'])} ({d(r, 'partstad_boxes')}) | "
-                     f"{f(r['masks_only'])} ({d(r, 'masks_only')}) | {f(r['partstad'])} ({d(r, 'partstad')}) | {f(r['auto'])} ({d(r, 'auto')}) | "
-                     f"{r['rms']:.2f} | {r['discordant']} / 6 | {n_stad} / {len(r['auto_picks'])} |")
-    lines += ["", f"Chosen default: informativeness **{best['informativeness']:g}** (smallest RMS Δ-distance, {best['rms']:.2f} points). "
-              "Distance = RMS over the three ablations of (method − PartSLIP)_simulated − (method − PartSLIP)_paper.", "",
-              f"Per category at informativeness {best['informativeness']:g} (test mIoU %, simulated):", "",
-              "| category | PartSLIP | w/o SAM | w/o weights | full | auto (picked) |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['informativeness']:g}{mark} | {f(r['partslip'])} | {f(r['partstad_boxes'])} ({d(r, 'partstad_boxes')}) | "
+            f"{f(r['masks_only'])} ({d(r, 'masks_only')}) | {f(r['partstad'])} ({d(r, 'partstad')}) | {f(r['auto'])} ({d(r, 'auto')}) | "
+            f"{r['rms']:.2f} | {r['discordant']} / 6 | {n_stad} / {len(r['auto_picks'])} |"
+        )
+    lines += [
+        "",
+        f"Chosen default: informativeness **{best['informativeness']:g}** (smallest RMS Δ-distance, {best['rms']:.2f} points). "
+        "Distance = RMS over the three ablations of (method − PartSLIP)_simulated − (method − PartSLIP)_paper.",
+        "",
+        f"Per category at informativeness {best['informativeness']:g} (test mIoU %, simulated):",
+        "",
+        "| category | PartSLIP | w/o SAM | w/o weights | full | auto (picked) |",
+        "|---|---|---|---|---|---|",
+    ]
     for c, v in best["per_category"].items():
-        lines.append(f"| {c} | {f(v['partslip'])} | {f(v['partstad_boxes'])} | {f(v['masks_only'])} | {f(v['partstad'])} | {f(v['auto'])} ({best['auto_picks'][c]}) |")
+        lines.append(
+            f"| {c} | {f(v['partslip'])} | {f(v['partstad_boxes'])} | {f(v['masks_only'])} | {f(v['partstad'])} | {f(v['auto'])} ({best['auto_picks'][c]}) |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -103,16 +114,22 @@ def main() -> None:
     values = [float(v) for v in a.values.split(",")]
     cats = a.categories.split(",")
     overrides = {"train": {"epochs": a.epochs, "seed": 0}}
-    command = "python benchmarks/sweep_informativeness.py" + (f" --values {a.values}" if a.values != "0,0.25,0.5,0.75,1" else "") + \
-        (f" --epochs {a.epochs}" if a.epochs != SMALL["train"]["epochs"] else "")
+    command = (
+        "python benchmarks/sweep_informativeness.py"
+        + (f" --values {a.values}" if a.values != "0,0.25,0.5,0.75,1" else "")
+        + (f" --epochs {a.epochs}" if a.epochs != SMALL["train"]["epochs"] else "")
+    )
     if a.from_json:
         import json
 
         rows = json.loads(Path(a.from_json).read_text())
         base_params = merge(SMALL, {"categories": cats, **overrides})
         values = [r["informativeness"] for r in rows]
-        command = "python benchmarks/sweep_informativeness.py" + (f" --values {','.join(f'{v:g}' for v in values)}" if values != [0, 0.25, 0.5, 0.75, 1] else "") + \
-            (f" --epochs {a.epochs}" if a.epochs != SMALL["train"]["epochs"] else "")
+        command = (
+            "python benchmarks/sweep_informativeness.py"
+            + (f" --values {','.join(f'{v:g}' for v in values)}" if values != [0, 0.25, 0.5, 0.75, 1] else "")
+            + (f" --epochs {a.epochs}" if a.epochs != SMALL["train"]["epochs"] else "")
+        )
     else:
         with tempfile.TemporaryDirectory(prefix="sweep_inf_") as tmp:
             work = Path(a.work) if a.work else Path(tmp)

@@ -6,12 +6,14 @@ matmuls run in bf16/fp16 (tensor cores), and the CPU preprocessing of the next b
 resize, normalisation) runs in a thread while the device computes the current one. On a CPU
 none of that buys anything, so the defaults there are one view per forward and fp32.
 """
+
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, ContextManager, Iterable, Iterator, Literal, Sequence, TypeVar
+from typing import Literal, TypeVar
 
 import torch
 
@@ -52,7 +54,7 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
     return precision
 
 
-def autocast(precision: str, device: str | torch.device) -> ContextManager:
+def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:
     """``torch.autocast`` for bf16/fp16 (after :func:`resolve_precision`), a no-op for fp32."""
     p = resolve_precision(precision, device)
     if p == "fp32":

@@ -4,6 +4,7 @@ Used by lifting (SPEC §7.1 box IoU gate), the PartSLIP baseline, the simulated 
 SAMs and non-maximum suppression; :func:`box_pixel_ranges` says which pixels a box covers. Areas are continuous (``x1 - x0``, no +1 pixel convention, as in the
 official code); a pair whose union is 0 (two degenerate boxes) has IoU 0.
 """
+
 from __future__ import annotations
 
 import numpy as np

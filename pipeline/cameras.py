@@ -11,6 +11,7 @@ rotation has rows ``(-x, -y, z)``, and with ``fx = fy = (S/2)/tan(fov/2)``, ``cx
 ``cy = H/2`` (S = min(H, W), PyTorch3D's NDC convention for the shorter side) the pixel
 coordinates equal PyTorch3D's ``transform_points_screen`` exactly (SPEC §2.2).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,9 +22,16 @@ from pipeline import portable as pm
 
 #: (elevation°, azimuth°) of the 10 views, in view-id order (SPEC §2.2).
 PAPER_VIEWS: tuple[tuple[float, float], ...] = (
-    (10.0, 0.0), (10.0, 90.0), (10.0, 180.0), (10.0, 270.0),
-    (40.0, 0.0), (40.0, 120.0), (40.0, 240.0),
-    (-20.0, 60.0), (-20.0, 180.0), (-20.0, 300.0),
+    (10.0, 0.0),
+    (10.0, 90.0),
+    (10.0, 180.0),
+    (10.0, 270.0),
+    (40.0, 0.0),
+    (40.0, 120.0),
+    (40.0, 240.0),
+    (-20.0, 60.0),
+    (-20.0, 180.0),
+    (-20.0, 300.0),
 )
 
 #: PyTorch3D FoVPerspectiveCameras defaults (SPEC §2.2); points nearer than ZNEAR are culled.
@@ -121,8 +129,7 @@ def make_cameras(
 
     f = (min(h, w) / 2.0) / pm.tan(np.deg2rad(fov_deg) / 2.0)
     K = np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]])
-    return Cameras(K=K, world_to_cam=w2c, image_size=(h, w), views=views_t,
-                   centres=centres, directions=z_axis.copy())
+    return Cameras(K=K, world_to_cam=w2c, image_size=(h, w), views=views_t, centres=centres, directions=z_axis.copy())
 
 
 def to_camera(cameras: Cameras, xyz: np.ndarray) -> np.ndarray:
@@ -133,8 +140,12 @@ def to_camera(cameras: Cameras, xyz: np.ndarray) -> np.ndarray:
     # explicit 3x3 products: BLAS matmul with a 3-long inner dimension is slower, and its
     # worker threads compete with llvmpipe's on small machines
     for i in range(3):
-        out[..., i] = (w2c[:, i, 0, None] * p[None, :, 0] + w2c[:, i, 1, None] * p[None, :, 1]
-                       + w2c[:, i, 2, None] * p[None, :, 2] + w2c[:, i, 3, None])
+        out[..., i] = (
+            w2c[:, i, 0, None] * p[None, :, 0]
+            + w2c[:, i, 1, None] * p[None, :, 1]
+            + w2c[:, i, 2, None] * p[None, :, 2]
+            + w2c[:, i, 3, None]
+        )
     return out
 
 
@@ -173,6 +184,11 @@ def resize_cameras(cameras: Cameras, image_size: int | tuple[int, int]) -> Camer
     s = min(h, w) / min(cameras.height, cameras.width)
     f = cameras.K[0, 0] * s
     K = np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]])
-    return Cameras(K=K, world_to_cam=cameras.world_to_cam.copy(), image_size=(h, w),
-                   views=cameras.views, centres=cameras.centres.copy(),
-                   directions=cameras.directions.copy())
+    return Cameras(
+        K=K,
+        world_to_cam=cameras.world_to_cam.copy(),
+        image_size=(h, w),
+        views=cameras.views,
+        centres=cameras.centres.copy(),
+        directions=cameras.directions.copy(),
+    )

@@ -1,4 +1,5 @@
 """Error types that the stage runner catches per object (DESIGN §4: bad objects are skipped)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,6 +6,7 @@ centroid to point). Vertices are unshared per face so each face keeps its part's
 colour. Point clouds: one coloured point node per part. Part ``-1`` is the node
 ``unlabelled`` in the palette's grey.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,7 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def face_majority_labels(face_of_point: np.ndarray, labels: np.ndarray, vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+def face_majority_labels(
+    face_of_point: np.ndarray, labels: np.ndarray, vertices: np.ndarray, faces: np.ndarray, points: np.ndarray
+) -> np.ndarray:
     """(F,) label per face: majority of its samples, else the nearest sample's label."""
     from scipy.spatial import cKDTree
 
@@ -45,8 +48,7 @@ def mesh_glb(vertices: np.ndarray, faces: np.ndarray, face_labels: np.ndarray, p
         sel = Fc[face_labels == k]
         tri = V[sel].reshape(-1, 3)
         colour = np.append(palette[int(k) + 1], 255).astype(np.uint8)
-        m = trimesh.Trimesh(tri, np.arange(len(tri)).reshape(-1, 3), process=False,
-                            vertex_colors=np.tile(colour, (len(tri), 1)))
+        m = trimesh.Trimesh(tri, np.arange(len(tri)).reshape(-1, 3), process=False, vertex_colors=np.tile(colour, (len(tri), 1)))
         name = _node_name(int(k), part_names)
         scene.add_geometry(m, node_name=name, geom_name=name)
     return scene.export(file_type="glb")

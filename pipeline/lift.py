@@ -20,6 +20,7 @@ in mask mode (> 1, PartSTAD) and 0 in box mode (> 0, PartSLIP). Pass it explicit
 ablations (e.g. ``mode="box", min_visible=1`` = PartSTAD "weights without masks").
 Single-point views still count in V_s whatever the threshold (SPEC §11.7).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -110,9 +111,7 @@ def strictly_inside(uv: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
     """(B, n) flags: point (u, v) lies strictly inside box b (open intervals, SPEC §11.21)."""
     u = uv[None, :, 0]
     v = uv[None, :, 1]
-    return (
-        (xyxy[:, None, 0] < u) & (u < xyxy[:, None, 2]) & (xyxy[:, None, 1] < v) & (v < xyxy[:, None, 3])
-    )
+    return (xyxy[:, None, 0] < u) & (u < xyxy[:, None, 2]) & (xyxy[:, None, 1] < v) & (v < xyxy[:, None, 3])
 
 
 def whole_object_valid(
@@ -150,9 +149,7 @@ def gt_fractions(sp: np.ndarray, sem: np.ndarray, n_sp: int, n_parts: int) -> np
     return (counts / np.maximum(size, 1)).astype(np.float32)
 
 
-def superpoint_view_boxes(
-    sp: np.ndarray, visible: np.ndarray, uv: np.ndarray, n_sp: int
-) -> tuple[np.ndarray, np.ndarray]:
+def superpoint_view_boxes(sp: np.ndarray, visible: np.ndarray, uv: np.ndarray, n_sp: int) -> tuple[np.ndarray, np.ndarray]:
     """Per (superpoint, view): visible count (S, V) and 2D bbox (S, V, 4) of visible points.
 
     Empty (s, v) cells get bbox (inf, inf, -inf, -inf) and count 0.
@@ -186,9 +183,7 @@ def _check_inputs(sp, visible, uv, xyxy, box_view, box_label, masks, n_parts):
         raise BadInputError(f"uv must be ({V}, {N}, 2), got shape {uv.shape}")
     B = xyxy.shape[0]
     if xyxy.shape != (B, 4) or box_view.shape != (B,) or box_label.shape != (B,):
-        raise BadInputError(
-            f"boxes disagree: xyxy {xyxy.shape}, view {box_view.shape}, label {box_label.shape}"
-        )
+        raise BadInputError(f"boxes disagree: xyxy {xyxy.shape}, view {box_view.shape}, label {box_label.shape}")
     if B and (box_view.min() < 0 or box_view.max() >= V):
         raise BadInputError(f"box views must be in 0..{V - 1}")
     if B and (box_label.min() < 0 or box_label.max() >= n_parts):

@@ -11,6 +11,7 @@ the object's GT has RIoU = 0 with zero gradient and adds a constant 1/K. ``"skip
 averages only over the parts present in the object's GT (valid superpoints); an object
 with no present part then has loss 0.
 """
+
 from __future__ import annotations
 
 from typing import Literal

@@ -3,6 +3,7 @@
 The part order defines the semantic label id (0-based), the prompt order and the
 detector class id. -1 always means "no part".
 """
+
 from __future__ import annotations
 
 PARTNETE_PARTS: dict[str, tuple[str, ...]] = {
@@ -54,9 +55,7 @@ PARTNETE_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 #: Parts that win label ties in PartSLIP/PartSTAD label assignment (SPEC §6.2, §7.11).
-SMALL_PARTS: frozenset[str] = frozenset(
-    {"handle", "button", "wheel", "knob", "switch", "bulb", "shaft", "touchpad", "camera", "screw"}
-)
+SMALL_PARTS: frozenset[str] = frozenset({"handle", "button", "wheel", "knob", "switch", "bulb", "shaft", "touchpad", "camera", "screw"})
 
 CATEGORIES: tuple[str, ...] = tuple(PARTNETE_PARTS)
 
@@ -74,7 +73,9 @@ def register_part_names(mapping: dict[str, list[str] | tuple[str, ...]] | None) 
     """Make user categories known to :func:`part_names` (idempotent; PartNetE names cannot be redefined)."""
     for category, names in (mapping or {}).items():
         if category in PARTNETE_PARTS and tuple(names) != PARTNETE_PARTS[category]:
-            raise ValueError(f"category {category!r} is a PartNetE category; its part names are fixed ({', '.join(PARTNETE_PARTS[category])})")
+            raise ValueError(
+                f"category {category!r} is a PartNetE category; its part names are fixed ({', '.join(PARTNETE_PARTS[category])})"
+            )
         if category not in PARTNETE_PARTS:
             _CUSTOM_PARTS[category] = tuple(names)
 

@@ -18,9 +18,10 @@ AP = 1/101 Σ_{t=0,0.01..1} max{precision at recall ≥ t}. Thresholds are k/100
 so that recall = t compares equal. Parts without GT → NaN; a part with GT but no
 prediction → 0.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -157,8 +158,7 @@ def instance_ap50(
         for c in range(n_parts):
             confs[c].extend(x[0] for x in per_part[c])
             tps[c].extend(x[1] for x in per_part[c])
-    return np.array([average_precision_101(np.array(confs[c]), np.array(tps[c], bool), int(n_gt[c]))
-                     for c in range(n_parts)])
+    return np.array([average_precision_101(np.array(confs[c]), np.array(tps[c], bool), int(n_gt[c])) for c in range(n_parts)])
 
 
 def category_map50(

@@ -11,6 +11,7 @@ Weights are initialised N(0, 1e-4²) and biases 0. With B = 1 (or a constant cha
 h − mean = 0 and h̃ = 0 exactly, without NaN in the value or the gradient. B = 0 gives
 an empty weight vector.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,9 +26,7 @@ Z_NULL_FLOOR = 5e-4
 class WeightNet(nn.Module):
     """Per-box weight predictor w_b = ReLU(τ + o_b) with one context-normalisation layer."""
 
-    def __init__(
-        self, in_dim: int, tau: float = TAU, eps: float = CN_EPS, init_std: float = INIT_STD, skip: bool = True
-    ):
+    def __init__(self, in_dim: int, tau: float = TAU, eps: float = CN_EPS, init_std: float = INIT_STD, skip: bool = True):
         super().__init__()
         self.in_dim = int(in_dim)
         self.tau = float(tau)
@@ -55,7 +54,7 @@ class WeightNet(nn.Module):
         return torch.relu(self.tau + o)
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], tau: float = TAU, eps: float = CN_EPS) -> "WeightNet":
+    def from_state_dict(cls, state: dict[str, torch.Tensor], tau: float = TAU, eps: float = CN_EPS) -> WeightNet:
         """Rebuild a network from ``state_dict()`` output (the input width is read from it)."""
         net = cls(int(state["cn.weight"].shape[1]), tau=tau, eps=eps)
         net.load_state_dict(state)

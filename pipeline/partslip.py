@@ -15,9 +15,11 @@ Instances (§6.3): :func:`group_instances`, driven by any per-superpoint labels 
 lifted membership (PartSLIP: box mode + whole-object-valid boxes; PartSTAD: its own
 semantic labels, see the function's docstring for the confidence definition).
 """
+
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -276,9 +278,7 @@ def partslip_instances(
     boxes, confidence = size-weighted mean semantic score of the instance's superpoints."""
     lab = sem.labels_sp.astype(np.int64)
     conf = np.where(lab >= 0, sem.score[np.arange(lab.size), np.maximum(lab, 0)], 0.0) if lab.size else lab
-    return group_instances(
-        lab, lifted_box, xyz, uv, visible, xyxy, ratio_boxes=sem.box_valid, sp_conf=conf, conf_iou=False
-    )
+    return group_instances(lab, lifted_box, xyz, uv, visible, xyxy, ratio_boxes=sem.box_valid, sp_conf=conf, conf_iou=False)
 
 
 def partstad_instances(

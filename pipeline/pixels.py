@@ -14,6 +14,7 @@ correlation with a kernel from :mod:`pipeline.portable` (scipy's own ``gaussian_
 builds its kernel with NumPy's SIMD ``exp``), so the maps are the same bits on every x86-64
 CPU (docs/reproducibility.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -83,8 +84,12 @@ def crop_box(fg: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
         return None
     cols = np.flatnonzero(fg.any(0))
     H, W = fg.shape
-    return (max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, H),
-            max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, W))
+    return (
+        max(int(rows[0]) - margin, 0),
+        min(int(rows[-1]) + 1 + margin, H),
+        max(int(cols[0]) - margin, 0),
+        min(int(cols[-1]) + 1 + margin, W),
+    )
 
 
 def view_image(rgb: np.ndarray, depth: np.ndarray, sigma: float | None = None, margin: int = 8) -> ViewImage | None:

@@ -16,6 +16,7 @@ an axis use NumPy's reduction (pairwise, the same order on every CPU); products 
 as separate ufunc calls before summing (never `einsum`/`dot`, which may fuse or dispatch).
 See docs/reproducibility.md.
 """
+
 from __future__ import annotations
 
 import numpy as np

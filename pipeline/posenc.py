@@ -9,6 +9,7 @@ Fixes of the official code:
 * §11.3: the far corner is (x2, y2) of the box, normalised by the image **width** for x
   and **height** for y (the official code swaps width and height).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,9 +41,7 @@ def view_directions(camera_centres: np.ndarray, target: np.ndarray | None = None
     return (d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)
 
 
-def box_query(
-    view_dirs: np.ndarray, xyxy: np.ndarray, box_view: np.ndarray, H: int, W: int
-) -> np.ndarray:
+def box_query(view_dirs: np.ndarray, xyxy: np.ndarray, box_view: np.ndarray, H: int, W: int) -> np.ndarray:
     """(B, 7) float32 query q_b = [dir(view(b)), x1/W, y1/H, x2/W, y2/H] (bugs §11.3/§11.4 fixed).
 
     ``view_dirs`` are normalised defensively so that un-normalised camera vectors are fine.

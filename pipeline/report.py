@@ -5,6 +5,7 @@ per-part details, training curves and a few example objects. It must open from a
 cache or an e-mail attachment, so it has no external CSS, JS or image files, and every
 string from the data goes through ``html.escape``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -19,8 +20,7 @@ import numpy as np
 
 from pipeline.viz_labels import contact_sheet, plot_curves, png_bytes, scatter_views
 
-SIMULATED_BANNER = ("Simulated detector and SAM: numbers measure the pipeline on synthetic "
-                    "data, not real-world accuracy")
+SIMULATED_BANNER = "Simulated detector and SAM: numbers measure the pipeline on synthetic data, not real-world accuracy"
 
 
 def simulated_banner(components: Sequence[str]) -> str:
@@ -33,6 +33,7 @@ def simulated_banner(components: Sequence[str]) -> str:
 def _provenance_table(provenance: Mapping[str, str]) -> str:
     rows = "".join(f"<tr><td>{html.escape(str(c))}</td><td>{html.escape(str(v))}</td></tr>" for c, v in provenance.items())
     return f"<table><tr><th>category</th><th>produced by</th></tr>{rows}</table>"
+
 
 METHOD_TITLES: dict[str, str] = {
     "partslip": "PartSLIP",
@@ -116,9 +117,11 @@ def _img_tag(image: np.ndarray, alt: str) -> str:
 
 
 def _mean_delta(metrics: Mapping[str, Any], key: str) -> float | None:
-    d = [b - a for c in metrics
-         if (a := _value(metrics, c, "partslip", key)) is not None
-         and (b := _value(metrics, c, "partstad", key)) is not None]
+    d = [
+        b - a
+        for c in metrics
+        if (a := _value(metrics, c, "partslip", key)) is not None and (b := _value(metrics, c, "partstad", key)) is not None
+    ]
     return float(np.mean(d)) if d else None
 
 
@@ -134,8 +137,7 @@ def _main_table(metrics: Mapping[str, Mapping[str, Any]], methods: list[str]) ->
         if has_delta:
             h2.append("<th>&Delta; PartSTAD &minus; PartSLIP</th>")
 
-    def cells(values: list[float | None], delta: float | None,
-              marks: list[str] | None = None) -> list[str]:
+    def cells(values: list[float | None], delta: float | None, marks: list[str] | None = None) -> list[str]:
         good = [v for v in values if v is not None]
         best = max(good) if good else None
         out = []
@@ -156,8 +158,10 @@ def _main_table(metrics: Mapping[str, Mapping[str, Any]], methods: list[str]) ->
     for cat in metrics:
         sim = ' <span class="muted">(simulated)</span>' if metrics[cat].get("simulated") else ""
         n_test = metrics[cat].get("n_test")
-        r = [f'<td class="name">{html.escape(str(cat))}{sim}</td>',
-             f"<td>{html.escape(str(n_test)) if n_test is not None else '&ndash;'}</td>"]
+        r = [
+            f'<td class="name">{html.escape(str(cat))}{sim}</td>',
+            f"<td>{html.escape(str(n_test)) if n_test is not None else '&ndash;'}</td>",
+        ]
         for key, _ in METRIC_TITLES:
             vals = [_value(metrics, cat, m, key) for m in methods]
             a, b = _value(metrics, cat, "partslip", key), _value(metrics, cat, "partstad", key)
@@ -167,15 +171,17 @@ def _main_table(metrics: Mapping[str, Mapping[str, Any]], methods: list[str]) ->
     total = sum(int(m.get("n_test") or 0) for m in metrics.values())
     r = [f'<td class="name">mean ({len(metrics)} categories)</td>', f"<td>{total}</td>"]
     # a mean over fewer categories than the table has is flagged: it is not comparable
-    marks = [f'<sup title="over {summ[m]["n_categories"]} of {len(metrics)} categories">*</sup>'
-             if summ[m]["n_categories"] < len(metrics) else "" for m in methods]
+    marks = [
+        f'<sup title="over {summ[m]["n_categories"]} of {len(metrics)} categories">*</sup>'
+        if summ[m]["n_categories"] < len(metrics)
+        else ""
+        for m in methods
+    ]
     for key, _ in METRIC_TITLES:
         vals = [summ.get(m, {}).get(key) for m in methods]
-        r += cells([float(v) if v is not None else None for v in vals],
-                   _mean_delta(metrics, key), marks)
+        r += cells([float(v) if v is not None else None for v in vals], _mean_delta(metrics, key), marks)
     rows.append('<tr class="mean">' + "".join(r) + "</tr>")
-    return ("<table><thead><tr>" + "".join(h1) + "</tr><tr>" + "".join(h2)
-            + "</tr></thead><tbody>" + "\n".join(rows) + "</tbody></table>")
+    return "<table><thead><tr>" + "".join(h1) + "</tr><tr>" + "".join(h2) + "</tr></thead><tbody>" + "\n".join(rows) + "</tbody></table>"
 
 
 def _part_table(cat: str, entry: Mapping[str, Any], methods: list[str]) -> str:
@@ -196,10 +202,15 @@ def _part_table(cat: str, entry: Mapping[str, Any], methods: list[str]) -> str:
         for key in ("part_iou", "part_ap50"):
             r += [f"<td>{_fmt((entry['methods'][m].get(key) or {}).get(p))}</td>" for m in meths]
         rows.append("<tr>" + "".join(r) + "</tr>")
-    body = ("<table><thead><tr>" + "".join(head) + "</tr></thead><tbody>" + "\n".join(rows)
-            + "</tbody></table>") if parts else '<p class="muted">no per-part values</p>'
-    return (f"<details><summary>{html.escape(str(cat))}: per-part IoU / AP50 "
-            f"(&ndash; = part absent from the test objects)</summary>{body}</details>")
+    body = (
+        ("<table><thead><tr>" + "".join(head) + "</tr></thead><tbody>" + "\n".join(rows) + "</tbody></table>")
+        if parts
+        else '<p class="muted">no per-part values</p>'
+    )
+    return (
+        f"<details><summary>{html.escape(str(cat))}: per-part IoU / AP50 "
+        f"(&ndash; = part absent from the test objects)</summary>{body}</details>"
+    )
 
 
 def _example(ex: Mapping[str, Any]) -> str:
@@ -208,12 +219,10 @@ def _example(ex: Mapping[str, Any]) -> str:
     out = [f'<div class="example"><h3>{html.escape(name)}</h3>']
     views = ex.get("views")
     if views is not None and len(views):
-        out.append(_img_tag(contact_sheet(np.asarray(views), cols=5, thumb_px=160),
-                            f"{name}: rendered views"))
+        out.append(_img_tag(contact_sheet(np.asarray(views), cols=5, thumb_px=160), f"{name}: rendered views"))
     labels = ex.get("labels") or {}
     if labels and ex.get("xyz") is not None:
-        out.append(_img_tag(scatter_views(np.asarray(ex["xyz"]), labels, len(parts), parts),
-                            f"{name}: part labels"))
+        out.append(_img_tag(scatter_views(np.asarray(ex["xyz"]), labels, len(parts), parts), f"{name}: part labels"))
     out.append("</div>")
     return "\n".join(out)
 
@@ -237,7 +246,9 @@ def markdown_section(text: str, images: Mapping[str, bytes]) -> str:
         if table:
             head, body = table[0], [r for r in table[1:] if not all(set(c) <= set("-: ") for c in r)]
             rows = ["<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"]
-            rows += ["<tr>" + "".join(f'<td{" class=name" if j == 0 else ""}>{_inline(c)}</td>' for j, c in enumerate(r)) + "</tr>" for r in body]
+            rows += [
+                "<tr>" + "".join(f"<td{' class=name' if j == 0 else ''}>{_inline(c)}</td>" for j, c in enumerate(r)) + "</tr>" for r in body
+            ]
             out.append("<table>" + "".join(rows) + "</table>")
             table.clear()
 
@@ -293,9 +304,13 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     methods = _method_order(metrics)
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>PartSTAD pipeline report</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>PartSTAD few-shot 3D part segmentation: report</h1>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>PartSTAD pipeline report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>PartSTAD few-shot 3D part segmentation: report</h1>",
+    ]
     if simulated:
         parts.append(f'<div class="banner">{html.escape(simulated_banner(simulated_components))}</div>')
     if notes:
@@ -304,9 +319,11 @@ def build_report(
     parts.append("<h2>Semantic mIoU and instance mAP50 per category (%)</h2>")
     if metrics:
         parts.append(_main_table(metrics, methods))
-        parts.append('<p class="muted">Bold: best method in the row. The mean row averages '
-                     "each method over the categories where it has a value (* = not all categories); "
-                     "its &Delta; is the mean over categories that have both methods.</p>")
+        parts.append(
+            '<p class="muted">Bold: best method in the row. The mean row averages '
+            "each method over the categories where it has a value (* = not all categories); "
+            "its &Delta; is the mean over categories that have both methods.</p>"
+        )
         parts.append("<h2>Per-part results</h2>")
         parts += [_part_table(c, metrics[c], methods) for c in metrics]
     else:
@@ -323,10 +340,12 @@ def build_report(
         parts += [_example(ex) for ex in examples]
     if studies:
         parts.append("<h2>Benchmark studies (simulated)</h2>")
-        parts.append('<p class="muted">Written by the scripts in <code>benchmarks/</code> (each file names its command); '
-                     "simulated detector and SAM on synthetic shapes at small settings, not accuracy claims.</p>")
+        parts.append(
+            '<p class="muted">Written by the scripts in <code>benchmarks/</code> (each file names its command); '
+            "simulated detector and SAM on synthetic shapes at small settings, not accuracy claims.</p>"
+        )
         for name, text, images in studies:
-            parts.append(f'<details open><summary>{html.escape(name)}</summary>{markdown_section(text, images)}</details>')
+            parts.append(f"<details open><summary>{html.escape(name)}</summary>{markdown_section(text, images)}</details>")
     parts.append("</body></html>")
 
     path = out_dir / "index.html"

@@ -13,15 +13,17 @@ so they collapse into one group with a multiplicity. For a realistic object this
 ~10⁵ entries into a few thousand, and a training step is one gather, one scatter-amax
 over multi-box groups and one index_add.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 
 V_EPS = 1e-6
+
 
 def _box_hashes(n_boxes: int) -> tuple[np.ndarray, np.ndarray]:
     # Two independent random 63-bit codes per box: a set of boxes hashes to the wrapping
@@ -58,7 +60,7 @@ class ScoreIndex:
         n_views: int,
         n_parts: int,
         device: str | torch.device = "cpu",
-    ) -> "ScoreIndex":
+    ) -> ScoreIndex:
         point = np.asarray(point, dtype=np.int64)
         box = np.asarray(box, dtype=np.int64)
         box_view = np.asarray(box_view, dtype=np.int64)
@@ -128,23 +130,37 @@ class ScoreIndex:
         )
 
     @classmethod
-    def from_lifted(cls, lifted, device: str | torch.device = "cpu") -> "ScoreIndex":
+    def from_lifted(cls, lifted, device: str | torch.device = "cpu") -> ScoreIndex:
         """Build from a :class:`pipeline.lift.LiftedObject`."""
         return cls.build(
-            lifted.point, lifted.box, lifted.box_view, lifted.box_label, lifted.sp,
-            lifted.vis_count, lifted.n_views, lifted.n_parts, device,
+            lifted.point,
+            lifted.box,
+            lifted.box_view,
+            lifted.box_label,
+            lifted.sp,
+            lifted.vis_count,
+            lifted.n_views,
+            lifted.n_parts,
+            device,
         )
 
-    def to(self, dtype: torch.dtype) -> "ScoreIndex":
+    def to(self, dtype: torch.dtype) -> ScoreIndex:
         """Copy with the float tensors cast (float32 for training speed)."""
         return ScoreIndex(
-            self.n_sp, self.n_parts, self.single_box, self.single_target, self.single_count.to(dtype),
-            self.multi_box, self.multi_group, self.multi_target, self.multi_count.to(dtype),
+            self.n_sp,
+            self.n_parts,
+            self.single_box,
+            self.single_target,
+            self.single_count.to(dtype),
+            self.multi_box,
+            self.multi_group,
+            self.multi_target,
+            self.multi_count.to(dtype),
             self.inv_vis.to(dtype),
         )
 
     @classmethod
-    def concat(cls, indices: "Sequence[ScoreIndex]", n_boxes: Sequence[int]) -> "ScoreIndex":
+    def concat(cls, indices: Sequence[ScoreIndex], n_boxes: Sequence[int]) -> ScoreIndex:
         """Block-diagonal index of several objects with the same K (boxes and superpoints
         numbered object after object), so one :func:`scores_from_index` call scores them all.
 
@@ -167,11 +183,16 @@ class ScoreIndex:
             return torch.cat(parts)
 
         return cls(
-            n_sp=int(sp_off[-1]), n_parts=K,
-            single_box=cat("single_box", box_off), single_target=cat("single_target", sp_off * K),
-            single_count=cat("single_count"), multi_box=cat("multi_box", box_off),
-            multi_group=cat("multi_group", grp_off), multi_target=cat("multi_target", sp_off * K),
-            multi_count=cat("multi_count"), inv_vis=cat("inv_vis"),
+            n_sp=int(sp_off[-1]),
+            n_parts=K,
+            single_box=cat("single_box", box_off),
+            single_target=cat("single_target", sp_off * K),
+            single_count=cat("single_count"),
+            multi_box=cat("multi_box", box_off),
+            multi_group=cat("multi_group", grp_off),
+            multi_target=cat("multi_target", sp_off * K),
+            multi_count=cat("multi_count"),
+            inv_vis=cat("inv_vis"),
         )
 
     @property
@@ -240,17 +261,19 @@ class GroupScores:
     coef: torch.Tensor  #: (G,) multiplicity / (V_s + 1e-6)
 
     @classmethod
-    def from_index(cls, index: ScoreIndex, dtype: torch.dtype = torch.float32) -> "GroupScores":
+    def from_index(cls, index: ScoreIndex, dtype: torch.dtype = torch.float32) -> GroupScores:
         g1 = int(index.single_box.shape[0])
         target = torch.cat([index.single_target, index.multi_target])
         count = torch.cat([index.single_count, index.multi_count]).to(torch.float64)
         inv = index.inv_vis.to(torch.float64)[torch.div(target, max(index.n_parts, 1), rounding_mode="floor")]
         dev = index.single_box.device
         return cls(
-            n_sp=index.n_sp, n_parts=index.n_parts,
+            n_sp=index.n_sp,
+            n_parts=index.n_parts,
             box=torch.cat([index.single_box, index.multi_box]),
             group=torch.cat([torch.arange(g1, device=dev), index.multi_group + g1]),
-            target=target, coef=(count * inv).to(dtype),
+            target=target,
+            coef=(count * inv).to(dtype),
         )
 
     @property

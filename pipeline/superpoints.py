@@ -41,6 +41,7 @@ feature), so a flipped normal cannot cut a flat patch in two.
 imported only when asked) on the same graph and features, then steps 2–3. ``"auto"`` means
 ``"greedy"``, so results never depend on what happens to be installed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -119,8 +120,7 @@ def normal_embedding(normals: np.ndarray) -> np.ndarray:
     """
     n = np.asarray(normals, dtype=np.float64)
     r2 = np.sqrt(2.0)
-    e = np.stack([n[:, 0] ** 2, n[:, 1] ** 2, n[:, 2] ** 2,
-                  r2 * n[:, 0] * n[:, 1], r2 * n[:, 0] * n[:, 2], r2 * n[:, 1] * n[:, 2]], axis=1)
+    e = np.stack([n[:, 0] ** 2, n[:, 1] ** 2, n[:, 2] ** 2, r2 * n[:, 0] * n[:, 1], r2 * n[:, 0] * n[:, 2], r2 * n[:, 1] * n[:, 2]], axis=1)
     return e / r2
 
 
@@ -168,8 +168,7 @@ class _RegionGraph:
     """Regions of the node graph with the sufficient statistics of the L0 objective:
     size and feature sum per region, summed edge weight per adjacent region pair."""
 
-    def __init__(self, feat: np.ndarray, src: np.ndarray, dst: np.ndarray, weight: np.ndarray,
-                 label: np.ndarray | None = None):
+    def __init__(self, feat: np.ndarray, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, label: np.ndarray | None = None):
         n = feat.shape[0]
         f = np.asarray(feat, dtype=np.float64)
         self.label = np.arange(n, dtype=np.int64)
@@ -207,8 +206,7 @@ class _RegionGraph:
         self.a, self.b, self.w = _aggregate_edges(new_id[self.a], new_id[self.b], self.w, r_new)
 
 
-def _ranked(score: np.ndarray, a: np.ndarray, b: np.ndarray, n_regions: int,
-            candidates: np.ndarray):
+def _ranked(score: np.ndarray, a: np.ndarray, b: np.ndarray, n_regions: int, candidates: np.ndarray):
     """Candidate edges by descending score (ties: edge order) and, per region, the rank
     of its best incident candidate (len(order) if it has none)."""
     order = candidates[np.argsort(-score[candidates], kind="stable")]
@@ -336,7 +334,8 @@ def cutpursuit_partition(feat, src, dst, weight, reg) -> np.ndarray:
     except ImportError as exc:
         raise ImportError(
             "backend='cutpursuit' needs pycut-pursuit (GPL-3.0), which is not installed; "
-            "see docs/stack.md §8 for the numpy-2 build, or use backend='greedy'") from exc
+            "see docs/stack.md §8 for the numpy-2 build, or use backend='greedy'"
+        ) from exc
     n = feat.shape[0]
     # forward-star graph: both directions of every edge, sorted by source
     s = np.concatenate([src, dst])
@@ -347,8 +346,7 @@ def cutpursuit_partition(feat, src, dst, weight, reg) -> np.ndarray:
     first_edge = np.zeros(n + 1, dtype=np.uint32)
     first_edge[1:] = np.cumsum(np.bincount(s, minlength=n))
     y = np.asfortranarray(feat.T.astype(np.float32))
-    out = cp_d0_dist(y.shape[0], y, first_edge, t.astype(np.uint32),
-                     edge_weights=ww.astype(np.float32), verbose=False)
+    out = cp_d0_dist(y.shape[0], y, first_edge, t.astype(np.uint32), edge_weights=ww.astype(np.float32), verbose=False)
     comp = out[0] if isinstance(out, tuple) else out
     return np.asarray(comp, dtype=np.int64).reshape(n)
 
@@ -363,8 +361,7 @@ def merge_small_components(xyz: np.ndarray, label: np.ndarray, min_size: int) ->
     n = label.shape[0]
     if n == 0:
         return label
-    uniq, first, inv, counts = np.unique(label, return_index=True, return_inverse=True,
-                                         return_counts=True)
+    uniq, first, inv, counts = np.unique(label, return_index=True, return_inverse=True, return_counts=True)
     small = counts <= min_size
     if not small.any():
         return inv
@@ -431,8 +428,7 @@ def compute_superpoints(
     nn_dist, nn_idx = cKDTree(p).query(p, k=k, workers=-1)
     nn_dist = np.asarray(nn_dist, dtype=np.float64).reshape(n, k)
     nn_idx = np.asarray(nn_idx, dtype=np.int64).reshape(n, k)
-    normals = estimate_normals(p, nn_idx[:, :normal_max_nn], nn_dist[:, :normal_max_nn],
-                               radius=normal_radius)
+    normals = estimate_normals(p, nn_idx[:, :normal_max_nn], nn_dist[:, :normal_max_nn], radius=normal_radius)
 
     colour = np.zeros((n, 3)) if rgb is None else np.asarray(rgb, dtype=np.float64) / 255.0
     feat = np.concatenate([normal_embedding(normals), rgb_weight * colour], axis=1)

@@ -5,6 +5,7 @@ The official code takes ``np.unique(pc_idx[v])[1:]``, assuming a background pixe
 when a view has none it silently drops point 0 (SPEC §11.16). Here background (-1) is
 excluded explicitly, so the result is right either way.
 """
+
 from __future__ import annotations
 
 import numpy as np

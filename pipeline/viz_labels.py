@@ -4,6 +4,7 @@ Everything here is a pure function from arrays to an RGB uint8 image, rendered w
 matplotlib's Agg canvas on a private ``Figure`` (no pyplot, no global backend state), so it
 works headless, in dask workers and in tests, and the same input gives the same pixels.
 """
+
 from __future__ import annotations
 
 import io
@@ -24,10 +25,26 @@ NONE_GREY = (200, 200, 200)
 # part keeps its colour across every figure of the report.
 _BASE_COLOURS = np.array(
     [
-        (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-        (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-        (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-        (196, 156, 148), (247, 182, 210), (219, 219, 141), (158, 218, 229), (57, 59, 121),
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+        (174, 199, 232),
+        (255, 187, 120),
+        (152, 223, 138),
+        (255, 152, 150),
+        (197, 176, 213),
+        (196, 156, 148),
+        (247, 182, 210),
+        (219, 219, 141),
+        (158, 218, 229),
+        (57, 59, 121),
     ],
     dtype=np.uint8,
 )
@@ -156,28 +173,32 @@ def scatter_views(
     for i, (title, lab) in enumerate(label_sets.items()):
         ax = fig.add_axes((i / n_panels, bottom, 1 / n_panels, height), projection="3d")
         cols = palette[np.asarray(lab).astype(np.int64)[idx] + 1]
-        ax.scatter(p[:, 0], p[:, 1], p[:, 2], c=cols, s=point_size, marker="o",
-                   linewidths=0, depthshade=False)
+        ax.scatter(p[:, 0], p[:, 1], p[:, 2], c=cols, s=point_size, marker="o", linewidths=0, depthshade=False)
         ax.set_xlim(centre[0] - half, centre[0] + half)
         ax.set_ylim(centre[1] - half, centre[1] + half)
         ax.set_zlim(centre[2] - half, centre[2] + half)
         ax.set_box_aspect((1, 1, 1), zoom=1.25)
         ax.view_init(elev=elev, azim=azim)
         ax.set_axis_off()
-        fig.text((i + 0.5) / n_panels, 1 - 0.5 * title_px / total_h, str(title),
-                 ha="center", va="center", fontsize=11)
-    handles = [Line2D([], [], linestyle="", marker="o", markersize=8,
-                      markerfacecolor=palette[k + 1], markeredgecolor="none", label=str(nm))
-               for k, nm in enumerate(part_names)]
-    handles.append(Line2D([], [], linestyle="", marker="o", markersize=8,
-                          markerfacecolor=palette[0], markeredgecolor="none", label="none"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3 * n_panels),
-               frameon=False, fontsize=9, handletextpad=0.2, columnspacing=1.0)
+        fig.text((i + 0.5) / n_panels, 1 - 0.5 * title_px / total_h, str(title), ha="center", va="center", fontsize=11)
+    handles = [
+        Line2D([], [], linestyle="", marker="o", markersize=8, markerfacecolor=palette[k + 1], markeredgecolor="none", label=str(nm))
+        for k, nm in enumerate(part_names)
+    ]
+    handles.append(Line2D([], [], linestyle="", marker="o", markersize=8, markerfacecolor=palette[0], markeredgecolor="none", label="none"))
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(len(handles), 3 * n_panels),
+        frameon=False,
+        fontsize=9,
+        handletextpad=0.2,
+        columnspacing=1.0,
+    )
     return _render(fig)
 
 
-def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]],
-                width_px: int = 900, height_px: int = 340) -> np.ndarray:
+def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], width_px: int = 900, height_px: int = 340) -> np.ndarray:
     """Training loss and validation mIoU against epoch, one line per category (two panels)."""
     dpi = 100
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
@@ -186,12 +207,10 @@ def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]],
     cmap = label_palette(max(len(curves), 1))[1:].astype(np.float64) / 255.0
     for k, (cat, rows) in enumerate(curves.items()):
         for ax, key in ((ax_loss, "loss"), (ax_val, "val_miou")):
-            xy = [(float(r["epoch"]), float(r[key])) for r in rows
-                  if r.get(key) is not None and np.isfinite(float(r[key]))]
+            xy = [(float(r["epoch"]), float(r[key])) for r in rows if r.get(key) is not None and np.isfinite(float(r[key]))]
             if xy:
                 e, v = np.array(xy).T
-                ax.plot(e, v, color=cmap[k], lw=1.5, marker="." if len(e) < 30 else None,
-                        label=str(cat))
+                ax.plot(e, v, color=cmap[k], lw=1.5, marker="." if len(e) < 30 else None, label=str(cat))
     ax_loss.set(title="training loss", xlabel="epoch", ylabel="loss")
     ax_val.set(title="validation mIoU", xlabel="epoch", ylabel="mIoU (0-1)")
     for ax in (ax_loss, ax_val):
@@ -223,7 +242,7 @@ def contact_sheet(views: np.ndarray, cols: int = 5, thumb_px: int = 160, gap: in
     sheet = np.full((nrow * th + (nrow - 1) * gap, ncol * tw + (ncol - 1) * gap, 3), 255, np.uint8)
     for i in range(n):
         r, c = divmod(i, ncol)
-        sheet[r * (th + gap): r * (th + gap) + th, c * (tw + gap): c * (tw + gap) + tw] = thumbs[i]
+        sheet[r * (th + gap) : r * (th + gap) + th, c * (tw + gap) : c * (tw + gap) + tw] = thumbs[i]
     return sheet
 
 

@@ -10,6 +10,7 @@ part, chosen epoch, times, config). With ``adapt.enabled: false`` (the demo: its
 simulated) nothing is trained: the directory gets a ``SKIPPED.json`` marker and the metrics
 say why. Exit codes: 0 done, 1 a category failed or shapes were unusable, 2 bad params.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,12 +25,24 @@ import click
 
 from pipeline.errors import ObjectError
 from pipeline.meta import part_names
-from stages.common import ParamsError, StageFailed, finish, keep_going_options, key_resolver, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
+from stages.common import (
+    ParamsError,
+    StageFailed,
+    finish,
+    keep_going_options,
+    key_resolver,
+    load_params,
+    make_context,
+    resolve_categories,
+    resolve_device,
+    select_objects,
+    write_json,
+)
 from stages.config import PipelineConfig, config_hash
 from stages.detector_weights import SKIPPED_MARKER, adapted_dir, dir_digest
 from stages.detector_weights import base_weights as resolve_base
-from stages.weights_resolve import WeightsNotFound
 from stages.store import StoreBusyError, atomic_write_text, replace_dir, store_lock
+from stages.weights_resolve import WeightsNotFound
 
 log = logging.getLogger("partstad")
 
@@ -90,16 +103,26 @@ def adapt_params(cfg: PipelineConfig, device: str):
     from pipeline.detect.adapt import AdaptParams
 
     sec = cfg.adapt
-    return AdaptParams(epochs=sec.epochs, batch_size=sec.batch_size, lr=sec.lr, weight_decay=sec.weight_decay, grad_clip=sec.grad_clip,
-                       trainable=sec.trainable, lr_schedule=sec.lr_schedule, seed=sec.seed, device=device, nms_iou=0.6, max_per_view=cfg.detect.max_per_view)
+    return AdaptParams(
+        epochs=sec.epochs,
+        batch_size=sec.batch_size,
+        lr=sec.lr,
+        weight_decay=sec.weight_decay,
+        grad_clip=sec.grad_clip,
+        trainable=sec.trainable,
+        lr_schedule=sec.lr_schedule,
+        seed=sec.seed,
+        device=device,
+        nms_iou=0.6,
+        max_per_view=cfg.detect.max_per_view,
+    )
 
 
 def adapt_category(category: str, cfg: PipelineConfig, cache: str, device: str, metrics_path: Path) -> dict[str, Any]:
     """Fine-tune, select, save (swap) and write the metrics of one category."""
-    from stages.progress import Progress
-
     from pipeline.detect.adapt import AdaptDataError, build_dataset, fine_tune
     from pipeline.detect.grounding_dino import load_grounding_dino
+    from stages.progress import Progress
 
     sec = cfg.adapt
     names = list(part_names(category))
@@ -107,7 +130,11 @@ def adapt_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
     skipped: list[dict[str, str]] = []
     train_objs = load_objects(cfg, cache, category, "fewshot", skipped)
     if not train_objs:
-        first = f" (first problem: {skipped[0]['error']})" if skipped else " in the ingest manifest (run `partstad ingest`, `partstad render` first)"
+        first = (
+            f" (first problem: {skipped[0]['error']})"
+            if skipped
+            else " in the ingest manifest (run `partstad ingest`, `partstad render` first)"
+        )
         raise StageFailed(f"[adapt-detector] {category}: no usable few-shot shapes{first}; nothing was written")
     val_split = sec.select_split
     val_objs = load_objects(cfg, cache, category, "val", skipped) if val_split == "val" else []
@@ -117,7 +144,9 @@ def adapt_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
     except AdaptDataError as exc:
         raise StageFailed(f"[adapt-detector] {category}: {exc}; nothing was written") from None
     if val_split == "val" and not val:
-        click.echo(f"[adapt-detector] {category}: WARNING no usable val shapes; the epoch is chosen on the few-shot views (optimistic)", err=True)
+        click.echo(
+            f"[adapt-detector] {category}: WARNING no usable val shapes; the epoch is chosen on the few-shot views (optimistic)", err=True
+        )
 
     model, processor = load_grounding_dino(base, "cpu")
     prm = adapt_params(cfg, device)
@@ -139,22 +168,40 @@ def adapt_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
-    provenance = {"category": category, "part_names": names, "adapt_config": sec.model_dump(mode="json"),
-                  "base_weights_dir": str(base), "base_weights_spec": sec.base_weights_dir or cfg.detect.weights_dir,
-                  "base_weights_digest": dir_digest(base), "params_hash": config_hash(cfg),
-                  "render_store": f"{cache}/render/{category}.zarr", "device": device}
+    provenance = {
+        "category": category,
+        "part_names": names,
+        "adapt_config": sec.model_dump(mode="json"),
+        "base_weights_dir": str(base),
+        "base_weights_spec": sec.base_weights_dir or cfg.detect.weights_dir,
+        "base_weights_digest": dir_digest(base),
+        "params_hash": config_hash(cfg),
+        "render_store": f"{cache}/render/{category}.zarr",
+        "device": device,
+    }
     summary = {
-        "category": category, "skipped": False, "selection": res.selection, "chosen_epoch": res.best_epoch,
-        "chosen_ap50": res.best_ap50, "base_ap50": res.curve[0]["val_ap50"],
-        "chosen_val_loss": res.curve[res.best_epoch]["val_loss"], "base_val_loss": res.curve[0]["val_loss"],
-        "ap50_per_epoch": [e["val_ap50"] for e in res.curve], "curve": res.curve,
+        "category": category,
+        "skipped": False,
+        "selection": res.selection,
+        "chosen_epoch": res.best_epoch,
+        "chosen_ap50": res.best_ap50,
+        "base_ap50": res.curve[0]["val_ap50"],
+        "chosen_val_loss": res.curve[res.best_epoch]["val_loss"],
+        "base_val_loss": res.curve[0]["val_loss"],
+        "ap50_per_epoch": [e["val_ap50"] for e in res.curve],
+        "curve": res.curve,
         "per_part_chosen": res.curve[res.best_epoch]["per_part"],
-        "n_train_views": res.n_train, "n_select_views": res.n_val, "trainable": sec.trainable,
+        "n_train_views": res.n_train,
+        "n_select_views": res.n_val,
+        "trainable": sec.trainable,
         "n_trainable_params": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
         "n_params": int(sum(p.numel() for p in model.parameters())),
-        "seconds_total": round(seconds, 2), "seconds_train": round(res.seconds_train, 2), "seconds_eval": round(res.seconds_eval, 2),
+        "seconds_total": round(seconds, 2),
+        "seconds_train": round(res.seconds_train, 2),
+        "seconds_eval": round(res.seconds_eval, 2),
         "seconds_per_epoch_per_view": round(res.seconds_train / max(prm.epochs, 1) / max(res.n_train, 1), 4),
-        "config": provenance, "unusable_objects": skipped,
+        "config": provenance,
+        "unusable_objects": skipped,
     }
     for p in model.parameters():
         p.requires_grad_(True)
@@ -163,13 +210,17 @@ def adapt_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
     def fill(staging: Path) -> None:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        atomic_write_text(staging / "adapt.json", json.dumps({**provenance, "chosen_epoch": res.best_epoch,
-                                                              "chosen_ap50": res.best_ap50, "selection": res.selection}, indent=2))
+        atomic_write_text(
+            staging / "adapt.json",
+            json.dumps({**provenance, "chosen_epoch": res.best_epoch, "chosen_ap50": res.best_ap50, "selection": res.selection}, indent=2),
+        )
 
     _write_dir(adapted_dir(cfg, category), fill)
     write_json(metrics_path, summary)
-    click.echo(f"[adapt-detector] {category}: AP50 {summary['base_ap50']:.3f} (base) -> {res.best_ap50:.3f} at epoch {res.best_epoch} "
-               f"({res.selection} views), {seconds:.1f} s; saved {adapted_dir(cfg, category)}")
+    click.echo(
+        f"[adapt-detector] {category}: AP50 {summary['base_ap50']:.3f} (base) -> {res.best_ap50:.3f} at epoch {res.best_epoch} "
+        f"({res.selection} views), {seconds:.1f} s; saved {adapted_dir(cfg, category)}"
+    )
     return summary
 
 
@@ -190,7 +241,9 @@ def skip_category(category: str, cfg: PipelineConfig, metrics_path: Path) -> dic
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/adapt/<Category>.json goes.")
 @keep_going_options
-def adapt_detector(params_path: str, cache: str, categories: tuple[str, ...], device: str, metrics_root: str, keep_going: bool, lock_timeout: float) -> None:
+def adapt_detector(
+    params_path: str, cache: str, categories: tuple[str, ...], device: str, metrics_root: str, keep_going: bool, lock_timeout: float
+) -> None:
     """Fine-tune Grounding DINO on each category's few-shot renders (adapt.enabled), for detect to use.
 
     The adapted model replaces <adapt.out_dir>/<Category>/ only when training and saving
@@ -201,8 +254,10 @@ def adapt_detector(params_path: str, cache: str, categories: tuple[str, ...], de
     cats = resolve_categories(cfg, categories)
     if cfg.adapt.enabled:  # bad settings: exit 2 before anything is read or written
         if cfg.detect.backend != "grounding_dino":
-            raise ParamsError(f"adapt.enabled: true needs detect.backend: grounding_dino (got {cfg.detect.backend!r}); "
-                              "the simulated detector has nothing to fine-tune")
+            raise ParamsError(
+                f"adapt.enabled: true needs detect.backend: grounding_dino (got {cfg.detect.backend!r}); "
+                "the simulated detector has nothing to fine-tune"
+            )
         base_weights(cfg)
     problems: list[str] = []
     n_unusable = 0
@@ -224,4 +279,6 @@ def adapt_detector(params_path: str, cache: str, categories: tuple[str, ...], de
         n_unusable += len(summary["unusable_objects"])
     finish([], problems, keep_going)
     if n_unusable and not keep_going:
-        raise StageFailed(f"{n_unusable} object(s) could not be used (listed in metrics/adapt/<Category>.json); the detectors were adapted without them")
+        raise StageFailed(
+            f"{n_unusable} object(s) could not be used (listed in metrics/adapt/<Category>.json); the detectors were adapted without them"
+        )

@@ -3,6 +3,7 @@
 Commands are imported only when run, so `partstad --help` and a quick command do not pay
 for torch, dask or zarr imports they do not need.
 """
+
 from __future__ import annotations
 
 import importlib

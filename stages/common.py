@@ -1,4 +1,5 @@
 """Options and helpers shared by every stage command (one click verb per DVC stage)."""
+
 from __future__ import annotations
 
 import functools
@@ -48,8 +49,16 @@ def set_option(f: Callable) -> Callable:
 
     The values are kept in the click context and applied by :func:`load_params`, so every
     command that loads params honours them without a new argument in its signature."""
-    return click.option("-S", "--set", "overrides", multiple=True, expose_value=False, callback=_remember_overrides, metavar="KEY=VALUE",
-                        help="Override a setting (dotted key, YAML value; repeatable), e.g. -S render.image_size=800. Validated like params.yaml.")(f)
+    return click.option(
+        "-S",
+        "--set",
+        "overrides",
+        multiple=True,
+        expose_value=False,
+        callback=_remember_overrides,
+        metavar="KEY=VALUE",
+        help="Override a setting (dotted key, YAML value; repeatable), e.g. -S render.image_size=800. Validated like params.yaml.",
+    )(f)
 
 
 def load_params(path: str | Path, overrides: tuple[str, ...] | None = None, *, missing_ok: bool | None = None) -> PipelineConfig:
@@ -82,12 +91,28 @@ def load_params(path: str | Path, overrides: tuple[str, ...] | None = None, *, m
 def common_options(f: Callable) -> Callable:
     """--params/--cache/--category/--objects/--scheduler/--device/--force/--jobs/--keep-going/--lock-timeout."""
 
-    @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False), help="YAML file holding every knob of the pipeline.")
-    @click.option("--cache", "cache", default="cache", show_default=True, callback=check_cache, help="Cache root (directory or fsspec URL) holding cache/<stage>/<Category>.zarr.")
+    @click.option(
+        "--params",
+        "params_path",
+        default="params.yaml",
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="YAML file holding every knob of the pipeline.",
+    )
+    @click.option(
+        "--cache",
+        "cache",
+        default="cache",
+        show_default=True,
+        callback=check_cache,
+        help="Cache root (directory or fsspec URL) holding cache/<stage>/<Category>.zarr.",
+    )
     @click.option("--category", "categories", multiple=True, help="Category to process (repeatable). Default: all categories in params.")
     @objects_option
     @scheduler_option
-    @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device for model stages.")
+    @click.option(
+        "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device for model stages."
+    )
     @click.option("--force", is_flag=True, help="Recompute objects even when their cached result is up to date.")
     @jobs_option
     @keep_going_options
@@ -103,8 +128,14 @@ def keep_going_options(f: Callable) -> Callable:
 
     @set_option
     @click.option("--keep-going", is_flag=True, help="Exit 0 even when some objects failed (they are still listed in failures.json).")
-    @click.option("--lock-timeout", default=-1.0, show_default=True, type=float, callback=_check_lock_timeout,
-                  help="Seconds to wait for another run writing the same store (-1: wait for ever, 0: stop at once).")
+    @click.option(
+        "--lock-timeout",
+        default=-1.0,
+        show_default=True,
+        type=float,
+        callback=_check_lock_timeout,
+        help="Seconds to wait for another run writing the same store (-1: wait for ever, 0: stop at once).",
+    )
     @functools.wraps(f)
     def wrapper(**kwargs: Any) -> Any:
         return f(**kwargs)
@@ -142,8 +173,13 @@ def check_cache(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 def objects_option(f: Callable) -> Callable:
     """``--objects``: comma-separated ids, each checked like an ingested object id up front."""
-    return click.option("--objects", "objects", default=None, callback=check_objects,
-                        help="Comma-separated object ids (e.g. Chair/0003 or 0003) to restrict to.")(f)
+    return click.option(
+        "--objects",
+        "objects",
+        default=None,
+        callback=check_objects,
+        help="Comma-separated object ids (e.g. Chair/0003 or 0003) to restrict to.",
+    )(f)
 
 
 def check_objects(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -209,7 +245,9 @@ def manifest(cache: str, category: str) -> list[dict[str, Any]]:
     except ObjectError as exc:
         raise BadInputError(f"{exc.reason}; re-run `partstad ingest` to rebuild it", path=where) from None
     except (OSError, ValueError) as exc:  # an fsspec store: unreadable or not JSON
-        raise BadInputError(f"unreadable manifest ({type(exc).__name__}: {exc}); re-run `partstad ingest` to rebuild it", path=where) from None
+        raise BadInputError(
+            f"unreadable manifest ({type(exc).__name__}: {exc}); re-run `partstad ingest` to rebuild it", path=where
+        ) from None
     rows = [] if rows is None else rows
     if not isinstance(rows, list):
         raise BadInputError("manifest.json is not a list of objects; re-run `partstad ingest` to rebuild it", path=where)
@@ -217,11 +255,15 @@ def manifest(cache: str, category: str) -> list[dict[str, Any]]:
 
     for i, r in enumerate(rows):
         if not (isinstance(r, dict) and isinstance(r.get("object"), str) and isinstance(r.get("split"), str)):
-            raise BadInputError(f"row {i} is not an object with a string 'object' and 'split' ({str(r)[:80]}); "
-                                "re-run `partstad ingest` to rebuild it", path=where)
+            raise BadInputError(
+                f"row {i} is not an object with a string 'object' and 'split' ({str(r)[:80]}); re-run `partstad ingest` to rebuild it",
+                path=where,
+            )
         cat, _, name = r["object"].partition("/")
         if cat != category or not is_valid_object_id(name):  # an id becomes a file name: never `..` or a path
-            raise BadInputError(f"row {i} names object {r['object'][:80]!r}, not {category}/<id>; re-run `partstad ingest` to rebuild it", path=where)
+            raise BadInputError(
+                f"row {i} names object {r['object'][:80]!r}, not {category}/<id>; re-run `partstad ingest` to rebuild it", path=where
+            )
     return rows
 
 
@@ -256,7 +298,9 @@ def finish(reports: list[StageReport], problems: list[str] | None = None, keep_g
         raise StageFailed(f"{n_failed} object(s) failed (listed in {where}); the other results are kept")
 
 
-def make_context(stage: str, category: str, cache: str, config: PipelineConfig, device: str = "cpu", runtime: dict[str, Any] | None = None) -> StageContext:
+def make_context(
+    stage: str, category: str, cache: str, config: PipelineConfig, device: str = "cpu", runtime: dict[str, Any] | None = None
+) -> StageContext:
     return StageContext(stage=stage, category=category, cache=cache, config=config, device=device, runtime=dict(runtime or {}))
 
 
@@ -363,17 +407,46 @@ def run_object_stage(
     cats = resolve_categories(cfg, categories)
     if preflight is not None:
         preflight(cfg, dev)
-    results = map_categories(_run_category, cats, effective_jobs(jobs, scheduler, dev), stage, work, cache, cfg, dev, objects, splits,
-                             runtime, scheduler, force, resources, lock_timeout, extra)
+    results = map_categories(
+        _run_category,
+        cats,
+        effective_jobs(jobs, scheduler, dev),
+        stage,
+        work,
+        cache,
+        cfg,
+        dev,
+        objects,
+        splits,
+        runtime,
+        scheduler,
+        force,
+        resources,
+        lock_timeout,
+        extra,
+    )
     reports = [r for r, _ in results if r is not None]
     problems = [p for _, p in results if p is not None]
     finish(reports, problems, keep_going)
     return reports
 
 
-def _run_category(category: str, stage: str, work: Callable, cache: str, cfg: PipelineConfig, device: str, objects: str | None,
-                  splits: tuple[str, ...] | None, runtime: dict[str, Any] | None, scheduler: str, force: bool, resources: Any,
-                  lock_timeout: float, extra: Callable[[StageContext], Callable[[str, str], Any]] | None) -> tuple[StageReport | None, str | None]:
+def _run_category(
+    category: str,
+    stage: str,
+    work: Callable,
+    cache: str,
+    cfg: PipelineConfig,
+    device: str,
+    objects: str | None,
+    splits: tuple[str, ...] | None,
+    runtime: dict[str, Any] | None,
+    scheduler: str,
+    force: bool,
+    resources: Any,
+    lock_timeout: float,
+    extra: Callable[[StageContext], Callable[[str, str], Any]] | None,
+) -> tuple[StageReport | None, str | None]:
     """One category of a per-object stage: (report, None) or (None, problem); runs in a --jobs worker too."""
     from pipeline.meta import register_part_names
     from stages.runner import run_stage
@@ -385,11 +458,22 @@ def _run_category(category: str, stage: str, work: Callable, cache: str, cfg: Pi
         return None, f"[{stage}] {category}: {exc}"
     if not ids:
         what = f"--objects {objects!r} matched no" if objects else "no"
-        return None, f"[{stage}] {category}: {what} ingested object{'' if splits is None else ' in splits ' + ','.join(splits)} (run `partstad ingest` first?)"
+        return (
+            None,
+            f"[{stage}] {category}: {what} ingested object{'' if splits is None else ' in splits ' + ','.join(splits)} (run `partstad ingest` first?)",
+        )
     ctx = make_context(stage, category, cache, cfg, device, runtime)
     try:
-        return run_stage(ctx, ids, work, keys=key_resolver(ctx, extra(ctx) if extra else None), scheduler=scheduler,
-                         force=force, resources=resources, lock_timeout=lock_timeout), None
+        return run_stage(
+            ctx,
+            ids,
+            work,
+            keys=key_resolver(ctx, extra(ctx) if extra else None),
+            scheduler=scheduler,
+            force=force,
+            resources=resources,
+            lock_timeout=lock_timeout,
+        ), None
     except (StoreBusyError, StoreCorruptError) as exc:
         return None, f"[{stage}] {category}: {exc}"
     except OSError as exc:  # the store itself (lock, folder, side files) cannot be written: not one object's fault

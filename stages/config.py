@@ -13,6 +13,7 @@ A field marked ``affects_results=False`` (e.g. ``evaluate.splits``) decides *whi
 run, not *what* an object's result is, so it is left out of the cache keys
 (:func:`section_digest`): changing it never recomputes anything.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from pipeline.cameras import PAPER_VIEWS
 from pipeline.meta import CATEGORIES
+
 
 def _registered(kind: str) -> Any:
     """A backend name checked against its registry in stages/backends (``kind``: detectors,
@@ -139,7 +141,9 @@ class RenderConfig(Section):
     footprint: Literal["disc", "square"] = "disc"
     """Splat shape: PyTorch3D-like disc or pyrender-like square."""
     views: list[tuple[float, float]] = Field(
-        default_factory=lambda: [tuple(v) for v in PAPER_VIEWS], min_length=1, max_length=64,
+        default_factory=lambda: [tuple(v) for v in PAPER_VIEWS],
+        min_length=1,
+        max_length=64,
     )
     """Camera (elevation, azimuth) pairs in degrees (paper: these 10)."""
 
@@ -178,13 +182,24 @@ def _docstrings(cls: type) -> dict[str, str]:
     body = tree.body[0].body  # type: ignore[attr-defined]
     out = {}
     for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(getattr(nxt, "value", None), ast.Constant)
+        ):
             out[node.target.id] = " ".join(str(nxt.value.value).split())
     return out
 
 
-def model_of_dataclass(cls: type, name: str, *, exclude: tuple[str, ...] = (), constraints: dict[str, dict[str, Any]] | None = None,
-                       types: dict[str, Any] | None = None) -> type[BaseModel]:
+def model_of_dataclass(
+    cls: type,
+    name: str,
+    *,
+    exclude: tuple[str, ...] = (),
+    constraints: dict[str, dict[str, Any]] | None = None,
+    types: dict[str, Any] | None = None,
+) -> type[BaseModel]:
     """A strict pydantic model whose fields, types, defaults and docs come from a pipeline
     dataclass, so the defaults live in one place (the dataclass next to the maths).
     ``types`` replaces a field's type where its range must be stated per element (tuples)."""
@@ -195,7 +210,10 @@ def model_of_dataclass(cls: type, name: str, *, exclude: tuple[str, ...] = (), c
         if f.name in exclude:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        fields[f.name] = ((types or {}).get(f.name, hints[f.name]), Field(default, description=docs.get(f.name), **(constraints or {}).get(f.name, {})))
+        fields[f.name] = (
+            (types or {}).get(f.name, hints[f.name]),
+            Field(default, description=docs.get(f.name), **(constraints or {}).get(f.name, {})),
+        )
     return create_model(name, __config__=_STRICT, **fields)
 
 
@@ -208,13 +226,26 @@ def _oracle_model() -> type[BaseModel]:
     feature_noise = {"ge": 0, "le": 1000}
     side_fraction = Annotated[float, Field(gt=0, le=1)]
     return model_of_dataclass(
-        OracleDetectorParams, "OracleDetectConfig",
+        OracleDetectorParams,
+        "OracleDetectConfig",
         exclude=("score_threshold", "max_per_view", "feat_dim"),  # set by the detect section itself
-        constraints={"p_max": prob, "area_scale": {"gt": 0}, "jitter": nonneg, "confusion": prob, "confused_confidence": nonneg,
-                     "fp_rate": {"ge": 0, "le": 1000},  # a Poisson mean of boxes per view (each one is drawn and stored)
-                     "whole_object_prob": prob, "score_noise": nonneg, "min_box_px": nonneg, "feat_noise": feature_noise,
-                     "informativeness": prob, "objectness_noise": feature_noise,
-                     "max_parts": {"ge": 1}, "max_views": {"ge": 1}, "feat_seed": {"ge": 0, "lt": 2**63}},
+        constraints={
+            "p_max": prob,
+            "area_scale": {"gt": 0},
+            "jitter": nonneg,
+            "confusion": prob,
+            "confused_confidence": nonneg,
+            "fp_rate": {"ge": 0, "le": 1000},  # a Poisson mean of boxes per view (each one is drawn and stored)
+            "whole_object_prob": prob,
+            "score_noise": nonneg,
+            "min_box_px": nonneg,
+            "feat_noise": feature_noise,
+            "informativeness": prob,
+            "objectness_noise": feature_noise,
+            "max_parts": {"ge": 1},
+            "max_views": {"ge": 1},
+            "feat_seed": {"ge": 0, "lt": 2**63},
+        },
         types={"fp_size": tuple[side_fraction, side_fraction]},
     )
 
@@ -227,10 +258,19 @@ def _pixels_detect_model() -> type[BaseModel]:
 
     nonneg = {"ge": 0}
     return model_of_dataclass(
-        PixelDetectorParams, "PixelsDetectConfig",
-        constraints={"ring": nonneg, "sigma": {"gt": 0, "le": 100}, "l2": nonneg, "steps": nonneg, "lr": {"gt": 0, "le": 1},
-                     "temperature": {"ge": 1e-3, "le": 1e3}, "match_iou": {"gt": 0, "le": 1}, "background_per_view": nonneg,
-                     "feat_seed": {"ge": 0, "lt": 2**63}},
+        PixelDetectorParams,
+        "PixelsDetectConfig",
+        constraints={
+            "ring": nonneg,
+            "sigma": {"gt": 0, "le": 100},
+            "l2": nonneg,
+            "steps": nonneg,
+            "lr": {"gt": 0, "le": 1},
+            "temperature": {"ge": 1e-3, "le": 1e3},
+            "match_iou": {"gt": 0, "le": 1},
+            "background_per_view": nonneg,
+            "feat_seed": {"ge": 0, "lt": 2**63},
+        },
     )
 
 
@@ -241,9 +281,19 @@ def _pixels_segment_model() -> type[BaseModel]:
     from pipeline.segment.pixel_sam_params import PixelSamParams
 
     return model_of_dataclass(
-        PixelSamParams, "PixelsSegmentConfig",
-        constraints={"sigma": {"gt": 0, "le": 100}, "depth_weight": {"ge": 0}, "n_superpixels": {"ge": 1}, "compactness": {"ge": 0}, "iterations": {"ge": 1}, "merge_scale": {"ge": 0},
-                     "min_region": {"ge": 0}, "inside": {"gt": 0, "le": 1}, "min_cover": {"ge": 0, "le": 1}},
+        PixelSamParams,
+        "PixelsSegmentConfig",
+        constraints={
+            "sigma": {"gt": 0, "le": 100},
+            "depth_weight": {"ge": 0},
+            "n_superpixels": {"ge": 1},
+            "compactness": {"ge": 0},
+            "iterations": {"ge": 1},
+            "merge_scale": {"ge": 0},
+            "min_region": {"ge": 0},
+            "inside": {"gt": 0, "le": 1},
+            "min_cover": {"ge": 0, "le": 1},
+        },
     )
 
 
@@ -323,7 +373,7 @@ class SegmentConfig(Section):
     """Over-segmentation and prompt rule of the simulated pixels SAM (see pipeline/segment/pixel_sam.py)."""
 
     @model_validator(mode="after")
-    def _sam_name_matches_type(self) -> "SegmentConfig":
+    def _sam_name_matches_type(self) -> SegmentConfig:
         """An official SAM name fixes the model type: a mismatch would fail only when loading."""
         from stages.weights_resolve import SAM_CHECKPOINTS
 
@@ -336,7 +386,9 @@ class SegmentConfig(Section):
 def _lift_model() -> type[BaseModel]:
     from pipeline.lift import LiftParams
 
-    return model_of_dataclass(LiftParams, "LiftConfig", constraints={"iou_gate": {"ge": 0, "lt": 1}, "whole_object_thresh": {"gt": 0, "le": 1}})
+    return model_of_dataclass(
+        LiftParams, "LiftConfig", constraints={"iou_gate": {"ge": 0, "lt": 1}, "whole_object_thresh": {"gt": 0, "le": 1}}
+    )
 
 
 LiftConfig = _lift_model()
@@ -346,9 +398,18 @@ def _train_model() -> type[BaseModel]:
     from pipeline.train.params import RUNTIME_FIELDS, TrainParams
 
     return model_of_dataclass(
-        TrainParams, "TrainParamsConfig", exclude=RUNTIME_FIELDS,
-        constraints={"epochs": {"gt": 0, "le": 100_000}, "batch_size": {"gt": 0}, "lr": {"gt": 0, "le": 1}, "lr_null": {"gt": 0, "le": 1},
-                     "weight_decay": {"ge": 0, "le": 1}, "tau": {"ge": 0, "le": 1000}, "seed": {"ge": 0, "lt": 2**63}},
+        TrainParams,
+        "TrainParamsConfig",
+        exclude=RUNTIME_FIELDS,
+        constraints={
+            "epochs": {"gt": 0, "le": 100_000},
+            "batch_size": {"gt": 0},
+            "lr": {"gt": 0, "le": 1},
+            "lr_null": {"gt": 0, "le": 1},
+            "weight_decay": {"ge": 0, "le": 1},
+            "tau": {"ge": 0, "le": 1000},
+            "seed": {"ge": 0, "lt": 2**63},
+        },
     )
 
 
@@ -397,20 +458,28 @@ class PipelineConfig(BaseModel):
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
 
     @model_validator(mode="after")
-    def _known(self) -> "PipelineConfig":
+    def _known(self) -> PipelineConfig:
         """Every listed category is a PartNetE one or has part names in data.part_names."""
         import difflib
 
         from pydantic_core import InitErrorDetails, PydanticCustomError
 
         def refuse(msg: str, loc: tuple, value: Any) -> None:
-            raise ValidationError.from_exception_data("PipelineConfig", [InitErrorDetails(type=PydanticCustomError("category", msg), loc=loc, input=value)])
+            raise ValidationError.from_exception_data(
+                "PipelineConfig", [InitErrorDetails(type=PydanticCustomError("category", msg), loc=loc, input=value)]
+            )
 
         known = list(CATEGORIES) + list(self.data.part_names)
         for i, c in enumerate(self.categories):
             if c not in known:
                 close = difflib.get_close_matches(c, known, n=3)
-                refuse(f"unknown category {c!r}" + (f" (did you mean {', '.join(close)}?)" if close else "") + "; your own categories need data.part_names", ("categories", i), c)
+                refuse(
+                    f"unknown category {c!r}"
+                    + (f" (did you mean {', '.join(close)}?)" if close else "")
+                    + "; your own categories need data.part_names",
+                    ("categories", i),
+                    c,
+                )
         if len(set(self.categories)) != len(self.categories):
             refuse("a category is listed twice", ("categories",), self.categories)
         return self
@@ -480,7 +549,7 @@ def apply_overrides(raw: Any, overrides: tuple[str, ...] | list[str] = ()) -> di
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"-S {item!r}: {'.'.join(parts[:depth + 1])} is not a section")
+                raise ConfigError(f"-S {item!r}: {'.'.join(parts[: depth + 1])} is not a section")
             node = child
         node[parts[-1]] = value
     return out
@@ -518,7 +587,9 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = (), *
         key = str(p.resolve())
         if key not in _LOGGED_DEFAULTS:
             _LOGGED_DEFAULTS.add(key)
-            logging.getLogger("partstad").info("no %s in %s: using the packaged defaults (`partstad params --defaults` lists them)", p, Path.cwd())
+            logging.getLogger("partstad").info(
+                "no %s in %s: using the packaged defaults (`partstad params --defaults` lists them)", p, Path.cwd()
+            )
         raw: Any = {}
         source = "packaged defaults"
     else:
@@ -528,8 +599,11 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = (), *
             raise ConfigError(f"params file {p} is not valid YAML: {exc}") from None
         source = str(p)
         if raw is None:  # empty or only comments: probably not what the researcher meant to run
-            _say_once(f"{p} is empty: using defaults for every setting" + (" not given with -S" if overrides else "")
-                      + " (`partstad params --defaults` lists them)")
+            _say_once(
+                f"{p} is empty: using defaults for every setting"
+                + (" not given with -S" if overrides else "")
+                + " (`partstad params --defaults` lists them)"
+            )
     if overrides:
         if raw is not None and not isinstance(raw, dict):
             return parse_config(raw, source)  # the usual "must be a mapping" error

@@ -15,6 +15,7 @@ environment wins (it is not yet written into the model files' provenance).
 The cached stages before them (ingest … lift) do not need this: they use no torch in the
 simulated chain and compute with `pipeline.portable`.
 """
+
 from __future__ import annotations
 
 import os

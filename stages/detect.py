@@ -7,6 +7,7 @@ Flat arrays over all views: ``xyxy`` (B,4) f32, ``view`` (B,) i16, ``label`` (B,
 ``pixels`` (SIMULATED from the rendered pixels, classifier fitted on the few-shot renders),
 ``grounding_dino`` (real, local weights) and ``import`` (written by ``partstad import-partstad``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,8 +25,12 @@ def detect_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray
     det, extra = backend.work(ctx, object_id)
     n_views = ctx.store("render").array(object_id, "pix2pt").shape[0]
     arrays = {
-        "xyxy": det.xyxy.astype(np.float32), "view": det.view.astype(np.int16), "label": det.label.astype(np.int16),
-        "score": det.score.astype(np.float32), "feat": det.feat.astype(np.float16), "offsets": det.offsets(n_views).astype(np.int64),
+        "xyxy": det.xyxy.astype(np.float32),
+        "view": det.view.astype(np.int16),
+        "label": det.label.astype(np.int16),
+        "score": det.score.astype(np.float32),
+        "feat": det.feat.astype(np.float16),
+        "offsets": det.offsets(n_views).astype(np.int64),
     }
     attrs = {"backend": backend.name, "simulated": bool(det.simulated), "n_boxes": int(len(det.xyxy)), **extra}
     return arrays, attrs
@@ -45,5 +50,6 @@ def preflight(cfg: Any, device: str) -> None:
 @common_options
 def detect(**kw: Any) -> None:
     """Detect part boxes in every rendered view (simulated: oracle or pixels; real: Grounding DINO)."""
-    run_object_stage("detect", detect_work, resources=gpu_resources, preflight=preflight,
-                     uses_model=lambda cfg: detector(cfg).uses_model(cfg), **kw)
+    run_object_stage(
+        "detect", detect_work, resources=gpu_resources, preflight=preflight, uses_model=lambda cfg: detector(cfg).uses_model(cfg), **kw
+    )

@@ -10,6 +10,7 @@ The Grounding DINO registry entry (stages/backends/grounding_dino.py) hands thes
 Shared by the detector backend and stages/adapt_detector.py: a stage may not
 import another stage.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -113,8 +114,15 @@ def weights_records(cfg: Any, categories: list[str] | None = None) -> list[dict[
             if not has_adapted_model(cfg, cat):
                 continue
             d = adapted_dir(cfg, cat)
-            rec: dict[str, Any] = {"role": f"adapted detector ({cat})", "setting": "adapt.out_dir", "spec": str(d), "path": str(d),
-                                   "source": "local", "revision": None, "digest": dir_digest(d)}
+            rec: dict[str, Any] = {
+                "role": f"adapted detector ({cat})",
+                "setting": "adapt.out_dir",
+                "spec": str(d),
+                "path": str(d),
+                "source": "local",
+                "revision": None,
+                "digest": dir_digest(d),
+            }
             try:
                 rec["base_digest"] = json.loads((d / "adapt.json").read_text()).get("base_weights_digest")
             except (OSError, ValueError):

@@ -11,6 +11,7 @@ Exit 1 when a configured backend cannot run or a weights file named in params do
 load; 0 otherwise (warnings included). Packages are looked up without importing the heavy ones unless the
 params use them, so the command stays quick.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -66,7 +67,10 @@ def _gl() -> tuple[bool, str]:
     if gl_available():
         import os
 
-        return True, f"pyrender {_version('pyrender')}, offscreen GL works (PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM', 'unset')})"
+        return (
+            True,
+            f"pyrender {_version('pyrender')}, offscreen GL works (PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM', 'unset')})",
+        )
     return False, f"pyrender installed but no offscreen GL context ({gl_error()}); set PYOPENGL_PLATFORM=egl or use render.backend numpy"
 
 
@@ -80,7 +84,14 @@ def checks(cfg: Any, device: str = "cpu", load: bool = True) -> list[tuple[str, 
 
     ok, d = _torch()
     add("torch", ok, d, True)
-    gl_ok, d = _gl() if cfg.render.backend != "numpy" else (importlib.util.find_spec("pyrender") is not None, "pyrender " + (_version("pyrender") or "not installed") + " (not used: render.backend numpy)")
+    gl_ok, d = (
+        _gl()
+        if cfg.render.backend != "numpy"
+        else (
+            importlib.util.find_spec("pyrender") is not None,
+            "pyrender " + (_version("pyrender") or "not installed") + " (not used: render.backend numpy)",
+        )
+    )
     add("pyrender/EGL", gl_ok, d, cfg.render.backend == "pyrender")
     from stages.backends.lookup import registry
 
@@ -103,8 +114,12 @@ def checks(cfg: Any, device: str = "cpu", load: bool = True) -> list[tuple[str, 
         rows.append(("FAIL", "render backend", str(exc)))
     sp = "greedy" if cfg.superpoints.backend == "auto" else cfg.superpoints.backend  # pipeline.superpoints: auto means greedy
     src, det, seg = (reg.configured(cfg) for reg in kinds)
-    for name, detail in ((("render backend", render),) if render else ()) + (("superpoints backend", sp), ("detect backend", det.describe(cfg)),
-                         ("segment mode", seg.describe(cfg)), ("data source", src.describe(cfg))):
+    for name, detail in ((("render backend", render),) if render else ()) + (
+        ("superpoints backend", sp),
+        ("detect backend", det.describe(cfg)),
+        ("segment mode", seg.describe(cfg)),
+        ("data source", src.describe(cfg)),
+    ):
         rows.append(("ok", name, detail))
     for reg in kinds:  # settings of every backend that are set (weights that load), and those the configured ones miss
         for b in reg.values():
@@ -148,7 +163,7 @@ def dvc_yaml_row(categories: list[str], path: Path = Path("dvc.yaml")) -> tuple[
                 for i, part in enumerate(parts):
                     stem = part.split(".")[0]
                     if stem in known:
-                        patterns.setdefault("/".join((*parts[:i], "{category}" + part[len(stem):], *parts[i + 1:])), set()).add(stem)
+                        patterns.setdefault("/".join((*parts[:i], "{category}" + part[len(stem) :], *parts[i + 1 :])), set()).add(stem)
                         break
         checked += bool(patterns)
         for cats in patterns.values():
@@ -159,22 +174,38 @@ def dvc_yaml_row(categories: list[str], path: Path = Path("dvc.yaml")) -> tuple[
                 extra.setdefault(c, set()).add(name)
     if not missing and not extra:
         if not checked:
-            return "--", "dvc.yaml", f"no per-category outs listed ({templated} foreach/matrix stages)" if templated else "no per-category outs listed"
+            return (
+                "--",
+                "dvc.yaml",
+                f"no per-category outs listed ({templated} foreach/matrix stages)" if templated else "no per-category outs listed",
+            )
         n = len(categories)
-        return "ok", "dvc.yaml", f"per-category outs of {checked} stage{'s' if checked > 1 else ''} cover the {n} categor{'y' if n == 1 else 'ies'} of params"
+        return (
+            "ok",
+            "dvc.yaml",
+            f"per-category outs of {checked} stage{'s' if checked > 1 else ''} cover the {n} categor{'y' if n == 1 else 'ies'} of params",
+        )
     what = []
     if missing:
         where = sorted(set().union(*missing.values()))
-        what.append(f"outs do not cover {', '.join(c for c in categories if c in missing)} of params "
-                    f"({', '.join(where) if len(where) <= 3 else f'{len(where)} stages'})")
+        what.append(
+            f"outs do not cover {', '.join(c for c in categories if c in missing)} of params "
+            f"({', '.join(where) if len(where) <= 3 else f'{len(where)} stages'})"
+        )
     if extra:
         what.append(f"outs name {', '.join(sorted(extra))}, not in params")
     return "WARN", "dvc.yaml", "; ".join(what) + ": run `python tools/sync_dvc_deps.py`"
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
-              help="YAML params (default: packaged defaults when absent).")
+@click.option(
+    "--params",
+    "params_path",
+    default="params.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="YAML params (default: packaged defaults when absent).",
+)
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device to load the weights on.")
 @click.option("--no-load", is_flag=True, help="Do not load the weights files (only check the packages and backends).")
 @set_option
@@ -192,4 +223,6 @@ def doctor(params_path: str, device: str, no_load: bool) -> None:
     if bad:
         raise StageFailed(f"doctor: {', '.join(bad)} cannot run as configured")
     warned = sum(status == "WARN" for status, _, _ in rows)
-    click.echo("doctor: everything the params use is in place" + (f" ({warned} warning{'s' if warned > 1 else ''} above)" if warned else ""))
+    click.echo(
+        "doctor: everything the params use is in place" + (f" ({warned} warning{'s' if warned > 1 else ''} above)" if warned else "")
+    )

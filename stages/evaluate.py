@@ -14,6 +14,7 @@ shapes (ties keep the simpler method; without validation shapes PartSTAD, see
 :func:`auto_choice`). The validation shapes are
 therefore always predicted too; ``metrics[...]["auto"]`` says which method was picked and why.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,25 @@ import numpy as np
 
 from pipeline.errors import BadInputError
 from pipeline.meta import part_names, small_part_mask
-from stages.common import ParamsError, finish, keep_going_options, key_resolver, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
-from stages.common import check_objects
+from stages.common import (
+    ParamsError,
+    check_objects,
+    finish,
+    keep_going_options,
+    key_resolver,
+    load_params,
+    make_context,
+    resolve_categories,
+    resolve_device,
+    select_objects,
+    write_json,
+)
 from stages.config import PipelineConfig
-from stages.parallel import effective_jobs, jobs_option, map_categories
-from stages.model_check import check_model, check_models_dir, weights_key
 from stages.lifted_io import read_box_valid, read_lifted
-from stages.provenance import object_sources, provenance as provenance_record, run_components
+from stages.model_check import check_model, check_models_dir, weights_key
+from stages.parallel import effective_jobs, jobs_option, map_categories
+from stages.provenance import object_sources, run_components
+from stages.provenance import provenance as provenance_record
 from stages.runner import StageContext, StageReport, run_stage
 from stages.scheduling import SCHEDULER
 from stages.store import StoreBusyError, StoreCorruptError, store_lock
@@ -65,9 +78,13 @@ def _predict(ctx: StageContext, object_id: str, mode: str, weights: Path):
     obj = prepare_object(ctx, object_id, mode, pos_enc=meta.get("pos_enc", "True") == "True")
     if int(obj.x.shape[1]) != net.in_dim:  # features of another detector than the model was trained on
         width = int(ctx.store("detect").read(object_id, "feat").shape[1])
-        raise BadInputError(f"its detector features are {width}-d, and the model {weights} was trained on "
-                            f"{width + net.in_dim - int(obj.x.shape[1])}-d features (another detector backend or feat_dim: "
-                            "re-run detect with the model's settings, or retrain)", object_id=object_id, path=ctx.store("detect").path(object_id))
+        raise BadInputError(
+            f"its detector features are {width}-d, and the model {weights} was trained on "
+            f"{width + net.in_dim - int(obj.x.shape[1])}-d features (another detector backend or feat_dim: "
+            "re-run detect with the model's settings, or retrain)",
+            object_id=object_id,
+            path=ctx.store("detect").path(object_id),
+        )
     P = predict(net, theta, obj)
     lifted = read_lifted(ctx, object_id, mode)
     labels_sp = labels_from_probs(P, lifted.valid, small_part_mask(ctx.category))
@@ -113,7 +130,10 @@ def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
     P_m = np.concatenate([np.full((len(cov), 1), thr), cov], axis=1)
     put("masks_only", lab_m[lifted.sp], partstad_instances(lab_m, P_m, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
     # which weights computed these labels: export names exactly this model, never another
-    return out, {"methods": [m for m in METHODS if f"sem_{m}" in out], "model": {"dir": str(models), "files": ctx.runtime.get("model_files") or weights_key(models)}}
+    return out, {
+        "methods": [m for m in METHODS if f"sem_{m}" in out],
+        "model": {"dir": str(models), "files": ctx.runtime.get("model_files") or weights_key(models)},
+    }
 
 
 def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]:
@@ -182,12 +202,27 @@ def model_provenance(models: Path, cfg: PipelineConfig, category: str) -> dict[s
     for p in sorted(models.glob("*.safetensors")):
         net, _theta, meta = _net(p)
         check_model(p, cfg, category, net, meta)
-        out["files"][p.name] = {"sha256_20": digests[p.name], "tau": meta.get("tau"), "config": json.loads(meta["config"]) if "config" in meta else None}
+        out["files"][p.name] = {
+            "sha256_20": digests[p.name],
+            "tau": meta.get("tau"),
+            "config": json.loads(meta["config"]) if "config" in meta else None,
+        }
     return out
 
 
-def _evaluate_one(category: str, cfg: PipelineConfig, cache: str, dev: str, objects: str | None, split_list: tuple[str, ...], models_root: str,
-                  metrics_root: str, scheduler: str, force: bool, lock_timeout: float) -> tuple[StageReport | None, list[str]]:
+def _evaluate_one(
+    category: str,
+    cfg: PipelineConfig,
+    cache: str,
+    dev: str,
+    objects: str | None,
+    split_list: tuple[str, ...],
+    models_root: str,
+    metrics_root: str,
+    scheduler: str,
+    force: bool,
+    lock_timeout: float,
+) -> tuple[StageReport | None, list[str]]:
     """Evaluate one category and write its metrics: (report, problems); runs in a --jobs worker too."""
     from pipeline.meta import register_part_names
 
@@ -198,7 +233,9 @@ def _evaluate_one(category: str, cfg: PipelineConfig, cache: str, dev: str, obje
     weights = models / "partstad.safetensors"
     ids = select_objects(cache, category, objects, split_list)
     if not ids:
-        problems.append(f"[evaluate] {category}: {'--objects ' + repr(objects) + ' matched no' if objects else 'no'} ingested object in splits {','.join(split_list)}; metrics left as they were")
+        problems.append(
+            f"[evaluate] {category}: {'--objects ' + repr(objects) + ' matched no' if objects else 'no'} ingested object in splits {','.join(split_list)}; metrics left as they were"
+        )
         return report, problems
     val_ids = select_objects(cache, category, None, ("val",))  # method auto picks on these
     extra_val = [o for o in val_ids if o not in ids]
@@ -206,7 +243,9 @@ def _evaluate_one(category: str, cfg: PipelineConfig, cache: str, dev: str, obje
     try:
         with store_lock(f"{models}.lock", str(models), lock_timeout):  # no retraining under our feet
             if not weights.is_file():
-                problems.append(f"[evaluate] {category}: trained weights not found at {weights} (run `partstad train --category {category}`)")
+                problems.append(
+                    f"[evaluate] {category}: trained weights not found at {weights} (run `partstad train --category {category}`)"
+                )
                 return report, problems
             try:  # checked up front by the command too; here again under the lock (a retrain may have happened)
                 provenance = model_provenance(models, cfg, category)
@@ -215,8 +254,15 @@ def _evaluate_one(category: str, cfg: PipelineConfig, cache: str, dev: str, obje
                 return report, problems
             model_files = {name: f["sha256_20"] for name, f in provenance["files"].items()}
             ctx.runtime["model_files"] = model_files
-            report = run_stage(ctx, ids + extra_val, evaluate_work, keys=key_resolver(ctx, lambda stage, oid: model_files if stage == "evaluate" else None),
-                               scheduler=scheduler, force=force, lock_timeout=lock_timeout)
+            report = run_stage(
+                ctx,
+                ids + extra_val,
+                evaluate_work,
+                keys=key_resolver(ctx, lambda stage, oid: model_files if stage == "evaluate" else None),
+                scheduler=scheduler,
+                force=force,
+                lock_timeout=lock_timeout,
+            )
     except (StoreBusyError, StoreCorruptError) as exc:
         problems.append(f"[evaluate] {category}: {exc}")
         return report, problems
@@ -233,11 +279,18 @@ def _evaluate_one(category: str, cfg: PipelineConfig, cache: str, dev: str, obje
     components = run_components(cache, category, evaluated)  # oracle detector/SAM, synthetic shapes
     metrics["simulated"] = bool(components) or any(lift.attrs(o).get("simulated", False) for o in evaluated if lift.is_complete(o))
     metrics["failed"] = [f["object"] for f in report.failed]
-    metrics["provenance"] = {**provenance_record(cfg, components, provenance, object_sources(cache, category, evaluated)), "splits": list(split_list),
-                             "detect_backend": cfg.detect.backend, "segment_mode": cfg.segment.mode}
+    metrics["provenance"] = {
+        **provenance_record(cfg, components, provenance, object_sources(cache, category, evaluated)),
+        "splits": list(split_list),
+        "detect_backend": cfg.detect.backend,
+        "segment_mode": cfg.segment.mode,
+    }
     write_json(Path(metrics_root) / "evaluate" / f"{category}.json", metrics)
     for m, v in metrics["methods"].items():
-        click.echo(f"  {category:18s} {m:15s} mIoU {v['miou'] if v['miou'] is None else round(v['miou'], 1)}  mAP50 {v['map50'] if v['map50'] is None else round(v['map50'], 1)}" + ("  (simulated)" if metrics["simulated"] else ""))
+        click.echo(
+            f"  {category:18s} {m:15s} mIoU {v['miou'] if v['miou'] is None else round(v['miou'], 1)}  mAP50 {v['map50'] if v['map50'] is None else round(v['map50'], 1)}"
+            + ("  (simulated)" if metrics["simulated"] else "")
+        )
     return report, problems
 
 
@@ -246,7 +299,14 @@ def _evaluate_one(category: str, cfg: PipelineConfig, cache: str, dev: str, obje
 @click.option("--cache", default="cache", show_default=True, help="Cache root.")
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
 @click.option("--objects", default=None, callback=check_objects, help="Comma-separated object ids to restrict to.")
-@click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", type=SCHEDULER, help="sync | threads | processes | local:N | tcp://host:port (env PARTSTAD_SCHEDULER).")
+@click.option(
+    "--scheduler",
+    default="sync",
+    show_default=True,
+    envvar="PARTSTAD_SCHEDULER",
+    type=SCHEDULER,
+    help="sync | threads | processes | local:N | tcp://host:port (env PARTSTAD_SCHEDULER).",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
 @click.option("--force", is_flag=True, help="Recompute up-to-date objects.")
 @click.option("--models", "models_root", default="models", show_default=True, help="Directory with <Category>/partstad.safetensors.")
@@ -254,8 +314,21 @@ def _evaluate_one(category: str, cfg: PipelineConfig, cache: str, dev: str, obje
 @click.option("--splits", default=None, help="Comma-separated splits to evaluate (default: evaluate.splits in params).")
 @jobs_option
 @keep_going_options
-def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, scheduler: str, device: str, force: bool,
-             models_root: str, metrics_root: str, splits: str | None, jobs: str, keep_going: bool, lock_timeout: float) -> None:
+def evaluate(
+    params_path: str,
+    cache: str,
+    categories: tuple[str, ...],
+    objects: str | None,
+    scheduler: str,
+    device: str,
+    force: bool,
+    models_root: str,
+    metrics_root: str,
+    splits: str | None,
+    jobs: str,
+    keep_going: bool,
+    lock_timeout: float,
+) -> None:
     """Predict with PartSLIP, PartSTAD and ablations; write per-object labels and metrics.
 
     Metrics are written only when at least one object was evaluated; the exit code is 1
@@ -270,8 +343,21 @@ def evaluate(params_path: str, cache: str, categories: tuple[str, ...], objects:
     cats = resolve_categories(cfg, categories)
     for cat in cats:  # unusable or mismatched weights: exit 2 naming the file and both sides, before any object
         check_models_dir(Path(models_root) / cat, cfg, cat)
-    results = map_categories(_evaluate_one, cats, effective_jobs(jobs, scheduler, dev), cfg, cache, dev, objects, split_list, models_root, metrics_root,
-                             scheduler, force, lock_timeout)
+    results = map_categories(
+        _evaluate_one,
+        cats,
+        effective_jobs(jobs, scheduler, dev),
+        cfg,
+        cache,
+        dev,
+        objects,
+        split_list,
+        models_root,
+        metrics_root,
+        scheduler,
+        force,
+        lock_timeout,
+    )
     reports = [r for r, _ in results if r is not None]
     problems = [p for _, ps in results for p in ps]
     finish(reports, problems, keep_going)

@@ -7,14 +7,14 @@ Only labels computed with the weights the sidecar names are written: evaluate re
 model directory and weight hashes per object, and an object whose cached result is not what
 evaluate would compute now with those weights (retrained, other settings or inputs) is
 skipped with the reason."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from stages.common import StageFailed, load_params, resolve_categories, select_objects, set_option
-from stages.common import check_objects
+from stages.common import StageFailed, check_objects, load_params, resolve_categories, select_objects, set_option
 from stages.exports import export_object
 from stages.model_check import evaluation_problem, weights_key
 from stages.provenance import object_components, object_sources, provenance
@@ -29,16 +29,33 @@ METHODS = ("partstad", "partslip", "partstad_boxes", "masks_only")
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
 @click.option("--objects", default=None, callback=check_objects, help="Comma-separated object ids (default: every evaluated object).")
 @click.option("--method", type=click.Choice(METHODS), default="partstad", show_default=True, help="Whose predictions to export.")
-@click.option("--out", "out_dir", default="exports", show_default=True, type=click.Path(file_okay=False), help="Output directory for <Category>_<id>_<method>.ply/.npy/.glb/.json.")
-@click.option("--models", "models_root", default="models", show_default=True,
-              help="Model root (<root>/<Category>) the labels must come from; when not given, the model evaluate recorded per object.")
+@click.option(
+    "--out",
+    "out_dir",
+    default="exports",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Output directory for <Category>_<id>_<method>.ply/.npy/.glb/.json.",
+)
+@click.option(
+    "--models",
+    "models_root",
+    default="models",
+    show_default=True,
+    help="Model root (<root>/<Category>) the labels must come from; when not given, the model evaluate recorded per object.",
+)
 @set_option
-def export(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, method: str, out_dir: str, models_root: str) -> None:
+def export(
+    params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, method: str, out_dir: str, models_root: str
+) -> None:
     """Export predicted labels as PLY + .npy in original coordinates."""
     from click.core import ParameterSource
 
     cfg = load_params(params_path)
-    explicit_models = click.get_current_context().get_parameter_source("models_root") not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    explicit_models = click.get_current_context().get_parameter_source("models_root") not in (
+        ParameterSource.DEFAULT,
+        ParameterSource.DEFAULT_MAP,
+    )
     n, skipped = 0, 0
     for cat in resolve_categories(cfg, categories):
         ev = CategoryStore(cache, "evaluate", cat)
@@ -50,19 +67,31 @@ def export(params_path: str, cache: str, categories: tuple[str, ...], objects: s
                 skipped += 1
                 continue
             if method not in ev.attrs(oid).get("methods", []):
-                click.echo(f"[export] {oid}: evaluate has no {method!r} predictions (partstad_boxes needs train.ablation_boxes), skipped", err=True)
+                click.echo(
+                    f"[export] {oid}: evaluate has no {method!r} predictions (partstad_boxes needs train.ablation_boxes), skipped", err=True
+                )
                 skipped += 1
                 continue
             recorded = ev.attrs(oid).get("model")
-            models = Path(recorded["dir"]) if not explicit_models and isinstance(recorded, dict) and isinstance(recorded.get("dir"), str) \
+            models = (
+                Path(recorded["dir"])
+                if not explicit_models and isinstance(recorded, dict) and isinstance(recorded.get("dir"), str)
                 else Path(models_root) / cat
+            )
             problem = evaluation_problem(cache, cfg, cat, oid, models)
             if problem is not None:
                 click.echo(f"[export] {oid}: not exported: {problem}", err=True)
                 skipped += 1
                 continue
             record = {"dir": str(models), "weights": "partstad.safetensors", "files": weights_key(models)}
-            export_object(cache, oid, cat, method, Path(out_dir), provenance(cfg, object_components(cache, cat, oid), record, object_sources(cache, cat, [oid])))
+            export_object(
+                cache,
+                oid,
+                cat,
+                method,
+                Path(out_dir),
+                provenance(cfg, object_components(cache, cat, oid), record, object_sources(cache, cat, [oid])),
+            )
             n += 1
     click.echo(f"[export] wrote {n} objects to {out_dir}")
     if n == 0:

@@ -8,6 +8,7 @@ samples, everything else as a coloured point cloud) and ``.json`` (the sidecar: 
 names, colours, per-point semantic and instance ids, instances with confidences, and the
 provenance record of :mod:`stages.provenance`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,9 @@ from stages.store import CategoryStore
 log = logging.getLogger("partstad")
 
 
-def _glb(ing: CategoryStore, object_id: str, attrs: dict[str, Any], xyz: np.ndarray, sem: np.ndarray, names: tuple[str, ...], palette: np.ndarray) -> tuple[bytes, str]:
+def _glb(
+    ing: CategoryStore, object_id: str, attrs: dict[str, Any], xyz: np.ndarray, sem: np.ndarray, names: tuple[str, ...], palette: np.ndarray
+) -> tuple[bytes, str]:
     """GLB bytes and what they hold ("mesh" or "points")."""
     from pipeline.export_glb import face_majority_labels, mesh_glb, points_glb
 
@@ -44,7 +47,9 @@ def _glb(ing: CategoryStore, object_id: str, attrs: dict[str, Any], xyz: np.ndar
     return points_glb(xyz, sem, names, palette), "points"
 
 
-def export_object(cache: str, object_id: str, category: str, method: str, out_dir: Path, provenance: dict[str, Any] | None = None) -> list[Path]:
+def export_object(
+    cache: str, object_id: str, category: str, method: str, out_dir: Path, provenance: dict[str, Any] | None = None
+) -> list[Path]:
     """Write the PLY, the two .npy files, the GLB and the JSON sidecar; return their paths."""
     from pipeline.data.ply import write_ply
     from pipeline.viz_labels import colour_labels, label_palette
@@ -59,8 +64,13 @@ def export_object(cache: str, object_id: str, category: str, method: str, out_di
     palette = label_palette(len(names))
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"{category}_{object_id.split('/')[-1]}_{method}"
-    ply, sem_npy, ins_npy, glb, side = (stem.with_suffix(".ply"), Path(f"{stem}_semantic.npy"), Path(f"{stem}_instance.npy"),
-                                        stem.with_suffix(".glb"), stem.with_suffix(".json"))
+    ply, sem_npy, ins_npy, glb, side = (
+        stem.with_suffix(".ply"),
+        Path(f"{stem}_semantic.npy"),
+        Path(f"{stem}_instance.npy"),
+        stem.with_suffix(".glb"),
+        stem.with_suffix(".json"),
+    )
     write_ply(ply, xyz, colour_labels(sem, len(names)), {"semantic": sem, "instance": ins})
     np.save(sem_npy, sem)
     np.save(ins_npy, ins)
@@ -70,16 +80,32 @@ def export_object(cache: str, object_id: str, category: str, method: str, out_di
     tmp.replace(glb)
     inst_label = ev.read(object_id, f"inst_label_{method}").astype(np.int64)
     inst_conf = ev.read(object_id, f"inst_conf_{method}").astype(np.float64)
-    instances = [{"id": int(i), "label": int(inst_label[i]), "part": names[inst_label[i]] if 0 <= inst_label[i] < len(names) else None,
-                  "confidence": float(inst_conf[i]), "n_points": int((ins == i).sum())} for i in range(len(inst_label))]
+    instances = [
+        {
+            "id": int(i),
+            "label": int(inst_label[i]),
+            "part": names[inst_label[i]] if 0 <= inst_label[i] < len(names) else None,
+            "confidence": float(inst_conf[i]),
+            "n_points": int((ins == i).sum()),
+        }
+        for i in range(len(inst_label))
+    ]
     sidecar = {
-        "object": object_id, "category": category, "method": method,
-        "source_file": attrs.get("path"), "source": attrs.get("source"), "glb_holds": kind,
-        "coordinates": "original (the input file's frame)", "centre": attrs["centre"], "scale": attrs["scale"],
+        "object": object_id,
+        "category": category,
+        "method": method,
+        "source_file": attrs.get("path"),
+        "source": attrs.get("source"),
+        "glb_holds": kind,
+        "coordinates": "original (the input file's frame)",
+        "centre": attrs["centre"],
+        "scale": attrs["scale"],
         "part_names": list(names),
         "colours": {"unlabelled": palette[0].tolist(), **{n: palette[k + 1].tolist() for k, n in enumerate(names)}},
         "n_points": int(len(sem)),
-        "semantic": sem.tolist(), "instance": ins.tolist(), "instances": instances,
+        "semantic": sem.tolist(),
+        "instance": ins.tolist(),
+        "instances": instances,
         "files": {"ply": ply.name, "glb": glb.name, "semantic": sem_npy.name, "instance": ins_npy.name},
         "provenance": provenance,
     }

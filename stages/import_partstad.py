@@ -35,6 +35,7 @@ data root and the content of the object's files, with the upstream keys of the s
 the results. Do not run ``render``/``visibility``/``superpoints``/``detect``
 /``segment`` afterwards: they would overwrite the imported results with their own.
 """
+
 from __future__ import annotations
 
 import logging
@@ -91,8 +92,12 @@ def object_fingerprints(ctx: StageContext, object_id: str) -> dict[str, str]:
     rt = ctx.runtime
     src = rt["sources"][object_id]
     files = _files_digest(rt["save_dir"], src["path"], ctx.category, object_id.split("/", 1)[1])
-    resolver = KeyResolver(lambda stage: {"import": rt["save_dir"], "data_root": rt["data_root"]}, ctx.store,
-                           extra=lambda stage, oid: {"files": files}, code=lambda stage: code_hash("import_partstad"))
+    resolver = KeyResolver(
+        lambda stage: {"import": rt["save_dir"], "data_root": rt["data_root"]},
+        ctx.store,
+        extra=lambda stage, oid: {"files": files},
+        code=lambda stage: code_hash("import_partstad"),
+    )
     return resolver.keys_written_together(list(STAGES), object_id)
 
 
@@ -108,9 +113,14 @@ def ingest_arrays(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
         arrays["sem"] = cloud.sem.astype(np.int16)
         arrays["ins"] = (cloud.ins if cloud.ins is not None else np.full(len(cloud.xyz), -1)).astype(np.int32)
     attrs = {
-        "centre": np.asarray(cloud.centre, dtype=float).tolist(), "scale": float(cloud.scale),
-        "parts": list(part_names(ctx.category)), "split": src["split"], "source": "partnete", "simulated": False,
-        "labelled": cloud.sem is not None, "n_points": int(len(cloud.xyz)),
+        "centre": np.asarray(cloud.centre, dtype=float).tolist(),
+        "scale": float(cloud.scale),
+        "parts": list(part_names(ctx.category)),
+        "split": src["split"],
+        "source": "partnete",
+        "simulated": False,
+        "labelled": cloud.sem is not None,
+        "n_points": int(len(cloud.xyz)),
         "imported_from": ctx.runtime["save_dir"],
     }
     return arrays, attrs
@@ -125,6 +135,7 @@ def import_object(ctx: StageContext, object_id: str) -> dict[str, tuple[dict[str
     from pipeline.detect.imported import object_paths, read_partstad_preprocessed
     from pipeline.render.render import depth_from_pix2pt
     from pipeline.visibility import visible_points
+
     save_dir = ctx.runtime["save_dir"]
     local_id = object_id.split("/", 1)[1]
     ing_arrays, ing_attrs = ingest_arrays(ctx, object_id)
@@ -137,25 +148,42 @@ def import_object(ctx: StageContext, object_id: str) -> dict[str, tuple[dict[str
     if obj.uv.shape[1] != N:
         raise BadInputError(
             f"screen_coords has {obj.uv.shape[1]} points but the PartNetE cloud ({ctx.runtime['sources'][object_id]['path']}) has {N}: "
-            "the preprocessing belongs to another point cloud", object_id=object_id, path=paths["screen_coords"])
+            "the preprocessing belongs to another point cloud",
+            object_id=object_id,
+            path=paths["screen_coords"],
+        )
     if V != len(PAPER_VIEWS):
-        raise BadInputError(f"{V} views, expected the {len(PAPER_VIEWS)} views of the paper cameras (SPEC §2.2)",
-                            object_id=object_id, path=paths["pc_idx"])
+        raise BadInputError(
+            f"{V} views, expected the {len(PAPER_VIEWS)} views of the paper cameras (SPEC §2.2)", object_id=object_id, path=paths["pc_idx"]
+        )
     cams = make_cameras(views=PAPER_VIEWS, image_size=(H, W))
     uv_ours, z = project(cams, xyz)
     err = np.linalg.norm(uv_ours.astype(np.float64) - obj.uv, axis=-1)
     reproj = float(np.nanmedian(err)) if np.isfinite(err).any() else float("nan")
     if not reproj <= REPROJECTION_WARN_PX:
-        log.warning("%s: screen_coords differ from our projection by %.1f px (median); check that "
-                    "--data-root and --save-dir hold the same objects", object_id, reproj)
+        log.warning(
+            "%s: screen_coords differ from our projection by %.1f px (median); check that --data-root and --save-dir hold the same objects",
+            object_id,
+            reproj,
+        )
 
     det = obj.detections
     render = (
-        {"rgb": obj.rgb, "pix2pt": obj.pix2pt.astype(np.int32), "depth": depth_from_pix2pt(obj.pix2pt, z),
-         "K": np.asarray(cams.K, np.float64), "world_to_cam": np.asarray(cams.world_to_cam, np.float64),
-         "view_dirs": np.asarray(cams.directions, np.float32)},
-        {"backend": "import", "image_size": [int(H), int(W)], "views": [list(v) for v in cams.views],
-         "depth": "camera z of the winning point (not stored by the original)", "imported_from": save_dir},
+        {
+            "rgb": obj.rgb,
+            "pix2pt": obj.pix2pt.astype(np.int32),
+            "depth": depth_from_pix2pt(obj.pix2pt, z),
+            "K": np.asarray(cams.K, np.float64),
+            "world_to_cam": np.asarray(cams.world_to_cam, np.float64),
+            "view_dirs": np.asarray(cams.directions, np.float32),
+        },
+        {
+            "backend": "import",
+            "image_size": [int(H), int(W)],
+            "views": [list(v) for v in cams.views],
+            "depth": "camera z of the winning point (not stored by the original)",
+            "imported_from": save_dir,
+        },
     )
     vis = visible_points(obj.pix2pt, N)
     visibility = (
@@ -167,16 +195,28 @@ def import_object(ctx: StageContext, object_id: str) -> dict[str, tuple[dict[str
         {"n_superpoints": int(obj.sp.max() + 1) if N else 0, "backend": "import", "normals": "zeros (not stored by the original)"},
     )
     detect = (
-        {"xyxy": det.xyxy.astype(np.float32), "view": det.view.astype(np.int16), "label": det.label.astype(np.int16),
-         "score": det.score.astype(np.float32), "feat": det.feat.astype(np.float16), "offsets": det.offsets(V).astype(np.int64)},
+        {
+            "xyxy": det.xyxy.astype(np.float32),
+            "view": det.view.astype(np.int16),
+            "label": det.label.astype(np.int16),
+            "score": det.score.astype(np.float32),
+            "feat": det.feat.astype(np.float16),
+            "offsets": det.offsets(V).astype(np.int64),
+        },
         {"backend": "import", "simulated": False, "n_boxes": int(len(det.xyxy)), "imported_from": save_dir},
     )
     segment = (
         {"mask": np.asarray(obj.masks, dtype=bool).reshape(len(det.xyxy), H, W)},
         {"mode": "import", "simulated": False, "n_boxes": int(len(det.xyxy))},
     )
-    return {"ingest": (ing_arrays, ing_attrs), "render": render, "visibility": visibility,
-            "superpoints": superpoints, "detect": detect, "segment": segment}
+    return {
+        "ingest": (ing_arrays, ing_attrs),
+        "render": render,
+        "visibility": visibility,
+        "superpoints": superpoints,
+        "detect": detect,
+        "segment": segment,
+    }
 
 
 def _import_one(ctx: StageContext, object_id: str, fps: dict[str, str]) -> dict[str, str]:
@@ -189,8 +229,12 @@ def _import_one(ctx: StageContext, object_id: str, fps: dict[str, str]) -> dict[
             ctx.store(stage).write_object(object_id, arrays, {**attrs, **meta}, fps[stage])
         return {"object": object_id, "status": "done"}
     except Exception as exc:  # noqa: BLE001 - one object's problem must not stop the others
-        res = {"object": object_id, "status": "failed", "error": str(exc) if isinstance(exc, ObjectError) else f"object {object_id}: {exc!r}",
-               "type": type(exc).__name__}
+        res = {
+            "object": object_id,
+            "status": "failed",
+            "error": str(exc) if isinstance(exc, ObjectError) else f"object {object_id}: {exc!r}",
+            "type": type(exc).__name__,
+        }
         if not isinstance(exc, ObjectError):
             res["traceback"] = traceback.format_exc(limit=3)
         # Previous results stay (each store swaps whole objects in); the manifest leaves the
@@ -223,25 +267,60 @@ def import_category(ctx: StageContext, rows: list[dict[str, Any]], scheduler: st
     seconds = time.perf_counter() - t0
     reports = []
     for stage in STAGES:
-        ctx.store(stage).write_json("failures.json", {
-            "stage": stage, "category": ctx.category, "failed": failed, "n_done": len(done), "n_skipped": len(skipped),
-            "imported_from": ctx.runtime["save_dir"]})
+        ctx.store(stage).write_json(
+            "failures.json",
+            {
+                "stage": stage,
+                "category": ctx.category,
+                "failed": failed,
+                "n_done": len(done),
+                "n_skipped": len(skipped),
+                "imported_from": ctx.runtime["save_dir"],
+            },
+        )
         reports.append(StageReport(stage, ctx.category, list(done), list(skipped), list(failed), seconds=seconds))
     bad = {f["object"] for f in failed}
-    ctx.store("ingest").write_json("manifest.json", [  # the objects this import offers, as `ingest` would list them
-        {"object": r["object"], "split": r["split"], "source": "partnete", "category": ctx.category}
-        for r in rows if r["object"] not in bad])
+    ctx.store("ingest").write_json(
+        "manifest.json",
+        [  # the objects this import offers, as `ingest` would list them
+            {"object": r["object"], "split": r["split"], "source": "partnete", "category": ctx.category}
+            for r in rows
+            if r["object"] not in bad
+        ],
+    )
     return reports
 
 
 @click.command("import-partstad")
 @common_options
-@click.option("--save-dir", "save_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="save_dir of the original PartSTAD preprocess.py (rendered_pc/, glip_preprocess/, sam_preprocess/).")
-@click.option("--data-root", "data_root", required=True, type=click.Path(exists=True, file_okay=False),
-              help="PartNetE root: data/{few_shot,test}/<Category>/<id>/{pc.ply,label.npy}; val_list.json optional.")
-def import_partstad(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, scheduler: str,
-                    device: str, force: bool, jobs: str, keep_going: bool, lock_timeout: float, save_dir: str, data_root: str) -> None:
+@click.option(
+    "--save-dir",
+    "save_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="save_dir of the original PartSTAD preprocess.py (rendered_pc/, glip_preprocess/, sam_preprocess/).",
+)
+@click.option(
+    "--data-root",
+    "data_root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="PartNetE root: data/{few_shot,test}/<Category>/<id>/{pc.ply,label.npy}; val_list.json optional.",
+)
+def import_partstad(
+    params_path: str,
+    cache: str,
+    categories: tuple[str, ...],
+    objects: str | None,
+    scheduler: str,
+    device: str,
+    force: bool,
+    jobs: str,
+    keep_going: bool,
+    lock_timeout: float,
+    save_dir: str,
+    data_root: str,
+) -> None:
     """Import real GLIP boxes/features and SAM masks from the original PartSTAD preprocessing.
 
     Fills cache/{ingest,render,visibility,superpoints,detect,segment}/<Category>.zarr for
@@ -249,17 +328,19 @@ def import_partstad(params_path: str, cache: str, categories: tuple[str, ...], o
     `train` and `evaluate` run on them. Bad objects are listed in each store's failures.json.
     Categories are imported one after the other (--jobs is not used here).
     """
-    from pipeline.data.partnete import list_partnete
-
     import contextlib
+
+    from pipeline.data.partnete import list_partnete
 
     cfg = load_params(params_path)
     sd, root = Path(save_dir).resolve(), Path(data_root).resolve()
     all_reports, problems = [], []
     for category in resolve_categories(cfg, categories):
         have = preprocessed_ids(sd, category)
-        rows = [{"object": f"{cat}/{oid}", "split": split, "source": "partnete", "path": str(path)}
-                for cat, oid, split, path in list_partnete(root, val_ids=cfg.data.val_ids or None, categories=[category])]
+        rows = [
+            {"object": f"{cat}/{oid}", "split": split, "source": "partnete", "path": str(path)}
+            for cat, oid, split, path in list_partnete(root, val_ids=cfg.data.val_ids or None, categories=[category])
+        ]
         only_data = [r["object"] for r in rows if r["object"].split("/", 1)[1] not in have]
         only_save = sorted(have - {r["object"].split("/", 1)[1] for r in rows})
         rows = [r for r in rows if r["object"].split("/", 1)[1] in have]
@@ -269,11 +350,19 @@ def import_partstad(params_path: str, cache: str, categories: tuple[str, ...], o
         if only_data:
             click.echo(f"[import] {category}: {len(only_data)} PartNetE objects have no preprocessing in {sd} (not imported)", err=True)
         if only_save:
-            click.echo(f"[import] {category}: {len(only_save)} preprocessed objects are not in {root}/data (not imported): {', '.join(only_save[:10])}", err=True)
+            click.echo(
+                f"[import] {category}: {len(only_save)} preprocessed objects are not in {root}/data (not imported): {', '.join(only_save[:10])}",
+                err=True,
+            )
         if not rows:
-            problems.append(f"[import-partstad] {category}: no object present in both {root} and {sd}" + (f" matching --objects {objects!r}" if objects else ""))
+            problems.append(
+                f"[import-partstad] {category}: no object present in both {root} and {sd}"
+                + (f" matching --objects {objects!r}" if objects else "")
+            )
             continue
-        ctx = make_context("import", category, cache, cfg, runtime={"sources": {r["object"]: r for r in rows}, "save_dir": str(sd), "data_root": str(root)})
+        ctx = make_context(
+            "import", category, cache, cfg, runtime={"sources": {r["object"]: r for r in rows}, "save_dir": str(sd), "data_root": str(root)}
+        )
         try:
             with contextlib.ExitStack() as locks:
                 for stage in STAGES:  # fixed order: no deadlock between two imports
@@ -284,8 +373,10 @@ def import_partstad(params_path: str, cache: str, categories: tuple[str, ...], o
             problems.append(f"[import-partstad] {category}: {exc}")
             continue
         r0 = reports[0]
-        click.echo(f"[import-partstad] {category}: {len(r0.done)} imported, {len(r0.skipped)} up to date, "
-                   f"{len(r0.failed)} failed ({r0.seconds:.1f} s) -> {', '.join(STAGES)}")
+        click.echo(
+            f"[import-partstad] {category}: {len(r0.done)} imported, {len(r0.skipped)} up to date, "
+            f"{len(r0.failed)} failed ({r0.seconds:.1f} s) -> {', '.join(STAGES)}"
+        )
         all_reports.append(r0)
     finish([], problems, keep_going) if problems else None
     n_failed = sum(len(r.failed) for r in all_reports)
@@ -294,7 +385,10 @@ def import_partstad(params_path: str, cache: str, categories: tuple[str, ...], o
             for f in r.failed:
                 click.echo(f"  FAILED {f['object']}: {f['error']}", err=True)
         if keep_going:
-            click.echo(f"WARNING {n_failed} object(s) failed to import (listed in each store's failures.json); exit 0 because of --keep-going", err=True)
+            click.echo(
+                f"WARNING {n_failed} object(s) failed to import (listed in each store's failures.json); exit 0 because of --keep-going",
+                err=True,
+            )
         else:
             from stages.common import StageFailed
 

@@ -6,6 +6,7 @@ face each point was sampled on) with attrs centre, scale, parts, split, source; 
 ``manifest.json`` listing every object with its split and source. The machinery lives in
 ``stages/ingest_io.py`` (shared with ``partstad predict``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,19 +35,55 @@ log = logging.getLogger("partstad")
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False), help="YAML file holding every knob of the pipeline (default: packaged defaults when absent).")
+@click.option(
+    "--params",
+    "params_path",
+    default="params.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="YAML file holding every knob of the pipeline (default: packaged defaults when absent).",
+)
 @click.option("--cache", "cache", default="cache", show_default=True, callback=check_cache, help="Cache root (directory or fsspec URL).")
-@click.option("--category", "categories", multiple=True, help="Category to ingest (repeatable). Default: partnete/mobility: every category found under the root; otherwise the categories in params.")
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    help="Category to ingest (repeatable). Default: partnete/mobility: every category found under the root; otherwise the categories in params.",
+)
 @objects_option
 @scheduler_option
 @click.option("--force", is_flag=True, help="Re-read objects even when their cached result is up to date.")
 @keep_going_options
-@click.option("--source", type=click.Choice(SOURCES.names()), default=None, help="Override data.source from params (files: your own .ply/.obj/.glb/.gltf/.off/.stl under --root).")
-@click.option("--root", default=None, help="Dataset root for partnete/mobility, or the folder of shape files for files (overrides data.root).")
-@click.option("--split", "default_split", type=click.Choice(["fewshot", "val", "test"]), default="test", show_default=True,
-              help="files: split of shapes that <root>/splits.yaml and data.splits do not list.")
-def ingest(params_path: str, cache: str, categories: tuple[str, ...], objects: str | None, scheduler: str, force: bool,
-           keep_going: bool, lock_timeout: float, source: str | None, root: str | None, default_split: str) -> None:
+@click.option(
+    "--source",
+    type=click.Choice(SOURCES.names()),
+    default=None,
+    help="Override data.source from params (files: your own .ply/.obj/.glb/.gltf/.off/.stl under --root).",
+)
+@click.option(
+    "--root", default=None, help="Dataset root for partnete/mobility, or the folder of shape files for files (overrides data.root)."
+)
+@click.option(
+    "--split",
+    "default_split",
+    type=click.Choice(["fewshot", "val", "test"]),
+    default="test",
+    show_default=True,
+    help="files: split of shapes that <root>/splits.yaml and data.splits do not list.",
+)
+def ingest(
+    params_path: str,
+    cache: str,
+    categories: tuple[str, ...],
+    objects: str | None,
+    scheduler: str,
+    force: bool,
+    keep_going: bool,
+    lock_timeout: float,
+    source: str | None,
+    root: str | None,
+    default_split: str,
+) -> None:
     """Read (or generate) labelled point clouds into cache/ingest/<Category>.zarr.
 
     Your own shapes: `--source files --root DIR --category C` reads every .ply (points or
@@ -71,7 +108,9 @@ def ingest(params_path: str, cache: str, categories: tuple[str, ...], objects: s
         categories = tuple(found)
     cats = resolve_categories(cfg, categories)
     if src.one_category and len(cats) != 1:
-        raise ParamsError(f"--category: --source {src.name} reads one folder into one category; give --category (params list {', '.join(cats)})")
+        raise ParamsError(
+            f"--category: --source {src.name} reads one folder into one category; give --category (params list {', '.join(cats)})"
+        )
     reports, problems = [], []
     for category in cats:
         try:
@@ -80,7 +119,9 @@ def ingest(params_path: str, cache: str, categories: tuple[str, ...], objects: s
             problems.append(f"[ingest] {category}: {exc}")
             continue
         if not all_rows:
-            problems.append(f"[ingest] {category}: no objects found ({cfg.data.source}{' under ' + str(cfg.data.root) if cfg.data.root else ''}); manifest left as it was")
+            problems.append(
+                f"[ingest] {category}: no objects found ({cfg.data.source}{' under ' + str(cfg.data.root) if cfg.data.root else ''}); manifest left as it was"
+            )
             continue
         rows = all_rows
         if objects:

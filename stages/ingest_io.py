@@ -8,6 +8,7 @@ Each input source (``data.source``: synthetic, partnete, mobility, files) is one
 :data:`stages.backends.sources.SOURCES`, which lists, hashes and reads its objects; own
 shape files are :mod:`stages.backends.files_source`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -77,7 +78,9 @@ def categories_in_root(data: DataConfig) -> list[str]:
     known = set(known_categories())
     unknown = sorted(found - known)
     if unknown:
-        log.warning("[ingest] skipping categories without part names under %s: %s (add them to data.part_names)", data.root, ", ".join(unknown))
+        log.warning(
+            "[ingest] skipping categories without part names under %s: %s (add them to data.part_names)", data.root, ", ".join(unknown)
+        )
     return sorted(found & known)
 
 
@@ -124,8 +127,14 @@ def previous_manifest(store: Any) -> tuple[list[dict[str, Any]], bool]:
     from pipeline.data.ids import is_valid_object_id
 
     prefix = f"{store.category}/"
-    good = [r for r in rows if isinstance(r, dict) and isinstance(r.get("object"), str) and r["object"].startswith(prefix)
-            and is_valid_object_id(r["object"][len(prefix):])]
+    good = [
+        r
+        for r in rows
+        if isinstance(r, dict)
+        and isinstance(r.get("object"), str)
+        and r["object"].startswith(prefix)
+        and is_valid_object_id(r["object"][len(prefix) :])
+    ]
     if len(good) != len(rows):
         log.warning("[ingest] file %s: %d row(s) are not objects; writing a fresh one", where, len(rows) - len(good))
     return good, len(good) != len(rows)
@@ -147,24 +156,65 @@ def write_manifest(ctx: StageContext, all_rows: list[dict[str, Any]], report: St
     previous = {r["object"] for r in previous_rows}
     if damaged:  # membership unknown: every complete object of the source's listing is back in
         previous |= {r["object"] for r in all_rows}
-    keep = [r for r in all_rows if (r["object"] in ok if r["object"] in this_run else r["object"] in previous) and store.is_complete(r["object"])]
+    keep = [
+        r
+        for r in all_rows
+        if (r["object"] in ok if r["object"] in this_run else r["object"] in previous) and store.is_complete(r["object"])
+    ]
     sources = {r["source"] for r in all_rows}
     listed = {r["object"] for r in all_rows}
-    others = [r for r in previous_rows if r.get("source") not in sources and r.get("object") not in listed
-              and all(isinstance(r.get(k), str) for k in ("object", "split", "source")) and store.is_complete(r["object"])]
-    store.write_json("manifest.json", [{k: r[k] for k in ("object", "split", "source")} | {"category": ctx.category} for r in keep + others])
+    others = [
+        r
+        for r in previous_rows
+        if r.get("source") not in sources
+        and r.get("object") not in listed
+        and all(isinstance(r.get(k), str) for k in ("object", "split", "source"))
+        and store.is_complete(r["object"])
+    ]
+    store.write_json(
+        "manifest.json", [{k: r[k] for k in ("object", "split", "source")} | {"category": ctx.category} for r in keep + others]
+    )
 
 
-def run_ingest(ctx: StageContext, all_rows: list[dict[str, Any]], rows: list[dict[str, Any]], *, scheduler: str = "sync", force: bool = False,
-               lock_timeout: float = -1) -> StageReport:
+def run_ingest(
+    ctx: StageContext,
+    all_rows: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    *,
+    scheduler: str = "sync",
+    force: bool = False,
+    lock_timeout: float = -1,
+) -> StageReport:
     """Ingest ``rows`` (a subset of ``all_rows``, the source's listing) into ctx's store and
     rewrite the manifest. ``ctx.runtime["sources"]`` is filled here."""
     sources = {r["object"]: r for r in rows}
     ctx.runtime["sources"] = sources
     digests = {oid: source_digest(r) for oid, r in sources.items()}
     extra: Callable[[str, str], Any] = lambda stage, oid: digests.get(oid)  # noqa: E731
-    return run_stage(ctx, list(sources), ingest_work, keys=key_resolver(ctx, extra), scheduler=scheduler,
-                     force=force, lock_timeout=lock_timeout, after=lambda rep: write_manifest(ctx, all_rows, rep))
+    return run_stage(
+        ctx,
+        list(sources),
+        ingest_work,
+        keys=key_resolver(ctx, extra),
+        scheduler=scheduler,
+        force=force,
+        lock_timeout=lock_timeout,
+        after=lambda rep: write_manifest(ctx, all_rows, rep),
+    )
 
 
-__all__ = ["SPLITS", "SPLITS_FILE", "ObjectError", "categories_in_root", "file_rows", "ingest_work", "list_sources", "mark_invalid_ids", "previous_manifest", "read_splits_file", "run_ingest", "source_digest", "write_manifest"]
+__all__ = [
+    "SPLITS",
+    "SPLITS_FILE",
+    "ObjectError",
+    "categories_in_root",
+    "file_rows",
+    "ingest_work",
+    "list_sources",
+    "mark_invalid_ids",
+    "previous_manifest",
+    "read_splits_file",
+    "run_ingest",
+    "source_digest",
+    "write_manifest",
+]

@@ -23,6 +23,7 @@ counts its arrays give (points, views, boxes: :func:`stages.object_digest.counts
 agree across the object's upstream results, so a result made from another object's arrays
 fails instead of being mixed in.
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,7 +31,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,22 @@ from stages.stage_table import ROWS, TABLE
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("pipeline", "stages")
 #: Modules that move data around without changing any value a stage computes.
-PLUMBING = frozenset({
-    "stages", "pipeline", "stages.cli", "stages.common", "stages.runner", "stages.scheduling", "stages.store",
-    "stages.config", "stages.keys", "stages.locking", "stages.stage_table", "pipeline.errors",
-})
+PLUMBING = frozenset(
+    {
+        "stages",
+        "pipeline",
+        "stages.cli",
+        "stages.common",
+        "stages.runner",
+        "stages.scheduling",
+        "stages.store",
+        "stages.config",
+        "stages.keys",
+        "stages.locking",
+        "stages.stage_table",
+        "pipeline.errors",
+    }
+)
 ORIGIN_ATTR = "origin"
 UPSTREAM_ATTR = "upstream_keys"
 
@@ -94,7 +107,7 @@ def _imports(name: str, path: Path) -> set[str]:
     return {m for m in found if m.split(".")[0] in PROJECT_PACKAGES and _module_file(m) is not None}
 
 
-@lru_cache(maxsize=None)
+@cache
 def module_closure(root: str) -> tuple[str, ...]:
     """Every project module reachable from ``root`` by imports, plumbing left out."""
     seen: set[str] = set()
@@ -115,7 +128,7 @@ def module_closure(root: str) -> tuple[str, ...]:
     return tuple(sorted(m for m in seen if m not in PLUMBING))
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_hash(stage: str) -> str:
     """Hash of the source of the modules a stage runs (its stage-table module and its imports)."""
     h = hashlib.sha256()
@@ -145,10 +158,20 @@ def files_digest(paths: list[Path]) -> str:
     return h.hexdigest()[:20]
 
 
-def object_key(stage: str, object_id: str, section_view: Mapping[str, Any], code: str, upstream: Mapping[str, str], extra: Any = None) -> str:
+def object_key(
+    stage: str, object_id: str, section_view: Mapping[str, Any], code: str, upstream: Mapping[str, str], extra: Any = None
+) -> str:
     """The key of one object's result in one stage."""
-    return digest({"stage": stage, "object": object_id, "config": section_view, "code": code,
-                   "upstream": dict(sorted(upstream.items())), "extra": extra})
+    return digest(
+        {
+            "stage": stage,
+            "object": object_id,
+            "config": section_view,
+            "code": code,
+            "upstream": dict(sorted(upstream.items())),
+            "extra": extra,
+        }
+    )
 
 
 class KeyResolver:
@@ -160,8 +183,13 @@ class KeyResolver:
     import-partstad: its own module for every store it writes).
     """
 
-    def __init__(self, section_view: Callable[[str], Any], store: Callable[[str], Any], extra: Callable[[str, str], Any] | None = None,
-                 code: Callable[[str], str] = code_hash):
+    def __init__(
+        self,
+        section_view: Callable[[str], Any],
+        store: Callable[[str], Any],
+        extra: Callable[[str, str], Any] | None = None,
+        code: Callable[[str], str] = code_hash,
+    ):
         self._view = section_view
         self._store = store
         self._extra = extra or (lambda stage, oid: None)
@@ -204,8 +232,9 @@ class KeyResolver:
                 raise
             except ObjectError:
                 pass
-            raise MissingUpstreamError(f"upstream stage {stage!r} has no complete result (run `partstad {stage}` first)",
-                                       object_id=object_id, path=store.url)
+            raise MissingUpstreamError(
+                f"upstream stage {stage!r} has no complete result (run `partstad {stage}` first)", object_id=object_id, path=store.url
+            )
         attrs = store.attrs(object_id)
         recorded = attrs.get(UPSTREAM_ATTR)
         if STAGES[stage].upstream and attrs.get(ORIGIN_ATTR) != "import":  # roots (ingest) are trusted as stored
@@ -213,12 +242,18 @@ class KeyResolver:
             if fp != expected:
                 raise StaleUpstreamError(
                     f"the {stage} result is out of date (its settings, code or inputs changed since it was computed): "
-                    f"run `partstad {stage}` first", object_id=object_id, path=store.path(object_id))
+                    f"run `partstad {stage}` first",
+                    object_id=object_id,
+                    path=store.path(object_id),
+                )
         elif isinstance(recorded, dict):  # roots: at least their own upstream chain must agree
             for up, up_key in recorded.items():
                 if self.current(up, object_id) != up_key:
-                    raise StaleUpstreamError(f"the {stage} result was made from another {up} result: run `partstad {stage}` first",
-                                             object_id=object_id, path=store.path(object_id))
+                    raise StaleUpstreamError(
+                        f"the {stage} result was made from another {up} result: run `partstad {stage}` first",
+                        object_id=object_id,
+                        path=store.path(object_id),
+                    )
         self._check_belongs(stage, object_id, attrs, store.path(object_id))
         self._memo[memo] = fp
         return fp
@@ -226,12 +261,17 @@ class KeyResolver:
     def _check_belongs(self, stage: str, object_id: str, attrs: Mapping[str, Any], where: str) -> None:
         """The result names this object, and its counts agree with the object's other upstream results."""
         if attrs.get("object_id", object_id) != object_id:
-            raise BadInputError(f"the {stage} result holds object {attrs.get('object_id')!r}: run `partstad {stage}` again",
-                                object_id=object_id, path=where)
+            raise BadInputError(
+                f"the {stage} result holds object {attrs.get('object_id')!r}: run `partstad {stage}` again", object_id=object_id, path=where
+            )
         seen = self._counts.setdefault(object_id, {})
         counts = attrs.get(COUNTS_ATTR)
-        for name, value in (counts.items() if isinstance(counts, dict) else ()):
+        for name, value in counts.items() if isinstance(counts, dict) else ():
             if name in seen and seen[name][0] != value:
-                raise BadInputError(f"the {stage} result has {value} {name} but the {seen[name][1]} result has {seen[name][0]} "
-                                    f"(arrays of another object?): run `partstad {stage}` again", object_id=object_id, path=where)
+                raise BadInputError(
+                    f"the {stage} result has {value} {name} but the {seen[name][1]} result has {seen[name][0]} "
+                    f"(arrays of another object?): run `partstad {stage}` again",
+                    object_id=object_id,
+                    path=where,
+                )
             seen.setdefault(name, (value, stage))

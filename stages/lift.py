@@ -8,6 +8,7 @@ filter ``whole_object_valid`` (computed here once, from every projected point; e
 PartSLIP baseline reads it), the per-point part labels and the view directions (copied so
 `train` reads only cache/lift and the detector features).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,7 +28,11 @@ def lift_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray],
     vis = ctx.store("visibility").read_all(object_id, ["uv", "visible"])
     sp = ctx.store("superpoints").read(object_id, "sp")
     detect = ctx.store("detect")
-    det = {"xyxy": detect.read(object_id, "xyxy", finite=True), "view": detect.read(object_id, "view"), "label": detect.read(object_id, "label")}
+    det = {
+        "xyxy": detect.read(object_id, "xyxy", finite=True),
+        "view": detect.read(object_id, "view"),
+        "label": detect.read(object_id, "label"),
+    }
     H, W = ctx.store("render").array(object_id, "pix2pt").shape[1:]
     # read box by box, never all at once; a (B,H,W) mismatch with boxes/renders is bad input
     masks = ctx.store("segment").array(object_id, "mask", expect_shape=(len(det["xyxy"]), H, W))
@@ -35,7 +40,17 @@ def lift_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray],
     labelled = bool(ing.attrs(object_id).get("labelled", True))
     sem = ing.read(object_id, "sem") if labelled else None
     K = len(part_names(ctx.category))
-    common = dict(iou_gate=sec.iou_gate, sp=sp, visible=vis["visible"], uv=vis["uv"], xyxy=det["xyxy"], box_view=det["view"], box_label=det["label"], sem=sem, n_parts=K)
+    common = dict(
+        iou_gate=sec.iou_gate,
+        sp=sp,
+        visible=vis["visible"],
+        uv=vis["uv"],
+        xyxy=det["xyxy"],
+        box_view=det["view"],
+        box_label=det["label"],
+        sem=sem,
+        n_parts=K,
+    )
     by_mask = lift_object(masks=masks, mode="mask", **common)
     by_box = lift_object(masks=None, mode="box", **common)
     arrays = {**lifted_to_arrays(by_mask, "mask_"), **lifted_to_arrays(by_box, "box_")}
@@ -46,9 +61,14 @@ def lift_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray],
     image_size = ctx.store("render").attrs(object_id).get("image_size")
     attrs = {
         "arrays": sorted(arrays),
-        "labelled": labelled, "image_size": image_size,
-        "n_members_mask": int(len(by_mask.point)), "n_members_box": int(len(by_box.point)), "n_superpoints": by_mask.n_sp,
-        "simulated": bool(ctx.store("detect").attrs(object_id).get("simulated", False) or ctx.store("segment").attrs(object_id).get("simulated", False)),
+        "labelled": labelled,
+        "image_size": image_size,
+        "n_members_mask": int(len(by_mask.point)),
+        "n_members_box": int(len(by_box.point)),
+        "n_superpoints": by_mask.n_sp,
+        "simulated": bool(
+            ctx.store("detect").attrs(object_id).get("simulated", False) or ctx.store("segment").attrs(object_id).get("simulated", False)
+        ),
     }
     return arrays, attrs
 

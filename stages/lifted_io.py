@@ -1,4 +1,5 @@
 """LiftedObject <-> the flat arrays of the lift store (written by lift, read by train/evaluate)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,6 +39,9 @@ def read_box_valid(ctx: Any, object_id: str, n_boxes: int) -> np.ndarray:
     store = ctx.store("lift")
     valid = store.read(object_id, "whole_object_valid", expect_shape=(n_boxes,))
     if valid.dtype != np.bool_:
-        raise BadInputError(f"array 'whole_object_valid' is {valid.dtype}, expected bool", object_id=object_id,
-                            path=store.path(object_id, "whole_object_valid"))
+        raise BadInputError(
+            f"array 'whole_object_valid' is {valid.dtype}, expected bool",
+            object_id=object_id,
+            path=store.path(object_id, "whole_object_valid"),
+        )
     return valid

@@ -7,6 +7,7 @@ becomes exit code 2 naming the file and both values. :func:`evaluation_problem` 
 a cached evaluate result was computed with exactly the weights (and inputs) in use now, so an
 export never writes labels of another model than the one it names.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,12 @@ def detector_feat_dim(cfg: Any, category: str) -> int | None:
 
 def run_spec(cfg: Any, category: str) -> RunSpec:
     """What this run feeds a model of ``category``."""
-    return RunSpec(category=category, part_names=tuple(part_names(category)), detect_backend=cfg.detect.backend,
-                   feat_dim=detector_feat_dim(cfg, category))
+    return RunSpec(
+        category=category,
+        part_names=tuple(part_names(category)),
+        detect_backend=cfg.detect.backend,
+        feat_dim=detector_feat_dim(cfg, category),
+    )
 
 
 def model_metadata(cfg: Any, category: str) -> dict[str, str]:
@@ -71,13 +76,18 @@ def check_model(path: Path, cfg: Any, category: str, net: Any = None, meta: dict
     card = model_card(meta, int(net.in_dim))
     problems = layout_problems(card, Path(path).name) + mismatches(card, run_spec(cfg, category))
     if problems:
-        raise ParamsError(f"trained weights {path} do not fit this run ({'; '.join(problems)})"
-                          + (f": use the model trained for {card.category}" if card.category and card.category != category else ""))
+        raise ParamsError(
+            f"trained weights {path} do not fit this run ({'; '.join(problems)})"
+            + (f": use the model trained for {card.category}" if card.category and card.category != category else "")
+        )
     missing = unrecorded(card)
     if missing and str(path) not in _WARNED:
         _WARNED.add(str(path))
-        log.warning("%s does not record its %s (trained by an older version); only what it records is checked; retrain to record them",
-                    path, ", ".join(missing))
+        log.warning(
+            "%s does not record its %s (trained by an older version); only what it records is checked; retrain to record them",
+            path,
+            ", ".join(missing),
+        )
 
 
 def check_models_dir(models: Path, cfg: Any, category: str) -> None:

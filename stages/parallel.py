@@ -9,6 +9,7 @@ as a sequential run. ``--jobs 1`` (or a single category) runs in-process, with n
 Workers die with the parent (:mod:`stages.parent_watch`): a ``kill -9`` of the run leaves no
 worker writing the cache; the next run cleans up and redoes the objects they left unfinished.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,9 +28,15 @@ JOBS_ENV = "PARTSTAD_JOBS"
 
 def jobs_option(f: Callable) -> Callable:
     """``--jobs N|auto``: how many categories run at once (worker processes)."""
-    return click.option("--jobs", default="auto", show_default=True, envvar=JOBS_ENV, callback=_check_jobs,
-                        help="Categories processed at once, each in its own worker process: a number or 'auto' "
-                             f"(one per CPU core, at most one per category; env {JOBS_ENV}). 1 = in this process.")(f)
+    return click.option(
+        "--jobs",
+        default="auto",
+        show_default=True,
+        envvar=JOBS_ENV,
+        callback=_check_jobs,
+        help="Categories processed at once, each in its own worker process: a number or 'auto' "
+        f"(one per CPU core, at most one per category; env {JOBS_ENV}). 1 = in this process.",
+    )(f)
 
 
 def _check_jobs(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -39,7 +46,9 @@ def _check_jobs(ctx: click.Context, param: click.Parameter, value: str) -> str:
     from click.core import ParameterSource
 
     env = param.name is not None and ctx.get_parameter_source(param.name) == ParameterSource.ENVIRONMENT
-    raise click.BadParameter(f"{JOBS_ENV}={value!r} (environment): use a positive number or 'auto'" if env else f"{value!r}: use a positive number or 'auto'")
+    raise click.BadParameter(
+        f"{JOBS_ENV}={value!r} (environment): use a positive number or 'auto'" if env else f"{value!r}: use a positive number or 'auto'"
+    )
 
 
 def resolve_jobs(jobs: str | int, n_items: int) -> int:
@@ -74,8 +83,9 @@ def map_categories(fn: Callable[..., Any], categories: Sequence[str], jobs: str 
 
     # spawn, not fork: zarr and torch run background threads that a forked child would lack.
     # Workers die with this process (a kill -9 of the run leaves no worker writing the cache).
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(), (_limit_threads, threads))) as pool:
+    with ProcessPoolExecutor(
+        n, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(), (_limit_threads, threads))
+    ) as pool:
         futures = [pool.submit(_captured, fn, c, args, level) for c in categories]
         out = []
         for fut in futures:

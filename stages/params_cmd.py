@@ -1,4 +1,5 @@
 """``partstad params``: every setting with its resolved value, type and documentation."""
+
 from __future__ import annotations
 
 import click
@@ -11,7 +12,9 @@ def _rows(model: type, prefix: str, values: object):
         value = getattr(values, name)
         key = f"{prefix}{name}"
         if isinstance(value, BaseModel):
-            doc = info.description or (type(value).__doc__ or "").strip().splitlines()[0] if (info.description or type(value).__doc__) else ""
+            doc = (
+                info.description or (type(value).__doc__ or "").strip().splitlines()[0] if (info.description or type(value).__doc__) else ""
+            )
             if doc:
                 yield key, "", doc
             yield from _rows(type(value), key + ".", value)
@@ -20,9 +23,13 @@ def _rows(model: type, prefix: str, values: object):
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file to resolve (missing keys take their defaults).")
+@click.option(
+    "--params", "params_path", default="params.yaml", show_default=True, help="YAML file to resolve (missing keys take their defaults)."
+)
 @click.option("--defaults", is_flag=True, help="Show the defaults, ignoring any params file.")
-@click.option("-S", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting (dotted key, YAML value; repeatable).")
+@click.option(
+    "-S", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting (dotted key, YAML value; repeatable)."
+)
 def params(params_path: str, defaults: bool, overrides: tuple[str, ...]) -> None:
     """Validate params.yaml and print every setting with its value and meaning."""
     from stages.common import ParamsError, load_params

@@ -9,6 +9,7 @@ initializer of every worker pool this package starts (``--jobs`` categories, das
 is gone (a changed ``getppid()``, or the parent pid no longer alive). A worker killed
 mid-object leaves at most a temporary file, which the next run's store cleans up.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -9,6 +9,7 @@ on those objects: the current keys of their ingest and render results enter each
 re-ingesting a few-shot shape re-runs detect for the whole category. Shared by
 stages/detect.py and the key resolver (a stage may not import another stage).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -35,8 +36,11 @@ def fewshot_key(cache: str, category: str, current: Callable[[str, str], str]) -
         try:
             out.append([oid, current("ingest", oid), current("render", oid)])
         except ObjectError as exc:
-            raise type(exc)(f"detect.backend pixels fits its classifier on the few-shot objects of {category}, "
-                            f"and few-shot object {oid} is not ready: {exc}", path=exc.path) from None
+            raise type(exc)(
+                f"detect.backend pixels fits its classifier on the few-shot objects of {category}, "
+                f"and few-shot object {oid} is not ready: {exc}",
+                path=exc.path,
+            ) from None
     return {"pixel_fewshot": out}
 
 
@@ -63,8 +67,11 @@ def fewshot_classifier(ctx: Any, object_id: str):
     cfg = ctx.config
     ids = fewshot_objects(ctx.cache, ctx.category)
     if not ids:
-        raise BadInputError(f"detect.backend pixels fits its part classifier on the few-shot shapes, and {ctx.category} has none "
-                            "(split fewshot in the ingest manifest)", object_id=object_id)
+        raise BadInputError(
+            f"detect.backend pixels fits its part classifier on the few-shot shapes, and {ctx.category} has none "
+            "(split fewshot in the ingest manifest)",
+            object_id=object_id,
+        )
     ing, ren = ctx.store("ingest"), ctx.store("render")
     stored = [[oid, ing.stored_fingerprint(oid), ren.stored_fingerprint(oid)] for oid in ids]
     memo = (str(ctx.cache), ctx.category, digest(stored), digest(section_digest(cfg.detect)))
@@ -73,12 +80,19 @@ def fewshot_classifier(ctx: Any, object_id: str):
         objects = []
         for oid, ing_fp, ren_fp in stored:
             if ing_fp is None or ren_fp is None:
-                raise BadInputError(f"few-shot object {oid} has no complete ingest/render result, which the pixels detector's "
-                                    "classifier is fitted on: run `partstad render` first", object_id=object_id)
+                raise BadInputError(
+                    f"few-shot object {oid} has no complete ingest/render result, which the pixels detector's "
+                    "classifier is fitted on: run `partstad render` first",
+                    object_id=object_id,
+                )
             if not ing.attrs(oid).get("labelled", True):
-                raise BadInputError(f"few-shot object {oid} has no part labels to fit the pixels detector's classifier on", object_id=object_id)
+                raise BadInputError(
+                    f"few-shot object {oid} has no part labels to fit the pixels detector's classifier on", object_id=object_id
+                )
             r = ren.read_all(oid, ["rgb", "depth", "pix2pt"])
-            objects.append((r["rgb"], r["depth"], r["pix2pt"], ing.read(oid, "sem"), ing.read(oid, "ins"), object_seed(cfg.detect.seed, oid)))
+            objects.append(
+                (r["rgb"], r["depth"], r["pix2pt"], ing.read(oid, "sem"), ing.read(oid, "ins"), object_seed(cfg.detect.seed, oid))
+            )
         clf = fit_fewshot_classifier(objects, len(part_names(ctx.category)), proposal, pixels)
         _FITTED[memo] = (clf, {"fewshot_objects": len(ids), "classifier_digest": clf.digest()})
     return _FITTED[memo]

@@ -23,6 +23,7 @@
 Exit codes: 0 every shape predicted, 1 some shape failed (the others are written) or
 nothing to predict, 2 bad options, params or weights, before any work.
 """
+
 from __future__ import annotations
 
 import logging
@@ -79,8 +80,10 @@ def locate_weights(model_dir: Path, category: str) -> Path:
         return model_dir / category / "partstad.safetensors"
     weights = model_dir / "partstad.safetensors"
     if not weights.is_file():
-        raise ParamsError(f"--model-dir: no trained weights at {weights} or {model_dir / category / 'partstad.safetensors'} "
-                          f"(train them with `partstad train --category {category}`)")
+        raise ParamsError(
+            f"--model-dir: no trained weights at {weights} or {model_dir / category / 'partstad.safetensors'} "
+            f"(train them with `partstad train --category {category}`)"
+        )
     return weights
 
 
@@ -107,8 +110,10 @@ def find_weights(model_dir: Path, category: str, out: Path) -> tuple[Path, Path]
 def check_predict_params(cfg: Any) -> None:
     """Settings predict cannot honour in its own namespace (exit 2 before any work)."""
     if cfg.detect.backend == "pixels":
-        raise ParamsError("detect.backend: 'pixels' fits its classifier on the dataset's few-shot shapes, which predict keeps apart; "
-                          "use grounding_dino (or oracle for labelled shapes)")
+        raise ParamsError(
+            "detect.backend: 'pixels' fits its classifier on the dataset's few-shot shapes, which predict keeps apart; "
+            "use grounding_dino (or oracle for labelled shapes)"
+        )
     if cfg.detect.backend == "import":
         raise ParamsError("detect.backend: 'import' results are written by `partstad import-partstad`; predict runs its own detector")
 
@@ -185,19 +190,57 @@ def run_stage_command(parent: click.Context, name: str, **given: Any) -> None:
 @click.command()
 @click.argument("shapes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--category", required=True, help="Category of the shapes (a PartNetE one, or yours with data.part_names).")
-@click.option("--model-dir", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Trained model: the directory holding partstad.safetensors (e.g. models/Chair), or a root holding <Category>/.")
-@click.option("--out", "out_dir", default="predictions", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where the exports go.")
+@click.option(
+    "--model-dir",
+    "model_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Trained model: the directory holding partstad.safetensors (e.g. models/Chair), or a root holding <Category>/.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="predictions",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the exports go.",
+)
 @click.option("--method", type=click.Choice(METHODS), default="partstad", show_default=True, help="Whose labels to export.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
-              help="YAML params (default: packaged defaults when absent).")
-@click.option("--cache", default="cache", show_default=True,
-              help="Cache root; predict works in <cache>/predict, apart from the dataset's objects (reused by later predictions).")
-@click.option("--scheduler", default="sync", show_default=True, envvar="PARTSTAD_SCHEDULER", type=SCHEDULER, help="Dask scheduler (see `partstad render --help`).")
+@click.option(
+    "--params",
+    "params_path",
+    default="params.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="YAML params (default: packaged defaults when absent).",
+)
+@click.option(
+    "--cache",
+    default="cache",
+    show_default=True,
+    help="Cache root; predict works in <cache>/predict, apart from the dataset's objects (reused by later predictions).",
+)
+@click.option(
+    "--scheduler",
+    default="sync",
+    show_default=True,
+    envvar="PARTSTAD_SCHEDULER",
+    type=SCHEDULER,
+    help="Dask scheduler (see `partstad render --help`).",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
 @set_option
-def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: Path, method: str, params_path: str, cache: str,
-            scheduler: str, device: str) -> None:
+def predict(
+    shapes: tuple[Path, ...],
+    category: str,
+    model_dir: Path,
+    out_dir: Path,
+    method: str,
+    params_path: str,
+    cache: str,
+    scheduler: str,
+    device: str,
+) -> None:
     """Predict part labels for your own shapes (files or folders) with a trained model."""
     from stages.exports import export_object
     from stages.ingest_io import file_rows, mark_invalid_ids, previous_manifest, run_ingest
@@ -217,7 +260,13 @@ def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: P
         raise StageFailed("nothing to predict: " + "; ".join(problems or ["no shape files given"]))
 
     cache = predict_cache(cache)  # never the dataset's stores
-    common: dict[str, Any] = {"params_path": params_path, "cache": cache, "categories": (category,), "scheduler": scheduler, "device": device}
+    common: dict[str, Any] = {
+        "params_path": params_path,
+        "cache": cache,
+        "categories": (category,),
+        "scheduler": scheduler,
+        "device": device,
+    }
 
     # 1. ingest into predict's own namespace (earlier predictions stay listed; every shape is split test)
     ing = CategoryStore(cache, "ingest", category)
@@ -251,7 +300,12 @@ def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: P
         ids = [o for o in ids if o not in failed]
 
     # 4. exports: only labels these weights compute now (an older result of another model never leaves)
-    models = {"dir": str(weights.parent), "weights": weights.name, "sha256_20": files_digest([weights]), "files": weights_key(weights.parent)}
+    models = {
+        "dir": str(weights.parent),
+        "weights": weights.name,
+        "sha256_20": files_digest([weights]),
+        "files": weights_key(weights.parent),
+    }
     ev = CategoryStore(cache, "evaluate", category)
     written = 0
     for oid in ids:
@@ -277,4 +331,6 @@ def predict(shapes: tuple[Path, ...], category: str, model_dir: Path, out_dir: P
     for p in problems:
         click.echo(f"ERROR {p}", err=True)
     if failed or problems:
-        raise StageFailed(f"{len(failed)} shape(s) failed" + (f", {len(problems)} problem(s)" if problems else "") + f"; {written} written to {out_dir}")
+        raise StageFailed(
+            f"{len(failed)} shape(s) failed" + (f", {len(problems)} problem(s)" if problems else "") + f"; {written} written to {out_dir}"
+        )

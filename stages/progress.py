@@ -6,6 +6,7 @@ There, :class:`Progress` writes plain lines instead: one after the first item (a
 then at most one every ``interval`` seconds, and a last one when the work ends, each with the
 count, the rate and the estimated time left. In a terminal it is a tqdm bar, as before.
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,8 +41,17 @@ def _is_terminal(stream: IO[str]) -> bool:
 class Progress:
     """Counts finished items of ``total``; a tqdm bar on a terminal, timed lines elsewhere."""
 
-    def __init__(self, total: int, desc: str, unit: str = "obj", *, stream: IO[str] | None = None, terminal: bool | None = None,
-                 interval: float = LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        unit: str = "obj",
+        *,
+        stream: IO[str] | None = None,
+        terminal: bool | None = None,
+        interval: float = LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.total, self.desc, self.unit = int(total), desc, unit
         self.stream = stream if stream is not None else sys.stderr
         self.interval, self.clock = float(interval), clock

@@ -11,6 +11,7 @@ attrs, not from the current params): the simulated detectors (``oracle``: reads 
 truth; ``pixels``: reads the rendered pixels, boxes placed from the ground truth), the
 simulated SAMs (``oracle``, ``pixels``), the synthetic shape generator. It is empty, and no text says "simulated", when real components did it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -85,8 +86,13 @@ def weights_files(cfg: PipelineConfig, categories: list[str] | None = None) -> l
     return DETECTORS.configured(cfg).weights_records(cfg, categories) + MASKERS.configured(cfg).weights_records(cfg, categories)
 
 
-def provenance(cfg: PipelineConfig, components: list[str], models: dict[str, Any] | str | Path | None = None,
-               sources: list[str] | None = None, categories: list[str] | None = None) -> dict[str, Any]:
+def provenance(
+    cfg: PipelineConfig,
+    components: list[str],
+    models: dict[str, Any] | str | Path | None = None,
+    sources: list[str] | None = None,
+    categories: list[str] | None = None,
+) -> dict[str, Any]:
     """The provenance record (JSON-ready). ``models``: a model directory or its description;
     ``sources``: where the cached shapes came from (:func:`object_sources`; default data.source);
     ``categories``: whose adapted detector weights to name (default: every category of params)."""

@@ -4,6 +4,7 @@ Per object: ``rgb`` (V,H,W,3) u8, ``pix2pt`` (V,H,W) i32 (-1 background), ``dept
 (V,H,W) f32, and the cameras as arrays (``K`` (3,3), ``world_to_cam`` (V,4,4),
 ``view_dirs`` (V,3)). ``--preview`` also writes PNG contact sheets under reports/previews.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,6 +16,7 @@ from pipeline.viz_geometry import contact_sheet
 from stages.common import common_options, run_object_stage, save_preview
 from stages.helpers import cameras_from_config
 from stages.runner import StageContext
+
 
 def render_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from pipeline.render.render import render_views

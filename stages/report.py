@@ -1,5 +1,6 @@
 """``partstad report``: static reports/index.html (metrics table, curves, example objects)
 and metrics/summary.json (means over categories, a DVC metric)."""
+
 from __future__ import annotations
 
 import csv
@@ -10,10 +11,10 @@ from typing import Any
 import click
 
 from pipeline.meta import part_names
-from stages.store import CategoryStore
-from stages.config import PipelineConfig
 from stages.common import StageFailed, load_params, resolve_categories, select_objects, set_option, write_json
+from stages.config import PipelineConfig
 from stages.provenance import describe
+from stages.store import CategoryStore
 
 
 def _fmt(value: float | None) -> str:
@@ -28,8 +29,9 @@ def config_components(cfg: PipelineConfig) -> list[str]:
     ``data.source``, so the configuration cannot tell whether shapes were synthetic."""
     from stages.provenance import DETECTOR, DETECTOR_PIXELS, SAM, SAM_PIXELS
 
-    return ({"oracle": [DETECTOR], "pixels": [DETECTOR_PIXELS]}.get(cfg.detect.backend, [])
-            + {"oracle": [SAM], "pixels": [SAM_PIXELS]}.get(cfg.segment.mode, []))
+    return {"oracle": [DETECTOR], "pixels": [DETECTOR_PIXELS]}.get(cfg.detect.backend, []) + {"oracle": [SAM], "pixels": [SAM_PIXELS]}.get(
+        cfg.segment.mode, []
+    )
 
 
 def simulated_components(cfg: PipelineConfig, metrics: dict[str, Any]) -> list[str]:
@@ -84,12 +86,26 @@ def _studies(directory: Path) -> list[tuple[str, str, dict[str, bytes]]]:
 @click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
 @click.option("--cache", default="cache", show_default=True, help="Cache root (example objects are read from it).")
 @click.option("--category", "categories", multiple=True, help="Categories to include (default: all in params).")
-@click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Reads metrics/evaluate/<Category>.json, writes metrics/summary.json.")
+@click.option(
+    "--metrics",
+    "metrics_root",
+    default="metrics",
+    show_default=True,
+    help="Reads metrics/evaluate/<Category>.json, writes metrics/summary.json.",
+)
 @click.option("--plots", "plots_root", default="plots", show_default=True, help="Reads the training curves plots/train/<Category>.csv.")
 @click.option("--out", "out_dir", default="reports", show_default=True, help="Directory of the HTML report (index.html).")
-@click.option("--studies", "studies_dir", default="docs", show_default=True, help="Directory of the benchmark scripts' markdown (shown at the end when present).")
+@click.option(
+    "--studies",
+    "studies_dir",
+    default="docs",
+    show_default=True,
+    help="Directory of the benchmark scripts' markdown (shown at the end when present).",
+)
 @set_option
-def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_root: str, plots_root: str, out_dir: str, studies_dir: str = "docs") -> None:
+def report(
+    params_path: str, cache: str, categories: tuple[str, ...], metrics_root: str, plots_root: str, out_dir: str, studies_dir: str = "docs"
+) -> None:
     """Write the HTML report (self-contained) and the summary metrics."""
     from pipeline.report import build_report, summary_metrics
 
@@ -106,17 +122,34 @@ def report(params_path: str, cache: str, categories: tuple[str, ...], metrics_ro
         except ValueError as exc:
             raise StageFailed(f"[report] {mpath} is not valid JSON ({exc}); re-run `partstad evaluate --category {cat}`") from None
         if not isinstance(metrics[cat], dict):
-            raise StageFailed(f"[report] {mpath} holds no metrics object (a JSON {type(metrics[cat]).__name__}); re-run `partstad evaluate --category {cat}`")
+            raise StageFailed(
+                f"[report] {mpath} holds no metrics object (a JSON {type(metrics[cat]).__name__}); re-run `partstad evaluate --category {cat}`"
+            )
         curves[cat] = _curve(Path(plots_root) / "train" / f"{cat}.csv")
         examples += _examples(cache, cat, n_ex)
     if not metrics:
         raise StageFailed("[report] no category has metrics (run `partstad evaluate` first); report and summary left as they were")
     components = simulated_components(cfg, metrics)
     simulated = bool(components) or any(m.get("simulated") for m in metrics.values())
-    notes = ["Instance confidence = size-weighted mean part probability of the instance's superpoints × best 2D IoU with a same-label box (PartSTAD); mean semantic score (PartSLIP)."]
-    provenance = {cat: describe(m["provenance"]) for cat, m in metrics.items() if isinstance(m.get("provenance"), dict) and "detector" in m["provenance"]}
-    path = build_report(Path(out_dir), metrics, curves, examples, simulated=simulated, notes=notes, simulated_components=components,
-                        provenance=provenance, studies=_studies(Path(studies_dir)))
+    notes = [
+        "Instance confidence = size-weighted mean part probability of the instance's superpoints × best 2D IoU with a same-label box (PartSTAD); mean semantic score (PartSLIP)."
+    ]
+    provenance = {
+        cat: describe(m["provenance"])
+        for cat, m in metrics.items()
+        if isinstance(m.get("provenance"), dict) and "detector" in m["provenance"]
+    }
+    path = build_report(
+        Path(out_dir),
+        metrics,
+        curves,
+        examples,
+        simulated=simulated,
+        notes=notes,
+        simulated_components=components,
+        provenance=provenance,
+        studies=_studies(Path(studies_dir)),
+    )
     summary = summary_metrics(metrics)
     summary["simulated"] = simulated
     if components:

@@ -13,6 +13,7 @@ are retried (``retries``) before the object is recorded as failed; bad-input err
 (:class:`ObjectError`) are deterministic and never retried. A stage that needs a GPU passes
 ``resources={"GPU": 1}`` so that only workers started with ``--resources GPU=1`` run it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ log = logging.getLogger("partstad")
 
 WorkFn = Callable[["StageContext", str], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
 #: Dask worker resources for every task of a stage, fixed or chosen from the context.
-Resources = Union[Mapping[str, float], Callable[["StageContext"], Union[Mapping[str, float], None]], None]
+Resources = Mapping[str, float] | Callable[["StageContext"], Mapping[str, float] | None] | None
 
 
 @dataclass
@@ -92,10 +93,18 @@ def _object_error(object_id: str, exc: ObjectError) -> dict[str, str]:
 
 
 def _unexpected_error(object_id: str, exc: BaseException, tb: str | None = None) -> dict[str, str]:
-    return {"object": object_id, "status": "failed", "error": f"object {object_id}: {exc!r}", "type": type(exc).__name__, "traceback": tb or ""}
+    return {
+        "object": object_id,
+        "status": "failed",
+        "error": f"object {object_id}: {exc!r}",
+        "type": type(exc).__name__,
+        "traceback": tb or "",
+    }
 
 
-def _run_one(ctx: StageContext, object_id: str, work: WorkFn, fp: str, meta: Mapping[str, Any] | None = None, reraise: bool = False) -> dict[str, str]:
+def _run_one(
+    ctx: StageContext, object_id: str, work: WorkFn, fp: str, meta: Mapping[str, Any] | None = None, reraise: bool = False
+) -> dict[str, str]:
     """Worker-side task: compute and write one object, or report why it failed.
 
     ``meta`` (upstream keys, origin) is added to the object's attrs. With ``reraise``
@@ -222,7 +231,13 @@ def run_stage(
         if (store.exists() or report.failed) and changed:
             store.write_json(
                 "failures.json",
-                {"stage": ctx.stage, "category": ctx.category, "failed": kept + report.failed, "n_done": len(report.done), "n_skipped": len(report.skipped)},
+                {
+                    "stage": ctx.stage,
+                    "category": ctx.category,
+                    "failed": kept + report.failed,
+                    "n_done": len(report.done),
+                    "n_skipped": len(report.skipped),
+                },
             )
         if after is not None:  # still under the lock (ingest's manifest)
             after(report)

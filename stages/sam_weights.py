@@ -7,6 +7,7 @@ weights at the same path, e.g. a ``dvc pull`` of a ``dvc add``-ed checkpoint, re
 segment and everything downstream. Shared by stages/segment.py, the key resolver and the
 provenance record: a stage may not import another stage.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,4 +67,6 @@ def weights_records(cfg: Any) -> list[dict[str, Any]]:
     except WeightsNotFound:
         rw = ResolvedWeights(cfg.segment.sam_checkpoint, Path(cfg.segment.sam_checkpoint), "missing")
     assert rw is not None
-    return [{"role": f"SAM ({cfg.segment.sam_model_type})", "setting": "segment.sam_checkpoint", **rw.record(), "digest": file_digest(rw.path)}]
+    return [
+        {"role": f"SAM ({cfg.segment.sam_model_type})", "setting": "segment.sam_checkpoint", **rw.record(), "digest": file_digest(rw.path)}
+    ]

@@ -13,6 +13,7 @@ Worker processes die with the process that started them: dask's ``processes`` po
 :func:`stages.parent_watch.die_with_parent`, a ``local:N`` cluster's workers by
 dask.distributed's own parent pipe.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -86,7 +87,12 @@ class SchedulerType(click.ParamType):
             return text
         from click.core import ParameterSource
 
-        env = ctx is not None and param is not None and param.name is not None and ctx.get_parameter_source(param.name) == ParameterSource.ENVIRONMENT
+        env = (
+            ctx is not None
+            and param is not None
+            and param.name is not None
+            and ctx.get_parameter_source(param.name) == ParameterSource.ENVIRONMENT
+        )
         self.fail(f"{SCHEDULER_ENV}={value!r} (environment): {problem}" if env else f"{value!r}: {problem}", param, ctx)
 
 
@@ -95,8 +101,14 @@ SCHEDULER = SchedulerType()
 
 def scheduler_option(f: Callable) -> Callable:
     """``--scheduler`` as every command takes it (validated, env PARTSTAD_SCHEDULER)."""
-    return click.option("--scheduler", default="sync", show_default=True, envvar=SCHEDULER_ENV, type=SCHEDULER,
-                        help=f"Dask scheduler: {SCHEDULER_FORMS} (env {SCHEDULER_ENV}, e.g. under dvc repro).")(f)
+    return click.option(
+        "--scheduler",
+        default="sync",
+        show_default=True,
+        envvar=SCHEDULER_ENV,
+        type=SCHEDULER,
+        help=f"Dask scheduler: {SCHEDULER_FORMS} (env {SCHEDULER_ENV}, e.g. under dvc repro).",
+    )(f)
 
 
 class SchedulerUnreachable(click.ClickException):
@@ -175,7 +187,10 @@ def local_cluster(n_workers: int, resources: Mapping[str, float] | None = None):
         # kills its worker then only implicates itself, not queued neighbours.
         with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
             cluster = LocalCluster(
-                n_workers=int(n_workers), threads_per_worker=1, processes=True, dashboard_address=":0",
+                n_workers=int(n_workers),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
                 resources=dict(resources) if resources else None,
             )
         _LOCAL_CLUSTERS[key] = cluster
@@ -211,6 +226,7 @@ def _run_distributed(
     tasks: Sequence[Task], scheduler: str, desc: str, retries: int, resources: dict[str, float] | None, on_error: OnError | None
 ) -> list[Any]:
     from distributed import Client, as_completed
+
     from stages.progress import Progress
 
     if not log.isEnabledFor(logging.DEBUG):  # cluster chatter only with `partstad -v`
@@ -225,8 +241,10 @@ def _run_distributed(
         try:
             client = Client(scheduler, set_as_default=False)
         except (OSError, TimeoutError) as exc:
-            raise SchedulerUnreachable(f"--scheduler {scheduler}: cannot reach a dask scheduler there ({type(exc).__name__}: {exc}); "
-                                       "start one with `dask scheduler`, or use sync | threads | processes | local:N") from None
+            raise SchedulerUnreachable(
+                f"--scheduler {scheduler}: cannot reach a dask scheduler there ({type(exc).__name__}: {exc}); "
+                "start one with `dask scheduler`, or use sync | threads | processes | local:N"
+            ) from None
     try:
         check_resources(client, resources, scheduler)
         futures = [client.submit(fn, *args, pure=False, retries=retries, resources=resources) for fn, args in tasks]

@@ -6,6 +6,7 @@ embeddings cached as f16 so a change of boxes only re-runs the decoder), ``box``
 the PartSLIP case), ``oracle`` (SIMULATED SAM from the rendered ground truth) and ``pixels``
 (SIMULATED SAM from the rendered rgb and depth only).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,7 +24,9 @@ def _detections(ctx: StageContext, object_id: str):
 
     d = ctx.store("detect").read_all(object_id, ["xyxy", "view", "label", "score", "feat"])
     simulated = bool(ctx.store("detect").attrs(object_id).get("simulated", False))
-    return Detections(xyxy=d["xyxy"], view=d["view"], label=d["label"], score=d["score"], feat=d["feat"].astype(np.float32), simulated=simulated)
+    return Detections(
+        xyxy=d["xyxy"], view=d["view"], label=d["label"], score=d["score"], feat=d["feat"].astype(np.float32), simulated=simulated
+    )
 
 
 def segment_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -51,5 +54,6 @@ def preflight(cfg: Any, device: str) -> None:
 @common_options
 def segment(**kw: Any) -> None:
     """Turn every detected box into a mask (SAM, box rectangle, or simulated SAM: oracle or pixels)."""
-    run_object_stage("segment", segment_work, resources=gpu_resources, preflight=preflight,
-                     uses_model=lambda cfg: masker(cfg).uses_model(cfg), **kw)
+    run_object_stage(
+        "segment", segment_work, resources=gpu_resources, preflight=preflight, uses_model=lambda cfg: masker(cfg).uses_model(cfg), **kw
+    )

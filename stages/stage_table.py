@@ -16,6 +16,7 @@ them agree. Now each of those is derived from :data:`TABLE`:
 Only plain data here (no imports of stage modules): ``partstad --help`` and the key code
 read it without paying for torch, zarr or dask.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -75,58 +76,155 @@ def _cache(stage: str) -> str:
 
 
 TABLE: tuple[StageRow, ...] = (
-    StageRow("ingest", "ingest", "Read (or generate) labelled point clouds into the cache.", "object",
-             sections=("data",),
-             dvc=Dvc(outs=(_cache("ingest"),), category_args=True, comment=(
-                 "ingest names the categories of params on its command line: without --category it would\n"
-                 "read every category found under a partnete/mobility data.root, not only those listed here."))),
-    StageRow("render", "render", "Render each point cloud from the configured views.", "object",
-             upstream=("ingest",), sections=("render",), reads=("ingest",),
-             dvc=Dvc(outs=(_cache("render"),))),
-    StageRow("visibility", "visibility", "Project points into every view; mark visible ones.", "object",
-             upstream=("ingest", "render"), sections=("render", "visibility"), reads=("ingest", "render"),
-             dvc=Dvc(outs=(_cache("visibility"),))),
-    StageRow("superpoints", "superpoints", "Partition each cloud into superpoints.", "object",
-             upstream=("ingest",), sections=("superpoints",), reads=("ingest",),
-             dvc=Dvc(outs=(_cache("superpoints"),))),
-    StageRow("detect", "detect", "Detect part boxes in every view (simulated or Grounding DINO).", "object",
-             upstream=("ingest", "render"), sections=("detect",), reads=("ingest", "render"),
-             dvc=Dvc(params=("detect", "adapt.enabled", "adapt.out_dir"), outs=(_cache("detect"),))),
-    StageRow("adapt_detector", "adapt-detector", "Fine-tune Grounding DINO on the few-shot renders (optional).", "category",
-             sections=("adapt",), reads=("ingest", "render"),
-             dvc=Dvc(params=("adapt", "detect.backend", "detect.weights_dir", "detect.max_per_view"),
-                     outs=(f"models/adapt/{CATEGORY}",), metrics=(f"metrics/adapt/{CATEGORY}.json",), comment=(
-                         "Optional few-shot fine-tuning of Grounding DINO (adapt.enabled). A leaf here on purpose:\n"
-                         "the demo's detector is simulated, so the stage only writes a \"skipped\" marker (fast). With\n"
-                         "real weights run `dvc repro adapt_detector` before detect (see README)."))),
-    StageRow("segment", "segment", "Turn every box into a mask (SAM, box, or simulated SAM).", "object",
-             upstream=("ingest", "render", "detect"), sections=("segment",), reads=("render", "detect"),
-             dvc=Dvc(outs=(_cache("segment"),))),
-    StageRow("import_partstad", "import-partstad", "Import the original PartSTAD preprocessing outputs.", "tool",
-             writes=("ingest", "render", "visibility", "superpoints", "detect", "segment")),
-    StageRow("lift", "lift", "Lift masks and boxes onto superpoints (sparse membership).", "object",
-             upstream=("ingest", "render", "visibility", "superpoints", "detect", "segment"), sections=("lift",),
-             reads=("visibility", "superpoints", "detect", "segment"),
-             dvc=Dvc(outs=(_cache("lift"),))),
-    StageRow("train", "train", "Train the box-weight network of each category.", "category",
-             sections=("train",), reads=("lift", "detect"),
-             dvc=Dvc(outs=(f"models/{CATEGORY}",), metrics=(f"metrics/train/{CATEGORY}.json",),
-                     plots=((f"plots/train/{CATEGORY}.csv", "epoch", "val_miou"),))),
-    StageRow("evaluate", "evaluate", "Predict with every method; write labels and metrics.", "object",
-             upstream=("ingest", "visibility", "detect", "lift"), sections=("evaluate", "lift"),
-             reads=("train", "ingest", "visibility", "detect", "lift"),
-             dvc=Dvc(outs=(_cache("evaluate"),), metrics=(f"metrics/evaluate/{CATEGORY}.json",))),
-    StageRow("report", "report", "Write the HTML report and summary metrics.", "run",
-             sections=("report",),
-             dvc=Dvc(params=("categories", "report"),  # reads the metrics of the categories of params
-                     extra_deps=("metrics/evaluate", "plots/train", "docs/pixel_simulators.md", "docs/simulated_calibration.md",
-                                 "docs/beyond_paper.md", "docs/beyond_paper_views.md", "docs/beyond_shared.png",
-                                 "docs/beyond_kshot.png", "docs/beyond_views.png"),
-                     outs=("reports/index.html",), metrics=("metrics/summary.json",))),
+    StageRow(
+        "ingest",
+        "ingest",
+        "Read (or generate) labelled point clouds into the cache.",
+        "object",
+        sections=("data",),
+        dvc=Dvc(
+            outs=(_cache("ingest"),),
+            category_args=True,
+            comment=(
+                "ingest names the categories of params on its command line: without --category it would\n"
+                "read every category found under a partnete/mobility data.root, not only those listed here."
+            ),
+        ),
+    ),
+    StageRow(
+        "render",
+        "render",
+        "Render each point cloud from the configured views.",
+        "object",
+        upstream=("ingest",),
+        sections=("render",),
+        reads=("ingest",),
+        dvc=Dvc(outs=(_cache("render"),)),
+    ),
+    StageRow(
+        "visibility",
+        "visibility",
+        "Project points into every view; mark visible ones.",
+        "object",
+        upstream=("ingest", "render"),
+        sections=("render", "visibility"),
+        reads=("ingest", "render"),
+        dvc=Dvc(outs=(_cache("visibility"),)),
+    ),
+    StageRow(
+        "superpoints",
+        "superpoints",
+        "Partition each cloud into superpoints.",
+        "object",
+        upstream=("ingest",),
+        sections=("superpoints",),
+        reads=("ingest",),
+        dvc=Dvc(outs=(_cache("superpoints"),)),
+    ),
+    StageRow(
+        "detect",
+        "detect",
+        "Detect part boxes in every view (simulated or Grounding DINO).",
+        "object",
+        upstream=("ingest", "render"),
+        sections=("detect",),
+        reads=("ingest", "render"),
+        dvc=Dvc(params=("detect", "adapt.enabled", "adapt.out_dir"), outs=(_cache("detect"),)),
+    ),
+    StageRow(
+        "adapt_detector",
+        "adapt-detector",
+        "Fine-tune Grounding DINO on the few-shot renders (optional).",
+        "category",
+        sections=("adapt",),
+        reads=("ingest", "render"),
+        dvc=Dvc(
+            params=("adapt", "detect.backend", "detect.weights_dir", "detect.max_per_view"),
+            outs=(f"models/adapt/{CATEGORY}",),
+            metrics=(f"metrics/adapt/{CATEGORY}.json",),
+            comment=(
+                "Optional few-shot fine-tuning of Grounding DINO (adapt.enabled). A leaf here on purpose:\n"
+                'the demo\'s detector is simulated, so the stage only writes a "skipped" marker (fast). With\n'
+                "real weights run `dvc repro adapt_detector` before detect (see README)."
+            ),
+        ),
+    ),
+    StageRow(
+        "segment",
+        "segment",
+        "Turn every box into a mask (SAM, box, or simulated SAM).",
+        "object",
+        upstream=("ingest", "render", "detect"),
+        sections=("segment",),
+        reads=("render", "detect"),
+        dvc=Dvc(outs=(_cache("segment"),)),
+    ),
+    StageRow(
+        "import_partstad",
+        "import-partstad",
+        "Import the original PartSTAD preprocessing outputs.",
+        "tool",
+        writes=("ingest", "render", "visibility", "superpoints", "detect", "segment"),
+    ),
+    StageRow(
+        "lift",
+        "lift",
+        "Lift masks and boxes onto superpoints (sparse membership).",
+        "object",
+        upstream=("ingest", "render", "visibility", "superpoints", "detect", "segment"),
+        sections=("lift",),
+        reads=("visibility", "superpoints", "detect", "segment"),
+        dvc=Dvc(outs=(_cache("lift"),)),
+    ),
+    StageRow(
+        "train",
+        "train",
+        "Train the box-weight network of each category.",
+        "category",
+        sections=("train",),
+        reads=("lift", "detect"),
+        dvc=Dvc(
+            outs=(f"models/{CATEGORY}",),
+            metrics=(f"metrics/train/{CATEGORY}.json",),
+            plots=((f"plots/train/{CATEGORY}.csv", "epoch", "val_miou"),),
+        ),
+    ),
+    StageRow(
+        "evaluate",
+        "evaluate",
+        "Predict with every method; write labels and metrics.",
+        "object",
+        upstream=("ingest", "visibility", "detect", "lift"),
+        sections=("evaluate", "lift"),
+        reads=("train", "ingest", "visibility", "detect", "lift"),
+        dvc=Dvc(outs=(_cache("evaluate"),), metrics=(f"metrics/evaluate/{CATEGORY}.json",)),
+    ),
+    StageRow(
+        "report",
+        "report",
+        "Write the HTML report and summary metrics.",
+        "run",
+        sections=("report",),
+        dvc=Dvc(
+            params=("categories", "report"),  # reads the metrics of the categories of params
+            extra_deps=(
+                "metrics/evaluate",
+                "plots/train",
+                "docs/pixel_simulators.md",
+                "docs/simulated_calibration.md",
+                "docs/beyond_paper.md",
+                "docs/beyond_paper_views.md",
+                "docs/beyond_shared.png",
+                "docs/beyond_kshot.png",
+                "docs/beyond_views.png",
+            ),
+            outs=("reports/index.html",),
+            metrics=("metrics/summary.json",),
+        ),
+    ),
     StageRow("export", "export", "Export predicted labels as PLY, .npy, GLB and a JSON sidecar.", "tool"),
     StageRow("predict", "predict", "Part labels for your own shapes with a trained model, in one command.", "tool"),
-    StageRow("params", "params", "Show every setting with its default, type and doc.", "tool",
-             module_name="params_cmd"),
+    StageRow("params", "params", "Show every setting with its default, type and doc.", "tool", module_name="params_cmd"),
     StageRow("doctor", "doctor", "Check packages, the backends that will run and whether the weights load.", "tool"),
 )
 

@@ -45,8 +45,6 @@ names are re-exported here, so ``from stages.store import ...`` keeps working.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -6,6 +6,7 @@ cache/detect. Writes ``models/<Cat>/partstad.safetensors`` (and, with
 "weights without masks" ablation), the curve ``plots/train/<Cat>.csv`` and
 ``metrics/train/<Cat>.json``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,12 +22,22 @@ from typing import Any
 import click
 
 from pipeline.errors import ObjectError
-from stages.common import StageFailed, finish, keep_going_options, load_params, make_context, resolve_categories, resolve_device, select_objects, write_json
+from stages.common import (
+    StageFailed,
+    finish,
+    keep_going_options,
+    load_params,
+    make_context,
+    resolve_categories,
+    resolve_device,
+    select_objects,
+    write_json,
+)
 from stages.config import PipelineConfig, TrainConfig, config_hash
 from stages.parallel import effective_jobs, jobs_option, map_categories
-from stages.train_io import prepare_object
 from stages.runner import StageContext
 from stages.store import StoreBusyError, atomic_write_text, replace_dir, store_lock
+from stages.train_io import prepare_object
 
 log = logging.getLogger("partstad")
 
@@ -39,8 +50,10 @@ def train_params(sec: TrainConfig, device: str):
 def diverged_message(category: str, variant: str, exc: Any, models_dir: Path) -> str:
     """What a researcher needs when training went non-finite: where, and which settings steer
     the arithmetic (the inputs were checked finite when read, see :mod:`stages.train_io`)."""
-    return (f"[train] {category} {variant}: {exc}; the settings that steer it are train.lr, train.lr_null, train.weight_decay "
-            f"and train.tau; nothing was written, the previous model in {models_dir} is kept")
+    return (
+        f"[train] {category} {variant}: {exc}; the settings that steer it are train.lr, train.lr_null, train.weight_decay "
+        f"and train.tau; nothing was written, the previous model in {models_dir} is kept"
+    )
 
 
 def load_split(ctx: StageContext, ids: list[str], mode: str, pos_enc: bool, device: str, skipped: list[dict[str, str]]):
@@ -64,8 +77,9 @@ def _fit_masks_only_threshold(ctx: StageContext, objs: list) -> tuple[float, flo
     from stages.lifted_io import read_lifted
 
     lifted = [read_lifted(ctx, o.object_id, "mask") for o in objs]
-    return fit_coverage_threshold([semantic_scores(L) for L in lifted], [L.valid for L in lifted],
-                                  [o.label_counts for o in objs], small_part_mask(ctx.category))
+    return fit_coverage_threshold(
+        [semantic_scores(L) for L in lifted], [L.valid for L in lifted], [o.label_counts for o in objs], small_part_mask(ctx.category)
+    )
 
 
 def _curve_csv(curve: list[dict[str, Any]]) -> str:
@@ -76,20 +90,25 @@ def _curve_csv(curve: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, models_dir: Path, out_metrics: Path, out_plots: Path) -> dict[str, Any]:
+def train_category(
+    category: str, cfg: PipelineConfig, cache: str, device: str, models_dir: Path, out_metrics: Path, out_plots: Path
+) -> dict[str, Any]:
     """Train every variant in memory, then swap the new model directory in (old one kept on failure)."""
-    from stages.progress import Progress
-
     from pipeline.train.checkpoint import save_weights
-    from stages.model_check import model_metadata  # what every later load checks against its run
     from pipeline.train.loop import NonFiniteTraining, train_weight_net
+    from stages.model_check import model_metadata  # what every later load checks against its run
+    from stages.progress import Progress
 
     sec = cfg.train
     tp = train_params(sec, device)
     ctx = make_context("train", category, cache, cfg, device)
     skipped: list[dict[str, str]] = []
-    provenance = {"category": category, "train_config": sec.model_dump(mode="json"), "params_hash": config_hash(cfg),
-                  "lift_stores": f"{cache}/lift/{category}.zarr"}
+    provenance = {
+        "category": category,
+        "train_config": sec.model_dump(mode="json"),
+        "params_hash": config_hash(cfg),
+        "lift_stores": f"{cache}/lift/{category}.zarr",
+    }
     result_summary: dict[str, Any] = {"category": category, "epochs": tp.epochs, "config": provenance}
     variants = [("partstad", "mask")] + ([("partstad_boxes", "box")] if sec.ablation_boxes else [])
     results = {}
@@ -101,15 +120,20 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
         # checkpoint selection uses every labelled validation shape (an unlabelled one cannot score)
         val_objs = [o for o in load_split(ctx, val, mode, tp.pos_enc, tp.device, skipped) if o.label_counts is not None]
         if not train_objs:
-            raise StageFailed(f"[train] {category}: none of the {len(fewshot)} few-shot objects is usable in {cache}/lift/{category}.zarr "
-                              f"(first problem: {skipped[0]['error'] if skipped else 'unknown'}); the previous model is kept")
+            raise StageFailed(
+                f"[train] {category}: none of the {len(fewshot)} few-shot objects is usable in {cache}/lift/{category}.zarr "
+                f"(first problem: {skipped[0]['error'] if skipped else 'unknown'}); the previous model is kept"
+            )
         if not any(int(o.x.shape[0]) for o in train_objs):
-            click.echo(f"[train] {category} {name}: WARNING no boxes in any few-shot object (the detector found nothing); "
-                       "only the null logit is fitted and every point will be predicted as 'no part'", err=True)
+            click.echo(
+                f"[train] {category} {name}: WARNING no boxes in any few-shot object (the detector found nothing); "
+                "only the null logit is fitted and every point will be predicted as 'no part'",
+                err=True,
+            )
         t0 = time.perf_counter()
         bar = Progress(tp.epochs, f"train {category} {name}", unit="ep")
 
-        def progress(entry: dict[str, Any]) -> None:
+        def progress(entry: dict[str, Any], bar: Progress = bar) -> None:
             bar.set_postfix(loss=f"{entry['loss']:.3f}", val=f"{entry['val_miou']:.3f}")
             bar.update(1)
 
@@ -124,12 +148,21 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
         if mode == "mask":
             train_objs_mask, val_objs_mask = train_objs, val_objs
         # no wall time here: metrics/train is a DVC output and must be the same bytes on every run
-        result_summary[name] = {"best_epoch": res.best_epoch, "best_val_miou": res.best_val_miou, "final_loss": res.curve[-1]["loss"], "theta_null": res.theta_null,
-                                "n_train": len(train_objs), "n_val": len(val_objs)}
+        result_summary[name] = {
+            "best_epoch": res.best_epoch,
+            "best_val_miou": res.best_val_miou,
+            "final_loss": res.curve[-1]["loss"],
+            "theta_null": res.theta_null,
+            "n_train": len(train_objs),
+            "n_val": len(val_objs),
+        }
         click.echo(f"[train] {category} {name}: best epoch {res.best_epoch}, val mIoU {res.best_val_miou:.3f}, {seconds:.1f} s")
     threshold, thr_miou = _fit_masks_only_threshold(ctx, [o for o in train_objs_mask + val_objs_mask if o.label_counts is not None])
-    result_summary["masks_only"] = {"coverage_threshold": threshold, "fit_miou": thr_miou,
-                                    "n_objects": sum(o.label_counts is not None for o in train_objs_mask + val_objs_mask)}
+    result_summary["masks_only"] = {
+        "coverage_threshold": threshold,
+        "fit_miou": thr_miou,
+        "n_objects": sum(o.label_counts is not None for o in train_objs_mask + val_objs_mask),
+    }
     click.echo(f"[train] {category} masks_only: coverage threshold {threshold:.2f} (mean mIoU {thr_miou:.3f} on few-shot + val)")
     # Every variant trained: only now does anything on disk change.
     models_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -137,10 +170,20 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
     staging.mkdir()
     try:
         for name, (res, mode) in results.items():
-            save_weights(staging / f"{name}.safetensors", res, {
-                "variant": name, "membership": mode, "pos_enc": str(tp.pos_enc), "tau": repr(float(tp.tau)), "eps": repr(float(tp.eps)),
-                "masks_only_threshold": repr(float(threshold)),
-                "config": json.dumps(provenance, sort_keys=True), **model_metadata(cfg, category)})
+            save_weights(
+                staging / f"{name}.safetensors",
+                res,
+                {
+                    "variant": name,
+                    "membership": mode,
+                    "pos_enc": str(tp.pos_enc),
+                    "tau": repr(float(tp.tau)),
+                    "eps": repr(float(tp.eps)),
+                    "masks_only_threshold": repr(float(threshold)),
+                    "config": json.dumps(provenance, sort_keys=True),
+                    **model_metadata(cfg, category),
+                },
+            )
         replace_dir(staging, models_dir)
     finally:
         if staging.exists():
@@ -151,8 +194,9 @@ def train_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
     return result_summary
 
 
-def _train_one(category: str, cfg: PipelineConfig, cache: str, device: str, models_root: str, metrics_root: str, plots_root: str,
-               lock_timeout: float) -> tuple[dict[str, Any] | None, str | None]:
+def _train_one(
+    category: str, cfg: PipelineConfig, cache: str, device: str, models_root: str, metrics_root: str, plots_root: str, lock_timeout: float
+) -> tuple[dict[str, Any] | None, str | None]:
     """One category under its model-directory lock: (summary, None) or (None, problem)."""
     from pipeline.meta import register_part_names
 
@@ -160,8 +204,15 @@ def _train_one(category: str, cfg: PipelineConfig, cache: str, device: str, mode
     target = Path(models_root) / category
     try:
         with store_lock(f"{target}.lock", str(target), lock_timeout):
-            return train_category(category, cfg, cache, device, target, Path(metrics_root) / "train" / f"{category}.json",
-                                  Path(plots_root) / "train" / f"{category}.csv"), None
+            return train_category(
+                category,
+                cfg,
+                cache,
+                device,
+                target,
+                Path(metrics_root) / "train" / f"{category}.json",
+                Path(plots_root) / "train" / f"{category}.csv",
+            ), None
     except (StageFailed, StoreBusyError) as exc:
         return None, exc.message if isinstance(exc, StageFailed) else f"[train] {category}: {exc}"
 
@@ -176,8 +227,18 @@ def _train_one(category: str, cfg: PipelineConfig, cache: str, device: str, mode
 @click.option("--plots", "plots_root", default="plots", show_default=True, help="Where plots/train/<Category>.csv goes.")
 @jobs_option
 @keep_going_options
-def train(params_path: str, cache: str, categories: tuple[str, ...], device: str, models_root: str, metrics_root: str, plots_root: str,
-          jobs: str, keep_going: bool, lock_timeout: float) -> None:
+def train(
+    params_path: str,
+    cache: str,
+    categories: tuple[str, ...],
+    device: str,
+    models_root: str,
+    metrics_root: str,
+    plots_root: str,
+    jobs: str,
+    keep_going: bool,
+    lock_timeout: float,
+) -> None:
     """Train the PartSTAD box-weight network of each category on its few-shot shapes.
 
     A model is replaced only after all its variants trained; skipped (unusable) few-shot or
@@ -188,7 +249,9 @@ def train(params_path: str, cache: str, categories: tuple[str, ...], device: str
     problems: list[str] = []
     n_skipped = 0
     cats = resolve_categories(cfg, categories)
-    results = map_categories(_train_one, cats, effective_jobs(jobs, device=dev), cfg, cache, dev, models_root, metrics_root, plots_root, lock_timeout)
+    results = map_categories(
+        _train_one, cats, effective_jobs(jobs, device=dev), cfg, cache, dev, models_root, metrics_root, plots_root, lock_timeout
+    )
     for summary, problem in results:
         if problem is not None:
             problems.append(problem)
@@ -198,4 +261,6 @@ def train(params_path: str, cache: str, categories: tuple[str, ...], device: str
         n_skipped += len(summary["skipped"])
     finish([], problems, keep_going)
     if n_skipped and not keep_going:
-        raise StageFailed(f"{n_skipped} object(s) could not be used for training (listed in metrics/train/<Category>.json); the models were trained without them")
+        raise StageFailed(
+            f"{n_skipped} object(s) could not be used for training (listed in metrics/train/<Category>.json); the models were trained without them"
+        )

@@ -3,6 +3,7 @@
 Training and inference read only cache/lift and the detector features in cache/detect,
 never images: this module is that boundary.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,6 +25,15 @@ def prepare_object(ctx: Any, object_id: str, mode: str, pos_enc: bool, device: s
     H, W = lift.attrs(object_id).get("image_size") or [800, 800]
     sem = lift.read(object_id, "sem") if lift.attrs(object_id).get("labelled", True) else None
     return TrainObject.from_lifted(
-        lifted, det["feat"].astype(np.float32), lift.read(object_id, "view_dirs"), det["xyxy"], int(H), int(W),
-        pos_enc=pos_enc, sem=sem, small_part_flags=small_part_mask(ctx.category), device=device, object_id=object_id,
+        lifted,
+        det["feat"].astype(np.float32),
+        lift.read(object_id, "view_dirs"),
+        det["xyxy"],
+        int(H),
+        int(W),
+        pos_enc=pos_enc,
+        sem=sem,
+        small_part_flags=small_part_mask(ctx.category),
+        device=device,
+        object_id=object_id,
     )

@@ -3,6 +3,7 @@
 Per object: ``uv`` (V,N,2) f32 pixel (col,row) of every point, ``visible`` (V,N) bool,
 true iff the point wins at least one pixel of the render's ``pix2pt`` (SPEC §2.3).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 from stages.common import common_options, run_object_stage
 from stages.helpers import cameras_from_config
 from stages.runner import StageContext
+
 
 def visibility_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from pipeline.cameras import project

@@ -11,6 +11,7 @@ fetches the files on a machine with network.
 The resolved *path* is recorded (provenance, dvc.yaml deps); only the *content digest* of the
 files enters the cache keys, so a key does not depend on where a cache lives.
 """
+
 from __future__ import annotations
 
 import os
@@ -94,7 +95,8 @@ def resolve_hf(spec: str, setting: str) -> ResolvedWeights:
             f"{'@' + rev if rev else ''} is not in the local Hugging Face cache (looked for "
             f"{folder}/snapshots/<revision>/ via {folder}/refs/{rev or 'main'}; {type(exc).__name__}). Nothing is downloaded "
             f"at run time: on a machine with network run `HF_HUB_CACHE={cache} hf download {repo}"
-            f"{' --revision ' + rev if rev else ''}` and copy {folder} here (or set HF_HUB_CACHE / HF_HOME to where it is)") from None
+            f"{' --revision ' + rev if rev else ''}` and copy {folder} here (or set HF_HUB_CACHE / HF_HOME to where it is)"
+        ) from None
     return ResolvedWeights(spec, path, "huggingface", path.name)
 
 
@@ -127,5 +129,6 @@ def resolve_sam_checkpoint(spec: str, setting: str = "segment.sam_checkpoint") -
         raise WeightsNotFound(
             f"{setting}: {spec!r} names the official SAM checkpoint {fname}, which is not in the torch hub "
             f"checkpoints directory {folder} (TORCH_HOME sets it). Nothing is downloaded at run time: put {fname} in {folder}; "
-            f"on a machine with network: `curl -L -o {fname} {SAM_URL}{fname}`")
+            f"on a machine with network: `curl -L -o {fname} {SAM_URL}{fname}`"
+        )
     return ResolvedWeights(spec, path, "torch_hub")

@@ -6,11 +6,12 @@ through numpy). ``tests/pipeline/test_train_batched.py`` checks that the stacked
 the same losses (to float rounding) and the same selected epochs, and
 ``benchmarks/bench_train.py`` times the two side by side. Never call it from the pipeline.
 """
+
 from __future__ import annotations
 
 import copy
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ def ref_validation_miou(net: WeightNet, z_null: torch.Tensor | float, objs: Sequ
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def ref_train_weight_net(train_objs: Sequence[TrainObject], val_objs: Sequence[TrainObject], params: TrainParams | None = None) -> TrainResult:
+def ref_train_weight_net(
+    train_objs: Sequence[TrainObject], val_objs: Sequence[TrainObject], params: TrainParams | None = None
+) -> TrainResult:
     """The training loop before batching (same seeds, shuffles, optimisers and selection)."""
     p = params or TrainParams()
     old_threads = torch.get_num_threads()
@@ -85,7 +88,10 @@ def ref_train_weight_net(train_objs: Sequence[TrainObject], val_objs: Sequence[T
                 best_state = {k: v.detach().clone().cpu() for k, v in net.state_dict().items()}
                 best_theta = float(null.theta.detach())
         return TrainResult(
-            state_dict=best_state, theta_null=best_theta, curve=curve, best_epoch=best_epoch,
+            state_dict=best_state,
+            theta_null=best_theta,
+            curve=curve,
+            best_epoch=best_epoch,
             best_val_miou=float(best_val) if val_objs and best_val > -math.inf else float("nan"),
         )
     finally:

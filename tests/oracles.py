@@ -11,6 +11,7 @@ the pipeline itself.
 sphere, Voronoi superpoints and parts, orthographic views, boxes and dilated masks around
 the parts' projections, some wrong boxes) for the tests and the benchmark.
 """
+
 from __future__ import annotations
 
 import math
@@ -151,8 +152,7 @@ def ref_scores(w, member, box_view, box_label, sp, vis_count, n_views, n_parts, 
     """
     S = len(vis_count)
     B = len(box_view)
-    boxes_vc = {(v, c): [b for b in range(B) if box_view[b] == v and box_label[b] == c]
-                for v in range(n_views) for c in range(n_parts)}
+    boxes_vc = {(v, c): [b for b in range(B) if box_view[b] == v and box_label[b] == c] for v in range(n_views) for c in range(n_parts)}
     member_t = torch.as_tensor(np.asarray(member, dtype=np.float64), dtype=w.dtype)
     z_null = torch.as_tensor(z_null, dtype=w.dtype)
     rows = []
@@ -198,8 +198,22 @@ def ref_riou_loss(P, gt, n_s, valid, absent_parts="paper") -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- §6.3
 def ref_group_instances(
-    labels_sp, sp, sp_size, xyz, uv, visible, xyxy, box_view, box_label, ratios,
-    sp_conf=None, conf_iou=False, adj_gap=0.02, dis_thresh=0.2, max_size_ratio=100.0, filter_iou=0.5,
+    labels_sp,
+    sp,
+    sp_size,
+    xyz,
+    uv,
+    visible,
+    xyxy,
+    box_view,
+    box_label,
+    ratios,
+    sp_conf=None,
+    conf_iou=False,
+    adj_gap=0.02,
+    dis_thresh=0.2,
+    max_size_ratio=100.0,
+    filter_iou=0.5,
 ):
     """§6.3 literally: union-find over adjacent same-label superpoints, then the 2D filter.
 

@@ -1,4 +1,5 @@
 """Tiny shape files for the own-shapes tests, built with trimesh + PIL (no downloads)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,7 +1,8 @@
 """Rendered synthetic shapes for the pixels-simulator tests (ingest + render at array level)."""
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from pipeline.render.render import render_views
 VIEWS = [(10, 0), (10, 90), (40, 120), (-20, 300)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def rendered(category: str, index: int, n_points: int = 4000, size: int = 128) -> tuple[np.ndarray, ...]:
     """(rgb (V,H,W,3) u8, depth (V,H,W) f32, pix2pt (V,H,W) i32, sem (N,) i16, ins (N,) i32) of a synthetic shape."""
     cloud = generate_shape(category, index, n_points=n_points, seed=0)

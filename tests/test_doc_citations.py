@@ -12,6 +12,7 @@ Rules for a section reference ``§N`` (N = 7, 7.1, 6.1.2; ranges 7.1-7.3 / 7.9�
   document named last before it in the same file (SPEC when none is).
 ``SPEC 7.1`` (no §) counts as a citation too.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,9 +52,7 @@ def scanned_files() -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(REPO):
         here = Path(dirpath)
         dirnames[:] = sorted(
-            d for d in dirnames
-            if d not in PRUNE and not d.endswith((".egg-info", ".zarr"))
-            and not (here == REPO and d in TOP_LEVEL_PRUNE)
+            d for d in dirnames if d not in PRUNE and not d.endswith((".egg-info", ".zarr")) and not (here == REPO and d in TOP_LEVEL_PRUNE)
         )
         out += [here / f for f in sorted(filenames) if Path(f).suffix in SUFFIXES]
     return [p for p in out if p.resolve() != SELF]  # this file's examples are not citations
@@ -89,11 +88,11 @@ def citations(text: str, own_doc: str | None) -> list[tuple[int, str, str]]:
             last_key = key
             prev = ("key", m.end(), key)
             bare = BARE_NUMBER.match(text, m.end())
-            if bare and not text[m.end():bare.start("sec")].strip():
+            if bare and not text[m.end() : bare.start("sec")].strip():
                 add(bare.start("sec"), key, bare.group("sec"), bare.group("end"))
                 prev = ("sec", bare.end(), key)
             continue
-        gap = text[prev[1]:m.start()] if prev else None
+        gap = text[prev[1] : m.start()] if prev else None
         if prev and prev[0] == "key" and AFTER_KEY.fullmatch(gap):
             doc = prev[2]
         elif prev and prev[0] == "sec" and LIST_SEP.fullmatch(gap):
@@ -121,8 +120,7 @@ def test_every_cited_section_has_a_heading():
             continue
         for line, doc, sec in citations(text, OWN_DOC.get(path.resolve())):
             if sec not in sections[doc]:
-                broken.append(f"{path.relative_to(REPO)}:{line}: {doc} §{sec} "
-                              f"has no heading in {DOCS[doc].relative_to(REPO)}")
+                broken.append(f"{path.relative_to(REPO)}:{line}: {doc} §{sec} has no heading in {DOCS[doc].relative_to(REPO)}")
     assert not broken, "citations that lead nowhere:\n" + "\n".join(broken)
 
 
@@ -137,23 +135,27 @@ def test_nothing_refers_outside_the_checkout():
 
 # ------------------------------------------------------------------ the scanner itself
 
-@pytest.mark.parametrize("text, own, expected", [
-    ("see SPEC §7.1 and §7.2", None, [(1, "SPEC", "7.1"), (1, "SPEC", "7.2")]),
-    ("(SPEC §6.1, §7.1-7.3)", None, [(1, "SPEC", s) for s in ("6.1", "7.1", "7.2", "7.3")]),
-    ("SPEC §7.9–7.11", None, [(1, "SPEC", s) for s in ("7.9", "7.10", "7.11")]),
-    ("SPEC §6.1/§7.1: 1e-6", None, [(1, "SPEC", "6.1"), (1, "SPEC", "7.1")]),
-    ("STACK §11 pitfall 8", None, [(1, "STACK", "11")]),
-    ("see STACK.md §8 for", None, [(1, "STACK", "8")]),
-    ("whole cloud (SPEC\n   §11.19 crashes)", None, [(2, "SPEC", "11.19")]),
-    ("# the rule of SPEC\n# §5.6 applies", None, [(2, "SPEC", "5.6")]),
-    ("SPEC 7.1 says", None, [(1, "SPEC", "7.1")]),
-    ("DESIGN §4) and later §7.2", None, [(1, "DESIGN", "4"), (1, "DESIGN", "7.2")]),
-    ("STACK §6; SPEC §9", None, [(1, "STACK", "6"), (1, "SPEC", "9")]),
-    ("no name: §8.1", None, [(1, "SPEC", "8.1")]),
-    ("DESIGN §3. Then §6.2", "SPEC", [(1, "DESIGN", "3"), (1, "SPEC", "6.2")]),
-    ("DESIGN §4. SPEC_CENTRES = 1; SPECIAL §2", None, [(1, "DESIGN", "4"), (1, "DESIGN", "2")]),
-    ("SPEC §6.1.2).", None, [(1, "SPEC", "6.1.2")]),
-])
+
+@pytest.mark.parametrize(
+    "text, own, expected",
+    [
+        ("see SPEC §7.1 and §7.2", None, [(1, "SPEC", "7.1"), (1, "SPEC", "7.2")]),
+        ("(SPEC §6.1, §7.1-7.3)", None, [(1, "SPEC", s) for s in ("6.1", "7.1", "7.2", "7.3")]),
+        ("SPEC §7.9–7.11", None, [(1, "SPEC", s) for s in ("7.9", "7.10", "7.11")]),
+        ("SPEC §6.1/§7.1: 1e-6", None, [(1, "SPEC", "6.1"), (1, "SPEC", "7.1")]),
+        ("STACK §11 pitfall 8", None, [(1, "STACK", "11")]),
+        ("see STACK.md §8 for", None, [(1, "STACK", "8")]),
+        ("whole cloud (SPEC\n   §11.19 crashes)", None, [(2, "SPEC", "11.19")]),
+        ("# the rule of SPEC\n# §5.6 applies", None, [(2, "SPEC", "5.6")]),
+        ("SPEC 7.1 says", None, [(1, "SPEC", "7.1")]),
+        ("DESIGN §4) and later §7.2", None, [(1, "DESIGN", "4"), (1, "DESIGN", "7.2")]),
+        ("STACK §6; SPEC §9", None, [(1, "STACK", "6"), (1, "SPEC", "9")]),
+        ("no name: §8.1", None, [(1, "SPEC", "8.1")]),
+        ("DESIGN §3. Then §6.2", "SPEC", [(1, "DESIGN", "3"), (1, "SPEC", "6.2")]),
+        ("DESIGN §4. SPEC_CENTRES = 1; SPECIAL §2", None, [(1, "DESIGN", "4"), (1, "DESIGN", "2")]),
+        ("SPEC §6.1.2).", None, [(1, "SPEC", "6.1.2")]),
+    ],
+)
 def test_scanner_reads_citation_forms(text, own, expected):
     assert citations(text, own) == expected
 

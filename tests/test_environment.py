@@ -3,6 +3,7 @@
 `./dev.sh test` installs the `test` extras; if one of them is missing the suite must go
 red here instead of silently skipping the tests that need it.
 """
+
 import importlib
 import importlib.metadata
 import os

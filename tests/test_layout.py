@@ -1,4 +1,5 @@
 """The architecture rules hold: pipeline/ never imports stages/, and no stage imports another."""
+
 from __future__ import annotations
 
 import pytest

@@ -4,6 +4,7 @@ The real stages key objects with :class:`stages.keys.KeyResolver` (config + code
 verified upstream keys); the runner's own tests use toy stages ("src" -> "dst") that have no
 row in the stage table, so they key objects by a version string and the stage's params.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,8 +31,9 @@ class TrustedUpstream:
                 raise
             except ObjectError:
                 pass
-            raise MissingUpstreamError(f"upstream stage {stage!r} has no complete result (run `partstad {stage}` first)",
-                                       object_id=object_id, path=st.url)
+            raise MissingUpstreamError(
+                f"upstream stage {stage!r} has no complete result (run `partstad {stage}` first)", object_id=object_id, path=st.url
+            )
         return fp
 
     def key(self, stage: str, object_id: str) -> str:

@@ -4,6 +4,7 @@ Run after ``./dev.sh demo``: ``python tools/readme_demo_table.py [--metrics metr
 [--readme README.md]``. The table goes between ``<!-- demo-table:begin -->`` and
 ``<!-- demo-table:end -->``; ``--check`` exits 1 when the README differs from the metrics.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,16 @@ import math
 from pathlib import Path
 
 BEGIN, END = "<!-- demo-table:begin -->", "<!-- demo-table:end -->"
-COLUMNS = [("partslip", "miou", "PartSLIP mIoU"), ("partstad", "miou", "PartSTAD mIoU"), (None, None, "Δ"),
-           ("partslip", "map50", "PartSLIP mAP50"), ("partstad", "map50", "PartSTAD mAP50"),
-           ("partstad_boxes", "miou", "w/o SAM (weights on boxes) mIoU"), ("masks_only", "miou", "w/o weights (masks) mIoU"),
-           ("auto", "miou", "auto mIoU")]
+COLUMNS = [
+    ("partslip", "miou", "PartSLIP mIoU"),
+    ("partstad", "miou", "PartSTAD mIoU"),
+    (None, None, "Δ"),
+    ("partslip", "map50", "PartSLIP mAP50"),
+    ("partstad", "map50", "PartSTAD mAP50"),
+    ("partstad_boxes", "miou", "w/o SAM (weights on boxes) mIoU"),
+    ("masks_only", "miou", "w/o weights (masks) mIoU"),
+    ("auto", "miou", "auto mIoU"),
+]
 
 
 def _fmt(x: float | None) -> str:

@@ -24,6 +24,7 @@ The whole file is generated from the stage table (stages/stage_table.py, the row
   path on this machine: regenerate after fetching another revision). The simulated backends
   load no weights and add none.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.keys import REPO_ROOT, _module_file, module_closure  # noqa: E402
 from stages.stage_table import CATEGORY, ROWS, TABLE, StageRow, dvc_deps  # noqa: E402
-from stages.weights_resolve import WeightsNotFound, resolve_detector_dir, resolve_sam_checkpoint  # noqa: E402
+from stages.weights_resolve import WeightsNotFound, resolve_detector_dir  # noqa: E402
 
 DVC_YAML = REPO_ROOT / "dvc.yaml"
 PARAMS_YAML = REPO_ROOT / "params.yaml"
@@ -79,9 +80,15 @@ def _stage(row: StageRow) -> Stage:
     """A row of the stage table as a dvc.yaml stage."""
     d = row.dvc
     assert d is not None
-    return Stage(f"partstad {row.command}" + (f" {CATEGORY_ARGS}" if d.category_args else ""),
-                 d.params if d.params is not None else row.sections, deps=dvc_deps(row), outs=d.outs,
-                 metrics=d.metrics, plots=d.plots, comment=d.comment)
+    return Stage(
+        f"partstad {row.command}" + (f" {CATEGORY_ARGS}" if d.category_args else ""),
+        d.params if d.params is not None else row.sections,
+        deps=dvc_deps(row),
+        outs=d.outs,
+        metrics=d.metrics,
+        plots=d.plots,
+        comment=d.comment,
+    )
 
 
 #: One dvc.yaml stage per row of the stage table that has a Dvc part, in the table's order.
@@ -145,7 +152,7 @@ def weights_deps(params_path: Path = PARAMS_YAML) -> dict[str, tuple[str, ...]]:
         for stage in STAGE_REGISTRY:  # the weights each configured backend loads (stages/backends)
             for path in stage_backend(stage, cfg).weights_deps(cfg):
                 head, sep, _ = path.partition("/" + CATEGORY)
-                deps.setdefault(stage, []).append(_dep_path(head) + sep + path[len(head) + len(sep):])
+                deps.setdefault(stage, []).append(_dep_path(head) + sep + path[len(head) + len(sep) :])
         if cfg.adapt.enabled:
             setting = "adapt.base_weights_dir" if cfg.adapt.base_weights_dir else "detect.weights_dir"
             spec = cfg.adapt.base_weights_dir or cfg.detect.weights_dir
@@ -202,8 +209,11 @@ def main() -> int:
     old = DVC_YAML.read_text() if DVC_YAML.is_file() else ""
     new = generate()
     if "--check" in sys.argv:
-        print("dvc.yaml is in sync with the import graph and params.yaml categories" if new == old
-              else "dvc.yaml is out of date: run python tools/sync_dvc_deps.py")
+        print(
+            "dvc.yaml is in sync with the import graph and params.yaml categories"
+            if new == old
+            else "dvc.yaml is out of date: run python tools/sync_dvc_deps.py"
+        )
         return int(new != old)
     if new != old:
         DVC_YAML.write_text(new)

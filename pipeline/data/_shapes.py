@@ -3,6 +3,7 @@
 Kept free of trimesh processing so that building a whole object costs a few milliseconds;
 `to_trimesh` wraps the final per-part arrays. All shapes use +Y up.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,11 +51,22 @@ def rot_z(deg: float) -> np.ndarray:
 
 _BOX_V = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
 # faces per side: (-x, +x, -y, +y, -z, +z), two triangles each
-_BOX_F = np.array([
-    [0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5],
-    [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6],
-    [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3],
-])
+_BOX_F = np.array(
+    [
+        [0, 1, 3],
+        [0, 3, 2],
+        [4, 6, 7],
+        [4, 7, 5],
+        [0, 4, 5],
+        [0, 5, 1],
+        [2, 3, 7],
+        [2, 7, 6],
+        [0, 2, 6],
+        [0, 6, 4],
+        [1, 5, 7],
+        [1, 7, 3],
+    ]
+)
 
 
 def box(size, centre=(0.0, 0.0, 0.0), rot: np.ndarray | None = None, drop_sides: tuple[str, ...] = ()) -> Geom:

@@ -4,6 +4,7 @@ All readers (synthetic, PartNetE, PartNet-Mobility, your own shape files) hand b
 `ingest` can treat every source alike. Normalisation follows SPEC §2.1 (centroid, then max norm)
 and is done once, here, so that every cached 2D quantity refers to the same frame.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

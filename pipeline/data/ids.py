@@ -5,6 +5,7 @@ log lines, so a folder name from an untrusted dataset must not be able to escape
 (`..`, `/`), collide on case-folding or unicode-normalising file systems, or break logs
 (control characters, whitespace). Anything outside a plain ASCII alphabet is refused.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,7 @@ from pipeline.errors import BadInputError
 
 MAX_ID_LEN = 128
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", re.ASCII)
-ALLOWED = (f"1-{MAX_ID_LEN} ASCII letters, digits, '_', '.' or '-', starting with a letter or "
-           "digit, without '..'")
+ALLOWED = f"1-{MAX_ID_LEN} ASCII letters, digits, '_', '.' or '-', starting with a letter or digit, without '..'"
 
 
 def _id_problem(name: object) -> str | None:

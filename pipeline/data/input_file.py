@@ -8,6 +8,7 @@ is a BadInputError naming it. The open itself is `O_NONBLOCK` followed by `fstat
 swapped for a FIFO between the check and the open cannot block either. A size cap keeps a
 runaway file from being read into memory.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,13 @@ from pipeline.errors import BadInputError
 #: 10-million-point binary PLY ~150 MB; beyond this a file is a mistake, not a shape.
 MAX_INPUT_BYTES = 1 << 30
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"))
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def _kind(mode: int) -> str:
@@ -52,8 +57,9 @@ def _check(st: os.stat_result, path: Path, max_bytes: int | None, object_id: str
         raise BadInputError(f"is {_kind(st.st_mode)}, not a regular file", object_id=object_id, path=path)
     cap = MAX_INPUT_BYTES if max_bytes is None else max_bytes
     if st.st_size > cap:
-        raise BadInputError(f"file is {st.st_size} bytes, larger than the {cap}-byte cap for one input file",
-                            object_id=object_id, path=path)
+        raise BadInputError(
+            f"file is {st.st_size} bytes, larger than the {cap}-byte cap for one input file", object_id=object_id, path=path
+        )
 
 
 def _stat_error(e: OSError, path: Path, object_id: str | None) -> BadInputError:

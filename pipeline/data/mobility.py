@@ -10,6 +10,7 @@ Names inside an object are untrusted: the folder name must be a valid object id,
 numbers are matched as ASCII digits only, and mesh names from `result.json` must be plain
 file names inside `textured_objs/`.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,24 +36,50 @@ from pipeline.meta import PARTNETE_PARTS, part_names
 #: instances. Sub-pieces inherit the label of the whole part above them.
 MOBILITY_NAME_MAP: dict[str, dict[str, str]] = {
     "Chair": {
-        "chair_arm": "arm", "chair_back": "back", "chair_head": "back", "chair_seat": "seat",
-        "leg": "leg", "pedestal": "leg", "rocker": "leg", "wheel": "wheel",
+        "chair_arm": "arm",
+        "chair_back": "back",
+        "chair_head": "back",
+        "chair_seat": "seat",
+        "leg": "leg",
+        "pedestal": "leg",
+        "rocker": "leg",
+        "wheel": "wheel",
     },
     "StorageFurniture": {
-        "cabinet_door": "door", "door": "door", "drawer": "drawer", "handle": "handle", "knob": "handle",
+        "cabinet_door": "door",
+        "door": "door",
+        "drawer": "drawer",
+        "handle": "handle",
+        "knob": "handle",
     },
     "Table": {
-        "tabletop": "tabletop", "leg": "leg", "pedestal": "leg", "drawer": "drawer",
-        "cabinet_door": "door", "door": "door", "handle": "handle", "knob": "handle", "wheel": "wheel",
+        "tabletop": "tabletop",
+        "leg": "leg",
+        "pedestal": "leg",
+        "drawer": "drawer",
+        "cabinet_door": "door",
+        "door": "door",
+        "handle": "handle",
+        "knob": "handle",
+        "wheel": "wheel",
     },
     "Keyboard": {
-        "key": "key", "keys": "key", "button": "key",
-        "cord": "cord", "wire": "cord", "cable": "cord", "usb_cable": "cord",
+        "key": "key",
+        "keys": "key",
+        "button": "key",
+        "cord": "cord",
+        "wire": "cord",
+        "cable": "cord",
+        "usb_cable": "cord",
     },
     "Bottle": {"lid": "lid", "cap": "lid", "closure": "lid", "bottle_cap": "lid", "bottle_lid": "lid"},
     "Camera": {
-        "button": "button", "shutter": "button", "shutter_button": "button", "knob": "button",
-        "lens": "lens", "camera_lens": "lens",
+        "button": "button",
+        "shutter": "button",
+        "shutter_button": "button",
+        "knob": "button",
+        "lens": "lens",
+        "camera_lens": "lens",
     },
 }
 
@@ -152,16 +179,13 @@ def _find_point_sample(obj_dir: Path) -> tuple[Path, Path] | None:
 
 def _read_point_sample(pts_path: Path, lab_path: Path, oid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     try:
-        a = np.loadtxt(io.StringIO(read_text(pts_path, max_bytes=MAX_SAMPLE_BYTES, object_id=oid)),
-                       dtype=np.float64, ndmin=2)
+        a = np.loadtxt(io.StringIO(read_text(pts_path, max_bytes=MAX_SAMPLE_BYTES, object_id=oid)), dtype=np.float64, ndmin=2)
     except ValueError as e:
         raise BadInputError(f"cannot parse point sample ({e})", object_id=oid, path=pts_path) from None
     if a.shape[1] < 9:
-        raise BadInputError(f"point sample rows have {a.shape[1]} columns, expected x y z nx ny nz r g b [a]",
-                            object_id=oid, path=pts_path)
+        raise BadInputError(f"point sample rows have {a.shape[1]} columns, expected x y z nx ny nz r g b [a]", object_id=oid, path=pts_path)
     try:
-        leaf = np.loadtxt(io.StringIO(read_text(lab_path, max_bytes=MAX_SAMPLE_BYTES, object_id=oid)),
-                          dtype=np.int64, ndmin=1)
+        leaf = np.loadtxt(io.StringIO(read_text(lab_path, max_bytes=MAX_SAMPLE_BYTES, object_id=oid)), dtype=np.int64, ndmin=1)
     except ValueError as e:
         raise BadInputError(f"cannot parse point labels ({e})", object_id=oid, path=lab_path) from None
     if leaf.shape[0] != a.shape[0]:
@@ -200,7 +224,7 @@ class _ObjectDirResolver:
 
     __getitem__ = get  # trimesh's OBJ loader fetches the .mtl with resolver[name]
 
-    def namespaced(self, namespace: str) -> "_ObjectDirResolver":
+    def namespaced(self, namespace: str) -> _ObjectDirResolver:
         return _ObjectDirResolver(self._abs(namespace), self.root)
 
     def keys(self):  # pragma: no cover - trimesh only uses this for zip archives
@@ -261,13 +285,11 @@ def _visual_colours(mesh: Any, face: np.ndarray, bary: np.ndarray) -> np.ndarray
 def _mesh_path(tex_dir: Path, obj_name: str, oid: str, result_path: Path) -> Path:
     """`textured_objs/<name>.obj`; a name with a path in it could read any file on disk."""
     if obj_name in ("", ".", "..") or "/" in obj_name or "\\" in obj_name or "\0" in obj_name:
-        raise BadInputError(f"result.json names mesh {obj_name!r}, which is not a plain file name",
-                            object_id=oid, path=result_path)
+        raise BadInputError(f"result.json names mesh {obj_name!r}, which is not a plain file name", object_id=oid, path=result_path)
     return tex_dir / f"{obj_name}.obj"
 
 
-def _sample_meshes(obj_dir: Path, tree: PartTree, n_points: int, seed: int, oid: str
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sample_meshes(obj_dir: Path, tree: PartTree, n_points: int, seed: int, oid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Area-weighted sample over every leaf's meshes; returns (xyz, rgb, leaf id per point)."""
     tex_dir = obj_dir / "textured_objs"
     pieces: list[tuple[Any, int]] = []  # (mesh, leaf id)
@@ -275,8 +297,7 @@ def _sample_meshes(obj_dir: Path, tree: PartTree, n_points: int, seed: int, oid:
         for obj_name in tree.objs[nid]:
             p = _mesh_path(tex_dir, obj_name, oid, obj_dir / "result.json")
             if not exists(p):
-                raise BadInputError(f"mesh {obj_name}.obj listed in result.json is missing",
-                                    object_id=oid, path=p)
+                raise BadInputError(f"mesh {obj_name}.obj listed in result.json is missing", object_id=oid, path=p)
             check_regular(p, object_id=oid)
             try:
                 pieces.extend((m, nid) for m, _ in _load_obj_pieces(p, obj_dir))
@@ -285,8 +306,7 @@ def _sample_meshes(obj_dir: Path, tree: PartTree, n_points: int, seed: int, oid:
             except Exception as e:  # noqa: BLE001
                 raise BadInputError(f"cannot load mesh ({type(e).__name__}: {e})", object_id=oid, path=p) from None
     if not pieces:
-        raise BadInputError("object has neither point_sample/ nor meshes in result.json",
-                            object_id=oid, path=obj_dir / "result.json")
+        raise BadInputError("object has neither point_sample/ nor meshes in result.json", object_id=oid, path=obj_dir / "result.json")
     tris = np.concatenate([np.asarray(m.triangles, np.float64) for m, _ in pieces])
     owner = np.repeat(np.arange(len(pieces)), [len(m.faces) for m, _ in pieces])
     first = np.concatenate([[0], np.cumsum([len(m.faces) for m, _ in pieces])])
@@ -325,12 +345,10 @@ def read_mobility_object(
         meta = _read_json(obj_dir / "meta.json", None)
         category = meta.get("model_cat") if isinstance(meta, dict) else None
         if not category or not isinstance(category, str):
-            raise BadInputError(f"meta.json has no model_cat string (got {category!r})",
-                                path=obj_dir / "meta.json")
+            raise BadInputError(f"meta.json has no model_cat string (got {category!r})", path=obj_dir / "meta.json")
     oid = f"{category}/{obj_dir.name}"
     if category not in PARTNETE_PARTS:
-        raise BadInputError(f"category {category!r} is not a PartNetE category",
-                            object_id=oid, path=obj_dir / "meta.json")
+        raise BadInputError(f"category {category!r} is not a PartNetE category", object_id=oid, path=obj_dir / "meta.json")
     result_path = obj_dir / "result.json"
     roots = _read_json(result_path, oid)
     if isinstance(roots, dict):
@@ -354,8 +372,9 @@ def read_mobility_object(
             sel = leaf == nid
             sem[sel] = hit[0]
             ins[sel] = hit[1]
-    return make_cloud(xyz, rgb, sem, ins, object_id=oid, category=category, source="mobility",
-                      n_parts=len(part_names(category)), path=src_path)
+    return make_cloud(
+        xyz, rgb, sem, ins, object_id=oid, category=category, source="mobility", n_parts=len(part_names(category)), path=src_path
+    )
 
 
 #: Public name of the sample-colour rule, shared with the reader of your own shapes.

@@ -9,6 +9,7 @@ folder, valid id or not, so that the stage can record a per-object error naming 
 too). An id present in both splits of a category is an error for the whole listing: it would
 leak a test shape into the few-shot training set.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,7 +94,9 @@ def _check_disjoint_splits(rows: list[tuple[str, str, str, Path]]) -> None:
             raise BadInputError(
                 f"object id {oid!r} of category {cat} is in two splits: {other} and {path} "
                 "(a shape must be either few-shot or test, never both)",
-                object_id=f"{cat}/{oid}", path=path)
+                object_id=f"{cat}/{oid}",
+                path=path,
+            )
 
 
 def read_partnete_object(obj_dir: str | Path, category: str, object_id: str) -> LabelledCloud:
@@ -126,7 +129,7 @@ def read_partnete_object(obj_dir: str | Path, category: str, object_id: str) -> 
         sem, ins = lab["semantic_seg"], lab["instance_seg"]
         src_path = label_path
         if sem.shape[0] != pts.xyz.shape[0]:
-            raise BadInputError(f"label.npy has {sem.shape[0]} labels but pc.ply has "
-                                f"{pts.xyz.shape[0]} points", object_id=oid, path=label_path)
-    return make_cloud(pts.xyz, pts.rgb, sem, ins, object_id=oid, category=category,
-                      source="partnete", n_parts=k, path=src_path)
+            raise BadInputError(
+                f"label.npy has {sem.shape[0]} labels but pc.ply has {pts.xyz.shape[0]} points", object_id=oid, path=label_path
+            )
+    return make_cloud(pts.xyz, pts.rgb, sem, ins, object_id=oid, category=category, source="partnete", n_parts=k, path=src_path)

@@ -7,6 +7,7 @@ A header that lies about its counts would then be read as a truncated or padded 
 before plyfile allocates, the declared counts are compared with the bytes (binary) or lines
 (ascii) the file holds, and after it reads, nothing may be left over.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,8 +22,14 @@ from pipeline.data.input_file import open_regular
 from pipeline.errors import BadInputError
 
 _NUMPY_TO_PLY: dict[str, str] = {
-    "i1": "char", "u1": "uchar", "i2": "short", "u2": "ushort",
-    "i4": "int", "u4": "uint", "f4": "float", "f8": "double",
+    "i1": "char",
+    "u1": "uchar",
+    "i2": "short",
+    "u2": "ushort",
+    "i4": "int",
+    "u4": "uint",
+    "f4": "float",
+    "f8": "double",
 }
 _COLOUR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
 _MAX_HEADER_BYTES = 1 << 16
@@ -76,8 +83,7 @@ def _read_header(path: Path, f: BinaryIO) -> tuple[PlyData, int]:
 
 def _min_record_bytes(el: PlyElement) -> int:
     """Bytes one binary record takes at least (a list property may hold zero items)."""
-    return sum(np.dtype(p.list_dtype()[0] if isinstance(p, PlyListProperty) else p.val_dtype).itemsize
-               for p in el.properties)
+    return sum(np.dtype(p.list_dtype()[0] if isinstance(p, PlyListProperty) else p.val_dtype).itemsize for p in el.properties)
 
 
 def _check_binary_body(path: Path, header: PlyData, body: int) -> None:
@@ -87,9 +93,12 @@ def _check_binary_body(path: Path, header: PlyData, body: int) -> None:
     for el in header.elements:
         need += el.count * _min_record_bytes(el)
         if need > body:
-            _fail(path, f"PLY truncated: header declares {_declared(header.elements)} records, "
-                        f"needing at least {need} bytes up to element {el.name!r}, but only {body} "
-                        f"bytes follow the header")
+            _fail(
+                path,
+                f"PLY truncated: header declares {_declared(header.elements)} records, "
+                f"needing at least {need} bytes up to element {el.name!r}, but only {body} "
+                f"bytes follow the header",
+            )
 
 
 def _ascii_body(path: Path, header: PlyData, body: bytes) -> bytes:
@@ -97,11 +106,9 @@ def _ascii_body(path: Path, header: PlyData, body: bytes) -> bytes:
     lines = [ln for ln in body.splitlines() if ln.strip()]
     total = sum(e.count for e in header.elements)
     if len(lines) < total:
-        _fail(path, f"PLY truncated: header declares {total} records ({_declared(header.elements)}), "
-                    f"the body has {len(lines)} lines")
+        _fail(path, f"PLY truncated: header declares {total} records ({_declared(header.elements)}), the body has {len(lines)} lines")
     if len(lines) > total:
-        _fail(path, f"PLY has {len(lines) - total} lines beyond the {total} records its header "
-                    f"declares ({_declared(header.elements)})")
+        _fail(path, f"PLY has {len(lines) - total} lines beyond the {total} records its header declares ({_declared(header.elements)})")
     return b"\n".join(lines) + b"\n"
 
 
@@ -124,8 +131,11 @@ def _read_vertices(path: Path) -> np.ndarray:
             except _PARSE_ERRORS as e:
                 _fail(path, f"PLY data does not match its header ({_declared(header.elements)}): {e}")
             if not header.text and (extra := size - f.tell()) > 0:
-                _fail(path, f"PLY has {extra} bytes after its last element: the header's counts "
-                            f"({_declared(header.elements)}) disagree with the data")
+                _fail(
+                    path,
+                    f"PLY has {extra} bytes after its last element: the header's counts "
+                    f"({_declared(header.elements)}) disagree with the data",
+                )
             vert = ply["vertex"]
             out = np.empty(vert.count, dtype=[(p.name, p.val_dtype) for p in vert.properties])
             for p in vert.properties:

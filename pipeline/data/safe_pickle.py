@@ -10,6 +10,7 @@ Sizes are bounded before anything is allocated: a few hundred bytes can declare 
 terabytes (and numpy segfaults on an object array whose pickled list is shorter than its
 shape), so every declared shape is checked against the bytes the file actually carries.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -51,9 +52,7 @@ def _count(shape: Any) -> int:
     """Number of elements of a declared shape (exact Python ints: no overflow)."""
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
-    if not isinstance(shape, tuple) or not all(
-        isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in shape
-    ):
+    if not isinstance(shape, tuple) or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in shape):
         raise _SizeError(f"array shape {shape!r} is not a tuple of non-negative ints")
     return math.prod(int(n) for n in shape)
 
@@ -72,7 +71,7 @@ class _CheckedArray(np.ndarray):
     declared shape matches the data carried before numpy allocates. Callers never see it
     (`_plain_arrays` turns every instance back into a plain ndarray)."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_CheckedArray":
+    def __new__(cls, *args: Any, **kwargs: Any) -> _CheckedArray:
         # numpy pickles go through _reconstruct; a direct call could allocate any size.
         raise UnsafePickleError("pickle calls numpy.ndarray directly (not allowed)")
 
@@ -88,16 +87,14 @@ class _CheckedArray(np.ndarray):
                 got = f"{len(raw)} items" if isinstance(raw, list) else f"a {type(raw).__name__}"
                 raise _SizeError(f"object array of shape {shape} carries {got}")
         elif isinstance(raw, (bytes, bytearray, str)) and len(raw) != count * dtype.itemsize:
-            raise _SizeError(f"array of shape {shape} {dtype} needs {count * dtype.itemsize} bytes "
-                             f"but carries {len(raw)}")
+            raise _SizeError(f"array of shape {shape} {dtype} needs {count * dtype.itemsize} bytes but carries {len(raw)}")
         super().__setstate__(state)
 
 
 def _guarded_reconstruct(subtype: Any, shape: Any, dtype: Any, *, max_bytes: float) -> np.ndarray:
     """`_reconstruct` bounded by the pickle's own size (numpy itself always passes shape (0,))."""
     if subtype is not _CheckedArray:
-        raise UnsafePickleError(f"_reconstruct of {getattr(subtype, '__name__', subtype)!r} "
-                                "(only numpy.ndarray is allowed)")
+        raise UnsafePickleError(f"_reconstruct of {getattr(subtype, '__name__', subtype)!r} (only numpy.ndarray is allowed)")
     need = _nbytes(shape, dtype)
     if need > max_bytes:
         raise _SizeError(f"pickle declares a {need}-byte array in a {max_bytes}-byte payload")
@@ -144,9 +141,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             obj = _ALLOWED[(module, name)]
         except KeyError:
-            raise UnsafePickleError(
-                f"pickle refers to forbidden global {module}.{name}", path=self._path
-            ) from None
+            raise UnsafePickleError(f"pickle refers to forbidden global {module}.{name}", path=self._path) from None
         if obj in _SIZE_GUARDED:
             return _bind_max(obj, self._max_bytes)
         return obj
@@ -157,14 +152,17 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def _bind_max(fn: Any, max_bytes: float) -> Any:
     """`fn` with this payload's cap; a plain function, so the pickle cannot pass its own cap."""
+
     def guarded(*args: Any) -> Any:
         return fn(*args, max_bytes=max_bytes)
+
     return guarded
 
 
 def _plain_arrays(root: Any) -> Any:
     """Turn every `_CheckedArray` in an unpickled graph (dicts, lists, object arrays) into a
     plain ndarray view. Iterative, with a seen-set: pickles can nest deeply or build cycles."""
+
     def plain(x: Any) -> Any:
         return x.view(np.ndarray) if isinstance(x, _CheckedArray) else x
 
@@ -247,11 +245,14 @@ def _check_npy_size(f: BinaryIO, shape: tuple[int, ...], dtype: np.dtype, path: 
     need = math.prod(shape) * dtype.itemsize
     have = os.fstat(f.fileno()).st_size - f.tell()
     if need > have:
-        raise BadInputError(f".npy header declares shape {shape} {dtype} ({need} bytes) but the "
-                            f"file holds only {have} bytes of data", path=path)
+        raise BadInputError(
+            f".npy header declares shape {shape} {dtype} ({need} bytes) but the file holds only {have} bytes of data", path=path
+        )
     if need < have:  # np.load would ignore them; a header that undercounts is as wrong
-        raise BadInputError(f".npy header declares shape {shape} {dtype} ({need} bytes) but the "
-                            f"file holds {have} bytes of data ({have - need} trailing)", path=path)
+        raise BadInputError(
+            f".npy header declares shape {shape} {dtype} ({need} bytes) but the file holds {have} bytes of data ({have - need} trailing)",
+            path=path,
+        )
 
 
 def _load_object_payload(payload: bytes, shape: tuple[int, ...], dtype: np.dtype, path: Path) -> np.ndarray:
@@ -263,8 +264,9 @@ def _load_object_payload(payload: bytes, shape: tuple[int, ...], dtype: np.dtype
     if not isinstance(arr, np.ndarray):
         raise BadInputError(f".npy payload is a {type(arr).__name__}, not an array", path=path)
     if arr.shape != tuple(shape) or arr.dtype != dtype:
-        raise BadInputError(f".npy header declares shape {tuple(shape)} {dtype} but the pickled payload "
-                            f"is shape {arr.shape} {arr.dtype}", path=path)
+        raise BadInputError(
+            f".npy header declares shape {tuple(shape)} {dtype} but the pickled payload is shape {arr.shape} {arr.dtype}", path=path
+        )
     if (extra := len(payload) - stream.tell()) > 0:
         raise BadInputError(f".npy file has {extra} bytes after its pickled payload", path=path)
     return arr
@@ -272,12 +274,16 @@ def _load_object_payload(payload: bytes, shape: tuple[int, ...], dtype: np.dtype
 
 def _int_array(value: Any, key: str, path: Path) -> np.ndarray:
     arr = np.asarray(value)
-    if arr.dtype == object or arr.ndim != 1 or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)
-        or (np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0))
+    if (
+        arr.dtype == object
+        or arr.ndim != 1
+        or not (
+            np.issubdtype(arr.dtype, np.integer)
+            or np.issubdtype(arr.dtype, np.bool_)
+            or (np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0))
+        )
     ):
-        raise BadInputError(f"label.npy[{key!r}] must be a 1-D integer array, got "
-                            f"{arr.dtype} shape {arr.shape}", path=path)
+        raise BadInputError(f"label.npy[{key!r}] must be a 1-D integer array, got {arr.dtype} shape {arr.shape}", path=path)
     return arr.astype(np.int64)
 
 
@@ -300,8 +306,7 @@ def load_label_npy(path: str | Path) -> dict[str, np.ndarray]:
     else:
         ins = np.full(sem.shape, -1, np.int64)
     if ins.shape != sem.shape:
-        raise BadInputError(f"label.npy semantic_seg has {sem.shape[0]} entries but instance_seg "
-                            f"has {ins.shape[0]}", path=path)
+        raise BadInputError(f"label.npy semantic_seg has {sem.shape[0]} entries but instance_seg has {ins.shape[0]}", path=path)
     if sem.size and (sem.min() < -1 or sem.max() > np.iinfo(np.int16).max):
         raise BadInputError(f"label.npy semantic_seg values out of range ({sem.min()}..{sem.max()})", path=path)
     if ins.size and (ins.min() < -1 or ins.max() > np.iinfo(np.int32).max):
@@ -312,9 +317,7 @@ def load_label_npy(path: str | Path) -> dict[str, np.ndarray]:
 def _as_int_list(item: Any, i: int, path: Path) -> np.ndarray:
     if isinstance(item, np.ndarray) and item.ndim == 1 and np.issubdtype(item.dtype, np.integer):
         return item.astype(np.int64)
-    if not isinstance(item, list) or not all(
-        isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in item
-    ):
+    if not isinstance(item, list) or not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in item):
         raise BadInputError(f"superpoint {i} is a {type(item).__name__}, expected a list of ints", path=path)
     return np.asarray(item, dtype=np.int64).reshape(-1)
 
@@ -337,8 +340,9 @@ def load_superpoint_npy(path: str | Path, n_points: int | None = None) -> tuple[
     elif np.issubdtype(arr.dtype, np.integer) and arr.ndim == 1 and arr.size == 0:
         groups = []
     else:
-        raise BadInputError(f"superpoint.npy must be an object array of int lists or a 2-D int "
-                            f"array, got {arr.dtype} shape {arr.shape}", path=path)
+        raise BadInputError(
+            f"superpoint.npy must be an object array of int lists or a 2-D int array, got {arr.dtype} shape {arr.shape}", path=path
+        )
     groups = [g for g in groups if g.size]
     if not groups:
         raise BadInputError("superpoint.npy holds no points", path=path)
@@ -346,8 +350,7 @@ def load_superpoint_npy(path: str | Path, n_points: int | None = None) -> tuple[
     sid = np.repeat(np.arange(len(groups), dtype=np.int32), [g.size for g in groups])
     n = int(idx.max()) + 1 if n_points is None else int(n_points)
     if idx.min() < 0 or idx.max() >= n:
-        raise BadInputError(f"superpoint point indices out of range 0..{n - 1} "
-                            f"({int(idx.min())}..{int(idx.max())})", path=path)
+        raise BadInputError(f"superpoint point indices out of range 0..{n - 1} ({int(idx.min())}..{int(idx.max())})", path=path)
     counts = np.bincount(idx, minlength=n)
     if (counts > 1).any():
         raise BadInputError(f"{int((counts > 1).sum())} points belong to more than one superpoint", path=path)

@@ -5,6 +5,7 @@ Written directly on numpy (not `trimesh.sample`) so that the result depends only
 `numpy.random.Generator` passed in and on the triangles, and returns barycentric
 coordinates for interpolating UVs or other per-vertex attributes.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -20,6 +20,7 @@ Labels are optional (an unlabelled shape can still be predicted):
 
 Label files are read with ``allow_pickle=False``.
 """
+
 from __future__ import annotations
 
 import re

@@ -17,6 +17,7 @@ its cap) are left out; sampled, they would lie on a neighbour's surface with its
 Everything is a deterministic function of (category, index, seed). The style of a shape
 cycles with `index` so that any few consecutive indices cover every part name.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -44,8 +45,12 @@ _LIGHT = np.array([0.35, 0.8, 0.5]) / pm.norm(np.array([0.35, 0.8, 0.5]))
 
 # one builder per category, each in its own module of pipeline.data.synthetic_shapes
 _BUILDERS: dict[str, Callable[[np.random.Generator, int], list[_Part]]] = {
-    "Bottle": bottle.build, "Chair": chair.build, "Kettle": kettle.build, "Lamp": lamp.build,
-    "StorageFurniture": storage_furniture.build, "Table": table.build,
+    "Bottle": bottle.build,
+    "Chair": chair.build,
+    "Kettle": kettle.build,
+    "Lamp": lamp.build,
+    "StorageFurniture": storage_furniture.build,
+    "Table": table.build,
 }
 
 
@@ -93,8 +98,7 @@ def generate_meshes(category: str, index: int, seed: int = 0) -> list[tuple[obje
     """One trimesh per part instance: (mesh, part label or -1, instance id or -1, base rgb uint8)."""
     parts, _ = _parts(category, index, seed)
     lab, ins = _labels(category, parts)
-    return [(S.to_trimesh(p.geom), lb, ib, np.clip(np.rint(p.mat.rgb), 0, 255).astype(np.uint8))
-            for p, lb, ib in zip(parts, lab, ins)]
+    return [(S.to_trimesh(p.geom), lb, ib, np.clip(np.rint(p.mat.rgb), 0, 255).astype(np.uint8)) for p, lb, ib in zip(parts, lab, ins)]
 
 
 def _densities(parts: list[_Part], tris: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
@@ -141,8 +145,16 @@ def generate_shape(category: str, index: int, n_points: int = 20000, seed: int =
     rgb = np.clip(np.rint(col), 0, 255).astype(np.uint8)
     sem = np.asarray(lab, np.int16)[po]
     inst = np.asarray(ins, np.int32)[po]
-    return make_cloud(pts, rgb, sem, inst, object_id=f"{category}/{int(index):04d}", category=category,
-                      source="synthetic", n_parts=len(part_names(category)))
+    return make_cloud(
+        pts,
+        rgb,
+        sem,
+        inst,
+        object_id=f"{category}/{int(index):04d}",
+        category=category,
+        source="synthetic",
+        n_parts=len(part_names(category)),
+    )
 
 
 def synthetic_split(n_fewshot: int = 8, n_val: int = 4, n_test: int = 8) -> list[tuple[int, str]]:

@@ -7,6 +7,7 @@ classifier), ``imported`` (original PartSTAD
 preprocessing outputs), ``grounding_dino`` (real, transformers, local weights; imported
 lazily because transformers is slow to import).
 """
+
 from .types import Detections, Detector, ViewDetections, clip_boxes, detect_object
 
 __all__ = ["Detections", "Detector", "ViewDetections", "clip_boxes", "detect_object"]

@@ -22,6 +22,7 @@ detection loss on the same views (:func:`fixed_views_loss`).
 
 Everything here is computation over arrays and torch modules: no files, no cache.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,8 +62,9 @@ class AdaptSample:
 
 
 # ----------------------------------------------------------------------------- data set
-def view_gt_boxes(pix2pt_view: np.ndarray, point_inst: np.ndarray, inst_label: np.ndarray,
-                  min_box_px: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def view_gt_boxes(
+    pix2pt_view: np.ndarray, point_inst: np.ndarray, inst_label: np.ndarray, min_box_px: float = 2.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Ground-truth part boxes of one view: (n,4) f32 xyxy pixels, (n,) int64 labels.
 
     One box per visible part instance (its tight pixel extent in the rendered instance map);
@@ -75,8 +77,9 @@ def view_gt_boxes(pix2pt_view: np.ndarray, point_inst: np.ndarray, inst_label: n
     return vi.xyxy[ok].astype(np.float32), vi.label[ok].astype(np.int64)
 
 
-def object_samples(object_id: str, rgb: np.ndarray, pix2pt: np.ndarray, sem: np.ndarray, ins: np.ndarray,
-                   n_parts: int, min_box_px: float = 2.0) -> tuple[list[AdaptSample], list[int]]:
+def object_samples(
+    object_id: str, rgb: np.ndarray, pix2pt: np.ndarray, sem: np.ndarray, ins: np.ndarray, n_parts: int, min_box_px: float = 2.0
+) -> tuple[list[AdaptSample], list[int]]:
     """The samples of one rendered object and the views skipped because no part is visible.
 
     rgb (V,H,W,3) u8, pix2pt (V,H,W) i32 (-1 background), sem (N,) part id or -1, ins (N,)
@@ -102,8 +105,12 @@ def object_samples(object_id: str, rgb: np.ndarray, pix2pt: np.ndarray, sem: np.
     return samples, empty
 
 
-def build_dataset(objects: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]], n_parts: int,
-                  min_box_px: float = 2.0, what: str = "training") -> list[AdaptSample]:
+def build_dataset(
+    objects: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    n_parts: int,
+    min_box_px: float = 2.0,
+    what: str = "training",
+) -> list[AdaptSample]:
     """Samples of every (object_id, rgb, pix2pt, sem, ins); views without any part are skipped
     (logged). No object, or no part in any view, is an :class:`AdaptDataError`."""
     samples: list[AdaptSample] = []
@@ -125,8 +132,7 @@ def to_target(sample: AdaptSample) -> dict[str, np.ndarray]:
     """The transformers label dict of a sample: class ids and normalised (cx, cy, w, h) boxes."""
     H, W = sample.image.shape[:2]
     b = sample.xyxy.astype(np.float64)
-    cxcywh = np.stack([(b[:, 0] + b[:, 2]) / 2 / W, (b[:, 1] + b[:, 3]) / 2 / H,
-                       (b[:, 2] - b[:, 0]) / W, (b[:, 3] - b[:, 1]) / H], 1)
+    cxcywh = np.stack([(b[:, 0] + b[:, 2]) / 2 / W, (b[:, 1] + b[:, 3]) / 2 / H, (b[:, 2] - b[:, 0]) / W, (b[:, 3] - b[:, 1]) / H], 1)
     return {"class_labels": sample.label.astype(np.int64), "boxes": np.clip(cxcywh, 0.0, 1.0).astype(np.float32)}
 
 
@@ -149,8 +155,12 @@ def average_precision(tp: np.ndarray, score: np.ndarray, n_gt: int) -> float:
     return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
 
 
-def box_ap(dets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], gts: Sequence[tuple[np.ndarray, np.ndarray]],
-           n_classes: int, iou_thresh: float = 0.5) -> np.ndarray:
+def box_ap(
+    dets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    gts: Sequence[tuple[np.ndarray, np.ndarray]],
+    n_classes: int,
+    iou_thresh: float = 0.5,
+) -> np.ndarray:
     """Per-class box AP at an IoU threshold over a set of images.
 
     dets[i] = (xyxy (n,4), label (n,), score (n,)) and gts[i] = (xyxy (m,4), label (m,)) of
@@ -205,9 +215,16 @@ def trainable_parameters(model: Any, mode: str) -> list[str]:
         raise ValueError(f"trainable must be one of {TRAINABLE}, got {mode!r}")
     prefixes = {
         "prompt": ("model.text_projection.",),
-        "heads": ("model.text_projection.", "bbox_embed.", "class_embed.", "model.decoder.bbox_embed.",
-                  "model.encoder_output_bbox_embed.", "model.encoder_output_class_embed.", "model.enc_output.",
-                  "model.enc_output_norm."),
+        "heads": (
+            "model.text_projection.",
+            "bbox_embed.",
+            "class_embed.",
+            "model.decoder.bbox_embed.",
+            "model.encoder_output_bbox_embed.",
+            "model.encoder_output_class_embed.",
+            "model.enc_output.",
+            "model.enc_output_norm.",
+        ),
     }
     names = []
     for name, p in model.named_parameters():
@@ -232,7 +249,8 @@ def check_prompt_phrases(input_ids: Sequence[int], n_parts: int, prompt: str) ->
     if groups != n_parts:
         raise AdaptDataError(
             f"the tokenizer splits prompt {prompt!r} into {groups} phrase(s) for {n_parts} parts: Grounding DINO's loss "
-            f"finds phrases by BERT's token ids {BERT_DELIMITERS[:4]} ([CLS], [SEP], '.', '?'), so the tokenizer must use them")
+            f"finds phrases by BERT's token ids {BERT_DELIMITERS[:4]} ([CLS], [SEP], '.', '?'), so the tokenizer must use them"
+        )
 
 
 @dataclass
@@ -274,7 +292,7 @@ class AdaptResult:
 
 def _batches(n: int, size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
     idx = rng.permutation(n) if rng is not None else np.arange(n)
-    return [idx[i:i + size] for i in range(0, n, size)]
+    return [idx[i : i + size] for i in range(0, n, size)]
 
 
 def _encode(processor: Any, samples: Sequence[AdaptSample], text: str, device: Any) -> Any:
@@ -284,9 +302,18 @@ def _encode(processor: Any, samples: Sequence[AdaptSample], text: str, device: A
     return inputs.to(device)
 
 
-def predict(model: Any, processor: Any, images: Sequence[np.ndarray], part_names: Sequence[str], *,
-            batch_size: int = 8, score_threshold: float = 0.0, nms_iou: float = 0.6, max_per_view: int = 100,
-            device: Any = "cpu") -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def predict(
+    model: Any,
+    processor: Any,
+    images: Sequence[np.ndarray],
+    part_names: Sequence[str],
+    *,
+    batch_size: int = 8,
+    score_threshold: float = 0.0,
+    nms_iou: float = 0.6,
+    max_per_view: int = 100,
+    device: Any = "cpu",
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Boxes per image, decoded as the detect stage decodes them (batched forward)."""
     import torch
 
@@ -304,26 +331,44 @@ def predict(model: Any, processor: Any, images: Sequence[np.ndarray], part_names
                 out = model(**inputs)
             for k, s in enumerate(batch):
                 H, W = s.image.shape[:2]
-                out_all.append(decode_queries(out.logits[k], out.pred_boxes[k], out.last_hidden_state[k], A, H, W,
-                                              score_threshold, nms_iou, max_per_view))
+                out_all.append(
+                    decode_queries(
+                        out.logits[k], out.pred_boxes[k], out.last_hidden_state[k], A, H, W, score_threshold, nms_iou, max_per_view
+                    )
+                )
     finally:
         model.train(was_training)
     return out_all
 
 
-def evaluate_ap50(model: Any, processor: Any, samples: Sequence[AdaptSample], part_names: Sequence[str],
-                  params: AdaptParams) -> tuple[float, np.ndarray]:
+def evaluate_ap50(
+    model: Any, processor: Any, samples: Sequence[AdaptSample], part_names: Sequence[str], params: AdaptParams
+) -> tuple[float, np.ndarray]:
     """(mean box AP50 over parts with ground truth, per-part AP50 (NaN = part never visible))."""
-    preds = predict(model, processor, [s.image for s in samples], part_names, batch_size=params.eval_batch_size,
-                    score_threshold=params.eval_score_threshold, nms_iou=params.nms_iou,
-                    max_per_view=params.max_per_view, device=params.device)
+    preds = predict(
+        model,
+        processor,
+        [s.image for s in samples],
+        part_names,
+        batch_size=params.eval_batch_size,
+        score_threshold=params.eval_score_threshold,
+        nms_iou=params.nms_iou,
+        max_per_view=params.max_per_view,
+        device=params.device,
+    )
     ap = box_ap([(p[0], p[1], p[2]) for p in preds], [(s.xyxy, s.label) for s in samples], len(part_names), 0.5)
     return (float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")), ap
 
 
-def fine_tune(model: Any, processor: Any, train: Sequence[AdaptSample], val: Sequence[AdaptSample],
-              part_names: Sequence[str], params: AdaptParams,
-              progress: Callable[[dict[str, Any]], None] | None = None) -> AdaptResult:
+def fine_tune(
+    model: Any,
+    processor: Any,
+    train: Sequence[AdaptSample],
+    val: Sequence[AdaptSample],
+    part_names: Sequence[str],
+    params: AdaptParams,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> AdaptResult:
     """Fine-tune ``model`` in place on ``train``; validation AP50 on ``val`` after each epoch.
 
     Epoch 0 is the model as given. The trainable tensors of the best epoch (highest mean
@@ -414,8 +459,16 @@ def fine_tune(model: Any, processor: Any, train: Sequence[AdaptSample], val: Seq
         ap, per = evaluate_ap50(model, processor, sel_set, part_names, params)
         vloss = sel_loss()
         seconds_eval += time.perf_counter() - t_eval
-        curve.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_ap50": ap, "val_loss": vloss,
-                      "per_part": _per_part(per, part_names), "seconds": round(sec, 3)})
+        curve.append(
+            {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "val_ap50": ap,
+                "val_loss": vloss,
+                "per_part": _per_part(per, part_names),
+                "seconds": round(sec, 3),
+            }
+        )
         if progress:
             progress(curve[-1])
         if rank(ap, vloss) > best[0]:
@@ -425,17 +478,27 @@ def fine_tune(model: Any, processor: Any, train: Sequence[AdaptSample], val: Seq
         for n, t in best[2].items():
             params_by_name[n].copy_(t.to(params_by_name[n].device))
     model.eval()
-    return AdaptResult(curve=curve, best_epoch=best[1], best_ap50=float(curve[best[1]]["val_ap50"]), best_state=best[2],
-                       trainable_names=names, seconds_train=seconds_train, seconds_eval=seconds_eval,
-                       n_train=len(train), n_val=len(sel_set), selection=selection)
+    return AdaptResult(
+        curve=curve,
+        best_epoch=best[1],
+        best_ap50=float(curve[best[1]]["val_ap50"]),
+        best_state=best[2],
+        trainable_names=names,
+        seconds_train=seconds_train,
+        seconds_eval=seconds_eval,
+        n_train=len(train),
+        n_val=len(sel_set),
+        selection=selection,
+    )
 
 
 #: Terms of the last decoder layer reported beside the total: class (focal), box L1 and GIoU.
 LOSS_TERMS = ("loss_ce", "loss_bbox", "loss_giou")
 
 
-def fixed_views_loss(model: Any, processor: Any, samples: Sequence[AdaptSample], part_names: Sequence[str], *,
-                     batch_size: int = 8, device: Any = "cpu") -> dict[str, float]:
+def fixed_views_loss(
+    model: Any, processor: Any, samples: Sequence[AdaptSample], part_names: Sequence[str], *, batch_size: int = 8, device: Any = "cpu"
+) -> dict[str, float]:
     """Grounding DINO's training loss on fixed ``samples``, in eval mode (no dropout, no shuffle).
 
     Why: the per-step training loss mixes batches and dropout, so it cannot tell whether a
@@ -458,7 +521,7 @@ def fixed_views_loss(model: Any, processor: Any, samples: Sequence[AdaptSample],
     try:
         with torch.no_grad():
             for i in range(0, len(samples), batch_size):
-                batch = list(samples[i:i + batch_size])
+                batch = list(samples[i : i + batch_size])
                 labels = [{k: torch.as_tensor(v, device=device) for k, v in to_target(s).items()} for s in batch]
                 out = model(**_encode(processor, batch, text, device), labels=labels)
                 parts = {"loss": out.loss, **{k: out.loss_dict[k] for k in LOSS_TERMS}}

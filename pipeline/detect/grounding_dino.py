@@ -9,10 +9,11 @@ threshold, class-wise NMS (IoU 0.6), at most 100 boxes per view (GLIP's ATSS def
 The per-box feature is the decoder embedding of the query (``last_hidden_state``, d_model).
 transformers is imported lazily (it takes seconds).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -89,7 +90,8 @@ def check_weights_dir(weights_dir: str | Path) -> Path:
         raise DetectorWeightsNotFoundError(f"Grounding DINO weights directory has no config.json: {path}")
     if not any((path / n).is_file() for n in SAFETENSORS_FILES):
         raise DetectorWeightsNotFoundError(
-            f"Grounding DINO weights directory has no model.safetensors (only safetensors weights are loaded): {path}")
+            f"Grounding DINO weights directory has no model.safetensors (only safetensors weights are loaded): {path}"
+        )
     return path
 
 
@@ -113,8 +115,9 @@ def load_grounding_dino(weights_dir: str | Path, device: str | object = "cpu"):
     return model.to(device).eval(), GroundingDinoProcessor(image_processor, tokenizer)
 
 
-def decode_queries(logits, pred_boxes, hidden, A: np.ndarray, height: int, width: int,
-                   score_threshold: float, nms_iou: float, max_per_view: int) -> ViewDetections:
+def decode_queries(
+    logits, pred_boxes, hidden, A: np.ndarray, height: int, width: int, score_threshold: float, nms_iou: float, max_per_view: int
+) -> ViewDetections:
     """One image's raw outputs -> kept boxes (see module doc): phrase scores, threshold, NMS, cap.
 
     logits (Q, max_text_len), pred_boxes (Q,4) normalised cxcywh, hidden (Q,D) torch tensors;
@@ -203,8 +206,9 @@ class GroundingDinoDetector:
     def _text_inputs(self, part_names: Sequence[str]) -> tuple[dict, np.ndarray]:
         """The prompt's token tensors (batch of 1, what the processor makes) and its matrix A."""
         text, A = self._prompt(part_names)
-        enc = self._prompts.get(("tokens", tuple(part_names)), lambda: dict(
-            self.processor.tokenizer(text, return_tensors="pt", return_token_type_ids=True)))
+        enc = self._prompts.get(
+            ("tokens", tuple(part_names)), lambda: dict(self.processor.tokenizer(text, return_tensors="pt", return_token_type_ids=True))
+        )
         return enc, A
 
     def _image_inputs(self, images: np.ndarray) -> dict:
@@ -226,15 +230,26 @@ class GroundingDinoDetector:
         text_enc, A = self._text_inputs(part_names)
         out: list[ViewDetections] = []
         batches = chunks(range(V), self.batch_size)
-        for idx, pix in zip(batches, prefetched(lambda b: self._image_inputs(images[b.start:b.stop]), batches)):
+        for idx, pix in zip(batches, prefetched(lambda b: self._image_inputs(images[b.start : b.stop]), batches)):
             inputs = {k: t.to(self.device, non_blocking=True) for k, t in pix.items()}
             inputs.update({k: t.repeat(len(idx), 1).to(self.device) for k, t in text_enc.items()})
             with torch.inference_mode(), autocast(self.precision, self.device):
                 res = self.model(**inputs)
             self.forward_calls += 1
             for i in range(len(idx)):
-                out.append(decode_queries(res.logits[i], res.pred_boxes[i], res.last_hidden_state[i], A, H, W,
-                                          self.score_threshold, self.nms_iou, self.max_per_view))
+                out.append(
+                    decode_queries(
+                        res.logits[i],
+                        res.pred_boxes[i],
+                        res.last_hidden_state[i],
+                        A,
+                        H,
+                        W,
+                        self.score_threshold,
+                        self.nms_iou,
+                        self.max_per_view,
+                    )
+                )
         return out
 
     def detect_view(self, image: np.ndarray, part_names: Sequence[str], view: int = 0) -> ViewDetections:

@@ -12,6 +12,7 @@ H and W are read from the files (800 in the original). Every problem raises BadI
 naming the object and the file. The SAM masks are converted to bool in chunks of boxes, so a
 float64 stack of B x 5 MB is never held in memory at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -106,8 +107,10 @@ def _read_masks(path: Path, n_boxes: int, height: int, width: int, obj: str, chu
                 shape, fortran, dtype = _npy_header(f, path, obj)
                 if tuple(shape) != (n_boxes, height, width):
                     raise BadInputError(
-                        f"mask has shape {tuple(shape)}, expected {(n_boxes, height, width)} "
-                        f"({n_boxes} boxes in pred.json)", object_id=obj, path=path)
+                        f"mask has shape {tuple(shape)}, expected {(n_boxes, height, width)} ({n_boxes} boxes in pred.json)",
+                        object_id=obj,
+                        path=path,
+                    )
                 if dtype.hasobject or dtype.kind not in "biuf":
                     raise BadInputError(f"mask has dtype {dtype}, expected numbers", object_id=obj, path=path)
                 out = np.empty((n_boxes, height, width), dtype=bool)
@@ -166,7 +169,8 @@ def _read_pred_json(path: Path, n_views: int, n_parts: int, obj: str):
     label = np.zeros(B, np.int64)
     score = np.zeros(B, np.float64)
     for b, r in enumerate(recs):
-        def bad(why: str):
+
+        def bad(why: str, b: int = b) -> BadInputError:
             return BadInputError(f"box {b}: {why}", object_id=obj, path=path)
 
         if not isinstance(r, dict):
@@ -201,13 +205,11 @@ def read_partstad_preprocessed(save_dir: str | Path, category: str, object_id: s
 
     pc_idx = _load_npy(P["pc_idx"], obj, mmap=True)
     if pc_idx.ndim != 3 or not np.issubdtype(pc_idx.dtype, np.integer):
-        raise BadInputError(f"pc_idx must be (V,H,W) integers, got {pc_idx.dtype} {pc_idx.shape}",
-                            object_id=obj, path=P["pc_idx"])
+        raise BadInputError(f"pc_idx must be (V,H,W) integers, got {pc_idx.dtype} {pc_idx.shape}", object_id=obj, path=P["pc_idx"])
     V, H, W = pc_idx.shape
     uv = _load_npy(P["screen_coords"], obj)
     if uv.ndim != 3 or uv.shape[0] != V or uv.shape[2] != 2 or uv.dtype.kind != "f":
-        raise BadInputError(f"screen_coords must be ({V},N,2) floats, got {uv.dtype} {uv.shape}",
-                            object_id=obj, path=P["screen_coords"])
+        raise BadInputError(f"screen_coords must be ({V},N,2) floats, got {uv.dtype} {uv.shape}", object_id=obj, path=P["screen_coords"])
     N = uv.shape[1]
     pix2pt = np.asarray(pc_idx)
     lo, hi = (int(pix2pt.min()), int(pix2pt.max())) if pix2pt.size else (-1, -1)
@@ -233,8 +235,9 @@ def read_partstad_preprocessed(save_dir: str | Path, category: str, object_id: s
     if B:
         feat = _load_npz_key(P["feature"], "feature", obj)
         if feat.ndim != 2 or feat.shape[0] != B or feat.dtype.kind != "f":
-            raise BadInputError(f"feature must be ({B},D) floats for {B} boxes, got {feat.dtype} {feat.shape}",
-                                object_id=obj, path=P["feature"])
+            raise BadInputError(
+                f"feature must be ({B},D) floats for {B} boxes, got {feat.dtype} {feat.shape}", object_id=obj, path=P["feature"]
+            )
         masks = _read_masks(P["mask"], B, H, W, obj)
     else:
         D = 256

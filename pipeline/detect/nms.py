@@ -1,4 +1,5 @@
 """Greedy non-maximum suppression (numpy and torch front-ends), no torchvision needed."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,9 +32,7 @@ def nms_torch(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -
     return order[torch.as_tensor(keep, dtype=torch.int64, device=order.device)]
 
 
-def batched_nms_torch(
-    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
-) -> torch.Tensor:
+def batched_nms_torch(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Class-wise NMS: boxes with different ``idxs`` never suppress each other."""
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.int64, device=boxes.device)

@@ -25,10 +25,11 @@ Randomness: one generator per (object seed, view), so views are independent of c
 and the same seed gives identical output. The feature projection has its own run-level seed
 (``OracleDetectorParams.feat_seed``), shared by all objects of a run.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -105,7 +106,7 @@ class OracleDiagnostics:
     n_views_with_object: int = 0
 
     @staticmethod
-    def concat(parts: Sequence["OracleDiagnostics"]) -> "OracleDiagnostics":
+    def concat(parts: Sequence[OracleDiagnostics]) -> OracleDiagnostics:
         if not parts:
             return _empty_diag()
         names = [f for f in OracleDiagnostics.__dataclass_fields__ if f != "n_views_with_object"]
@@ -196,8 +197,16 @@ class OracleDetector:
 
         # 1. true positives, 2. false positives inside the silhouette, 3. whole-object box
         prop = propose_view(rng, vi, prm, K, H, W)
-        xyxy, label, kind, inst, tlab, conf, gt, ok = (prop.xyxy, prop.label, prop.kind, prop.inst, prop.true_label,
-                                                       prop.confused, prop.gt_xyxy, prop.ok)
+        xyxy, label, kind, inst, tlab, conf, gt, ok = (
+            prop.xyxy,
+            prop.label,
+            prop.kind,
+            prop.inst,
+            prop.true_label,
+            prop.confused,
+            prop.gt_xyxy,
+            prop.ok,
+        )
         n_tp, area_frac, p = prop.n_tp, prop.area_frac, prop.p_detect
 
         # quality: IoU with the own GT box; FP/whole-object: best IoU with a GT box of its label
@@ -218,8 +227,9 @@ class OracleDetector:
         B = xyxy.shape[0]
         a = float(prm.informativeness)
         objectness = np.clip(q_base + prm.objectness_noise * rng.standard_normal(B), 0.0, 1.0)
-        label_map = np.where(vi.inst_map >= 0, self.inst_label[np.maximum(vi.inst_map, 0)] if self.inst_label.size else -1,
-                             np.where(vi.fg, -1, -2))
+        label_map = np.where(
+            vi.inst_map >= 0, self.inst_label[np.maximum(vi.inst_map, 0)] if self.inst_label.size else -1, np.where(vi.fg, -1, -2)
+        )
         appearance = box_appearance(label_map, xyxy, prm.max_parts)
         obj_rand = rng.random(B)
         app_rand = np.zeros_like(appearance)

@@ -1,4 +1,5 @@
 """Knobs of the simulated detector, apart from its code so configs can read them cheaply."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -12,6 +12,7 @@ weights. All float work is float64 in basic operations with fixed summation orde
 first, then NumPy's reductions; :func:`pipeline.portable.exp` for the softmax), so the same
 samples give the same bits on every CPU.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -113,7 +114,9 @@ def _x_w(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """x (n, D) @ w (D, C) for few columns C: per column, products then NumPy's fixed-order
     sum along D (:func:`pipeline.portable.rowdot`; no BLAS)."""
     x = np.ascontiguousarray(x, np.float64)
-    return np.stack([pm.rowdot(x, np.ascontiguousarray(w[:, c])[None, :]) for c in range(w.shape[1])], axis=1).reshape(x.shape[0], w.shape[1])
+    return np.stack([pm.rowdot(x, np.ascontiguousarray(w[:, c])[None, :]) for c in range(w.shape[1])], axis=1).reshape(
+        x.shape[0], w.shape[1]
+    )
 
 
 def _xt_r(xt: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -175,5 +178,15 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, n_parts: int, params: PixelClas
             mhat = m / (1.0 - b1t)
             vhat = v / (1.0 - b2t)
             par -= prm.lr * mhat / (np.sqrt(vhat) + eps)
-    return PixelClassifier(mean=mean, scale=scale, weight=W, bias=b, n_parts=int(n_parts), temperature=float(prm.temperature),
-                           proj=proj, proj_bias=proj_bias, mean2=mean2, scale2=scale2)
+    return PixelClassifier(
+        mean=mean,
+        scale=scale,
+        weight=W,
+        bias=b,
+        n_parts=int(n_parts),
+        temperature=float(prm.temperature),
+        proj=proj,
+        proj_bias=proj_bias,
+        mean2=mean2,
+        scale2=scale2,
+    )

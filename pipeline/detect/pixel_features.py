@@ -17,6 +17,7 @@ Nothing here reads labels or instances. Box sums come from integral images (sequ
 cumulative sums), the orientation bins from cross products with fixed unit vectors (no
 arctan), logs from :mod:`pipeline.portable`: the same bits on every CPU.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,9 +38,14 @@ N_CHANNELS = _CH_GRAD + N_ORIENT
 #: descriptor layout (names of the columns, in order)
 _NAMES: list[str] = (
     ["fg_frac", "r", "g", "b", "r_sd", "g_sd", "b_sd", "z", "z_sd"]
-    + [f"luma{i}" for i in range(N_LUMA)] + [f"orient{i}" for i in range(N_ORIENT)] + ["edge_density"]
-    + [f"cell{i}_fg" for i in range(4)] + [f"cell{i}_luma" for i in range(4)] + [f"cell{i}_z" for i in range(4)]
-    + ["ring_fg", "ring_r", "ring_g", "ring_b", "ring_z"] + [f"ring_luma{i}" for i in range(N_LUMA)]
+    + [f"luma{i}" for i in range(N_LUMA)]
+    + [f"orient{i}" for i in range(N_ORIENT)]
+    + ["edge_density"]
+    + [f"cell{i}_fg" for i in range(4)]
+    + [f"cell{i}_luma" for i in range(4)]
+    + [f"cell{i}_z" for i in range(4)]
+    + ["ring_fg", "ring_r", "ring_g", "ring_b", "ring_z"]
+    + [f"ring_luma{i}" for i in range(N_LUMA)]
     + ["contrast_r", "contrast_g", "contrast_b", "contrast_z"]
     + ["rel_w", "rel_h", "log_aspect", "rel_cx", "rel_cy", "rel_area", "object_share"]
 )
@@ -142,10 +148,10 @@ def _sums(maps: ViewDescriptorMaps, rng: np.ndarray) -> tuple[np.ndarray, np.nda
     c0 = np.clip(rng[:, 2] - maps.c0, 0, wp - 1)
     c1 = np.clip(rng[:, 3] - maps.c0, 0, wp - 1)
     r1, c1 = np.maximum(r1, r0), np.maximum(c1, c0)
-    I = maps.integral
-    s = I[:, r1, c1] - I[:, r0, c1]
-    s = s - I[:, r1, c0]
-    s = s + I[:, r0, c0]
+    integral = maps.integral
+    s = integral[:, r1, c1] - integral[:, r0, c1]
+    s = s - integral[:, r1, c0]
+    s = s + integral[:, r0, c0]
     return s.T, n_pix
 
 
@@ -157,8 +163,13 @@ def _stats(s: np.ndarray, n_pix: np.ndarray) -> dict[str, np.ndarray]:
     z = s[:, _CH_Z] * inv
     zvar = s[:, _CH_Z2] * inv - z * z
     return {
-        "fg": fg, "fg_frac": fg / np.maximum(n_pix, 1.0), "rgb": mean, "rgb_sd": np.sqrt(np.maximum(var, 0.0)),
-        "z": z, "z_sd": np.sqrt(np.maximum(zvar, 0.0)), "luma": s[:, _CH_LUMA : _CH_LUMA + N_LUMA] * inv[:, None],
+        "fg": fg,
+        "fg_frac": fg / np.maximum(n_pix, 1.0),
+        "rgb": mean,
+        "rgb_sd": np.sqrt(np.maximum(var, 0.0)),
+        "z": z,
+        "z_sd": np.sqrt(np.maximum(zvar, 0.0)),
+        "luma": s[:, _CH_LUMA : _CH_LUMA + N_LUMA] * inv[:, None],
         "grad": s[:, _CH_GRAD : _CH_GRAD + N_ORIENT],
     }
 
@@ -196,23 +207,40 @@ def box_descriptors(maps: ViewDescriptorMaps, xyxy: np.ndarray, params: PixelFea
     grad = box["grad"]
     gsum = grad.sum(1)
     cols: list[np.ndarray] = [
-        box["fg_frac"][:, None], box["rgb"], box["rgb_sd"], box["z"][:, None], box["z_sd"][:, None], box["luma"],
-        grad / np.maximum(gsum, 1e-12)[:, None], (gsum / np.maximum(box["fg"], 1.0))[:, None],
+        box["fg_frac"][:, None],
+        box["rgb"],
+        box["rgb_sd"],
+        box["z"][:, None],
+        box["z_sd"][:, None],
+        box["luma"],
+        grad / np.maximum(gsum, 1e-12)[:, None],
+        (gsum / np.maximum(box["fg"], 1.0))[:, None],
         np.stack([c["fg_frac"] for c in cells], 1),
         np.stack([_mean_luma(c["rgb"]) for c in cells], 1),
         np.stack([c["z"] for c in cells], 1),
-        ring["fg_frac"][:, None], ring["rgb"], ring["z"][:, None], ring["luma"],
-        box["rgb"] - ring["rgb"], (box["z"] - ring["z"])[:, None],
+        ring["fg_frac"][:, None],
+        ring["rgb"],
+        ring["z"][:, None],
+        ring["luma"],
+        box["rgb"] - ring["rgb"],
+        (box["z"] - ring["z"])[:, None],
     ]
     sx0, sy0, sx1, sy1 = maps.sil_xyxy
     sw, sh = max(sx1 - sx0, 1.0), max(sy1 - sy0, 1.0)
     w = np.maximum(bw, 1e-3)
     h = np.maximum(bh, 1e-3)
-    geo = np.stack([
-        bw / sw, bh / sh, np.asarray(pm.log(w / h)),
-        ((b[:, 0] + b[:, 2]) * 0.5 - sx0) / sw, ((b[:, 1] + b[:, 3]) * 0.5 - sy0) / sh,
-        (bw * bh) / (sw * sh), box["fg"] / max(maps.n_fg, 1),
-    ], 1)
+    geo = np.stack(
+        [
+            bw / sw,
+            bh / sh,
+            np.asarray(pm.log(w / h)),
+            ((b[:, 0] + b[:, 2]) * 0.5 - sx0) / sw,
+            ((b[:, 1] + b[:, 3]) * 0.5 - sy0) / sh,
+            (bw * bh) / (sw * sh),
+            box["fg"] / max(maps.n_fg, 1),
+        ],
+        1,
+    )
     cols.append(geo)
     out = np.concatenate(cols, axis=1)
     assert out.shape[1] == DESCRIPTOR_DIM

@@ -5,6 +5,7 @@ Where its boxes go is decided by the proposal knobs of
 fp_rate, fp_size, whole_object_prob, min_box_px); everything it says about a box comes from
 these knobs and the rendered pixels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,4 +46,6 @@ class PixelDetectorParams:
     def classifier_params(self):
         from .pixel_classifier import PixelClassifierParams
 
-        return PixelClassifierParams(l2=self.l2, steps=self.steps, lr=self.lr, temperature=self.temperature, hidden=self.hidden, seed=self.feat_seed)
+        return PixelClassifierParams(
+            l2=self.l2, steps=self.steps, lr=self.lr, temperature=self.temperature, hidden=self.hidden, seed=self.feat_seed
+        )

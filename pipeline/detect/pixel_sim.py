@@ -23,10 +23,11 @@ nothing here (tests/pipeline/detect/test_pixel_no_leak.py).
 
 Randomness: the proposals use one generator per (object seed, view), as the oracle's do.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -100,8 +101,15 @@ def training_samples(
         gt = vi.xyxy.astype(np.float64)
         big = ((gt[:, 2] - gt[:, 0]) >= prop_prm.min_box_px) & ((gt[:, 3] - gt[:, 1]) >= prop_prm.min_box_px)
         prop = propose_view(_view_rng(seed, v), vi, prop_prm, n_parts, H, W)
-        extra = random_boxes(np.random.default_rng(np.random.SeedSequence([int(seed), int(v), 0xB6])), vi.fg, vi.sil_xyxy,
-                             prm.background_per_view, prop_prm.fp_size, H, W)
+        extra = random_boxes(
+            np.random.default_rng(np.random.SeedSequence([int(seed), int(v), 0xB6])),
+            vi.fg,
+            vi.sil_xyxy,
+            prm.background_per_view,
+            prop_prm.fp_size,
+            H,
+            W,
+        )
         cand = np.concatenate([prop.xyxy[prop.ok], extra]).reshape(-1, 4)
         cls = np.full(cand.shape[0], n_parts, np.int64)
         if gt.shape[0] and cand.shape[0]:
@@ -119,7 +127,9 @@ def training_samples(
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def random_boxes(rng: np.random.Generator, fg: np.ndarray, sil_xyxy: np.ndarray, n: int, size: tuple[float, float], height: int, width: int) -> np.ndarray:
+def random_boxes(
+    rng: np.random.Generator, fg: np.ndarray, sil_xyxy: np.ndarray, n: int, size: tuple[float, float], height: int, width: int
+) -> np.ndarray:
     """``n`` boxes centred on random foreground pixels, sides a uniform fraction of the silhouette's."""
     fr, fc = np.nonzero(fg)
     if n <= 0 or fr.size == 0:
@@ -130,7 +140,9 @@ def random_boxes(rng: np.random.Generator, fg: np.ndarray, sil_xyxy: np.ndarray,
     cy = fr[pick] + rng.random(n)
     bw = rng.uniform(size[0], size[1], n) * (sx1 - sx0)
     bh = rng.uniform(size[0], size[1], n) * (sy1 - sy0)
-    out = np.stack([np.maximum(cx - bw / 2, sx0), np.maximum(cy - bh / 2, sy0), np.minimum(cx + bw / 2, sx1), np.minimum(cy + bh / 2, sy1)], 1)
+    out = np.stack(
+        [np.maximum(cx - bw / 2, sx0), np.maximum(cy - bh / 2, sy0), np.minimum(cx + bw / 2, sx1), np.minimum(cy + bh / 2, sy1)], 1
+    )
     out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, width)
     out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, height)
     return out
@@ -224,14 +236,26 @@ class PixelDetector:
         p_label = part_p[np.arange(label.shape[0]), label]
         if self.params.drop_background:
             is_part = p_label >= proba[:, K]
-            keep, xyxy, desc, proba, label, p_label = keep[is_part], xyxy[is_part], desc[is_part], proba[is_part], label[is_part], p_label[is_part]
+            keep, xyxy, desc, proba, label, p_label = (
+                keep[is_part],
+                xyxy[is_part],
+                desc[is_part],
+                proba[is_part],
+                label[is_part],
+                p_label[is_part],
+            )
         thr = self.score_threshold
         score = thr + (1.0 - thr) * np.maximum(p_label, 1e-3)
         feat = pm.matmul(self._describe(desc, proba, label, K), self._proj)
         order = np.argsort(-score, kind="stable")[: self.proposal.max_per_view]
         self.diagnostics.kind.append(prop.kind[keep][order])
         self.diagnostics.true_label.append(prop.true_label[keep][order])
-        return (xyxy[order].astype(np.float32), label[order].astype(np.int16), score[order].astype(np.float32), feat[order].astype(np.float32))
+        return (
+            xyxy[order].astype(np.float32),
+            label[order].astype(np.int16),
+            score[order].astype(np.float32),
+            feat[order].astype(np.float32),
+        )
 
     def _describe(self, desc: np.ndarray, proba: np.ndarray, label: np.ndarray, K: int) -> np.ndarray:
         B = desc.shape[0]

@@ -12,6 +12,7 @@ Random draws happen in a fixed order from the caller's generator, so the oracle'
 depend only on its seed (and the pixels backend, drawing the same proposals from the same
 seed, places the same boxes).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,7 +58,9 @@ def jitter_boxes(rng: np.random.Generator, xyxy: np.ndarray, jitter: float) -> n
     return np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], 1)
 
 
-def propose_view(rng: np.random.Generator, vi: ViewInstances, prm: OracleDetectorParams, n_parts: int, height: int, width: int) -> ViewProposals:
+def propose_view(
+    rng: np.random.Generator, vi: ViewInstances, prm: OracleDetectorParams, n_parts: int, height: int, width: int
+) -> ViewProposals:
     """Candidate boxes of one view from its visible ground-truth instances ``vi``.
 
     1. each visible instance is found with probability p_max (1 - exp(-area_frac / area_scale)),
@@ -122,5 +125,16 @@ def propose_view(rng: np.random.Generator, vi: ViewInstances, prm: OracleDetecto
     xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, width)
     xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, height)
     ok = ((xyxy[:, 2] - xyxy[:, 0]) >= prm.min_box_px) & ((xyxy[:, 3] - xyxy[:, 1]) >= prm.min_box_px)
-    return ViewProposals(xyxy=xyxy, label=label, kind=kind, inst=inst, true_label=tlab, confused=conf, gt_xyxy=gt, ok=ok,
-                         area_frac=area_frac, p_detect=p, n_tp=n_tp)
+    return ViewProposals(
+        xyxy=xyxy,
+        label=label,
+        kind=kind,
+        inst=inst,
+        true_label=tlab,
+        confused=conf,
+        gt_xyxy=gt,
+        ok=ok,
+        area_frac=area_frac,
+        p_detect=p,
+        n_tp=n_tp,
+    )

@@ -4,6 +4,7 @@ Why: the simulated detector and the simulated SAM both need, for each view, whic
 instance owns each pixel, its bounding box and its area. Computing that once per view with
 vectorised numpy (``scipy.ndimage.find_objects``) keeps 10 x 800 x 800 objects cheap.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

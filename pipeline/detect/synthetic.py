@@ -6,6 +6,7 @@ drawn on top as rectangles or ellipses (later ones occlude earlier ones). Instan
 identity and label across views; their position and size change per view, and some are
 hidden in some views.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,10 +3,12 @@
 Box order is the global box index b of SPEC §3.4: views in order, then descending score.
 That index links boxes, features and masks everywhere downstream.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -56,7 +58,7 @@ class Detections:
         return np.searchsorted(self.view.astype(np.int64), np.arange(n_views + 1), side="left").astype(np.int64)
 
     @staticmethod
-    def empty(feat_dim: int, simulated: bool = False) -> "Detections":
+    def empty(feat_dim: int, simulated: bool = False) -> Detections:
         return Detections(
             np.zeros((0, 4), np.float32),
             np.zeros(0, np.int16),
@@ -67,7 +69,7 @@ class Detections:
         )
 
     @staticmethod
-    def concat(per_view: Sequence[ViewDetections], feat_dim: int, simulated: bool = False) -> "Detections":
+    def concat(per_view: Sequence[ViewDetections], feat_dim: int, simulated: bool = False) -> Detections:
         """Stack per-view results (list position = view id), sorting each view by descending score.
 
         Views with zero boxes may be given as arrays with zero rows of any consistent shape.

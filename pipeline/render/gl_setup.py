@@ -15,6 +15,7 @@ imported, otherwise pyrender tries X11. Three fixes are applied here and nowhere
 Only one ``OffscreenRenderer`` exists per process (deleting a second EGL renderer breaks
 the first one's context); it is resized in place for each call.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,7 @@ if not hasattr(np, "infty"):
 log = logging.getLogger(__name__)
 
 _LOCK = threading.RLock()
-_STATE: dict[str, Any] = {"available": None, "error": None, "renderer": None, "pyrender": None,
-                          "color_only": False, "pid": os.getpid()}
+_STATE: dict[str, Any] = {"available": None, "error": None, "renderer": None, "pyrender": None, "color_only": False, "pid": os.getpid()}
 
 
 def _forget_if_forked() -> None:
@@ -50,6 +50,7 @@ def _import_pyrender():
         from OpenGL import GL as _GL
 
         if not getattr(_rr, "_partstad_msaa_off", False):
+
             def _no_msaa(target, samples, fmt, width, height):
                 return _GL.glRenderbufferStorageMultisample(target, 0, fmt, width, height)
 
@@ -59,14 +60,12 @@ def _import_pyrender():
             original_read = _rr.Renderer._read_main_framebuffer
 
             def _read(self, scene, flags):
-                if not _STATE["color_only"] or flags & pyrender.RenderFlags.DEPTH_ONLY \
-                        or flags & pyrender.RenderFlags.RGBA:
+                if not _STATE["color_only"] or flags & pyrender.RenderFlags.DEPTH_ONLY or flags & pyrender.RenderFlags.RGBA:
                     return original_read(self, scene, flags)
                 width, height = self._main_fb_dims[0], self._main_fb_dims[1]
                 _GL.glBindFramebuffer(_GL.GL_READ_FRAMEBUFFER, self._main_fb_ms)
                 _GL.glBindFramebuffer(_GL.GL_DRAW_FRAMEBUFFER, self._main_fb)
-                _GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height,
-                                      _GL.GL_COLOR_BUFFER_BIT, _GL.GL_NEAREST)
+                _GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, _GL.GL_COLOR_BUFFER_BIT, _GL.GL_NEAREST)
                 _GL.glBindFramebuffer(_GL.GL_READ_FRAMEBUFFER, self._main_fb)
                 buf = _GL.glReadPixels(0, 0, width, height, _GL.GL_RGB, _GL.GL_UNSIGNED_BYTE)
                 color = np.frombuffer(buf, dtype=np.uint8).reshape((height, width, 3))

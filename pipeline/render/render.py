@@ -20,6 +20,7 @@ The RGB of a pixel is the colour of its winning point, white (255) for backgroun
 (PartSLIP's NormWeightedCompositor with K = 1); depth is the winner's camera z, 0 for
 background.
 """
+
 from __future__ import annotations
 
 import logging
@@ -93,8 +94,7 @@ def _resolve_backend(backend: str, footprint: str | None) -> str:
 
         if gl_available():
             return "pyrender"
-        log.warning("offscreen OpenGL unavailable (%s); rendering with the numpy splat",
-                    gl_error())
+        log.warning("offscreen OpenGL unavailable (%s); rendering with the numpy splat", gl_error())
         return "numpy"
     return backend
 
@@ -139,5 +139,4 @@ def render_views(
         fp = "square"
         pix2pt, colour = render_ids_gl(xyz, cameras, r, rgb=rgb, color_pass=color_pass, z=z)
         image = colour if colour is not None else colours_from_pix2pt(pix2pt, rgb)
-    return RenderResult(rgb=image, pix2pt=pix2pt, depth=depth_from_pix2pt(pix2pt, z),
-                        backend=used, footprint=fp)
+    return RenderResult(rgb=image, pix2pt=pix2pt, depth=depth_from_pix2pt(pix2pt, z), backend=used, footprint=fp)

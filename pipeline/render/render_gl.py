@@ -17,6 +17,7 @@ colour only, MSAA off, see :mod:`gl_setup`):
 
 Depth comes from the winners' exact camera depths, not from the 24-bit GL depth buffer.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -85,8 +86,7 @@ def render_ids_gl(
 
     znear, zfar = _depth_range(cameras, xyz, z)
     K = cameras.K
-    cam = pyrender.IntrinsicsCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2],
-                                    znear=znear, zfar=zfar)
+    cam = pyrender.IntrinsicsCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], znear=znear, zfar=zfar)
     poses = to_opengl_pose(cameras)
     id_mesh = pyrender.Mesh.from_points(xyz, colors=encode_ids(np.arange(n)))
     id_scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[0.0, 0.0, 0.0])

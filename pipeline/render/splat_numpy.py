@@ -22,6 +22,7 @@ Footprints:
   there it decides which of two points wins a pixel (measured on llvmpipe: 100 % of
   single-point footprints match with the rule, 70 % of near-border ones without it).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -133,7 +134,7 @@ def splat_view(
             pix = (base[:, None] + lin_ring[None, :])[hit]
             np.minimum.at(buf, pix, np.broadcast_to(key0[:, None], hit.shape)[hit])
 
-    buf = buf.reshape(hp, wp)[pad:pad + h, pad:pad + w]
+    buf = buf.reshape(hp, wp)[pad : pad + h, pad : pad + w]
     fg = buf != _EMPTY
     pix2pt = np.full((h, w), -1, dtype=np.int32)
     pix2pt[fg] = (buf[fg] & 0xFFFFFFFF).astype(np.int32)

@@ -1,4 +1,5 @@
 """Rectangle masks from boxes (the PartSLIP case: no SAM, the box itself is the mask)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -15,6 +15,7 @@ are not considered (unless none qualifies). The mask is the winner restricted to
 a seeded fraction of its boundary pixels is flipped (a small random erosion/dilation) so masks
 are not pixel-perfect.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -26,6 +26,7 @@ cut to the box. Nothing reads labels, instances or points: only rgb and depth.
 Deterministic and portable: elementwise float64 distances, first-index argmins, fixed-order
 scipy filters, bincount sums and a stable edge order.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -182,7 +183,10 @@ def oversegment(rgb: np.ndarray, depth: np.ndarray, params: PixelSamParams | Non
     # the mean depth-gradient magnitude on its pixel pairs (a slanted surface has a small
     # gradient everywhere, an occlusion border a large one)
     pairs, steps = [], []
-    for sl_a, sl_b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))), ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
+    for sl_a, sl_b in (
+        ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+        ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+    ):
         a, b = lab[sl_a], lab[sl_b]
         m = (a >= 0) & (b >= 0) & (a != b)
         lo, hi = np.minimum(a[m], b[m]), np.maximum(a[m], b[m])

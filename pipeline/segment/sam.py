@@ -10,10 +10,11 @@ in float32. The CPU resize of the next batch overlaps the current forward. The s
 those of ``SamPredictor.set_image``/``predict_torch`` but keep no state between calls, so one
 masker may serve several threads.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -49,8 +50,9 @@ class SamMasker:
 
     simulated = False
 
-    def __init__(self, model, checkpoint_path: str | Path | None = None, device: str = "cpu",
-                 batch_size: int | None = None, precision: str = "fp32"):
+    def __init__(
+        self, model, checkpoint_path: str | Path | None = None, device: str = "cpu", batch_size: int | None = None, precision: str = "fp32"
+    ):
         from pipeline.batching import resolve_batch_size, resolve_precision
 
         sa = _import_segment_anything()
@@ -100,7 +102,7 @@ class SamMasker:
         images = np.asarray(images)
         out = []
         batches = chunks(range(len(images)), self.batch_size)
-        for x in prefetched(lambda b: self._input_batch(images[b.start:b.stop]), batches):
+        for x in prefetched(lambda b: self._input_batch(images[b.start : b.stop]), batches):
             with torch.inference_mode(), autocast(self.precision, self.device):
                 emb = self.sam.image_encoder(x.to(self.device, non_blocking=True))
             self.encoder_forwards += 1
@@ -123,9 +125,13 @@ class SamMasker:
         input_size = tuple(self.transform.get_preprocess_shape(height, width, sam.image_encoder.img_size))
         with torch.inference_mode():
             sparse, dense = sam.prompt_encoder(points=None, boxes=tb, masks=None)
-            low_res, _ = sam.mask_decoder(image_embeddings=feats, image_pe=sam.prompt_encoder.get_dense_pe(),
-                                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                          multimask_output=False)
+            low_res, _ = sam.mask_decoder(
+                image_embeddings=feats,
+                image_pe=sam.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
             m = sam.postprocess_masks(low_res, input_size, (height, width)) > sam.mask_threshold
         self.decode_calls += 1
         return m[:, 0].cpu().numpy()
@@ -174,9 +180,18 @@ def build_tiny_sam(img_size: int = 128, patch_size: int = 16, dim: int = 32, see
         torch.manual_seed(seed)
         sam = Sam(
             image_encoder=ImageEncoderViT(
-                img_size=img_size, patch_size=patch_size, embed_dim=dim, depth=1, num_heads=2, mlp_ratio=2.0,
-                out_chans=dim, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                use_rel_pos=False, window_size=0, global_attn_indexes=(),
+                img_size=img_size,
+                patch_size=patch_size,
+                embed_dim=dim,
+                depth=1,
+                num_heads=2,
+                mlp_ratio=2.0,
+                out_chans=dim,
+                qkv_bias=True,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                use_rel_pos=False,
+                window_size=0,
+                global_attn_indexes=(),
             ),
             prompt_encoder=PromptEncoder(
                 embed_dim=dim, image_embedding_size=(g, g), input_image_size=(img_size, img_size), mask_in_chans=4
@@ -184,7 +199,9 @@ def build_tiny_sam(img_size: int = 128, patch_size: int = 16, dim: int = 32, see
             mask_decoder=MaskDecoder(
                 transformer_dim=dim,
                 transformer=TwoWayTransformer(depth=1, embedding_dim=dim, num_heads=2, mlp_dim=32),
-                num_multimask_outputs=3, iou_head_depth=1, iou_head_hidden_dim=16,
+                num_multimask_outputs=3,
+                iou_head_depth=1,
+                iou_head_hidden_dim=16,
             ),
             pixel_mean=[123.675, 116.28, 103.53],
             pixel_std=[58.395, 57.12, 57.375],

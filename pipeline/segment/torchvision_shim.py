@@ -9,11 +9,12 @@ Import-order pitfall (STACK §11, pitfall 8): transformers probes torchvision wi
 ``importlib.util.find_spec`` and crashes on a fake module without a spec. ``install()``
 therefore imports transformers first (when available), which caches "torchvision absent".
 """
+
 from __future__ import annotations
 
 import sys
 import types
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -11,9 +11,10 @@
 * "weights without masks" needs no code here: build the TrainObjects from a box-mode lifting
   (``lift_object(..., mode="box", min_visible=1)``) and train as usual.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,7 +24,9 @@ from pipeline.train.decode import sp_miou
 
 
 def masks_without_weights(
-    lifted: LiftedObject, small_part_flags: Sequence[bool], thresh: float = 0.5,
+    lifted: LiftedObject,
+    small_part_flags: Sequence[bool],
+    thresh: float = 0.5,
     box_valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """(S,) int32 labels of the "masks without weights" ablation (PartSLIP rule on coverage).
@@ -40,8 +43,11 @@ THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
 def fit_coverage_threshold(
-    coverages: Sequence[np.ndarray], valids: Sequence[np.ndarray], label_counts: Sequence[np.ndarray],
-    small_part_flags: Sequence[bool], grid: Sequence[float] = THRESHOLD_GRID,
+    coverages: Sequence[np.ndarray],
+    valids: Sequence[np.ndarray],
+    label_counts: Sequence[np.ndarray],
+    small_part_flags: Sequence[bool],
+    grid: Sequence[float] = THRESHOLD_GRID,
 ) -> tuple[float, float]:
     """The coverage threshold with the best mean per-object mIoU (§7.10) on labelled shapes.
 
@@ -53,8 +59,7 @@ def fit_coverage_threshold(
         return 0.5, float("nan")
     best: tuple[float, float, float] | None = None  # (score, -distance to 0.5, t)
     for t in grid:
-        vals = [sp_miou(np.where(v, threshold_labels(c, small_part_flags, t), -1), n)
-                for c, v, n in zip(coverages, valids, label_counts)]
+        vals = [sp_miou(np.where(v, threshold_labels(c, small_part_flags, t), -1), n) for c, v, n in zip(coverages, valids, label_counts)]
         vals = [x for x in vals if not np.isnan(x)]
         if not vals:
             return 0.5, float("nan")

@@ -10,9 +10,10 @@ into the roundings torch's CPU kernels make; it equals torch's bit for bit excep
 torch's ``sqrt`` is not correctly rounded (a fifth of float32 inputs, MKL's vector square
 root): there NumPy's exact one is used, a last-bit difference in the denominator.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,8 +26,13 @@ class NumpyAdamW:
     group; ``zero_grad``/``step`` as a torch optimiser (parameters without a gradient are
     left alone, moments included)."""
 
-    def __init__(self, groups: Sequence[tuple[Sequence[torch.nn.Parameter], float]], weight_decay: float = 0.01,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(
+        self,
+        groups: Sequence[tuple[Sequence[torch.nn.Parameter], float]],
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
         self.groups = [(list(params), float(lr)) for params, lr in groups]
         for params, _ in self.groups:
             for p in params:

@@ -5,6 +5,7 @@ Files are byte-identical for identical tensors and metadata: safetensors writes 
 change the file, evaluate's up-to-date keys and DVC's hashes on every retrain. The header is
 therefore rewritten canonically (sorted keys, compact JSON) before the file is written.
 """
+
 from __future__ import annotations
 
 import json
@@ -111,8 +112,14 @@ def check_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
     names = set(tensors)
     if names != TENSOR_NAMES:
         missing, extra = sorted(TENSOR_NAMES - names), sorted(names - TENSOR_NAMES)
-        raise WeightsFileError(path, "not a PartSTAD weights file (" + "; ".join(
-            x for x in (f"missing {', '.join(missing)}" if missing else "", f"unexpected {', '.join(extra[:5])}" if extra else "") if x) + ")")
+        raise WeightsFileError(
+            path,
+            "not a PartSTAD weights file ("
+            + "; ".join(
+                x for x in (f"missing {', '.join(missing)}" if missing else "", f"unexpected {', '.join(extra[:5])}" if extra else "") if x
+            )
+            + ")",
+        )
     for name in sorted(names):
         t = tensors[name]
         if not t.is_floating_point():
@@ -121,12 +128,20 @@ def check_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
         if bad:
             raise WeightsFileError(path, f"tensor {name!r} holds {bad} non-finite value(s) (NaN/inf)")
     c = tensors["cn.weight"].shape
-    shapes = {"cn.weight": (c[0], c[0]) if len(c) == 2 else None, "cn.bias": (c[0],) if c else None,
-              "out.weight": (1, c[0]) if c else None, "out.bias": (1,), "theta_null": (1,)}
+    shapes = {
+        "cn.weight": (c[0], c[0]) if len(c) == 2 else None,
+        "cn.bias": (c[0],) if c else None,
+        "out.weight": (1, c[0]) if c else None,
+        "out.bias": (1,),
+        "theta_null": (1,),
+    }
     for name, want in shapes.items():
         if want is None or tuple(tensors[name].shape) != want or want[0] == 0:
-            raise WeightsFileError(path, f"tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {want} for a "
-                                         f"network of input width {c[-1] if c else '?'}")
+            raise WeightsFileError(
+                path,
+                f"tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {want} for a "
+                f"network of input width {c[-1] if c else '?'}",
+            )
 
 
 def load_weights(path: str | Path, tau: float | None = None, eps: float | None = None) -> tuple[WeightNet, float, dict[str, str]]:

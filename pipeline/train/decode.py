@@ -1,7 +1,8 @@
 """Probabilities of a trained weight network and their labels (SPEC §7.10-7.11)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -21,9 +22,7 @@ def forward_object(net: WeightNet, z_null: torch.Tensor | float, obj: TrainObjec
     return probabilities(scores_from_index(w, obj.index, z_null))
 
 
-def labels_from_probs(
-    P: np.ndarray, valid: np.ndarray, small_part_flags: Sequence[bool], thresh: float = PROB_THRESH
-) -> np.ndarray:
+def labels_from_probs(P: np.ndarray, valid: np.ndarray, small_part_flags: Sequence[bool], thresh: float = PROB_THRESH) -> np.ndarray:
     """(S,) int32 labels by §7.11: invalid → −1; threshold on P[:, 1:] with the small-part rule."""
     P = np.asarray(P, dtype=np.float64)
     lab = threshold_labels(P[:, 1:], small_part_flags, thresh)

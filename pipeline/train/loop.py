@@ -12,12 +12,13 @@ Training is deterministic (same seed, same bits); under the portable kernels tha
 train`` pins, 1 and 2 threads differ in the last bits (MKL's reproducible GEMM splits its sums
 by thread), which is why :attr:`TrainParams.threads` fixes the count.
 """
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

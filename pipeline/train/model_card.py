@@ -6,6 +6,7 @@ and feature width) it was trained on. Nothing in the tensors stops a Table model
 on Chair shapes, or 256-d simulated features from meeting another detector's: the run must
 compare, before any expensive stage, and refuse a mismatch naming both sides.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,9 +57,15 @@ def model_card(meta: dict[str, str], in_dim: int) -> ModelCard:
     category = meta.get("category", config.get("category"))
     names = tuple(json.loads(meta["part_names"])) if "part_names" in meta else None
     pos_enc = meta.get("pos_enc", "True") == "True"
-    return ModelCard(category=category if isinstance(category, str) else None, part_names=names,
-                     detect_backend=meta.get("detect_backend"), feat_dim=in_dim - (POSENC_DIM if pos_enc else 0), pos_enc=pos_enc,
-                     variant=meta.get("variant"), membership=meta.get("membership"))
+    return ModelCard(
+        category=category if isinstance(category, str) else None,
+        part_names=names,
+        detect_backend=meta.get("detect_backend"),
+        feat_dim=in_dim - (POSENC_DIM if pos_enc else 0),
+        pos_enc=pos_enc,
+        variant=meta.get("variant"),
+        membership=meta.get("membership"),
+    )
 
 
 def layout_problems(card: ModelCard, file_name: str) -> list[str]:
@@ -66,8 +73,10 @@ def layout_problems(card: ModelCard, file_name: str) -> list[str]:
     variant stored under another variant's name or trained on the other membership."""
     out = []
     if card.feat_dim < 1:
-        out.append(f"its network input width {card.feat_dim + (POSENC_DIM if card.pos_enc else 0)} is too small for pos_enc {card.pos_enc} "
-                   f"(the positional encoding alone is {POSENC_DIM} wide)")
+        out.append(
+            f"its network input width {card.feat_dim + (POSENC_DIM if card.pos_enc else 0)} is too small for pos_enc {card.pos_enc} "
+            f"(the positional encoding alone is {POSENC_DIM} wide)"
+        )
     stem = file_name.rsplit(".", 1)[0]
     if card.variant is not None and stem in VARIANT_MEMBERSHIP and card.variant != stem:
         out.append(f"it holds variant {card.variant!r}, not {stem!r}")
@@ -93,5 +102,8 @@ def mismatches(card: ModelCard, run: RunSpec) -> list[str]:
 
 def unrecorded(card: ModelCard) -> list[str]:
     """Properties an older file does not record (they cannot be checked)."""
-    return [name for name, value in (("category", card.category), ("part names", card.part_names), ("detector backend", card.detect_backend))
-            if value is None]
+    return [
+        name
+        for name, value in (("category", card.category), ("part names", card.part_names), ("detector backend", card.detect_backend))
+        if value is None
+    ]

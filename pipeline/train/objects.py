@@ -5,10 +5,11 @@ Everything that does not depend on the network weights is prepared once per obje
 targets), so a training step is: WeightNet forward, one gather, one scatter-amax, one
 index_add, a softmax and the relaxed-IoU loss.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ class TrainObject:
         small_part_flags: Sequence[bool] | None = None,
         device: str | torch.device = "cpu",
         object_id: str = "",
-    ) -> "TrainObject":
+    ) -> TrainObject:
         """Prepare an object; ``sem`` (N,) gives targets and validation counts."""
         K = lifted.n_parts
         x = box_inputs(feat, view_dirs, xyxy, lifted.box_view, H, W, pos_enc)
@@ -56,9 +57,7 @@ class TrainObject:
         if sem is not None:
             sem = np.asarray(sem).astype(np.int64)
             K1 = K + 1
-            counts = np.bincount(
-                lifted.sp.astype(np.int64) * K1 + sem + 1, minlength=lifted.n_sp * K1
-            ).reshape(lifted.n_sp, K1)
+            counts = np.bincount(lifted.sp.astype(np.int64) * K1 + sem + 1, minlength=lifted.n_sp * K1).reshape(lifted.n_sp, K1)
             if gt is None:
                 gt = gt_fractions(lifted.sp, sem, lifted.n_sp, K)
         small = np.zeros(K, bool) if small_part_flags is None else np.asarray(small_part_flags, bool)

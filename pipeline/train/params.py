@@ -5,6 +5,7 @@ it is imported, which is before ``partstad train`` pins torch's portable CPU ker
 (:mod:`stages.cpu_numerics`): importing torch here would make that pinning fail silently
 and change the trained bits, so this module imports nothing heavy.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -12,11 +12,12 @@ Objects never mix, so every value equals the per-object loop's up to float round
 :class:`ObjectStack` (training reuses the stacks of its mini-batches every epoch). Objects
 with different part counts K go into separate stacks (:func:`stacks_by_parts`).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ class ObjectStack:
     gt_tot: torch.Tensor | None  #: (n, K) float64 GT points per part and object
 
     @classmethod
-    def stack(cls, objs: Sequence[TrainObject]) -> "ObjectStack":
+    def stack(cls, objs: Sequence[TrainObject]) -> ObjectStack:
         """Stack objects that share K (targets only if all have them)."""
         if not objs:
             raise ValueError("no objects to stack")
@@ -83,11 +84,24 @@ class ObjectStack:
         small = torch.as_tensor(np.stack([np.asarray(o.small_flags, bool).reshape(K) for o in objs]), device=dev)[sp_obj]
         index = ScoreIndex.concat([o.index for o in objs], n_box.tolist())
         return cls(
-            n_objects=n, x=x, x_centred=x_centred, box_obj=box_obj, obj_onehot=obj_onehot,
+            n_objects=n,
+            x=x,
+            x_centred=x_centred,
+            box_obj=box_obj,
+            obj_onehot=obj_onehot,
             obj_mean=obj_onehot / n_box.clamp_min(1).to(dt)[:, None],
-            groups=GroupScores.from_index(index, dt), sp_obj=sp_obj, sp_onehot=sp_onehot, sp_wv=sp_onehot * wv[None],
-            wg=wg, g_sum=g_sum, present=present, valid=torch.cat([o.valid for o in objs]), small=small,
-            counts=counts, size=size, gt_tot=gt_tot,
+            groups=GroupScores.from_index(index, dt),
+            sp_obj=sp_obj,
+            sp_onehot=sp_onehot,
+            sp_wv=sp_onehot * wv[None],
+            wg=wg,
+            g_sum=g_sum,
+            present=present,
+            valid=torch.cat([o.valid for o in objs]),
+            small=small,
+            counts=counts,
+            size=size,
+            gt_tot=gt_tot,
         )
 
     def probabilities(self, net: WeightNet, z_null: torch.Tensor | float) -> torch.Tensor:
@@ -149,7 +163,9 @@ def stacks_by_parts(objs: Sequence[TrainObject], max_objects: int = 32) -> list[
     return [(pos, ObjectStack.stack([objs[i] for i in pos])) for pos in chunks]
 
 
-def stacked_losses(net: WeightNet, z_null: torch.Tensor, stacks: Sequence[tuple[list[int], ObjectStack]], absent_parts: str) -> torch.Tensor:
+def stacked_losses(
+    net: WeightNet, z_null: torch.Tensor, stacks: Sequence[tuple[list[int], ObjectStack]], absent_parts: str
+) -> torch.Tensor:
     """(n,) L_obj of the objects stacked by :func:`stacks_by_parts`, in their original order."""
     if len(stacks) == 1:
         return stacks[0][1].losses(net, z_null, absent_parts)

@@ -15,6 +15,7 @@ The forward pass (for one :class:`pipeline.train.stack.ObjectStack`):
     Z = [z_null | scores of §7.7 from w];  P = softmax(Z)
     L_i = mean_k (1 − RIoU_ik)   (``absent_parts="skip"``: over the parts present in object i)
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
@@ -44,8 +45,16 @@ class _Forward(NamedTuple):
     P: torch.Tensor  #: (S, K+1)
 
 
-def stacked_forward(W: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor, z_null: torch.Tensor | float,
-                    st: "ObjectStack", tau: float, eps: float, skip: bool = True) -> _Forward:
+def stacked_forward(
+    W: torch.Tensor,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor,
+    z_null: torch.Tensor | float,
+    st: ObjectStack,
+    tau: float,
+    eps: float,
+    skip: bool = True,
+) -> _Forward:
     """P (S, K+1) of all stacked superpoints, with what the gradient needs.
 
     ``W`` (C, C) is ``cn.weight``, ``w_out`` (1, C) and ``b_out`` (1,) the output layer; the
@@ -71,7 +80,7 @@ def stacked_forward(W: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor, z
     return _Forward(c, var, std, r, rb, u, xp, pre, e, m, P)
 
 
-def _riou(P: torch.Tensor, st: "ObjectStack") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _riou(P: torch.Tensor, st: ObjectStack) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(RIoU, pred ≠ 0, safe denominators), each (n, K+1): :func:`pipeline.loss.relaxed_iou` per
     object, its sums over superpoints as two small matrix products (P >= 0, so |P| = P)."""
     inter = torch.mm(st.sp_onehot, st.wg * P)
@@ -81,7 +90,7 @@ def _riou(P: torch.Tensor, st: "ObjectStack") -> tuple[torch.Tensor, torch.Tenso
     return torch.where(ok, inter / safe, 0.0), ok, safe
 
 
-def _d_riou(g_loss: torch.Tensor, st: "ObjectStack", absent_parts: str) -> torch.Tensor:
+def _d_riou(g_loss: torch.Tensor, st: ObjectStack, absent_parts: str) -> torch.Tensor:
     """dL/dRIoU (n, K+1) of the per-object losses, for upstream gradients ``g_loss`` (n,)."""
     n, K = st.present.shape
     d = g_loss.new_zeros(n, K + 1)

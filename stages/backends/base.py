@@ -6,6 +6,7 @@ the weights it loads (content digest for the cache key, records for provenance, 
 dvc.yaml), whether it needs a GPU, and its per-object work. The defaults describe a
 weight-free CPU backend, so a simple one overrides only ``work``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

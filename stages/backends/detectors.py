@@ -4,6 +4,7 @@ Adding a detector = one class below (or its own module when it is big, like
 :mod:`stages.backends.grounding_dino`) + one ``DETECTORS.register`` line; its config section,
 if any, goes into ``DetectConfig`` (stages/config.py), which accepts every registered name.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,9 @@ def _needs_labels(ctx: Any, object_id: str, what: str) -> None:
     """The simulated detectors read the ground truth: an unlabelled shape fails (per object)."""
     ing = ctx.store("ingest")
     if not ing.attrs(object_id).get("labelled", True):
-        raise BadInputError(f"{what} and this object has none; use detect.backend: grounding_dino for unlabelled shapes",
-                            object_id=object_id, path=ing.url)
+        raise BadInputError(
+            f"{what} and this object has none; use detect.backend: grounding_dino for unlabelled shapes", object_id=object_id, path=ing.url
+        )
 
 
 class OracleDetector(Backend):
@@ -40,18 +42,26 @@ class OracleDetector(Backend):
         ing = ctx.store("ingest")
         sem, ins = ing.read(object_id, "sem"), ing.read(object_id, "ins")
         pix2pt = ctx.store("render").read(object_id, "pix2pt")
-        knobs = {**sec.oracle.model_dump(), "score_threshold": sec.score_threshold, "feat_dim": sec.feat_dim, "max_per_view": sec.max_per_view}
+        knobs = {
+            **sec.oracle.model_dump(),
+            "score_threshold": sec.score_threshold,
+            "feat_dim": sec.feat_dim,
+            "max_per_view": sec.max_per_view,
+        }
         knobs["fp_size"] = tuple(knobs["fp_size"])
-        det, _diagnostics = oracle_detect(pix2pt, sem, ins, part_names(ctx.category), OracleDetectorParams(**knobs),
-                                          seed=object_seed(sec.seed, object_id))
+        det, _diagnostics = oracle_detect(
+            pix2pt, sem, ins, part_names(ctx.category), OracleDetectorParams(**knobs), seed=object_seed(sec.seed, object_id)
+        )
         return det, {}
 
 
 class PixelsDetector(Backend):
     name = "pixels"
     simulated = True
-    description = ("detector (pixels: simulated from rendered pixels; boxes placed from ground truth, "
-                   "labels and scores from a classifier fitted on the few-shot renders)")
+    description = (
+        "detector (pixels: simulated from rendered pixels; boxes placed from ground truth, "
+        "labels and scores from a classifier fitted on the few-shot renders)"
+    )
     config_section = "pixels"
     private_section = True
 
@@ -74,8 +84,19 @@ class PixelsDetector(Backend):
         clf, record = fewshot_classifier(ctx, object_id)
         proposal, pixels = detector_params(ctx.config)
         r = ctx.store("render").read_all(object_id, ["rgb", "depth", "pix2pt"])
-        det = pixel_detect(r["rgb"], r["depth"], r["pix2pt"], ing.read(object_id, "sem"), ing.read(object_id, "ins"), part_names(ctx.category),
-                           clf, proposal, pixels, seed=object_seed(sec.seed, object_id), score_threshold=sec.score_threshold)
+        det = pixel_detect(
+            r["rgb"],
+            r["depth"],
+            r["pix2pt"],
+            ing.read(object_id, "sem"),
+            ing.read(object_id, "ins"),
+            part_names(ctx.category),
+            clf,
+            proposal,
+            pixels,
+            seed=object_seed(sec.seed, object_id),
+            score_threshold=sec.score_threshold,
+        )
         return det, record
 
 
@@ -89,10 +110,14 @@ class ImportDetector(Backend):
     def preflight(self, cfg: Any, device: str) -> None:
         from stages.common import ParamsError
 
-        raise ParamsError("detect.backend: 'import' results are written by `partstad import-partstad`; `partstad detect` would overwrite them")
+        raise ParamsError(
+            "detect.backend: 'import' results are written by `partstad import-partstad`; `partstad detect` would overwrite them"
+        )
 
     def work(self, ctx: Any, object_id: str) -> tuple[Any, dict[str, Any]]:
-        raise BadInputError("detect.backend 'import' is filled by `partstad import-partstad`, not by `partstad detect`", object_id=object_id)
+        raise BadInputError(
+            "detect.backend 'import' is filled by `partstad import-partstad`, not by `partstad detect`", object_id=object_id
+        )
 
 
 DETECTORS: Registry[Backend] = Registry("detector", "detect.backend")

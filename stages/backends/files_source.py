@@ -5,6 +5,7 @@ one object named by its stem. Splits come from ``<root>/splits.yaml`` (``stem:
 fewshot|val|test``), then ``data.splits``, then the ``--split`` default (``test``); the log
 says which. Also used by ``partstad predict`` (through stages/ingest_io.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,9 @@ def read_splits_file(root: Path) -> dict[str, str]:
     path = root / SPLITS_FILE
     if not path.is_file():
         if path.exists() or path.is_symlink():  # a folder or a dangling link: a typo, not "no splits"
-            raise ParamsError(f"{path}: not a readable file (a folder or a broken link); remove it or make it a YAML mapping stem: fewshot|val|test")
+            raise ParamsError(
+                f"{path}: not a readable file (a folder or a broken link); remove it or make it a YAML mapping stem: fewshot|val|test"
+            )
         return {}
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -47,7 +50,9 @@ def read_splits_file(root: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
-def file_rows(category: str, files: list[Path], splits: dict[str, str], default_split: str = "test", where: str = "") -> list[dict[str, Any]]:
+def file_rows(
+    category: str, files: list[Path], splits: dict[str, str], default_split: str = "test", where: str = ""
+) -> list[dict[str, Any]]:
     """One manifest row per shape file (object id = file stem); logs where the splits came from.
 
     Two files with one stem (``a.obj``, ``a.ply``) are one id twice: the second is invalid."""
@@ -62,12 +67,24 @@ def file_rows(category: str, files: list[Path], splits: dict[str, str], default_
         rows.append(row)
     counts = {s: sum(r["split"] == s for r in rows) for s in SPLITS}
     listed = sum(stem in splits for stem in seen)
-    how = f"{listed} listed in the splits, the other {len(seen) - listed} default to {default_split}" if splits else f"no {SPLITS_FILE}: every object goes to the {default_split} split"
-    log.info("[ingest] %s: %d shape file(s)%s; %s (%s)", category, len(rows), f" under {where}" if where else "", how,
-             ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    how = (
+        f"{listed} listed in the splits, the other {len(seen) - listed} default to {default_split}"
+        if splits
+        else f"no {SPLITS_FILE}: every object goes to the {default_split} split"
+    )
+    log.info(
+        "[ingest] %s: %d shape file(s)%s; %s (%s)",
+        category,
+        len(rows),
+        f" under {where}" if where else "",
+        how,
+        ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+    )
     unknown = sorted(set(splits) - set(seen))
     if unknown:
-        log.warning("[ingest] %s: the splits name no file for %s", category, ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
+        log.warning(
+            "[ingest] %s: the splits name no file for %s", category, ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        )
     return rows
 
 
@@ -104,11 +121,24 @@ class FilesSource(Source):
         from pipeline.data.shapes import read_shape
 
         src, data = ctx.runtime["sources"][object_id], ctx.config.data
-        cloud, info = read_shape(Path(src["path"]), category=ctx.category, object_id=object_id, part_names=part_names(ctx.category),
-                                 n_points=data.n_points, seed=data.seed)
+        cloud, info = read_shape(
+            Path(src["path"]),
+            category=ctx.category,
+            object_id=object_id,
+            part_names=part_names(ctx.category),
+            n_points=data.n_points,
+            seed=data.seed,
+        )
         if not info.has_colour:
-            log.warning("[ingest] %s: %s has no colours (no texture, vertex or face colours): neutral grey used", object_id, Path(src["path"]).name)
+            log.warning(
+                "[ingest] %s: %s has no colours (no texture, vertex or face colours): neutral grey used", object_id, Path(src["path"]).name
+            )
         extra_arrays = {"face": info.face} if info.face is not None else {}
-        attrs = {"path": str(Path(src["path"]).resolve()), "kind": info.kind, "has_colour": info.has_colour,
-                 "labels_from": info.labels_from, "n_faces": info.n_faces}
+        attrs = {
+            "path": str(Path(src["path"]).resolve()),
+            "kind": info.kind,
+            "has_colour": info.has_colour,
+            "labels_from": info.labels_from,
+            "n_faces": info.n_faces,
+        }
         return cloud, {"arrays": extra_arrays, "attrs": attrs}

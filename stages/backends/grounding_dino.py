@@ -4,6 +4,7 @@ adapted per category by ``partstad adapt-detector``).
 Weights resolution and digests live in stages/detector_weights.py (shared with
 adapt-detector); this module says what the detect stage does with them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -104,8 +105,10 @@ class GroundingDino(Backend):
             raise ParamsError(str(exc)) from None
         wd = rw.path if rw else None
         if wd is None or not wd.is_dir():
-            raise ParamsError(f"detect.weights_dir: {sec.weights_dir!r} is not a directory; give a local Grounding DINO model directory "
-                              "or a Hugging Face model id (org/name) in params.yaml")
+            raise ParamsError(
+                f"detect.weights_dir: {sec.weights_dir!r} is not a directory; give a local Grounding DINO model directory "
+                "or a Hugging Face model id (org/name) in params.yaml"
+            )
         try:
             grounding_dino(sec, device, wd)
         except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
@@ -115,8 +118,11 @@ class GroundingDino(Backend):
 
             for category in cfg.categories:
                 if not has_adapted_model(cfg, category):
-                    click.echo(f"[detect] {category}: adapt.enabled but no adapted weights in {adapted_dir(cfg, category)} "
-                               "(run `partstad adapt-detector`); using detect.weights_dir", err=True)
+                    click.echo(
+                        f"[detect] {category}: adapt.enabled but no adapted weights in {adapted_dir(cfg, category)} "
+                        "(run `partstad adapt-detector`); using detect.weights_dir",
+                        err=True,
+                    )
                     continue
                 try:
                     check_weights_dir(adapted_dir(cfg, category))
@@ -128,5 +134,7 @@ class GroundingDino(Backend):
         det, adapted = _grounding_dino(ctx, object_id, sec)
         # provenance of these boxes: the setting (not the machine's cache path) and the content digest
         weights_path, _ = detector_weights(ctx.config, ctx.category)
-        return det, {"adapted_weights": bool(adapted),
-                     "weights": {"spec": str(weights_path) if adapted else sec.weights_dir, "digest": dir_digest(weights_path)}}
+        return det, {
+            "adapted_weights": bool(adapted),
+            "weights": {"spec": str(weights_path) if adapted else sec.weights_dir, "digest": dir_digest(weights_path)},
+        }

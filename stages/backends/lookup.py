@@ -5,6 +5,7 @@ Kept apart from :mod:`stages.backends.base` on purpose: a stage's code hash (sta
 follows every import, so a stage importing only its own registry must not reach the others
 (a change to a detector must not make every ingest result stale).
 """
+
 from __future__ import annotations
 
 from typing import Any

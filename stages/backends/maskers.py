@@ -5,6 +5,7 @@ Adding a masker = one class below (or its own module when it is big, like
 gets the object's Detections and returns ((B,H,W) masks, extra attrs); extra arrays to store
 go under the attrs' ``"arrays"`` entry.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,14 @@ class OracleMasker(Backend):
         sec = ctx.config.segment
         ing = ctx.store("ingest")
         pix2pt = ctx.store("render").read(object_id, "pix2pt")
-        return oracle_masks(det, pix2pt, ing.read(object_id, "sem"), ing.read(object_id, "ins"), OracleMaskParams(boundary_noise=sec.boundary_noise),
-                            seed=object_seed(sec.seed, object_id)), {}
+        return oracle_masks(
+            det,
+            pix2pt,
+            ing.read(object_id, "sem"),
+            ing.read(object_id, "ins"),
+            OracleMaskParams(boundary_noise=sec.boundary_noise),
+            seed=object_seed(sec.seed, object_id),
+        ), {}
 
 
 class PixelsMasker(Backend):

@@ -1,5 +1,6 @@
 """``segment.mode: sam``: segment-anything from a local checkpoint. Image embeddings are cached
 (f16) with the segment result, so a change of boxes only re-runs the mask decoder."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -106,12 +107,16 @@ class Sam(Backend):
             raise ParamsError(str(exc)) from None
         ck = rw.path if rw else None
         if ck is None or not ck.is_file():
-            raise ParamsError(f"segment.sam_checkpoint: {sec.sam_checkpoint!r} is not a file; give a local segment-anything checkpoint "
-                              "or an official name (sam_vit_b, sam_vit_l, sam_vit_h) in params.yaml")
+            raise ParamsError(
+                f"segment.sam_checkpoint: {sec.sam_checkpoint!r} is not a file; give a local segment-anything checkpoint "
+                "or an official name (sam_vit_b, sam_vit_l, sam_vit_h) in params.yaml"
+            )
         try:
             sam_masker(sec, device, ck)
         except Exception as exc:  # noqa: BLE001 - truncated / wrong model type / pickle: unusable
-            raise ParamsError(f"segment.sam_checkpoint: cannot load {ck} as a {sec.sam_model_type} model ({type(exc).__name__}: {exc})") from None
+            raise ParamsError(
+                f"segment.sam_checkpoint: cannot load {ck} as a {sec.sam_model_type} model ({type(exc).__name__}: {exc})"
+            ) from None
 
     def work(self, ctx: Any, object_id: str, det: Any = None) -> tuple[Any, dict[str, Any]]:
         sec = ctx.config.segment
@@ -124,5 +129,9 @@ class Sam(Backend):
         if views:
             arrays["embed"] = np.concatenate([emb[v] for v in views]).astype(np.float16)
             arrays["embed_views"] = np.asarray(views, dtype=np.int16)
-        return masks, {"arrays": arrays, "render_fingerprint": render.stored_fingerprint(object_id), "sam": key,
-                       "sam_weights": {"spec": sec.sam_checkpoint, "digest": file_digest(sam_path(ctx.config))}}
+        return masks, {
+            "arrays": arrays,
+            "render_fingerprint": render.stored_fingerprint(object_id),
+            "sam": key,
+            "sam_weights": {"spec": sec.sam_checkpoint, "digest": file_digest(sam_path(ctx.config))},
+        }

@@ -6,6 +6,7 @@ one object (``work`` -> (PointCloud, {"arrays": extra arrays, "attrs": extra att
 Adding a source = one class (here, or its own module like :mod:`stages.backends.files_source`)
 + one ``SOURCES.register`` line.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,10 @@ class SyntheticSource(Source):
 
         if category not in SYNTHETIC_CATEGORIES:
             raise ParamsError(f"--category: synthetic data has no category {category!r}; available: {', '.join(SYNTHETIC_CATEGORIES)}")
-        return [{"object": f"{category}/{index:04d}", "split": split, "source": self.name, "index": index}
-                for index, split in synthetic_split(data.n_fewshot, data.n_val, data.n_test)]
+        return [
+            {"object": f"{category}/{index:04d}", "split": split, "source": self.name, "index": index}
+            for index, split in synthetic_split(data.n_fewshot, data.n_val, data.n_test)
+        ]
 
     def digest(self, row: dict[str, Any]) -> Any:
         return {"index": row["index"]}
@@ -56,8 +59,11 @@ class PartneteSource(Source):
     def list_objects(self, category: str, data: Any, default_split: str = "test") -> list[dict[str, Any]]:
         from pipeline.data.partnete import list_partnete
 
-        return [{"object": f"{cat}/{oid}", "split": split, "source": self.name, "path": str(path)}
-                for cat, oid, split, path in list_partnete(Path(data.root), val_ids=data.val_ids or None) if cat == category]
+        return [
+            {"object": f"{cat}/{oid}", "split": split, "source": self.name, "path": str(path)}
+            for cat, oid, split, path in list_partnete(Path(data.root), val_ids=data.val_ids or None)
+            if cat == category
+        ]
 
     def categories(self, data: Any) -> set[str] | None:
         root = Path(str(data.root))
@@ -96,7 +102,14 @@ class MobilitySource(Source):
         for d in sorted(Path(data.root).iterdir()):
             meta = d / "meta.json"
             if meta.exists() and _model_cat(meta) == category:
-                rows.append({"object": f"{category}/{d.name}", "split": (data.splits or {}).get(d.name, "test"), "source": self.name, "path": str(d)})
+                rows.append(
+                    {
+                        "object": f"{category}/{d.name}",
+                        "split": (data.splits or {}).get(d.name, "test"),
+                        "source": self.name,
+                        "path": str(d),
+                    }
+                )
         return rows
 
     def categories(self, data: Any) -> set[str] | None:

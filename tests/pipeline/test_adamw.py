@@ -1,4 +1,5 @@
 """NumpyAdamW (pipeline.train.adamw) against torch.optim.AdamW."""
+
 import numpy as np
 import pytest
 import torch
@@ -15,8 +16,10 @@ def _params(seed: int = 0) -> list[torch.nn.Parameter]:
 def test_updates_equal_torch_adamw(weight_decay):
     ours, ref = _params(), _params()
     opt = NumpyAdamW([(ours[:3], 1e-2), (ours[3:], 0.05)], weight_decay=weight_decay)
-    ref_opts = [torch.optim.AdamW(ref[:3], lr=1e-2, weight_decay=weight_decay),
-                torch.optim.AdamW(ref[3:], lr=0.05, weight_decay=weight_decay)]
+    ref_opts = [
+        torch.optim.AdamW(ref[:3], lr=1e-2, weight_decay=weight_decay),
+        torch.optim.AdamW(ref[3:], lr=0.05, weight_decay=weight_decay),
+    ]
     g = torch.Generator().manual_seed(1)
     for step in range(30):
         opt.zero_grad()

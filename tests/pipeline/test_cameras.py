@@ -1,19 +1,27 @@
 """Cameras reproduce SPEC §2.2 (PyTorch3D look_at + FoV camera) as OpenCV arrays."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.cameras import (PAPER_VIEWS, make_cameras, project, resize_cameras, to_camera,
-                              to_opengl_pose)
+from pipeline.cameras import PAPER_VIEWS, make_cameras, project, resize_cameras, to_camera, to_opengl_pose
 
 # SPEC §2.2 table: camera centre per view
-SPEC_CENTRES = np.array([
-    [0.0000, 0.3820, 2.1666], [2.1666, 0.3820, 0.0000], [0.0000, 0.3820, -2.1666],
-    [-2.1666, 0.3820, 0.0000], [0.0000, 1.4141, 1.6853], [1.4595, 1.4141, -0.8426],
-    [-1.4595, 1.4141, -0.8426], [1.7904, -0.7524, 1.0337], [0.0000, -0.7524, -2.0673],
-    [-1.7904, -0.7524, 1.0337],
-])
+SPEC_CENTRES = np.array(
+    [
+        [0.0000, 0.3820, 2.1666],
+        [2.1666, 0.3820, 0.0000],
+        [0.0000, 0.3820, -2.1666],
+        [-2.1666, 0.3820, 0.0000],
+        [0.0000, 1.4141, 1.6853],
+        [1.4595, 1.4141, -0.8426],
+        [-1.4595, 1.4141, -0.8426],
+        [1.7904, -0.7524, 1.0337],
+        [0.0000, -0.7524, -2.0673],
+        [-1.7904, -0.7524, 1.0337],
+    ]
+)
 
 
 def _pytorch3d_screen(p: np.ndarray, centre: np.ndarray, size: int = 800) -> tuple[float, float, float]:

@@ -1,4 +1,5 @@
 """Instance grouping (SPEC §6.3, §7.12) against a literal union-find reference and hand cases."""
+
 import numpy as np
 import pytest
 
@@ -14,8 +15,7 @@ from tests.oracles import (
 
 
 def scene(seed):
-    sc = synthetic_scene(seed=seed, n_points=700, n_sp=28, n_views=4, n_parts=3, boxes_per_view=7, H=48, W=48,
-                         dilate=2, drop_visible=0.1)
+    sc = synthetic_scene(seed=seed, n_points=700, n_sp=28, n_views=4, n_parts=3, boxes_per_view=7, H=48, W=48, dilate=2, drop_visible=0.1)
     sc.xyz *= 0.3  # neighbouring Voronoi cells overlap → adjacency
     return sc
 
@@ -23,17 +23,16 @@ def scene(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_partslip_instances_equal_reference(seed):
     sc = scene(seed)
-    L = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, None, mode="box",
-                    n_parts=sc.n_parts)
+    L = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, None, mode="box", n_parts=sc.n_parts)
     small = [False, True, False]
     sem = partslip_semantic(L, whole_object_valid(sc.uv, sc.xyxy, L.box_view), small)
-    ref_score, ratios = ref_partslip_scores(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label,
-                                            sem.box_valid, sc.n_parts)
+    ref_score, ratios = ref_partslip_scores(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, sem.box_valid, sc.n_parts)
     lab = ref_threshold_labels(ref_score, small, 0.5)
     conf = np.where(lab >= 0, ref_score[np.arange(lab.size), np.maximum(lab, 0)], 0.0)
     got = partslip_instances(sem, L, sc.xyz, sc.uv, sc.visible, sc.xyxy)
-    ip, il, ic = ref_group_instances(lab, sc.sp, L.sp_size, sc.xyz, sc.uv, sc.visible, sc.xyxy, L.box_view,
-                                     L.box_label, ratios, sp_conf=conf)
+    ip, il, ic = ref_group_instances(
+        lab, sc.sp, L.sp_size, sc.xyz, sc.uv, sc.visible, sc.xyxy, L.box_view, L.box_label, ratios, sp_conf=conf
+    )
     assert len(il) >= 2 and (lab >= 0).sum() > len(il)  # merging happened
     np.testing.assert_array_equal(got.ins_point, ip)
     np.testing.assert_array_equal(got.instance_label, il)
@@ -61,8 +60,9 @@ def test_mask_driven_instances_with_iou_confidence_equal_reference(seed):
     lab = np.where(L.valid, sc.sem[first_point], -1)  # GT labels (constant per superpoint)
     got = partstad_instances(lab, P, L, sc.xyz, sc.uv, sc.visible, sc.xyxy)
     conf = np.where(lab >= 0, P[np.arange(S), np.maximum(lab, 0) + 1], 0.0)
-    ip, il, ic = ref_group_instances(lab, sc.sp, L.sp_size, sc.xyz, sc.uv, sc.visible, sc.xyxy, L.box_view,
-                                     L.box_label, ratios, sp_conf=conf, conf_iou=True)
+    ip, il, ic = ref_group_instances(
+        lab, sc.sp, L.sp_size, sc.xyz, sc.uv, sc.visible, sc.xyxy, L.box_view, L.box_label, ratios, sp_conf=conf, conf_iou=True
+    )
     assert len(il) >= 2
     np.testing.assert_array_equal(got.ins_point, ip)
     np.testing.assert_array_equal(got.instance_label, il)
@@ -89,8 +89,7 @@ def test_hand_made_two_instances_and_filter():
     xyz, sp, uv, visible = two_cluster_scene()
     boxes = np.array([[4, 4, 26, 16], [64, 4, 86, 16]], np.float32)  # around A and B, category 0
     lab = np.array([0, 0, 0, 0, -1])
-    L = lift_object(sp, visible, uv, boxes, np.zeros(2, np.int16), np.zeros(2, np.int16), None, mode="box",
-                    n_parts=1)
+    L = lift_object(sp, visible, uv, boxes, np.zeros(2, np.int16), np.zeros(2, np.int16), None, mode="box", n_parts=1)
     got = group_instances(lab, L, xyz, uv, visible, boxes)
     assert got.instance_label.tolist() == [0, 0]
     assert np.array_equal(np.unique(got.ins_point[sp <= 1]), [0])
@@ -98,8 +97,7 @@ def test_hand_made_two_instances_and_filter():
     assert np.all(got.ins_point[sp == 4] == -1)
     np.testing.assert_allclose(got.instance_confidence, 1.0)
     # without the box around B, cluster B is dropped by the 2D filter (IoU ≤ 0.5)
-    L1 = lift_object(sp, visible, uv, boxes[:1], np.zeros(1, np.int16), np.zeros(1, np.int16), None, mode="box",
-                     n_parts=1)
+    L1 = lift_object(sp, visible, uv, boxes[:1], np.zeros(1, np.int16), np.zeros(1, np.int16), None, mode="box", n_parts=1)
     got1 = group_instances(lab, L1, xyz, uv, visible, boxes[:1])
     assert got1.instance_label.tolist() == [0]
     assert np.all(got1.ins_point[sp >= 2] == -1)
@@ -112,8 +110,7 @@ def test_size_ratio_blocks_merging():
     xyz, sp, uv, visible = two_cluster_scene(n=(300, 2, 20, 20, 10))
     # box 0 fits superpoint 0 alone, box 1 fits superpoints 0+1; ratios from box 1 only
     boxes = np.array([[4, 4, 16, 16], [4, 4, 26, 16]], np.float32)
-    L = lift_object(sp, visible, uv, boxes, np.zeros(2, np.int16), np.zeros(2, np.int16), None, mode="box",
-                    n_parts=1)
+    L = lift_object(sp, visible, uv, boxes, np.zeros(2, np.int16), np.zeros(2, np.int16), None, mode="box", n_parts=1)
     lab = np.array([0, 0, -1, -1, -1])
     use = np.array([False, True])
     got = group_instances(lab, L, xyz, uv, visible, boxes, ratio_boxes=use)
@@ -129,8 +126,9 @@ def test_size_ratio_blocks_merging():
 
 def test_no_boxes_no_labels():
     xyz, sp, uv, visible = two_cluster_scene()
-    L = lift_object(sp, visible, uv, np.zeros((0, 4), np.float32), np.zeros(0, np.int16), np.zeros(0, np.int16),
-                    None, mode="box", n_parts=2)
+    L = lift_object(
+        sp, visible, uv, np.zeros((0, 4), np.float32), np.zeros(0, np.int16), np.zeros(0, np.int16), None, mode="box", n_parts=2
+    )
     got = group_instances(np.array([0, 1, -1, 0, -1]), L, xyz, uv, visible, np.zeros((0, 4), np.float32))
     assert got.instance_label.shape == (0,) and np.all(got.ins_point == -1)
     got = group_instances(np.full(5, -1), L, xyz, uv, visible, np.zeros((0, 4), np.float32))

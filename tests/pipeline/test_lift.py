@@ -1,9 +1,10 @@
 """Membership I_b(p) and per-superpoint arrays (SPEC §6.1, §7.1-7.3) against loop references."""
+
 import numpy as np
 import pytest
 
-from pipeline.errors import BadInputError
 from pipeline.boxes import box_iou
+from pipeline.errors import BadInputError
 from pipeline.lift import gt_fractions, lift_object, whole_object_valid
 from tests.oracles import (
     ref_membership,
@@ -20,8 +21,19 @@ def small_scene(seed, **kw):
 
 
 def lift(sc, mode="mask", **kw):
-    return lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label,
-                       sc.masks if mode == "mask" else None, mode=mode, sem=sc.sem, n_parts=sc.n_parts, **kw)
+    return lift_object(
+        sc.sp,
+        sc.visible,
+        sc.uv,
+        sc.xyxy,
+        sc.box_view,
+        sc.box_label,
+        sc.masks if mode == "mask" else None,
+        mode=mode,
+        sem=sc.sem,
+        n_parts=sc.n_parts,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -109,8 +121,17 @@ def test_whole_object_filter_equals_reference_and_catches_big_box():
 
 def test_no_boxes_and_single_superpoint():
     sc = small_scene(8)
-    L = lift_object(sc.sp, sc.visible, sc.uv, np.zeros((0, 4), np.float32), np.zeros(0, np.int16),
-                    np.zeros(0, np.int16), np.zeros((0, 32, 40), bool), sem=sc.sem, n_parts=3)
+    L = lift_object(
+        sc.sp,
+        sc.visible,
+        sc.uv,
+        np.zeros((0, 4), np.float32),
+        np.zeros(0, np.int16),
+        np.zeros(0, np.int16),
+        np.zeros((0, 32, 40), bool),
+        sem=sc.sem,
+        n_parts=3,
+    )
     assert L.point.shape == (0,) and L.box.shape == (0,) and L.n_boxes == 0
     assert not L.valid.any()
     assert L.ratio_matrix().shape == (L.n_sp, 0)
@@ -126,11 +147,28 @@ def test_single_visible_point_is_gated_by_iou_and_count():
     visible = np.array([[True, False]])
     uv = np.array([[[5.5, 5.5], [6.5, 6.5]]], np.float32)
     masks = np.ones((1, 10, 10), bool)
-    L = lift_object(np.zeros(2, np.int32), visible, uv, np.array([[0, 0, 10, 10]], np.float32),
-                    np.zeros(1, np.int16), np.zeros(1, np.int16), masks, n_parts=1)
+    L = lift_object(
+        np.zeros(2, np.int32),
+        visible,
+        uv,
+        np.array([[0, 0, 10, 10]], np.float32),
+        np.zeros(1, np.int16),
+        np.zeros(1, np.int16),
+        masks,
+        n_parts=1,
+    )
     assert L.vis_count.tolist() == [1] and L.point.size == 0 and not L.valid[0]
-    Lb = lift_object(np.zeros(2, np.int32), visible, uv, np.array([[0, 0, 10, 10]], np.float32),
-                     np.zeros(1, np.int16), np.zeros(1, np.int16), None, mode="box", n_parts=1)
+    Lb = lift_object(
+        np.zeros(2, np.int32),
+        visible,
+        uv,
+        np.array([[0, 0, 10, 10]], np.float32),
+        np.zeros(1, np.int16),
+        np.zeros(1, np.int16),
+        None,
+        mode="box",
+        n_parts=1,
+    )
     assert Lb.point.size == 0  # zero-area bbox → IoU 0 < 1e-6 (SPEC §6.1 quirk)
 
 

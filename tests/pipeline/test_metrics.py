@@ -1,4 +1,5 @@
 """Metrics (SPEC §7.10, §8.1, §8.2) on hand-made cases with known answers."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """WeightNet / NullLogit (SPEC §7.5-7.6) and the box positional encoding (§7.4, bugs §11.3-11.5 fixed)."""
+
 import numpy as np
 import pytest
 import torch

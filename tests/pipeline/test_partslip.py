@@ -1,4 +1,5 @@
 """PartSLIP semantic scores and label rule (SPEC §6.1, §6.2) against loop references."""
+
 import numpy as np
 import pytest
 
@@ -10,14 +11,12 @@ from tests.oracles import ref_partslip_scores, ref_threshold_labels, synthetic_s
 
 
 def box_lift(sc):
-    return lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, None, mode="box",
-                       sem=sc.sem, n_parts=sc.n_parts)
+    return lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, None, mode="box", sem=sc.sem, n_parts=sc.n_parts)
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_semantic_scores_equal_loop_reference(seed):
-    sc = synthetic_scene(seed=seed, n_points=500, n_sp=16, n_views=4, n_parts=3, boxes_per_view=5, H=40, W=40,
-                         drop_visible=0.5)
+    sc = synthetic_scene(seed=seed, n_points=500, n_sp=16, n_views=4, n_parts=3, boxes_per_view=5, H=40, W=40, drop_visible=0.5)
     L = box_lift(sc)
     valid = whole_object_valid(sc.uv, sc.xyxy, sc.box_view)
     valid[::4] = False  # pretend some boxes failed the whole-object filter
@@ -33,8 +32,7 @@ def test_overlapping_same_class_boxes_count_once():
     uv = np.array([[[1.5, 1.5], [2.5, 2.5], [8.5, 8.5]]], np.float32)
     vis = np.ones((1, 3), bool)
     xyxy = np.array([[0, 0, 3, 3], [0, 0, 4, 4]], np.float32)
-    L = lift_object(np.zeros(3, np.int32), vis, uv, xyxy, np.zeros(2, np.int16), np.zeros(2, np.int16), None,
-                    mode="box", n_parts=1)
+    L = lift_object(np.zeros(3, np.int32), vis, uv, xyxy, np.zeros(2, np.int16), np.zeros(2, np.int16), None, mode="box", n_parts=1)
     assert semantic_scores(L)[0, 0] == pytest.approx(2 / 3, abs=1e-6)
     assert semantic_scores(L, np.array([False, False]))[0, 0] == 0.0
 
@@ -52,8 +50,9 @@ def test_threshold_labels_equal_reference_with_ties_and_small_parts():
 
 
 def test_partslip_semantic_end_to_end_shapes_and_labels():
-    sc = synthetic_scene(seed=4, n_points=800, n_sp=25, n_views=5, n_parts=3, boxes_per_view=6, H=48, W=48,
-                         wrong_frac=0.0, drop_visible=0.1)
+    sc = synthetic_scene(
+        seed=4, n_points=800, n_sp=25, n_views=5, n_parts=3, boxes_per_view=6, H=48, W=48, wrong_frac=0.0, drop_visible=0.1
+    )
     L = box_lift(sc)
     res = partslip_semantic(L, whole_object_valid(sc.uv, sc.xyxy, sc.box_view), small_part_mask("Kettle"))  # (lid, handle, spout)
     assert res.labels_point.shape == sc.sp.shape and res.labels_point.dtype == np.int16
@@ -67,8 +66,9 @@ def test_partslip_semantic_end_to_end_shapes_and_labels():
 
 
 def test_partslip_semantic_uses_the_given_filter_and_refuses_another_length():
-    sc = synthetic_scene(seed=4, n_points=800, n_sp=25, n_views=5, n_parts=3, boxes_per_view=6, H=48, W=48,
-                         wrong_frac=0.0, drop_visible=0.1)
+    sc = synthetic_scene(
+        seed=4, n_points=800, n_sp=25, n_views=5, n_parts=3, boxes_per_view=6, H=48, W=48, wrong_frac=0.0, drop_visible=0.1
+    )
     L = box_lift(sc)
     none = partslip_semantic(L, np.zeros(L.n_boxes, bool), [False] * 3)
     assert (none.labels_point == -1).all() and not none.score.any()
@@ -81,8 +81,9 @@ def test_coverage_is_z_with_unit_weights(mode):
     """The one coverage implementation equals Z[:, 1:] of SPEC §7.7 with w = 1 (w = 0 for filtered
     boxes): the "masks without weights" ablation and PartSLIP score the same quantity."""
     sc = synthetic_scene(seed=2, n_points=600, n_sp=20, n_views=4, n_parts=3, boxes_per_view=5, H=40, W=40, drop_visible=0.3)
-    L = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, sc.masks if mode == "mask" else None,
-                    mode=mode, n_parts=sc.n_parts)
+    L = lift_object(
+        sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, sc.masks if mode == "mask" else None, mode=mode, n_parts=sc.n_parts
+    )
     keep = np.ones(L.n_boxes, bool)
     keep[::3] = False
     import torch

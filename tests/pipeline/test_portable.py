@@ -1,8 +1,8 @@
 """pipeline/portable.py: accuracy against NumPy, special values, and the same bits whatever
 SIMD kernels NumPy and OpenBLAS pick (checked in subprocesses with the kernels switched off)."""
+
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -93,8 +93,14 @@ print(hashlib.sha256(b"".join(np.ascontiguousarray(o).tobytes() for o in outs)).
 
 def _digest(env_extra: dict[str, str]) -> str:
     env = {**os.environ, **env_extra}
-    out = subprocess.run([sys.executable, "-c", _DIGEST], env=env, capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    out = subprocess.run(
+        [sys.executable, "-c", _DIGEST],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
     return out.stdout.strip()
 
 

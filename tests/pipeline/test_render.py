@@ -1,4 +1,5 @@
 """Rendering: numpy splat footprints and z-test, render_views outputs, backend agreement."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,7 @@ def _brute_force(uv, z, size, radius, footprint):
         for r in range(h):
             for c in range(w):
                 if footprint == "disc":
-                    inside = ((c + 0.5 - u) ** 2 + (r + 0.5 - v) ** 2 <= radius ** 2) or (
-                        c == np.floor(u) and r == np.floor(v))
+                    inside = ((c + 0.5 - u) ** 2 + (r + 0.5 - v) ** 2 <= radius**2) or (c == np.floor(u) and r == np.floor(v))
                 else:
                     rr = int(np.floor(radius + 0.5))
                     cu = np.ceil(np.round(u * 256) / 256) - 1
@@ -202,7 +202,7 @@ def test_contact_sheet_layout_and_png(tmp_path):
     sheet = contact_sheet(imgs, titles=[f"{i}" for i in range(10)], cols=5)
     assert sheet.dtype == np.uint8 and sheet.shape == (4 + 2 * (20 + 18 + 4), 4 + 5 * (30 + 4), 3)
     y0, x0 = 4 + 18, 4 + 3 * 34
-    assert (sheet[y0:y0 + 20, x0:x0 + 30] == 77).all()
+    assert (sheet[y0 : y0 + 20, x0 : x0 + 30] == 77).all()
     path = save_png(tmp_path / "sheet.png", sheet)
     import matplotlib.image as mpimg
 

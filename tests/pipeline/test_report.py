@@ -1,4 +1,5 @@
 """Label pictures (pipeline.viz_labels) and the static HTML report (pipeline.report)."""
+
 import base64
 import io
 import re
@@ -80,8 +81,7 @@ def test_scatter_views_shape_and_deterministic():
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
     h, w, _ = img.shape
     assert w == 600 and 200 < h < 320
-    np.testing.assert_array_equal(img, scatter_views(xyz, sets, 2, ["back", "seat"],
-                                                     size_px=200, max_points=400))
+    np.testing.assert_array_equal(img, scatter_views(xyz, sets, 2, ["back", "seat"], size_px=200, max_points=400))
     # the part colours actually appear in the picture
     pal = label_palette(2)
     flat = img.reshape(-1, 3)
@@ -98,8 +98,10 @@ def test_scatter_views_rejects_bad_input():
 
 
 def test_plot_curves_and_png_roundtrip(tmp_path):
-    curves = {"Chair": [{"epoch": e, "loss": 1.0 / (e + 1), "val_miou": 40.0 + e} for e in range(5)],
-              "Lamp": [{"epoch": e, "loss": 0.5, "val_miou": float("nan")} for e in range(3)]}
+    curves = {
+        "Chair": [{"epoch": e, "loss": 1.0 / (e + 1), "val_miou": 40.0 + e} for e in range(5)],
+        "Lamp": [{"epoch": e, "loss": 0.5, "val_miou": float("nan")} for e in range(3)],
+    }
     img = plot_curves(curves, width_px=500, height_px=200)
     assert img.shape == (200, 500, 3) and img.dtype == np.uint8
     assert plot_curves({}).ndim == 3
@@ -118,27 +120,37 @@ def test_contact_sheet_grid():
     views[3] = 77
     sheet = contact_sheet(views, cols=5, thumb_px=20, gap=2)
     assert sheet.shape == (2 * 20 + 2, 5 * 20 + 4 * 2, 3)
-    assert (sheet[0:20, 3 * 22: 3 * 22 + 20] == 77).all()
+    assert (sheet[0:20, 3 * 22 : 3 * 22 + 20] == 77).all()
     assert (sheet[0:20, 20:22] == 255).all()  # white gap
 
 
 # ---------------------------------------------------------------- report
 def _metrics():
     def m(miou, map50, parts):
-        return {"miou": miou, "map50": map50,
-                "part_iou": {p: (miou if i == 0 else None) for i, p in enumerate(parts)},
-                "part_ap50": {p: map50 for p in parts}}
+        return {
+            "miou": miou,
+            "map50": map50,
+            "part_iou": {p: (miou if i == 0 else None) for i, p in enumerate(parts)},
+            "part_ap50": {p: map50 for p in parts},
+        }
+
     return {
-        "Chair": {"n_test": 4, "simulated": True, "methods": {
-            "partslip": m(45.2, 30.0, ["arm", "back"]),
-            "partstad": m(51.7, 33.5, ["arm", "back"]),
-            "partstad_boxes": m(48.0, 31.0, ["arm", "back"]),
-            "masks_only": m(47.0, 32.0, ["arm", "back"])}},
-        "Kettle": {"n_test": 3, "simulated": True, "methods": {
-            "partslip": m(60.0, 40.0, ["lid", "handle"]),
-            "partstad": m(62.5, 41.0, ["lid", "handle"])}},
-        "Lamp <x>": {"n_test": 2, "simulated": True, "methods": {
-            "partstad": m(70.0, 50.0, ["shade"])}},
+        "Chair": {
+            "n_test": 4,
+            "simulated": True,
+            "methods": {
+                "partslip": m(45.2, 30.0, ["arm", "back"]),
+                "partstad": m(51.7, 33.5, ["arm", "back"]),
+                "partstad_boxes": m(48.0, 31.0, ["arm", "back"]),
+                "masks_only": m(47.0, 32.0, ["arm", "back"]),
+            },
+        },
+        "Kettle": {
+            "n_test": 3,
+            "simulated": True,
+            "methods": {"partslip": m(60.0, 40.0, ["lid", "handle"]), "partstad": m(62.5, 41.0, ["lid", "handle"])},
+        },
+        "Lamp <x>": {"n_test": 2, "simulated": True, "methods": {"partstad": m(70.0, 50.0, ["shade"])}},
     }
 
 
@@ -154,8 +166,10 @@ def test_summary_metrics_means_with_missing_method():
 
 
 def test_summary_metrics_skips_nan_values():
-    met = {"A": {"methods": {"partstad": {"miou": float("nan"), "map50": 10.0}}},
-           "B": {"methods": {"partstad": {"miou": 20.0, "map50": None}}}}
+    met = {
+        "A": {"methods": {"partstad": {"miou": float("nan"), "map50": 10.0}}},
+        "B": {"methods": {"partstad": {"miou": 20.0, "map50": None}}},
+    }
     s = summary_metrics(met)
     assert s["partstad"] == {"miou": 20.0, "map50": 10.0, "n_categories": 2}
 
@@ -163,18 +177,21 @@ def test_summary_metrics_skips_nan_values():
 def _examples():
     xyz, lab = _tiny_object(300)
     views = np.full((6, 32, 32, 3), 128, np.uint8)
-    return [{"object": "Chair/0012", "part_names": ["back", "seat"], "xyz": xyz,
-             "labels": {"ground truth": lab, "PartSLIP": np.where(lab == 0, -1, lab),
-                        "PartSTAD": lab},
-             "views": views},
-            {"object": "Chair/0013", "part_names": ["back", "seat"], "xyz": xyz,
-             "labels": {"ground truth": lab}, "views": None}]
+    return [
+        {
+            "object": "Chair/0012",
+            "part_names": ["back", "seat"],
+            "xyz": xyz,
+            "labels": {"ground truth": lab, "PartSLIP": np.where(lab == 0, -1, lab), "PartSTAD": lab},
+            "views": views,
+        },
+        {"object": "Chair/0013", "part_names": ["back", "seat"], "xyz": xyz, "labels": {"ground truth": lab}, "views": None},
+    ]
 
 
 def test_build_report_contents(tmp_path):
     curves = {"Chair": [{"epoch": e, "loss": 1.0 / (e + 1), "val_miou": 40.0 + e} for e in range(4)]}
-    path = build_report(tmp_path / "report", _metrics(), curves, _examples(), simulated=True,
-                        notes=["oracle detector <seeded>"])
+    path = build_report(tmp_path / "report", _metrics(), curves, _examples(), simulated=True, notes=["oracle detector <seeded>"])
     assert path == tmp_path / "report" / "index.html"
     text = path.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
@@ -197,8 +214,7 @@ def test_build_report_contents(tmp_path):
 
 
 def test_build_report_not_simulated_and_empty_parts(tmp_path):
-    met = {"Chair": {"n_test": 1, "simulated": False,
-                     "methods": {"partstad": {"miou": 12.34, "map50": 5.0}}}}
+    met = {"Chair": {"n_test": 1, "simulated": False, "methods": {"partstad": {"miou": 12.34, "map50": 5.0}}}}
     text = build_report(tmp_path, met, {}, [], simulated=False).read_text(encoding="utf-8")
     assert SIMULATED_BANNER not in text and "Simulated" not in text
     assert "12.3" in text and "Chair" in text
@@ -222,7 +238,8 @@ def test_markdown_section_renders_tables_images_and_escapes():
 def test_report_shows_benchmark_studies(tmp_path):
     from pipeline.report import build_report
 
-    path = build_report(tmp_path / "r", _metrics(), {}, [], simulated=True,
-                        studies=[("docs/study.md", "| k | v |\n|---|---|\n| shots | 8 |", {})])
+    path = build_report(
+        tmp_path / "r", _metrics(), {}, [], simulated=True, studies=[("docs/study.md", "| k | v |\n|---|---|\n| shots | 8 |", {})]
+    )
     text = path.read_text()
     assert "Benchmark studies (simulated)" in text and "docs/study.md" in text and "<td class=name>shots</td><td>8</td>" in text

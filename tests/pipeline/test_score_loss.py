@@ -1,4 +1,5 @@
 """Vectorised §7.7 scores and §7.8 loss (values and gradients) against loop references."""
+
 import numpy as np
 import pytest
 import torch
@@ -33,8 +34,21 @@ def random_problem(seed, N=120, S=12, V=4, K=3, B=9, empty_view=True, n_invalid=
     valid = np.zeros(S, bool)
     valid[np.unique(sp[p])] = True
     valid &= vis_count > 0
-    return dict(sp=sp, box_view=box_view, box_label=box_label, member=member, point=p, box=b,
-                vis_count=vis_count, gt=gt, sizes=sizes, valid=valid, V=V, K=K, B=B)
+    return dict(
+        sp=sp,
+        box_view=box_view,
+        box_label=box_label,
+        member=member,
+        point=p,
+        box=b,
+        vis_count=vis_count,
+        gt=gt,
+        sizes=sizes,
+        valid=valid,
+        V=V,
+        K=K,
+        B=B,
+    )
 
 
 def both(pr, w_np, theta):
@@ -42,10 +56,8 @@ def both(pr, w_np, theta):
     t1 = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
     w2 = w1.detach().clone().requires_grad_()
     t2 = t1.detach().clone().requires_grad_()
-    Z1 = superpoint_scores(w1, pr["point"], pr["box"], pr["box_view"], pr["box_label"], pr["sp"],
-                           pr["vis_count"], pr["V"], pr["K"], t1)
-    Z2 = ref_scores(w2, pr["member"], pr["box_view"], pr["box_label"], pr["sp"], pr["vis_count"],
-                    pr["V"], pr["K"], t2)
+    Z1 = superpoint_scores(w1, pr["point"], pr["box"], pr["box_view"], pr["box_label"], pr["sp"], pr["vis_count"], pr["V"], pr["K"], t1)
+    Z2 = ref_scores(w2, pr["member"], pr["box_view"], pr["box_label"], pr["sp"], pr["vis_count"], pr["V"], pr["K"], t2)
     return (w1, t1, Z1), (w2, t2, Z2)
 
 
@@ -80,15 +92,24 @@ def test_scores_loss_and_gradients_equal_reference(seed):
 def test_invalid_rows_and_empty_view_and_null_column():
     pr = random_problem(7)
     w = torch.full((pr["B"],), 3.0, dtype=torch.float64)
-    Z = superpoint_scores(w, pr["point"], pr["box"], pr["box_view"], pr["box_label"], pr["sp"],
-                          pr["vis_count"], pr["V"], pr["K"], 4.0)
+    Z = superpoint_scores(w, pr["point"], pr["box"], pr["box_view"], pr["box_label"], pr["sp"], pr["vis_count"], pr["V"], pr["K"], 4.0)
     assert torch.all(Z[:, 0] == 4.0)
     has = np.zeros(len(pr["sizes"]), bool)
     has[np.unique(pr["sp"][pr["point"]])] = True
     assert torch.all(Z[torch.as_tensor(~has), 1:] == 0)
     # w ≡ 1 → coverage fraction ≤ 1 (one count per point, view and class)
-    Z1 = superpoint_scores(torch.ones(pr["B"], dtype=torch.float64), pr["point"], pr["box"], pr["box_view"],
-                           pr["box_label"], pr["sp"], np.bincount(pr["sp"]) * pr["V"], pr["V"], pr["K"], 0.0)
+    Z1 = superpoint_scores(
+        torch.ones(pr["B"], dtype=torch.float64),
+        pr["point"],
+        pr["box"],
+        pr["box_view"],
+        pr["box_label"],
+        pr["sp"],
+        np.bincount(pr["sp"]) * pr["V"],
+        pr["V"],
+        pr["K"],
+        0.0,
+    )
     assert float(Z1[:, 1:].max()) <= 1.0 + 1e-9
 
 
@@ -99,21 +120,28 @@ def test_single_box_and_no_box():
     Z1[:, 1:].sum().backward()
     Z2[:, 1:].sum().backward()
     assert float(w1.grad[0]) == pytest.approx(float(w2.grad[0]), abs=1e-5)
-    z = superpoint_scores(torch.zeros(0, dtype=torch.float64), np.zeros(0, int), np.zeros(0, int),
-                          np.zeros(0, int), np.zeros(0, int), pr["sp"], pr["vis_count"], pr["V"], pr["K"], 2.0)
+    z = superpoint_scores(
+        torch.zeros(0, dtype=torch.float64),
+        np.zeros(0, int),
+        np.zeros(0, int),
+        np.zeros(0, int),
+        np.zeros(0, int),
+        pr["sp"],
+        pr["vis_count"],
+        pr["V"],
+        pr["K"],
+        2.0,
+    )
     assert z.shape == (len(pr["sizes"]), pr["K"] + 1)
     assert torch.all(z[:, 1:] == 0) and torch.all(z[:, 0] == 2.0)
 
 
 def test_index_compression_is_exact_and_float32_close():
     pr = random_problem(11, N=400, S=20, B=15)
-    idx = ScoreIndex.build(pr["point"], pr["box"], pr["box_view"], pr["box_label"], pr["sp"], pr["vis_count"],
-                           pr["V"], pr["K"])
-    assert idx.n_groups < len(np.unique((pr["point"] * pr["V"] + pr["box_view"][pr["box"]]) * pr["K"]
-                                        + pr["box_label"][pr["box"]]))
+    idx = ScoreIndex.build(pr["point"], pr["box"], pr["box_view"], pr["box_label"], pr["sp"], pr["vis_count"], pr["V"], pr["K"])
+    assert idx.n_groups < len(np.unique((pr["point"] * pr["V"] + pr["box_view"][pr["box"]]) * pr["K"] + pr["box_label"][pr["box"]]))
     w = torch.tensor(np.random.default_rng(0).uniform(0, 10, pr["B"]))
-    Zr = ref_scores(w, pr["member"], pr["box_view"], pr["box_label"], pr["sp"], pr["vis_count"], pr["V"],
-                    pr["K"], 1.0)
+    Zr = ref_scores(w, pr["member"], pr["box_view"], pr["box_label"], pr["sp"], pr["vis_count"], pr["V"], pr["K"], 1.0)
     Z32 = scores_from_index(w.float(), idx.to(torch.float32), 1.0)
     np.testing.assert_allclose(Z32.numpy(), Zr.numpy(), rtol=1e-5, atol=1e-4)
 

@@ -1,4 +1,5 @@
 """Superpoints: valid partition, deterministic, pure on part-labelled shapes, robust."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -6,8 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from pipeline.superpoints import (compute_superpoints, greedy_l0_partition, merge_small_components,
-                                  normal_embedding, relabel_by_first_point)
+from pipeline.superpoints import compute_superpoints, greedy_l0_partition, merge_small_components, normal_embedding, relabel_by_first_point
 
 
 def purity(sp: np.ndarray, labels: np.ndarray) -> float:
@@ -42,9 +42,14 @@ def _convex_parts(kind: str):
         parts += [box((0.08, 0.7, 0.08), (x, -0.09, z)) for x in (-0.6, 0.6) for z in (-0.3, 0.3)]
         return parts, [0, 1, 1, 1, 1]
     if kind == "kettle":
-        parts = [cyl(0.4, (0, -0.35, 0), (0, 0.35, 0), 48), cyl(0.22, (0, 0.35, 0), (0, 0.43, 0), 48),
-                 box((0.08, 0.08, 0.5), (0, 0.6, 0)), box((0.08, 0.3, 0.08), (0, 0.48, 0.21)),
-                 box((0.08, 0.3, 0.08), (0, 0.48, -0.21)), cyl(0.06, (0.3, 0.0, 0), (0.7, 0.35, 0), 24)]
+        parts = [
+            cyl(0.4, (0, -0.35, 0), (0, 0.35, 0), 48),
+            cyl(0.22, (0, 0.35, 0), (0, 0.43, 0), 48),
+            box((0.08, 0.08, 0.5), (0, 0.6, 0)),
+            box((0.08, 0.3, 0.08), (0, 0.48, 0.21)),
+            box((0.08, 0.3, 0.08), (0, 0.48, -0.21)),
+            cyl(0.06, (0.3, 0.0, 0), (0.7, 0.35, 0), 24),
+        ]
         return parts, [0, 1, 2, 2, 2, 3]
     parts = [box((1.0, 1.2, 0.6), (0, 0, 0))]  # cabinet: body, 4 doors, 4 handles
     parts += [box((0.44, 0.5, 0.04), (x, y, 0.32)) for x in (-0.24, 0.24) for y in (-0.28, 0.28)]
@@ -172,8 +177,7 @@ def test_purity_bar_on_primitive_objects_on_average():
     assert np.mean(cnt) <= 0.01
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pipeline.data.synthetic") is None,
-                    reason="pipeline.data.synthetic not available")
+@pytest.mark.skipif(importlib.util.find_spec("pipeline.data.synthetic") is None, reason="pipeline.data.synthetic not available")
 def test_purity_on_generated_synthetic_shapes():
     """The acceptance bar on the embedded data set: purity >= 0.97 with <= 1 superpoint per
     100 points on average, at the data stage's default 20k points per shape."""

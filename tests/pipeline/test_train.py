@@ -1,4 +1,5 @@
 """Training loop, checkpoint selection, inference decoding and ablations (SPEC §7.9-7.11)."""
+
 import json
 import math
 
@@ -18,8 +19,21 @@ from pipeline.train.loop import TrainParams, TrainResult, object_loss, train_wei
 from pipeline.train.objects import TrainObject
 from tests.oracles import ref_threshold_labels, synthetic_scene
 
-SCENE = dict(n_points=600, n_sp=30, n_views=6, n_parts=3, boxes_per_view=8, H=48, W=48, dilate=1,
-             wrong_frac=0.4, feat_dim=4, drop_visible=0.2, wrong_kind="label", unlabeled_frac=0.0)
+SCENE = dict(
+    n_points=600,
+    n_sp=30,
+    n_views=6,
+    n_parts=3,
+    boxes_per_view=8,
+    H=48,
+    W=48,
+    dilate=1,
+    wrong_frac=0.4,
+    feat_dim=4,
+    drop_visible=0.2,
+    wrong_kind="label",
+    unlabeled_frac=0.0,
+)
 
 
 def make(seed, reveal=True, pos_enc=True, **kw):
@@ -27,10 +41,19 @@ def make(seed, reveal=True, pos_enc=True, **kw):
     if not reveal:  # the "wrong" flag becomes noise
         sc.feat[:, 0] = np.random.default_rng(seed).random(len(sc.feat)) < 0.4
     sc.feat[:, 1] = 1 - sc.feat[:, 0]
-    L = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, sc.masks, sem=sc.sem,
-                    n_parts=sc.n_parts)
-    obj = TrainObject.from_lifted(L, sc.feat, sc.view_dirs, sc.xyxy, sc.H, sc.W, pos_enc=pos_enc, sem=sc.sem,
-                                  small_part_flags=[False, True, False], object_id=f"toy{seed}")
+    L = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, sc.masks, sem=sc.sem, n_parts=sc.n_parts)
+    obj = TrainObject.from_lifted(
+        L,
+        sc.feat,
+        sc.view_dirs,
+        sc.xyxy,
+        sc.H,
+        sc.W,
+        pos_enc=pos_enc,
+        sem=sc.sem,
+        small_part_flags=[False, True, False],
+        object_id=f"toy{seed}",
+    )
     return obj, sc, L
 
 
@@ -159,13 +182,20 @@ def test_masks_without_weights_ablation():
 
 def test_box_mode_training_objects_and_no_boxes():
     sc = synthetic_scene(seed=7, **SCENE)
-    Lb = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, None, mode="box",
-                     min_visible=1, sem=sc.sem, n_parts=3)
+    Lb = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, None, mode="box", min_visible=1, sem=sc.sem, n_parts=3)
     ob = TrainObject.from_lifted(Lb, sc.feat, sc.view_dirs, sc.xyxy, sc.H, sc.W, sem=sc.sem)
-    L0 = lift_object(sc.sp, sc.visible, sc.uv, np.zeros((0, 4)), np.zeros(0, int), np.zeros(0, int),
-                     np.zeros((0, sc.H, sc.W), bool), sem=sc.sem, n_parts=3)
-    o0 = TrainObject.from_lifted(L0, np.zeros((0, sc.feat.shape[1])), sc.view_dirs, np.zeros((0, 4)), sc.H, sc.W,
-                                 sem=sc.sem)
+    L0 = lift_object(
+        sc.sp,
+        sc.visible,
+        sc.uv,
+        np.zeros((0, 4)),
+        np.zeros(0, int),
+        np.zeros(0, int),
+        np.zeros((0, sc.H, sc.W), bool),
+        sem=sc.sem,
+        n_parts=3,
+    )
+    o0 = TrainObject.from_lifted(L0, np.zeros((0, sc.feat.shape[1])), sc.view_dirs, np.zeros((0, 4)), sc.H, sc.W, sem=sc.sem)
     res = train_weight_net([ob, o0], [o0], TrainParams(epochs=2, lr=1e-3))
     assert all(np.isfinite(e["loss"]) for e in res.curve)
     P = predict(load_net(res), res.theta_null, o0)
@@ -175,13 +205,15 @@ def test_box_mode_training_objects_and_no_boxes():
 def test_weights_file_bytes_do_not_depend_on_metadata_order(tmp_path):
     """safetensors writes metadata from a hash map (random order per process); the canonical
     header makes the file a function of the tensors and the metadata items only."""
-    state = {"out.weight": torch.arange(6.0).reshape(1, 6), "cn.bias": torch.ones(6), "cn.weight": torch.eye(6),
-             "out.bias": torch.zeros(1)}
+    state = {"out.weight": torch.arange(6.0).reshape(1, 6), "cn.bias": torch.ones(6), "cn.weight": torch.eye(6), "out.bias": torch.zeros(1)}
     res = TrainResult(state_dict=state, theta_null=9.5, best_epoch=3, best_val_miou=0.25)
     meta = {"variant": "partstad", "tau": "10.0", "config": '{"a": 1}', "eps": "1e-05", "zeta": "é"}
     save_weights(tmp_path / "a.safetensors", res, meta)
-    save_weights(tmp_path / "b.safetensors", TrainResult(dict(reversed(state.items())), 9.5, best_epoch=3, best_val_miou=0.25),
-                 dict(reversed(meta.items())))
+    save_weights(
+        tmp_path / "b.safetensors",
+        TrainResult(dict(reversed(state.items())), 9.5, best_epoch=3, best_val_miou=0.25),
+        dict(reversed(meta.items())),
+    )
     a, b = (tmp_path / "a.safetensors").read_bytes(), (tmp_path / "b.safetensors").read_bytes()
     assert a == b
     n = int.from_bytes(a[:8], "little")
@@ -190,7 +222,9 @@ def test_weights_file_bytes_do_not_depend_on_metadata_order(tmp_path):
     net, theta, got = load_weights(tmp_path / "a.safetensors")
     assert theta == 9.5 and got == {**meta, "best_epoch": "3", "best_val_miou": "0.25"}
     torch.testing.assert_close(net.cn.weight, torch.eye(6))
-    assert canonical_safetensors({"x": torch.ones(2)}, {"b": "1", "a": "2"}) == canonical_safetensors({"x": torch.ones(2)}, {"a": "2", "b": "1"})
+    assert canonical_safetensors({"x": torch.ones(2)}, {"b": "1", "a": "2"}) == canonical_safetensors(
+        {"x": torch.ones(2)}, {"a": "2", "b": "1"}
+    )
 
 
 def test_retraining_writes_the_same_bytes(tmp_path):

@@ -3,6 +3,7 @@
 Before, a NaN validation score never counted as an improvement, so a diverged run silently
 returned the untrained epoch-0 state, which the stage then saved over the trained model.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,15 +17,29 @@ from pipeline.train.loop import NonFiniteTraining, TrainParams, train_weight_net
 from pipeline.train.objects import TrainObject
 from tests.oracles import synthetic_scene
 
-SCENE = dict(n_points=300, n_sp=20, n_views=4, n_parts=3, boxes_per_view=6, H=32, W=32, dilate=1,
-             wrong_frac=0.4, feat_dim=4, drop_visible=0.2, wrong_kind="label", unlabeled_frac=0.0)
+SCENE = dict(
+    n_points=300,
+    n_sp=20,
+    n_views=4,
+    n_parts=3,
+    boxes_per_view=6,
+    H=32,
+    W=32,
+    dilate=1,
+    wrong_frac=0.4,
+    feat_dim=4,
+    drop_visible=0.2,
+    wrong_kind="label",
+    unlabeled_frac=0.0,
+)
 
 
 def make(seed: int) -> TrainObject:
     sc = synthetic_scene(seed=seed, **SCENE)
     L = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy, sc.box_view, sc.box_label, sc.masks, sem=sc.sem, n_parts=sc.n_parts)
-    return TrainObject.from_lifted(L, sc.feat, sc.view_dirs, sc.xyxy, sc.H, sc.W, sem=sc.sem, small_part_flags=[False, True, False],
-                                   object_id=f"toy{seed}")
+    return TrainObject.from_lifted(
+        L, sc.feat, sc.view_dirs, sc.xyxy, sc.H, sc.W, sem=sc.sem, small_part_flags=[False, True, False], object_id=f"toy{seed}"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Stacked training (pipeline.train.stack) against the per-object loop it replaced
 (tests/oracle_train.py): scores, losses, gradients, validation mIoU, whole training runs."""
+
 import math
 
 import numpy as np
@@ -16,8 +17,20 @@ from pipeline.train.stack import stacked_losses, stacked_mious, stacks_by_parts
 from tests.oracle_train import ref_object_loss, ref_train_weight_net, ref_validation_miou
 from tests.oracles import synthetic_scene
 
-SCENE = dict(n_points=500, n_sp=25, n_views=5, boxes_per_view=6, H=40, W=40, dilate=1, wrong_frac=0.4, feat_dim=4,
-             drop_visible=0.2, wrong_kind="label", unlabeled_frac=0.1)
+SCENE = dict(
+    n_points=500,
+    n_sp=25,
+    n_views=5,
+    boxes_per_view=6,
+    H=40,
+    W=40,
+    dilate=1,
+    wrong_frac=0.4,
+    feat_dim=4,
+    drop_visible=0.2,
+    wrong_kind="label",
+    unlabeled_frac=0.1,
+)
 
 
 def obj(seed: int, n_parts: int = 3, n_boxes: int | None = None) -> TrainObject:
@@ -25,10 +38,20 @@ def obj(seed: int, n_parts: int = 3, n_boxes: int | None = None) -> TrainObject:
     sc = synthetic_scene(seed=seed, n_parts=n_parts, **SCENE)
     sc.feat[:, 1] = 1 - sc.feat[:, 0]
     keep = slice(None) if n_boxes is None else slice(0, n_boxes)
-    L = lift_object(sc.sp, sc.visible, sc.uv, sc.xyxy[keep], sc.box_view[keep], sc.box_label[keep], sc.masks[keep],
-                    sem=sc.sem, n_parts=n_parts)
-    return TrainObject.from_lifted(L, sc.feat[keep], sc.view_dirs, sc.xyxy[keep], sc.H, sc.W, sem=sc.sem,
-                                   small_part_flags=[i % 2 == 1 for i in range(n_parts)], object_id=f"toy{seed}")
+    L = lift_object(
+        sc.sp, sc.visible, sc.uv, sc.xyxy[keep], sc.box_view[keep], sc.box_label[keep], sc.masks[keep], sem=sc.sem, n_parts=n_parts
+    )
+    return TrainObject.from_lifted(
+        L,
+        sc.feat[keep],
+        sc.view_dirs,
+        sc.xyxy[keep],
+        sc.H,
+        sc.W,
+        sem=sc.sem,
+        small_part_flags=[i % 2 == 1 for i in range(n_parts)],
+        object_id=f"toy{seed}",
+    )
 
 
 def trained_like(in_dim: int, seed: int = 1) -> tuple[WeightNet, NullLogit]:
@@ -81,8 +104,7 @@ def test_stacked_validation_equals_the_per_object_mious():
     net, null = trained_like(objs[0].x.shape[1], seed=4)
     zn = float(null().detach())
     got = stacked_mious(net, zn, stacks_by_parts(objs))
-    ref = [sp_miou(labels_from_probs(predict(net, null.theta.detach(), o), o.valid.numpy(), o.small_flags), o.label_counts)
-           for o in objs]
+    ref = [sp_miou(labels_from_probs(predict(net, null.theta.detach(), o), o.valid.numpy(), o.small_flags), o.label_counts) for o in objs]
     np.testing.assert_allclose(got, ref, rtol=1e-12)
     assert len(set(np.round(got, 6))) > 1  # the objects score differently
     np.testing.assert_allclose(stacked_mious(net, zn, stacks_by_parts(objs, max_objects=3)), got, rtol=1e-12)  # split stacks

@@ -1,4 +1,5 @@
 """Visibility = owns at least one pixel of pix2pt (SPEC §2.3), without SPEC §11.16's bug."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,7 @@ def test_view_without_background_keeps_point_zero():
     """The official np.unique(...)[1:] drops point 0 when no pixel is background."""
     pix = np.zeros((2, 4, 4), np.int32)
     pix[0, 0, 0] = 1  # view 0: points 0 and 1, no background at all
-    pix[1] = 1        # view 1: only point 1
+    pix[1] = 1  # view 1: only point 1
     vis = visible_points(pix, 3)
     np.testing.assert_array_equal(vis, [[True, True, False], [False, True, False]])
 

@@ -3,6 +3,7 @@
 Everything a test writes (cache, models, metrics, plots, reports, exports) lives under the
 test's own tmp directory; nothing touches the checkout's cache/ or outputs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,13 +23,40 @@ PAPER_VIEWS = [[10, 0], [10, 90], [10, 180], [10, 270], [40, 0], [40, 120], [40,
 BASE_PARAMS: dict[str, Any] = {
     "categories": ["Chair"],
     "data": {"source": "synthetic", "root": None, "n_points": 3000, "seed": 0, "n_fewshot": 2, "n_val": 1, "n_test": 2},
-    "render": {"backend": "numpy", "image_size": 96, "distance": 2.2, "fov_deg": 60.0, "radius_ndc": 0.005, "footprint": "disc", "views": PAPER_VIEWS},
+    "render": {
+        "backend": "numpy",
+        "image_size": 96,
+        "distance": 2.2,
+        "fov_deg": 60.0,
+        "radius_ndc": 0.005,
+        "footprint": "disc",
+        "views": PAPER_VIEWS,
+    },
     "visibility": {},
     "superpoints": {"backend": "greedy", "reg": 0.05, "k_adj": 10, "rgb_weight": 0.3, "min_size": 10},
-    "detect": {"backend": "oracle", "feat_dim": 256, "seed": 0, "weights_dir": None, "score_threshold": 0.5, "max_per_view": 100, "oracle": {}},
+    "detect": {
+        "backend": "oracle",
+        "feat_dim": 256,
+        "seed": 0,
+        "weights_dir": None,
+        "score_threshold": 0.5,
+        "max_per_view": 100,
+        "oracle": {},
+    },
     "segment": {"mode": "oracle", "sam_model_type": "vit_b", "sam_checkpoint": None, "seed": 0, "boundary_noise": 0.2},
     "lift": {"iou_gate": 1.0e-6, "whole_object_thresh": 0.98},
-    "train": {"epochs": 3, "batch_size": 2, "lr": 1.0e-4, "lr_null": 0.05, "weight_decay": 0.01, "tau": 10.0, "seed": 0, "pos_enc": True, "absent_parts": "paper", "ablation_boxes": True},
+    "train": {
+        "epochs": 3,
+        "batch_size": 2,
+        "lr": 1.0e-4,
+        "lr_null": 0.05,
+        "weight_decay": 0.01,
+        "tau": 10.0,
+        "seed": 0,
+        "pos_enc": True,
+        "absent_parts": "paper",
+        "ablation_boxes": True,
+    },
     "evaluate": {"splits": ["test"]},
     "report": {"n_examples": 2},
 }
@@ -57,7 +85,11 @@ def invoke(args: list[str]) -> Result:
 
 
 def describe(res: Result) -> str:
-    tb = "".join(traceback.format_exception(*res.exc_info)) if res.exc_info and res.exception and not isinstance(res.exception, SystemExit) else ""
+    tb = (
+        "".join(traceback.format_exception(*res.exc_info))
+        if res.exc_info and res.exception and not isinstance(res.exception, SystemExit)
+        else ""
+    )
     return f"exit code {res.exit_code}\n--- output ---\n{res.output}\n--- traceback ---\n{tb}"
 
 

@@ -8,6 +8,7 @@ every demo category, and say which method it picked. Small settings (all six dem
 categories, 3 few-shot + 3 validation shapes of 1,500 points, 128 px, 4 views, 10 epochs)
 keep the whole chain, ingest to evaluate, around a minute on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,8 @@ DEMO = ["Chair", "Table", "StorageFurniture", "Bottle", "Kettle", "Lamp"]
 def uninformative(tmp_path_factory, run, write_params):
     root = tmp_path_factory.mktemp("auto")
     params = write_params(
-        root, DEMO,
+        root,
+        DEMO,
         data={"n_points": 1500, "n_fewshot": 3, "n_val": 3, "n_test": 0},
         render={"image_size": 128, "views": [[10, 0], [10, 120], [40, 240], [-20, 60]]},
         detect={"oracle": {"informativeness": 0.0}},

@@ -4,6 +4,7 @@ The fake detector below lives only in this test: registering it makes ``detect.b
 valid, runs detect -> segment -> lift, puts its weights digest into the detect key, and doctor
 and provenance describe it, with no other module edited.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,8 +51,17 @@ class FakeDetector(Backend):
     def weights_records(self, cfg: Any, categories: list[str] | None = None) -> list[dict[str, Any]]:
         from stages.sam_weights import file_digest
 
-        return [{"role": "fake detector", "setting": None, "spec": str(self.weights), "path": str(self.weights),
-                 "source": "local", "revision": None, "digest": file_digest(self.weights)}]
+        return [
+            {
+                "role": "fake detector",
+                "setting": None,
+                "spec": str(self.weights),
+                "path": str(self.weights),
+                "source": "local",
+                "revision": None,
+                "digest": file_digest(self.weights),
+            }
+        ]
 
     def work(self, ctx: Any, object_id: str) -> tuple[Any, dict[str, Any]]:
         from pipeline.detect.types import Detections
@@ -68,8 +78,14 @@ class FakeDetector(Backend):
             view += [v, v]
             label += [0, 1]
         n = len(xyxy)
-        det = Detections(xyxy=np.asarray(xyxy, np.float32).reshape(n, 4), view=np.asarray(view, np.int16), label=np.asarray(label, np.int16),
-                         score=np.full(n, 0.9, np.float32), feat=np.ones((n, 8), np.float32), simulated=True)
+        det = Detections(
+            xyxy=np.asarray(xyxy, np.float32).reshape(n, 4),
+            view=np.asarray(view, np.int16),
+            label=np.asarray(label, np.int16),
+            score=np.full(n, 0.9, np.float32),
+            feat=np.ones((n, 8), np.float32),
+            simulated=True,
+        )
         return det, {"fake_weights": self.weights.name}
 
 
@@ -83,7 +99,9 @@ def fake(tmp_path):
 
 
 def test_fake_detector_runs_detect_segment_lift(tmp_path, fake, run, invoke, write_params):
-    params = write_params(tmp_path, detect={"backend": "fake"}, segment={"mode": "box"}, data={"n_points": 800, "n_fewshot": 1, "n_val": 0, "n_test": 1})
+    params = write_params(
+        tmp_path, detect={"backend": "fake"}, segment={"mode": "box"}, data={"n_points": 800, "n_fewshot": 1, "n_val": 0, "n_test": 1}
+    )
     c = ["--params", params, "--cache", tmp_path / "cache"]
     for stage in ("ingest", "render", "visibility", "superpoints", "detect", "segment", "lift"):
         assert "2 computed, 0 up to date, 0 failed" in run([stage, *c]).output, stage

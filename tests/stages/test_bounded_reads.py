@@ -1,5 +1,6 @@
 """Bounded, verified reads of cached objects (issue 21): inflated metadata, chunk bombs,
 declared sizes over the limit, arrays of another object, upstream results that disagree."""
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ def _lie_about_size(zip_path: Path, member: str, size: int) -> None:
     for sig, field, name_at in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
         at = data.find(sig)
         while at >= 0:
-            if data[at + name_at: at + name_at + len(name)] == name:
+            if data[at + name_at : at + name_at + len(name)] == name:
                 struct.pack_into("<I", data, at + field, size)
             at = data.find(sig, at + 4)
     zip_path.write_bytes(bytes(data))

@@ -3,6 +3,7 @@
 A small Chair cache (5 synthetic objects through lift, plus a 3-epoch model) is built once
 per module and copied for every test that damages it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,21 @@ def built(tmp_path_factory, write_params, run):
     params = write_params(root, **TINY)
     for stage in CHAIN:
         run([stage, "--params", params, "--cache", root / "cache"])
-    run(["train", "--params", params, "--cache", root / "cache", "--models", root / "models", "--metrics", root / "metrics", "--plots", root / "plots"])
+    run(
+        [
+            "train",
+            "--params",
+            params,
+            "--cache",
+            root / "cache",
+            "--models",
+            root / "models",
+            "--metrics",
+            root / "metrics",
+            "--plots",
+            root / "plots",
+        ]
+    )
     run(["evaluate", "--params", params, "--cache", root / "cache", "--models", root / "models", "--metrics", root / "metrics"])
     return root
 
@@ -48,8 +63,11 @@ def proj(built, tmp_path):
 
 def snapshot(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under root (lock files aside)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(root).rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock")
+    }
 
 
 def damage_chunk(cache: Path, stage: str, object_id: str, array: str, change=lambda _old: b"junk") -> None:
@@ -76,7 +94,7 @@ def set_params(p: Path, **sections) -> None:
 
 
 def summary(output: str, stage: str) -> tuple[int, int, int]:
-    line = next(l for l in output.splitlines() if l.startswith(f"[{stage}] Chair:"))
+    line = next(ln for ln in output.splitlines() if ln.startswith(f"[{stage}] Chair:"))
     words = line.split(":", 1)[1].replace(",", "").split()
     return int(words[0]), int(words[2]), int(words[6])  # computed, up to date, failed
 
@@ -198,8 +216,9 @@ def test_a_downstream_stage_refuses_a_stale_upstream(proj, run, invoke):
     assert res.exit_code == 1
     assert "visibility result is out of date" in res.output and "run `partstad visibility` first" in res.output
     assert summary(res.output, "lift")[2] == 5
-    assert {k: v for k, v in snapshot(proj / "cache" / "lift").items() if k != "Chair.zarr/failures.json"} == \
-        {k: v for k, v in before.items() if k != "Chair.zarr/failures.json"}
+    assert {k: v for k, v in snapshot(proj / "cache" / "lift").items() if k != "Chair.zarr/failures.json"} == {
+        k: v for k, v in before.items() if k != "Chair.zarr/failures.json"
+    }
 
 
 def test_tau_round_trips_through_the_weights_file(proj, run):

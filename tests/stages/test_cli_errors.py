@@ -3,6 +3,7 @@
 Bad options and environment variables: exit 2 before anything is written. A damaged ingest
 manifest: the category is reported (exit 1) and `partstad ingest` rebuilds the file.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,16 +39,41 @@ def one_line_error(res) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("value", ["sync", "threads", "processes", "local:1", "local:12", "tcp://127.0.0.1:8786",
-                                   "tls://sched.example.org:8786", "tcp://[::1]:8786", "localhost:8786"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sync",
+        "threads",
+        "processes",
+        "local:1",
+        "local:12",
+        "tcp://127.0.0.1:8786",
+        "tls://sched.example.org:8786",
+        "tcp://[::1]:8786",
+        "localhost:8786",
+    ],
+)
 def test_scheduler_values_that_run(value):
     assert scheduler_problem(value) is None
 
 
-@pytest.mark.parametrize("value, says", [("foo", "use sync"), ("local:0", "N >= 1"), ("local:-2", "N >= 1"), ("local:x", "N >= 1"),
-                                         ("local:", "N >= 1"), ("tcp://", "not host:port"), ("tcp://host", "not host:port"),
-                                         ("tcp://host:99999", "1..65535"), ("tcp://host:port", "1..65535"), ("http://host:80", "protocol"),
-                                         ("", "use sync"), ("a:b:c", "use sync")])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("foo", "use sync"),
+        ("local:0", "N >= 1"),
+        ("local:-2", "N >= 1"),
+        ("local:x", "N >= 1"),
+        ("local:", "N >= 1"),
+        ("tcp://", "not host:port"),
+        ("tcp://host", "not host:port"),
+        ("tcp://host:99999", "1..65535"),
+        ("tcp://host:port", "1..65535"),
+        ("http://host:80", "protocol"),
+        ("", "use sync"),
+        ("a:b:c", "use sync"),
+    ],
+)
 def test_scheduler_values_that_cannot_run_say_why(value, says):
     problem = scheduler_problem(value)
     assert problem is not None and says in problem
@@ -70,8 +96,15 @@ def test_a_bad_scheduler_is_exit_2_before_anything_is_written(tmp_path, invoke, 
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize("var, value, name", [("PARTSTAD_SCHEDULER", "garbage", "render"), ("PARTSTAD_SCHEDULER", "local:0", "ingest"),
-                                              ("PARTSTAD_JOBS", "-1", "render"), ("PARTSTAD_JOBS", "two", "train")])
+@pytest.mark.parametrize(
+    "var, value, name",
+    [
+        ("PARTSTAD_SCHEDULER", "garbage", "render"),
+        ("PARTSTAD_SCHEDULER", "local:0", "ingest"),
+        ("PARTSTAD_JOBS", "-1", "render"),
+        ("PARTSTAD_JOBS", "two", "train"),
+    ],
+)
 def test_a_bad_environment_variable_is_exit_2_naming_it(tmp_path, params_file, var, value, name):
     res = invoke_env([name, "--params", params_file, "--cache", tmp_path / "cache"], {var: value})
     assert res.exit_code == 2 and f"{var}={value!r}" in one_line_error(res)
@@ -92,8 +125,16 @@ def test_lock_timeouts_that_mean_something_are_accepted(tmp_path, run, params_fi
 
 
 @pytest.mark.parametrize("name", ["ingest", "render", "evaluate", "export"])
-@pytest.mark.parametrize("value, says", [(",,,", "names no object"), ("../x", "'..'"), ("Chair/a/b", "more than one '/'"),
-                                         ("Chair/00 1", "whitespace"), ("Chair/000\u00e9", "non-ASCII")])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        (",,,", "names no object"),
+        ("../x", "'..'"),
+        ("Chair/a/b", "more than one '/'"),
+        ("Chair/00 1", "whitespace"),
+        ("Chair/000\u00e9", "non-ASCII"),
+    ],
+)
 def test_garbage_objects_are_exit_2_naming_the_id(tmp_path, invoke, params_file, name, value, says):
     res = invoke([name, "--params", params_file, "--cache", tmp_path / "cache", "--objects", value])
     line = one_line_error(res)
@@ -102,8 +143,15 @@ def test_garbage_objects_are_exit_2_naming_the_id(tmp_path, invoke, params_file,
 
 
 @pytest.mark.parametrize("name", ["ingest", "render"])
-@pytest.mark.parametrize("value, says", [("params.yaml", "is a file"), ("params.yaml/sub", "is a file"), ("", "empty path"),
-                                         ("nosuchfs://bucket/cache", "no file system for nosuchfs://")])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("params.yaml", "is a file"),
+        ("params.yaml/sub", "is a file"),
+        ("", "empty path"),
+        ("nosuchfs://bucket/cache", "no file system for nosuchfs://"),
+    ],
+)
 def test_a_cache_that_cannot_be_a_directory_is_exit_2(tmp_path, invoke, params_file, monkeypatch, name, value, says):
     monkeypatch.chdir(tmp_path)
     res = invoke([name, "--params", params_file, "--cache", value])
@@ -116,7 +164,10 @@ def test_objects_with_blanks_around_ids_select_them(tmp_path, run, params_file):
     cache = tmp_path / "cache"
     out = run(["ingest", "--params", params_file, "--cache", cache, "--objects", " 0001 , Chair/0003,"]).output
     assert "[ingest] Chair: 2 computed" in out
-    assert sorted(r["object"] for r in json.loads((cache / "ingest" / "Chair.zarr" / "manifest.json").read_text())) == ["Chair/0001", "Chair/0003"]
+    assert sorted(r["object"] for r in json.loads((cache / "ingest" / "Chair.zarr" / "manifest.json").read_text())) == [
+        "Chair/0001",
+        "Chair/0003",
+    ]
 
 
 def test_device_cuda_without_a_gpu_is_exit_2(tmp_path, invoke, params_file):
@@ -151,8 +202,13 @@ def test_an_unreachable_dask_scheduler_is_exit_2(tmp_path, run, invoke, params_f
 
 # -- side files ------------------------------------------------------------------------
 
-GARBAGE = {"not json": b"garbage{", "binary": b"\xff\xfe\x00", "a dict": b'{"a": 1}', "rows not objects": b'[1, 2, {"x": 1}]',
-           "a path as id": b'[{"object": "Chair/../../../tmp/evil", "split": "test", "source": "synthetic"}]'}
+GARBAGE = {
+    "not json": b"garbage{",
+    "binary": b"\xff\xfe\x00",
+    "a dict": b'{"a": 1}',
+    "rows not objects": b'[1, 2, {"x": 1}]',
+    "a path as id": b'[{"object": "Chair/../../../tmp/evil", "split": "test", "source": "synthetic"}]',
+}
 
 
 @pytest.mark.parametrize("kind", sorted(GARBAGE))
@@ -175,7 +231,9 @@ def test_a_damaged_manifest_fails_its_category_and_ingest_rebuilds_it(tmp_path, 
 
     with caplog.at_level("WARNING", logger="partstad"):
         out = run(["ingest", "--params", params, "--cache", cache]).output
-    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"[ingest] file {path}: ")][0].endswith("; writing a fresh one")
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"[ingest] file {path}: ")][0].endswith(
+        "; writing a fresh one"
+    )
     assert "[ingest] Chair: 0 computed, 5 up to date" in out
     assert json.loads(path.read_text()) == good
     out = run(["render", "--params", params, "--cache", cache, "--jobs", "1"]).output
@@ -208,11 +266,18 @@ def test_a_garbage_failures_file_is_replaced(tmp_path, run, params_file):
 def test_a_bad_splits_file_is_exit_2_naming_it(tmp_path, invoke, params_file, kind):
     root = tmp_path / "shapes"
     root.mkdir()
-    (root / "a.ply").write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
-                                "0 0 0\n1 0 0\n0 1 0\n")
+    (root / "a.ply").write_text(
+        "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0 0\n1 0 0\n0 1 0\n"
+    )
     splits = root / "splits.yaml"
-    {"folder": lambda: splits.mkdir(), "broken link": lambda: splits.symlink_to(tmp_path / "nowhere.yaml"),
-     "bad yaml": lambda: splits.write_text("a: [1\n"), "binary": lambda: splits.write_bytes(b"\xff\xfe\x00")}[kind]()
-    res = invoke(["ingest", "--params", params_file, "--cache", tmp_path / "cache", "--source", "files", "--root", root, "--category", "Chair"])
+    {
+        "folder": lambda: splits.mkdir(),
+        "broken link": lambda: splits.symlink_to(tmp_path / "nowhere.yaml"),
+        "bad yaml": lambda: splits.write_text("a: [1\n"),
+        "binary": lambda: splits.write_bytes(b"\xff\xfe\x00"),
+    }[kind]()
+    res = invoke(
+        ["ingest", "--params", params_file, "--cache", tmp_path / "cache", "--source", "files", "--root", root, "--category", "Chair"]
+    )
     assert res.exit_code == 2 and str(splits) in one_line_error(res)
     assert not (tmp_path / "cache").exists()

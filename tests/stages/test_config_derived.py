@@ -1,5 +1,6 @@
 """One definition per setting: the ``train`` and ``lift`` sections come from the pipeline
 dataclasses next to the maths (names, defaults, docs), with no hand mapping between them."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,17 +26,51 @@ def test_section_fields_are_the_dataclass_fields(dataclass_, model, extra):
 
 def test_train_section_gives_train_params_by_name():
     """Every params.yaml key reaches TrainParams under its own name (batch_size included)."""
-    sec = parse_config({"train": {"epochs": 7, "batch_size": 3, "lr": 0.002, "lr_null": 0.01, "weight_decay": 0.5, "tau": 2.0,
-                                  "seed": 9, "pos_enc": False, "absent_parts": "skip"}}).train
+    sec = parse_config(
+        {
+            "train": {
+                "epochs": 7,
+                "batch_size": 3,
+                "lr": 0.002,
+                "lr_null": 0.01,
+                "weight_decay": 0.5,
+                "tau": 2.0,
+                "seed": 9,
+                "pos_enc": False,
+                "absent_parts": "skip",
+            }
+        }
+    ).train
     tp = sec.params("cuda")
     assert isinstance(tp, TrainParams)
     assert (tp.epochs, tp.batch_size, tp.lr, tp.lr_null, tp.weight_decay, tp.tau, tp.seed, tp.pos_enc, tp.absent_parts, tp.device) == (
-        7, 3, 0.002, 0.01, 0.5, 2.0, 9, False, "skip", "cuda")
+        7,
+        3,
+        0.002,
+        0.01,
+        0.5,
+        2.0,
+        9,
+        False,
+        "skip",
+        "cuda",
+    )
     assert (tp.eps, tp.threads) == (TrainParams.eps, TrainParams.threads)
 
 
-@pytest.mark.parametrize("key, value", [("train.batch_size", 0), ("train.absent_parts", "drop"), ("train.seed", -1), ("train.tau", 1001.0),
-                                        ("train.batch", 2), ("train.device", "cuda"), ("lift.iou_gate", 1.0), ("lift.whole_object_thresh", 0.0)])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("train.batch_size", 0),
+        ("train.absent_parts", "drop"),
+        ("train.seed", -1),
+        ("train.tau", 1001.0),
+        ("train.batch", 2),
+        ("train.device", "cuda"),
+        ("lift.iou_gate", 1.0),
+        ("lift.whole_object_thresh", 0.0),
+    ],
+)
 def test_ranges_and_runtime_fields_are_refused(key, value):
     section, name = key.split(".")
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

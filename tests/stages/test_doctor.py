@@ -1,4 +1,5 @@
 """`partstad doctor`: packages, backends that will run, weights named in params that load (exit 1 if not)."""
+
 from __future__ import annotations
 
 import yaml
@@ -46,12 +47,26 @@ def test_doctor_warns_when_dvc_yaml_misses_a_category_of_params(tmp_path, invoke
     assert res.exit_code == 0 and "--   dvc.yaml               none in" in res.output
     write_params(tmp_path, ["Chair", "Bottle"])
     per_cat = lambda s, suffix=".zarr": [{f"cache/{s}/{c}{suffix}": {"persist": True}} for c in ("Chair", "Bottle")]  # noqa: E731
-    dvc = {"stages": {
-        "ingest": {"cmd": "partstad ingest", "params": ["categories", "data"], "outs": per_cat("ingest")},
-        "train": {"cmd": "partstad train", "outs": ["models/Chair", "models/Bottle"], "metrics": ["metrics/train/Chair.json", "metrics/train/Bottle.json"],
-                  "plots": [{"plots/train/Chair.csv": {"x": "epoch", "y": "val_miou"}}, {"plots/train/Bottle.csv": {"x": "epoch", "y": "val_miou"}}]},
-        "report": {"cmd": "partstad report", "deps": ["metrics/evaluate"], "outs": ["reports/index.html"], "metrics": ["metrics/summary.json"]},
-    }}
+    dvc = {
+        "stages": {
+            "ingest": {"cmd": "partstad ingest", "params": ["categories", "data"], "outs": per_cat("ingest")},
+            "train": {
+                "cmd": "partstad train",
+                "outs": ["models/Chair", "models/Bottle"],
+                "metrics": ["metrics/train/Chair.json", "metrics/train/Bottle.json"],
+                "plots": [
+                    {"plots/train/Chair.csv": {"x": "epoch", "y": "val_miou"}},
+                    {"plots/train/Bottle.csv": {"x": "epoch", "y": "val_miou"}},
+                ],
+            },
+            "report": {
+                "cmd": "partstad report",
+                "deps": ["metrics/evaluate"],
+                "outs": ["reports/index.html"],
+                "metrics": ["metrics/summary.json"],
+            },
+        }
+    }
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
     res = invoke(["doctor", "--no-load"])
     assert res.exit_code == 0, res.output

@@ -5,6 +5,7 @@ A missing code dep would let `dvc repro` call a changed stage "up to date"; the 
 keys would catch it inside the stage, but only if DVC runs the stage at all. A category
 missing from a stage's outs would be computed but neither tracked nor shared by DVC.
 """
+
 from __future__ import annotations
 
 from pathlib import PurePosixPath
@@ -87,11 +88,13 @@ def test_one_stage_per_step_with_the_outs_of_every_category():
             assert len(hits) == 1, f"{stage}: out {out} names no category of params.yaml (or several)"
             i = hits[0]
             cat = parts[i].split(".")[0]
-            pattern = "/".join(parts[:i] + ("{category}" + parts[i][len(cat):],) + parts[i + 1:])
+            pattern = "/".join(parts[:i] + ("{category}" + parts[i][len(cat) :],) + parts[i + 1 :])
             patterns.setdefault(pattern, []).append(cat)
         assert patterns, f"{stage}: no per-category outs"
         for pattern, cats in patterns.items():
-            assert cats == CATEGORIES, f"{stage}: {pattern} is listed for {cats}, params.yaml has {CATEGORIES} (run python tools/sync_dvc_deps.py)"
+            assert cats == CATEGORIES, (
+                f"{stage}: {pattern} is listed for {cats}, params.yaml has {CATEGORIES} (run python tools/sync_dvc_deps.py)"
+            )
 
 
 def test_generator_expands_the_categories_it_is_given():
@@ -113,8 +116,13 @@ def test_the_demo_params_load_no_weights_so_no_weights_deps():
 def test_real_backends_list_their_weights_as_deps_of_the_stages_that_load_them(tmp_path, write_params):
     mod = _tool()
     sam = tmp_path / "sam_vit_b.pth"
-    p = write_params(tmp_path, ["Bottle", "Kettle"], detect={"backend": "grounding_dino", "weights_dir": str(tmp_path / "gdino")},
-                     adapt={"enabled": True, "out_dir": "models/adapt"}, segment={"mode": "sam", "sam_checkpoint": str(sam)})
+    p = write_params(
+        tmp_path,
+        ["Bottle", "Kettle"],
+        detect={"backend": "grounding_dino", "weights_dir": str(tmp_path / "gdino")},
+        adapt={"enabled": True, "out_dir": "models/adapt"},
+        segment={"mode": "sam", "sam_checkpoint": str(sam)},
+    )
     stages = yaml.safe_load(mod.generate(params_path=p))["stages"]
     assert stages["detect"]["deps"][-3:] == [str(tmp_path / "gdino"), "models/adapt/Bottle", "models/adapt/Kettle"]
     assert stages["adapt_detector"]["deps"][-1] == str(tmp_path / "gdino")
@@ -122,8 +130,13 @@ def test_real_backends_list_their_weights_as_deps_of_the_stages_that_load_them(t
     for name in ("ingest", "render", "lift", "train", "evaluate"):
         assert not [d for d in stages[name]["deps"] if d.startswith((str(tmp_path), "models/adapt"))], name
     # a path inside the repository is written relative to it; adaptation off: no adapted dirs, no base for adapt_detector
-    p = write_params(tmp_path, ["Bottle"], name="rel.yaml", detect={"backend": "grounding_dino", "weights_dir": str(REPO_ROOT / "models" / "gdino")},
-                     adapt={"enabled": False})
+    p = write_params(
+        tmp_path,
+        ["Bottle"],
+        name="rel.yaml",
+        detect={"backend": "grounding_dino", "weights_dir": str(REPO_ROOT / "models" / "gdino")},
+        adapt={"enabled": False},
+    )
     stages = yaml.safe_load(mod.generate(params_path=p))["stages"]
     assert stages["detect"]["deps"][-1] == "models/gdino" and "models/adapt/Bottle" not in stages["detect"]["deps"]
     assert not [d for d in stages["adapt_detector"]["deps"] if "gdino" in d]
@@ -131,13 +144,18 @@ def test_real_backends_list_their_weights_as_deps_of_the_stages_that_load_them(t
 
 
 def test_a_hub_id_is_listed_as_its_snapshot_and_an_uncached_one_stops_the_tool(tmp_path, write_params, monkeypatch):
-    from tests.stages.test_hub_ids import REPO as HF_REPO, hf_cache
+    from tests.stages.test_hub_ids import REPO as HF_REPO
+    from tests.stages.test_hub_ids import hf_cache
 
     mod = _tool()
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    p = write_params(tmp_path, ["Bottle"], detect={"backend": "grounding_dino", "weights_dir": HF_REPO},
-                     segment={"mode": "sam", "sam_checkpoint": "sam_vit_b"})
+    p = write_params(
+        tmp_path,
+        ["Bottle"],
+        detect={"backend": "grounding_dino", "weights_dir": HF_REPO},
+        segment={"mode": "sam", "sam_checkpoint": "sam_vit_b"},
+    )
     with pytest.raises(SystemExit, match="models--IDEA-Research--grounding-dino-base"):
         mod.generate(params_path=p)
     snap = hf_cache(tmp_path / "hf")

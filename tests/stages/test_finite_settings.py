@@ -5,6 +5,7 @@ The schema walk (:func:`float_leaves`) visits every float of :class:`PipelineCon
 sections and containers (``render.views``, ``detect.oracle.fp_size``) included, so a float
 field added later without the finite check, or without a range, fails here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,9 @@ import math
 import re
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -89,8 +91,16 @@ LEAVES = sorted(float_leaves(), key=lambda leaf: leaf[0])
 
 def test_the_walk_finds_the_floats_in_nested_sections_and_containers():
     keys = {k for k, _, _ in LEAVES}
-    assert {"train.lr", "train.tau", "render.views", "detect.oracle.fp_size", "detect.pixels.sigma",
-            "segment.pixels.inside", "adapt.lr", "lift.iou_gate"} <= keys
+    assert {
+        "train.lr",
+        "train.tau",
+        "render.views",
+        "detect.oracle.fp_size",
+        "detect.pixels.sigma",
+        "segment.pixels.inside",
+        "adapt.lr",
+        "lift.iou_gate",
+    } <= keys
     assert len(keys) >= 40
 
 
@@ -125,16 +135,27 @@ def _has_range(tp: Any, info: Any) -> bool:
 @pytest.mark.parametrize("key", [k for k, _, _ in LEAVES])
 def test_every_float_setting_has_a_range_or_says_why_not(key):
     _, tp, info = next(leaf for leaf in LEAVES if leaf[0] == key)
-    assert _has_range(tp, info) or key in UNBOUNDED, f"{key}: give it a range (Field(ge=..., le=...)) or list it in UNBOUNDED with the reason"
+    assert _has_range(tp, info) or key in UNBOUNDED, (
+        f"{key}: give it a range (Field(ge=..., le=...)) or list it in UNBOUNDED with the reason"
+    )
 
 
-@pytest.mark.parametrize("key,value,words", [
-    ("train.lr", 2.0, "less than or equal to 1"), ("train.lr_null", 0.0, "greater than 0"), ("train.weight_decay", 5.0, "less than or equal to 1"),
-    ("train.tau", 1e39, "less than or equal to 1000"), ("detect.oracle.fp_size", [0.1, 3.0], "less than or equal to 1"),
-    ("detect.oracle.fp_rate", 1e19, "less than or equal to 1000"), ("detect.oracle.feat_noise", 1e6, "less than or equal to 1000"),
-    ("detect.pixels.temperature", 1e-9, "greater than or equal to 0.001"), ("detect.pixels.lr", 5.0, "less than or equal to 1"),
-    ("segment.pixels.sigma", 1e9, "less than or equal to 100"), ("adapt.weight_decay", 2.0, "less than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "key,value,words",
+    [
+        ("train.lr", 2.0, "less than or equal to 1"),
+        ("train.lr_null", 0.0, "greater than 0"),
+        ("train.weight_decay", 5.0, "less than or equal to 1"),
+        ("train.tau", 1e39, "less than or equal to 1000"),
+        ("detect.oracle.fp_size", [0.1, 3.0], "less than or equal to 1"),
+        ("detect.oracle.fp_rate", 1e19, "less than or equal to 1000"),
+        ("detect.oracle.feat_noise", 1e6, "less than or equal to 1000"),
+        ("detect.pixels.temperature", 1e-9, "greater than or equal to 0.001"),
+        ("detect.pixels.lr", 5.0, "less than or equal to 1"),
+        ("segment.pixels.sigma", 1e9, "less than or equal to 100"),
+        ("adapt.weight_decay", 2.0, "less than or equal to 1"),
+    ],
+)
 def test_ranges_of_the_settings_that_break_arithmetic(key, value, words):
     with pytest.raises(ConfigError) as err:
         parse_config(_nested(key, value), "params.yaml")
@@ -149,8 +170,17 @@ def test_defaults_and_paper_values_stay_valid():
 
 
 # -- the command line: exit 2, the key named, no traceback --------------------------------------
-@pytest.mark.parametrize("override", ["train.lr=1e999", "train.lr=.inf", "train.lr=nan", "detect.oracle.p_max=.nan",
-                                      "render.views=[[10, .inf]]", "detect.pixels.sigma=-.inf"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.lr=1e999",
+        "train.lr=.inf",
+        "train.lr=nan",
+        "detect.oracle.p_max=.nan",
+        "render.views=[[10, .inf]]",
+        "detect.pixels.sigma=-.inf",
+    ],
+)
 def test_a_non_finite_override_exits_2_naming_the_key(tmp_path, invoke, write_params, override):
     params = write_params(tmp_path)
     res = invoke(["params", "--params", params, "-S", override])
@@ -205,8 +235,23 @@ def _empty_result(tmp_path: Path, write_params, **sections: dict[str, Any]) -> t
 @pytest.mark.parametrize("backend,mode,component", [("oracle", "oracle", "detector (oracle"), ("pixels", "pixels", "detector (pixels")])
 def test_report_on_an_empty_result_of_a_simulated_run_says_simulated(tmp_path, run, write_params, backend, mode, component):
     params, metrics = _empty_result(tmp_path, write_params, detect={"backend": backend}, segment={"mode": mode})
-    run(["report", "--params", params, "--cache", tmp_path / "cache", "--metrics", metrics, "--plots", tmp_path / "plots",
-         "--out", tmp_path / "reports", "--studies", tmp_path / "none"])
+    run(
+        [
+            "report",
+            "--params",
+            params,
+            "--cache",
+            tmp_path / "cache",
+            "--metrics",
+            metrics,
+            "--plots",
+            tmp_path / "plots",
+            "--out",
+            tmp_path / "reports",
+            "--studies",
+            tmp_path / "none",
+        ]
+    )
     summary = json.loads((metrics / "summary.json").read_text())
     assert summary["simulated"] is True
     assert any(c.startswith(component) for c in summary["simulated_components"])
@@ -215,10 +260,30 @@ def test_report_on_an_empty_result_of_a_simulated_run_says_simulated(tmp_path, r
 
 
 def test_report_of_a_real_configuration_is_not_simulated(tmp_path, run, write_params):
-    params, metrics = _empty_result(tmp_path, write_params, data={"source": "files", "root": str(tmp_path)},
-                                    detect={"backend": "grounding_dino", "weights_dir": str(tmp_path)}, segment={"mode": "box"})
-    run(["report", "--params", params, "--cache", tmp_path / "cache", "--metrics", metrics, "--plots", tmp_path / "plots",
-         "--out", tmp_path / "reports", "--studies", tmp_path / "none"])
+    params, metrics = _empty_result(
+        tmp_path,
+        write_params,
+        data={"source": "files", "root": str(tmp_path)},
+        detect={"backend": "grounding_dino", "weights_dir": str(tmp_path)},
+        segment={"mode": "box"},
+    )
+    run(
+        [
+            "report",
+            "--params",
+            params,
+            "--cache",
+            tmp_path / "cache",
+            "--metrics",
+            metrics,
+            "--plots",
+            tmp_path / "plots",
+            "--out",
+            tmp_path / "reports",
+            "--studies",
+            tmp_path / "none",
+        ]
+    )
     summary = json.loads((metrics / "summary.json").read_text())
     assert summary["simulated"] is False and "simulated_components" not in summary
 
@@ -233,12 +298,20 @@ def test_report_refuses_a_metrics_file_that_is_not_an_object(tmp_path, invoke, w
 
 # -- training that goes non-finite replaces nothing ---------------------------------------------
 CHAIN = list(chain("lift"))
-TINY = dict(data={"n_points": 1500, "n_fewshot": 2, "n_val": 1, "n_test": 0}, render={"image_size": 64}, detect={"feat_dim": 32},
-            train={"epochs": 2})
+TINY = dict(
+    data={"n_points": 1500, "n_fewshot": 2, "n_val": 1, "n_test": 0},
+    render={"image_size": 64},
+    detect={"feat_dim": 32},
+    train={"epochs": 2},
+)
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock")
+    }
 
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
@@ -257,7 +330,9 @@ def test_training_that_goes_non_finite_keeps_the_previous_model(tmp_path, run, i
     assert "Chair/partstad.safetensors" in before["models"]
 
     real = train_stage.train_params
-    monkeypatch.setattr(train_stage, "train_params", lambda sec, device: real(sec, device).__class__(**{**vars(real(sec, device)), "lr": 1e30}))
+    monkeypatch.setattr(
+        train_stage, "train_params", lambda sec, device: real(sec, device).__class__(**{**vars(real(sec, device)), "lr": 1e30})
+    )
     res = invoke(["train", "--params", params, "--cache", cache, *outs])
     assert res.exit_code == 1, res.output
     line = next(ln for ln in res.output.splitlines() if "non-finite" in ln)

@@ -3,6 +3,7 @@
 A local Hugging Face cache (``models--org--name/blobs`` + ``snapshots/<rev>/`` symlinks +
 ``refs/main``) and a torch hub directory are built under tmp; nothing touches the network.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -108,7 +109,12 @@ def test_a_sam_name_must_match_the_model_type(tmp_path, write_params, invoke):
     res = invoke(["segment", "--params", p, "--cache", tmp_path / "cache"])
     assert res.exit_code == 2 and "sam_checkpoint sam_vit_l is a vit_l model but sam_model_type is vit_b" in res.output
     assert "Traceback" not in res.output
-    assert load_config(write_params(tmp_path, segment={"mode": "sam", "sam_checkpoint": "sam_vit_l", "sam_model_type": "vit_l"})).segment.sam_checkpoint == "sam_vit_l"
+    assert (
+        load_config(
+            write_params(tmp_path, segment={"mode": "sam", "sam_checkpoint": "sam_vit_l", "sam_model_type": "vit_l"})
+        ).segment.sam_checkpoint
+        == "sam_vit_l"
+    )
 
 
 def test_stages_refuse_uncached_ids_with_exit_2_before_touching_the_cache(offline, write_params, invoke):
@@ -162,5 +168,14 @@ def test_detect_runs_from_a_hub_id_and_records_the_id_not_the_cache_path(offline
     oid = det.object_ids()[0]
     assert det.attrs(oid)["weights"] == {"spec": REPO, "digest": dir_digest(snap)}
     rec = provenance(load_config(p), [])["weights"]
-    assert rec == [{"role": "detector", "setting": "detect.weights_dir", "spec": REPO, "path": str(snap), "source": "huggingface",
-                    "revision": REV, "digest": dir_digest(snap)}]
+    assert rec == [
+        {
+            "role": "detector",
+            "setting": "detect.weights_dir",
+            "spec": REPO,
+            "path": str(snap),
+            "source": "huggingface",
+            "revision": REV,
+            "digest": dir_digest(snap),
+        }
+    ]

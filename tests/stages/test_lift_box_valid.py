@@ -4,6 +4,7 @@ A lift result whose ``whole_object_valid`` says "no box is valid" gives PartSLIP
 that object (every point "no part"), which only happens if evaluate reads the stored array;
 a stored array of the wrong length fails that object alone, naming object and file.
 """
+
 from __future__ import annotations
 
 import json

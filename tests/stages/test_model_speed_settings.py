@@ -1,6 +1,7 @@
 """detect/segment ``batch_size`` and ``precision``: the batch size selects work only (same keys,
 same boxes), the autocast precision is a result setting (resolved per device into the keys,
 and only where a real model runs); bad values exit 2 naming the key."""
+
 from __future__ import annotations
 
 import shutil
@@ -16,7 +17,10 @@ from tests.tiny_gdino import save_tiny_gdino
 
 CAT = "Chair"
 PARTS = ["arm", "back", "leg", "seat", "wheel"]
-TINY = {"data": {"n_fewshot": 1, "n_val": 0, "n_test": 1, "n_points": 1500}, "render": {"image_size": 64, "views": [[10, 0], [40, 120], [20, 240]]}}
+TINY = {
+    "data": {"n_fewshot": 1, "n_val": 0, "n_test": 1, "n_points": 1500},
+    "render": {"image_size": 64, "views": [[10, 0], [40, 120], [20, 240]]},
+}
 GD = {"backend": "grounding_dino", "score_threshold": 0.0, "max_per_view": 10}
 
 
@@ -74,11 +78,15 @@ def test_precision_enters_the_keys_resolved_and_only_for_real_models(rendered):
     auto_cuda = _key(_params(rendered, "d_auto.yaml", detect={**gd, "precision": "auto"}), cache, "detect", device="cuda")
     bf16_cuda = _key(_params(rendered, "d_bf16.yaml", detect={**gd, "precision": "bf16"}), cache, "detect", device="cuda")
     assert auto_cuda == bf16_cuda != k["auto"]  # ... and bf16 on CUDA
-    oracle = [_key(_params(rendered, f"o_{p}.yaml", detect={"precision": p, "batch_size": b}), cache, "detect")
-              for p, b in (("fp32", 1), ("bf16", 7))]
+    oracle = [
+        _key(_params(rendered, f"o_{p}.yaml", detect={"precision": p, "batch_size": b}), cache, "detect")
+        for p, b in (("fp32", 1), ("bf16", 7))
+    ]
     assert oracle[0] == oracle[1]  # the simulated detector has no autocast
-    seg = [_key(_params(rendered, f"s_{p}.yaml", detect={**GD, "batch_size": 1}, segment={"mode": "box", "precision": p}), cache, "segment")
-           for p in ("fp32", "bf16")]
+    seg = [
+        _key(_params(rendered, f"s_{p}.yaml", detect={**GD, "batch_size": 1}, segment={"mode": "box", "precision": p}), cache, "segment")
+        for p in ("fp32", "bf16")
+    ]
     assert seg[0] == seg[1]  # rectangles: no model
     import torch
 
@@ -86,9 +94,19 @@ def test_precision_enters_the_keys_resolved_and_only_for_real_models(rendered):
 
     ck = rendered / "sam.pth"
     torch.save(build_tiny_sam(img_size=64, patch_size=8).state_dict(), ck)
-    sam = {p_b: _key(_params(rendered, f"sam_{p_b[0]}_{p_b[1]}.yaml", detect={**GD, "batch_size": 1},
-                             segment={"mode": "sam", "sam_checkpoint": str(ck), "precision": p_b[0], "batch_size": p_b[1]}), cache, "segment")
-           for p_b in (("fp32", 1), ("auto", 4), ("bf16", 1))}
+    sam = {
+        p_b: _key(
+            _params(
+                rendered,
+                f"sam_{p_b[0]}_{p_b[1]}.yaml",
+                detect={**GD, "batch_size": 1},
+                segment={"mode": "sam", "sam_checkpoint": str(ck), "precision": p_b[0], "batch_size": p_b[1]},
+            ),
+            cache,
+            "segment",
+        )
+        for p_b in (("fp32", 1), ("auto", 4), ("bf16", 1))
+    }
     assert sam[("fp32", 1)] == sam[("auto", 4)] != sam[("bf16", 1)]
 
 

@@ -4,6 +4,7 @@ Real `partstad` processes: the parent is killed with SIGKILL while its `--jobs` 
 dask's `processes` pool) are busy; every child it had (workers, multiprocessing's resource
 tracker) must be gone shortly after, and a rerun must finish the work.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,7 +77,9 @@ def reap(procs: list) -> None:
 
 def test_killing_a_jobs_2_run_leaves_no_worker_and_a_rerun_finishes(tmp_path, write_params):
     # enough work that both workers are still busy when the parent dies
-    params = write_params(tmp_path, ["Chair", "Bottle"], data={"n_points": 3000, "n_fewshot": 2, "n_val": 2, "n_test": 16}, render={"image_size": 160})
+    params = write_params(
+        tmp_path, ["Chair", "Bottle"], data={"n_points": 3000, "n_fewshot": 2, "n_val": 2, "n_test": 16}, render={"image_size": 160}
+    )
     cache = tmp_path / "cache"
     base = ["--params", str(params), "--cache", str(cache)]
     subprocess.run([*PARTSTAD, "ingest", *base], cwd=tmp_path, env=env(), check=True, capture_output=True)
@@ -119,8 +122,10 @@ def test_killing_a_run_on_the_processes_scheduler_leaves_no_worker(tmp_path):
 
 
 def test_a_worker_started_after_its_parent_died_exits_at_once():
-    code = ("import os, sys; from stages.parent_watch import die_with_parent, ORPHAN_EXIT; "
-            "die_with_parent(2**22 + 12345); sys.exit(0)")  # a pid that runs no process
+    code = (
+        "import os, sys; from stages.parent_watch import die_with_parent, ORPHAN_EXIT; "
+        "die_with_parent(2**22 + 12345); sys.exit(0)"
+    )  # a pid that runs no process
     res = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, timeout=60)
     from stages.parent_watch import ORPHAN_EXIT
 
@@ -128,7 +133,9 @@ def test_a_worker_started_after_its_parent_died_exits_at_once():
 
 
 def test_a_worker_whose_parent_lives_runs_its_own_initializer_and_goes_on():
-    code = ("import os, sys; from stages.parent_watch import die_with_parent; "
-            "die_with_parent(os.getppid(), (os.environ.__setitem__, 'X_INIT', 'ran')); print(os.environ['X_INIT'])")
+    code = (
+        "import os, sys; from stages.parent_watch import die_with_parent; "
+        "die_with_parent(os.getppid(), (os.environ.__setitem__, 'X_INIT', 'ran')); print(os.environ['X_INIT'])"
+    )
     res = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "ran", res.stderr

@@ -3,6 +3,7 @@
 
 Everything runs from a directory without params.yaml (packaged defaults + -S), in-process.
 """
+
 from __future__ import annotations
 
 import io
@@ -79,7 +80,18 @@ def test_predict_own_shapes_from_a_folder_without_params(work, tmp_path, invoke,
         ply = read_ply(base.with_suffix(".ply"))
         np.testing.assert_array_equal(ply.rgb, palette[sem + 1])
         side = json.loads(base.with_suffix(".json").read_text())
-        assert {"object", "category", "part_names", "colours", "semantic", "instance", "instances", "provenance", "files", "source_file"} <= set(side)
+        assert {
+            "object",
+            "category",
+            "part_names",
+            "colours",
+            "semantic",
+            "instance",
+            "instances",
+            "provenance",
+            "files",
+            "source_file",
+        } <= set(side)
         assert side["part_names"] == list(part_names(CAT)) and side["semantic"] == sem.tolist() and side["instance"] == ins.tolist()
         assert side["colours"]["unlabelled"] == palette[0].tolist() and side["colours"]["seat"] == palette[4].tolist()
         assert all(0.0 <= i["confidence"] <= 1.0 and i["n_points"] == int((ins == i["id"]).sum()) for i in side["instances"])
@@ -114,19 +126,30 @@ def test_predict_own_shapes_from_a_folder_without_params(work, tmp_path, invoke,
     res = invoke(["report", "--category", CAT, "--metrics", out / "metrics", "--plots", tmp_path / "none", "--out", tmp_path / "rep"])
     assert res.exit_code == 0, res.output
     html = (tmp_path / "rep" / "index.html").read_text()
-    assert "Simulated components produced these numbers" in html and "synthetic generator" not in html and "detector oracle; masks oracle" in html
+    assert (
+        "Simulated components produced these numbers" in html
+        and "synthetic generator" not in html
+        and "detector oracle; masks oracle" in html
+    )
 
 
 def test_provenance_says_simulated_exactly_when_a_simulated_component_ran():
     from stages.config import PipelineConfig, config_hash
     from stages.provenance import describe, provenance
 
-    real = PipelineConfig.model_validate({"detect": {"backend": "grounding_dino", "weights_dir": "/w/gdino"},
-                                          "segment": {"mode": "sam", "sam_checkpoint": "/w/sam_vit_b.pth"}, "data": {"source": "files"}})
+    real = PipelineConfig.model_validate(
+        {
+            "detect": {"backend": "grounding_dino", "weights_dir": "/w/gdino"},
+            "segment": {"mode": "sam", "sam_checkpoint": "/w/sam_vit_b.pth"},
+            "data": {"source": "files"},
+        }
+    )
     rec = provenance(real, [], {"dir": "models/Chair"})
     assert "simulated" not in json.dumps(rec).lower() and "simulated" not in describe(rec).lower()
     assert rec["detector"] == {"backend": "grounding_dino", "weights_dir": "/w/gdino"} and rec["sam"]["checkpoint"] == "/w/sam_vit_b.pth"
-    assert rec["params_hash"] == config_hash(real) and describe(rec) == "detector grounding_dino (/w/gdino); masks sam (vit_b, /w/sam_vit_b.pth); model models/Chair; params " + config_hash(real)
+    assert rec["params_hash"] == config_hash(real) and describe(
+        rec
+    ) == "detector grounding_dino (/w/gdino); masks sam (vit_b, /w/sam_vit_b.pth); model models/Chair; params " + config_hash(real)
     sim = provenance(PipelineConfig(), [DETECTOR])
     assert sim["simulated_components"] == [DETECTOR] and "simulated: detector" in describe(sim)
 
@@ -180,7 +203,9 @@ def test_own_category_with_part_names_and_splits_file(tmp_path, invoke, monkeypa
 
 def test_set_overrides_give_the_keys_of_the_same_params_file(tmp_path, invoke, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    res = invoke(["ingest", "--category", CAT, "-S", "data.n_points=400", "-S", "data.n_fewshot=1", "-S", "data.n_val=0", "-S", "data.n_test=0"])
+    res = invoke(
+        ["ingest", "--category", CAT, "-S", "data.n_points=400", "-S", "data.n_fewshot=1", "-S", "data.n_val=0", "-S", "data.n_test=0"]
+    )
     assert res.exit_code == 0, res.output
     by_set = CategoryStore("cache", "ingest", CAT).stored_fingerprint(f"{CAT}/0000")
     (tmp_path / "p.yaml").write_text("data:\n  n_points: 400\n  n_fewshot: 1\n  n_val: 0\n  n_test: 0\n")

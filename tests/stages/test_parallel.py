@@ -1,4 +1,5 @@
 """--jobs: categories side by side in worker processes give the same cache, output and exit codes."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,11 @@ CHAIN = list(chain("lift"))
 
 def digest_tree(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file (lock files aside)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock")
+    }
 
 
 def test_resolve_jobs_never_exceeds_categories_or_goes_below_one():
@@ -69,11 +73,30 @@ def test_train_and_evaluate_with_two_jobs_write_every_category(tmp_path, run, wr
     cache, models, metrics = tmp_path / "cache", tmp_path / "models", tmp_path / "metrics"
     for stage in CHAIN:
         run([stage, "--params", params, "--cache", cache])
-    out = run(["train", "--params", params, "--cache", cache, "--models", models, "--metrics", metrics, "--plots", tmp_path / "plots",
-               "--device", "cpu", "--jobs", "2"]).output
+    out = run(
+        [
+            "train",
+            "--params",
+            params,
+            "--cache",
+            cache,
+            "--models",
+            models,
+            "--metrics",
+            metrics,
+            "--plots",
+            tmp_path / "plots",
+            "--device",
+            "cpu",
+            "--jobs",
+            "2",
+        ]
+    ).output
     for cat in CATS:
         assert f"[train] {cat} partstad: best epoch" in out and (models / cat / "partstad.safetensors").is_file()
-    out = run(["evaluate", "--params", params, "--cache", cache, "--models", models, "--metrics", metrics, "--device", "cpu", "--jobs", "2"]).output
+    out = run(
+        ["evaluate", "--params", params, "--cache", cache, "--models", models, "--metrics", metrics, "--device", "cpu", "--jobs", "2"]
+    ).output
     for cat in CATS:
         m = json.loads((metrics / "evaluate" / f"{cat}.json").read_text())
         assert 0 <= m["methods"]["partstad"]["miou"] <= 100 and f"  {cat:18s} partstad" in out

@@ -5,6 +5,7 @@ every cached zip and model file must come out byte for byte the same.
 The "other machine" switches every SIMD choice it can: NumPy's dispatched kernels off, the
 OpenBLAS core of a 2004 CPU, torch's plain kernels, MKL without AVX, one thread.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,15 @@ OTHER_CPU: dict[str, str] = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
 }
-_KERNEL_VARS = ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "MKL_CBWR",
-                "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_KERNEL_VARS = (
+    "NPY_DISABLE_CPU_FEATURES",
+    "OPENBLAS_CORETYPE",
+    "ATEN_CPU_CAPABILITY",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+)
 
 
 def _partstad(args: list[str], cwd: Path, env_extra: dict[str, str]) -> None:
@@ -47,10 +55,12 @@ def _run_chain(root: Path, params: Path, env_extra: dict[str, str]) -> Path:
     root.mkdir()
     for stage in CHAIN:
         _partstad([stage, "--params", str(params), "--cache", "cache"], root, env_extra)
-    _partstad(["train", "--params", str(params), "--cache", "cache", "--models", "models",
-               "--metrics", "metrics", "--plots", "plots"], root, env_extra)
-    _partstad(["evaluate", "--params", str(params), "--cache", "cache", "--models", "models",
-               "--metrics", "metrics"], root, env_extra)
+    _partstad(
+        ["train", "--params", str(params), "--cache", "cache", "--models", "models", "--metrics", "metrics", "--plots", "plots"],
+        root,
+        env_extra,
+    )
+    _partstad(["evaluate", "--params", str(params), "--cache", "cache", "--models", "models", "--metrics", "metrics"], root, env_extra)
     return root
 
 
@@ -64,8 +74,9 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def two_machines(tmp_path_factory, write_params):
     base = tmp_path_factory.mktemp("portable")
-    params = write_params(base, ["Kettle"], data={"n_points": 4000, "n_fewshot": 2, "n_val": 1, "n_test": 1},
-                          render={"image_size": 96}, train={"epochs": 8})
+    params = write_params(
+        base, ["Kettle"], data={"n_points": 4000, "n_fewshot": 2, "n_val": 1, "n_test": 1}, render={"image_size": 96}, train={"epochs": 8}
+    )
     with ThreadPoolExecutor(2) as pool:
         a = pool.submit(_run_chain, base / "native", params, NATIVE)
         b = pool.submit(_run_chain, base / "other", params, OTHER_CPU)

@@ -3,6 +3,7 @@ with ``detect.backend: pixels`` and ``segment.mode: pixels`` run natively and as
 machine" (the kernel switches of tests/stages/test_portable_bytes.py), and every cached zip
 must come out byte for byte the same (the few-shot classifier's fit included: it decides
 every label, score and feature)."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +22,14 @@ def _run(root: Path, params: Path, env: dict[str, str]) -> dict[str, bytes]:
 
 
 def test_pixels_detect_and_segment_are_byte_identical_under_other_kernels(tmp_path, write_params):
-    params = write_params(tmp_path, ["Kettle"], data={"n_points": 4000, "n_fewshot": 2, "n_val": 1, "n_test": 1},
-                          render={"image_size": 96}, detect={"backend": "pixels", "pixels": {"steps": 60, "hidden": 128}},
-                          segment={"mode": "pixels"})
+    params = write_params(
+        tmp_path,
+        ["Kettle"],
+        data={"n_points": 4000, "n_fewshot": 2, "n_val": 1, "n_test": 1},
+        render={"image_size": 96},
+        detect={"backend": "pixels", "pixels": {"steps": 60, "hidden": 128}},
+        segment={"mode": "pixels"},
+    )
     with ThreadPoolExecutor(2) as pool:
         a = pool.submit(_run, tmp_path / "native", params, NATIVE)
         b = pool.submit(_run, tmp_path / "other", params, OTHER_CPU)

@@ -5,6 +5,7 @@ A tiny dataset (2 few-shot + 2 test synthetic chairs) is run through every stage
 evaluated once; predictions then use stems of that dataset (``0003``) and labelled shapes,
 and the dataset's stores and the next `evaluate` must not move by one byte or one object.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,14 +27,29 @@ from stages.store import CategoryStore  # noqa: E402
 CAT = "Chair"
 N = 1000
 TINY = ["-S", "render.image_size=64", "-S", "render.views=[[10, 0], [10, 120], [10, 240]]", "-S", f"data.n_points={N}"]
-DATA = [*TINY, "-S", "data.n_fewshot=2", "-S", "data.n_val=0", "-S", "data.n_test=2", "-S", "train.epochs=2", "-S", "train.ablation_boxes=false"]
+DATA = [
+    *TINY,
+    "-S",
+    "data.n_fewshot=2",
+    "-S",
+    "data.n_val=0",
+    "-S",
+    "data.n_test=2",
+    "-S",
+    "train.epochs=2",
+    "-S",
+    "train.ablation_boxes=false",
+]
 STAGES = chain("evaluate")
 
 
 def snapshot(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under root, predict's namespace and lock files aside."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.endswith(".lock") and p.relative_to(root).parts[0] != "predict"}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock") and p.relative_to(root).parts[0] != "predict"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +85,9 @@ def test_colliding_and_labelled_shapes_never_touch_the_dataset(dataset, tmp_path
     monkeypatch.chdir(dataset)
     before = snapshot(dataset / "cache")
     counted = metrics(dataset / "metrics" / "evaluate" / f"{CAT}.json")
-    assert counted["n_test"] == 2 and "Chair/0003" in {r["object"] for r in json.loads((dataset / "cache/ingest/Chair.zarr/manifest.json").read_text())}
+    assert counted["n_test"] == 2 and "Chair/0003" in {
+        r["object"] for r in json.loads((dataset / "cache/ingest/Chair.zarr/manifest.json").read_text())
+    }
     shapes = tmp_path / "shapes"
     mine = labelled_shape(shapes, "0003")  # the stem of a dataset test shape
     labelled_shape(shapes, "mine", seed=1)  # a labelled shape of a new stem

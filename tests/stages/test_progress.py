@@ -1,4 +1,5 @@
 """Progress in a log (not a terminal): timed lines with count, rate and ETA; a bar on a terminal."""
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """Stage runner: skip/resume/rewrite, per-object failures, schedulers."""
+
 import json
 
 import numpy as np

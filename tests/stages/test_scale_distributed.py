@@ -2,6 +2,7 @@
 lost workers and flaky exceptions are retried; GPU stages ask for a ``GPU`` worker resource;
 ``file://`` and fsspec cache roots work.
 """
+
 from __future__ import annotations
 
 import json
@@ -126,10 +127,20 @@ def test_lost_worker_is_retried_and_a_killer_object_fails_alone(tmp_path, cluste
 def test_exceptions_are_retried_on_the_cluster(tmp_path):
     cache = _src(tmp_path, 3)
     ids = [f"Chair/{i}" for i in range(3)]
-    rep = run_stage(_ctx(cache, tmp_path), ids, flaky_work, keys=trusted(_ctx(cache, tmp_path), ["src"], "1"), scheduler="local:2", retries=1)
+    rep = run_stage(
+        _ctx(cache, tmp_path), ids, flaky_work, keys=trusted(_ctx(cache, tmp_path), ["src"], "1"), scheduler="local:2", retries=1
+    )
     assert sorted(rep.done) == ids and rep.failed == []
     (tmp_path / "m2").mkdir()
-    rep = run_stage(_ctx(cache, tmp_path / "m2"), ids, flaky_work, keys=trusted(_ctx(cache, tmp_path / "m2"), ["src"], "1"), scheduler="local:2", retries=0, force=True)
+    rep = run_stage(
+        _ctx(cache, tmp_path / "m2"),
+        ids,
+        flaky_work,
+        keys=trusted(_ctx(cache, tmp_path / "m2"), ["src"], "1"),
+        scheduler="local:2",
+        retries=0,
+        force=True,
+    )
     assert rep.done == [] and {f["object"] for f in rep.failed} == set(ids)
     assert all("transient network hiccup" in f["error"] and f["type"] == "OSError" for f in rep.failed)
 
@@ -139,11 +150,24 @@ def test_gpu_tasks_need_a_gpu_worker(tmp_path, cluster):
     cache = _src(tmp_path, 2)
     ids = ["Chair/0", "Chair/1"]
     with pytest.raises(ClusterResourceError, match="--resources GPU=1"):
-        run_stage(_ctx(cache, tmp_path), ids, crash_once_work, keys=trusted(_ctx(cache, tmp_path), ["src"], "1"), scheduler=cluster.scheduler_address, resources={"GPU": 1})
+        run_stage(
+            _ctx(cache, tmp_path),
+            ids,
+            crash_once_work,
+            keys=trusted(_ctx(cache, tmp_path), ["src"], "1"),
+            scheduler=cluster.scheduler_address,
+            resources={"GPU": 1},
+        )
     # local:N workers offer the requested resource, so GPU stages run there
     (tmp_path / "m").mkdir()
-    rep = run_stage(_ctx(cache, tmp_path / "m"), ids, crash_once_work, keys=trusted(_ctx(cache, tmp_path / "m"), ["src"], "1"), scheduler="local:1",
-                    resources=lambda ctx: {"GPU": 1} if ctx.section()["scale"] else None)
+    rep = run_stage(
+        _ctx(cache, tmp_path / "m"),
+        ids,
+        crash_once_work,
+        keys=trusted(_ctx(cache, tmp_path / "m"), ["src"], "1"),
+        scheduler="local:1",
+        resources=lambda ctx: {"GPU": 1} if ctx.section()["scale"] else None,
+    )
     assert sorted(rep.done) == ids
 
 
@@ -167,7 +191,13 @@ def test_gpu_resources_only_for_real_models_on_cuda():
 def test_file_url_root_is_the_local_directory(tmp_path, cluster):
     cache = _src(tmp_path / "c", 2)
     url = f"file://{cache}"
-    rep = run_stage(_ctx(url, tmp_path), ["Chair/0", "Chair/1"], flaky_work, keys=trusted(_ctx(url, tmp_path), ["src"], "1"), scheduler=cluster.scheduler_address)
+    rep = run_stage(
+        _ctx(url, tmp_path),
+        ["Chair/0", "Chair/1"],
+        flaky_work,
+        keys=trusted(_ctx(url, tmp_path), ["src"], "1"),
+        scheduler=cluster.scheduler_address,
+    )
     assert sorted(rep.done) == ["Chair/0", "Chair/1"]
     st = CategoryStore(cache, "sq", "Chair")  # the same store through the plain path
     assert st.is_complete("Chair/1") and st.read("Chair/1", "y").tolist() == [2.0, 4.0, 6.0, 8.0, 10.0]
@@ -186,7 +216,9 @@ def test_fsspec_root_with_side_files_and_resume():
             src.write_object(f"Chair/{i}", {"x": np.full(4, float(i), np.float32)}, {}, f"s{i}")
         ctx = StageContext("sq", "Chair", root, {"sq": {"scale": 3.0}}, runtime={"marker_dir": "/nonexistent"})
         ids = ["Chair/0", "Chair/1", "Chair/2", "Chair/7"]
-        rep = run_stage(ctx, ids, lambda c, o: ({"y": c.store("src").read(o, "x") * 3}, {}), keys=trusted(ctx, ["src"], "1"), scheduler="threads")
+        rep = run_stage(
+            ctx, ids, lambda c, o: ({"y": c.store("src").read(o, "x") * 3}, {}), keys=trusted(ctx, ["src"], "1"), scheduler="threads"
+        )
         assert sorted(rep.done) == ids[:3] and [f["object"] for f in rep.failed] == ["Chair/7"]
         fails = ctx.store().read_json("failures.json")
         assert fails["failed"][0]["object"] == "Chair/7" and "memory://scale-test/src/Chair.zarr" in fails["failed"][0]["error"]

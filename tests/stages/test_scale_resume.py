@@ -1,6 +1,7 @@
 """Resume: a stage killed with SIGKILL leaves only fully readable complete groups, and the
 rerun computes exactly the missing objects; a param change re-runs only what it affects.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,14 @@ def test_killed_render_resumes_with_only_missing_objects(tmp_path, run, write_pa
     cache = tmp_path / "cache"
     run(["ingest", "--params", params, "--cache", cache])
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.Popen(["partstad", "render", "--params", str(params), "--cache", str(cache)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["partstad", "render", "--params", str(params), "--cache", str(cache)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     store_dir = cache / "render" / "Chair.zarr"
     deadline = time.monotonic() + 120
     while len(complete_groups(store_dir)) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -100,12 +107,28 @@ def test_param_change_reruns_only_affected_stages_and_objects(tmp_path, run, run
     # superpoints.reg changes: superpoints and lift (its downstream) recompute, nothing else
     params = write_params(tmp_path, **tiny, superpoints={"reg": 0.2})
     counts = {s: _summary(run([s, "--params", params, "--cache", cache]).output, s) for s in chain}
-    assert counts == {"ingest": (0, 5), "render": (0, 5), "visibility": (0, 5), "superpoints": (5, 0), "detect": (0, 5), "segment": (0, 5), "lift": (5, 0)}
+    assert counts == {
+        "ingest": (0, 5),
+        "render": (0, 5),
+        "visibility": (0, 5),
+        "superpoints": (5, 0),
+        "detect": (0, 5),
+        "segment": (0, 5),
+        "lift": (5, 0),
+    }
 
     # segment.boundary_noise changes: segment and lift only
     params = write_params(tmp_path, **tiny, superpoints={"reg": 0.2}, segment={"boundary_noise": 0.1})
     counts = {s: _summary(run([s, "--params", params, "--cache", cache]).output, s) for s in chain}
-    assert counts == {"ingest": (0, 5), "render": (0, 5), "visibility": (0, 5), "superpoints": (0, 5), "detect": (0, 5), "segment": (5, 0), "lift": (5, 0)}
+    assert counts == {
+        "ingest": (0, 5),
+        "render": (0, 5),
+        "visibility": (0, 5),
+        "superpoints": (0, 5),
+        "detect": (0, 5),
+        "segment": (5, 0),
+        "lift": (5, 0),
+    }
 
     # an upstream result whose stored key no longer matches its config/code/upstreams is stale:
     # segment refuses that one object (keeping its previous result) and names the stage to re-run

@@ -3,6 +3,7 @@ object and the file (recorded in failures.json, the other objects complete) or a
 never a silent wrong result and never a crash of the whole stage. Model files are loaded
 without running code from them.
 """
+
 from __future__ import annotations
 
 import json
@@ -101,7 +102,9 @@ def test_corrupt_chunks_of_an_upstream_array_fail_only_their_objects(work, run, 
     for oid, msg in fails.items():
         assert f"object {oid}" in msg and f"render/Chair.zarr/{oid.split('/')[1]}.zip/pix2pt" in msg, msg
     assert "corrupt" in fails["Chair/0001"] and "corrupt" in fails["Chair/0002"]
-    assert re.search(r"array 'pix2pt' is incomplete: \d+ of 10 chunks present \(shard file missing or damaged\)", fails["Chair/0003"]), fails["Chair/0003"]
+    assert re.search(r"array 'pix2pt' is incomplete: \d+ of 10 chunks present \(shard file missing or damaged\)", fails["Chair/0003"]), (
+        fails["Chair/0003"]
+    )
     vis = _store(work, "visibility")
     # the failed objects keep their previous (complete, readable) result; the others were rewritten
     assert vis.object_ids() == ALL
@@ -143,7 +146,11 @@ def test_missing_upstream_object_and_unreadable_group_metadata(work, run_failing
     out = run_failing(_args(work, "visibility")).output
     assert "[visibility] Chair: 1 computed, 2 up to date, 2 failed" in out
     fails = _failures(work, "visibility")
-    assert "object Chair/0002" in fails["Chair/0002"] and "upstream stage 'render'" in fails["Chair/0002"] and "render/Chair.zarr" in fails["Chair/0002"]
+    assert (
+        "object Chair/0002" in fails["Chair/0002"]
+        and "upstream stage 'render'" in fails["Chair/0002"]
+        and "render/Chair.zarr" in fails["Chair/0002"]
+    )
     assert "object Chair/0004" in fails["Chair/0004"] and "render/Chair.zarr/0004.zip" in fails["Chair/0004"]
     # the failed objects keep their previous results; the unreadable one was recomputed
     assert _store(work, "visibility").object_ids() == ALL
@@ -165,16 +172,38 @@ def test_nan_detector_features_are_rejected_by_train_and_evaluate(work, run_fail
         _rewrite(work, "detect", oid, feat=feat)
     weights = work / "models" / "Chair" / "partstad.safetensors"
     old_weights = weights.read_bytes()
-    train_args = ["train", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models",
-                  "--metrics", work / "metrics", "--plots", work / "plots"]
+    train_args = [
+        "train",
+        "--params",
+        work / "params.yaml",
+        "--cache",
+        work / "cache",
+        "--models",
+        work / "models",
+        "--metrics",
+        work / "metrics",
+        "--plots",
+        work / "plots",
+    ]
     out = run_failing(train_args).output
     assert "[train] Chair partstad:" in out
     assert "SKIPPED Chair/0001" in out and "1 object(s) could not be used for training" in out
     skipped = {s["object"]: s["error"] for s in json.loads((work / "metrics" / "train" / "Chair.json").read_text())["skipped"]}
     assert list(skipped) == ["Chair/0001"] and "NaN" in skipped["Chair/0001"] and "detect/Chair.zarr/0001.zip/feat" in skipped["Chair/0001"]
     assert weights.read_bytes() != old_weights  # the model was still retrained, without Chair/0001
-    out = run_failing(["evaluate", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models",
-                       "--metrics", work / "metrics"]).output
+    out = run_failing(
+        [
+            "evaluate",
+            "--params",
+            work / "params.yaml",
+            "--cache",
+            work / "cache",
+            "--models",
+            work / "models",
+            "--metrics",
+            work / "metrics",
+        ]
+    ).output
     assert "[evaluate] Chair: 2 computed, 0 up to date, 1 failed" in out  # test 0004 + val 0002 (for method auto)
     fails = _failures(work, "evaluate")
     assert list(fails) == ["Chair/0003"] and "NaN" in fails["Chair/0003"] and "detect/Chair.zarr/0003.zip/feat" in fails["Chair/0003"]
@@ -194,7 +223,10 @@ def test_masks_of_the_wrong_shape_are_rejected_by_lift(work, run_failing):
     fails = _failures(work, "lift")
     assert set(fails) == {"Chair/0001", "Chair/0002"}
     b1, b2 = len(m1), len(m2)
-    assert f"shape ({b1}, 32, 32), expected ({b1}, 64, 64)" in fails["Chair/0001"] and "segment/Chair.zarr/0001.zip/mask" in fails["Chair/0001"]
+    assert (
+        f"shape ({b1}, 32, 32), expected ({b1}, 64, 64)" in fails["Chair/0001"]
+        and "segment/Chair.zarr/0001.zip/mask" in fails["Chair/0001"]
+    )
     # one mask too many: the counts of segment and detect disagree before any mask is read
     assert f"the segment result has {b2 + 1} boxes but the detect result has {b2}" in fails["Chair/0002"]
     assert "object Chair/0002" in fails["Chair/0002"] and "segment/Chair.zarr/0002.zip" in fails["Chair/0002"]
@@ -252,7 +284,19 @@ def test_pickle_bearing_weight_files_are_refused(work, invoke, tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - safetensors refuses anything but its own format
         load_weights(_evil_file(tmp_path / "net.safetensors", marker))
     _evil_file(work / "models" / "Chair" / "partstad.safetensors", marker)
-    res = invoke(["evaluate", "--params", work / "params.yaml", "--cache", work / "cache", "--models", work / "models", "--metrics", work / "metrics"])
+    res = invoke(
+        [
+            "evaluate",
+            "--params",
+            work / "params.yaml",
+            "--cache",
+            work / "cache",
+            "--models",
+            work / "models",
+            "--metrics",
+            work / "metrics",
+        ]
+    )
     assert res.exit_code == 2, res.output  # an unusable weights file is a user mistake: exit 2 before any object
     assert "cannot load trained weights" in res.output and "models/Chair/partstad.safetensors" in res.output
     # refused before any object: no evaluate store, no metrics
@@ -270,10 +314,20 @@ def test_grounding_dino_accepts_only_safetensors(tmp_path):
     d.mkdir()
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "leg"]
     BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(d)
-    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic", out_features=["stage2", "stage3", "stage4"])
-    GroundingDinoConfig(backbone_config=backbone, text_config=BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2),
-                        d_model=32, num_queries=10, encoder_layers=1, decoder_layers=1).save_pretrained(d)
-    (d / "preprocessor_config.json").write_text(json.dumps({"image_processor_type": "GroundingDinoImageProcessor", "size": {"shortest_edge": 64, "longest_edge": 64}}))
+    backbone = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic", out_features=["stage2", "stage3", "stage4"]
+    )
+    GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2),
+        d_model=32,
+        num_queries=10,
+        encoder_layers=1,
+        decoder_layers=1,
+    ).save_pretrained(d)
+    (d / "preprocessor_config.json").write_text(
+        json.dumps({"image_processor_type": "GroundingDinoImageProcessor", "size": {"shortest_edge": 64, "longest_edge": 64}})
+    )
     marker = tmp_path / "code-ran"
     _evil_file(d / "pytorch_model.bin", marker)
     with pytest.raises(DetectorWeightsNotFoundError, match="safetensors"):

@@ -3,6 +3,7 @@
 nothing (a `partstad` stand-in on the PATH proves no stage body ran). With a hard-link
 DVC cache, a later stage rewrite leaves the cached files intact.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,12 +30,17 @@ def dvc_yaml(categories: tuple[str, ...] = ("Chair",)) -> dict:
     """The project's dvc.yaml shape (one stage per step, persist Zarr outs per category), three stages (stage table rows)."""
     ups = {s: list(ROWS[s].reads) for s in STAGES}
     params = {s: ["categories", *ROWS[s].sections] for s in STAGES}
-    return {"stages": {s: {
-        "cmd": f"partstad {s}",
-        **({"deps": [f"cache/{u}/{c}.zarr" for u in ups[s] for c in categories]} if ups[s] else {}),
-        "params": params[s],
-        "outs": [{f"cache/{s}/{c}.zarr": {"persist": True}} for c in categories],
-    } for s in STAGES}}
+    return {
+        "stages": {
+            s: {
+                "cmd": f"partstad {s}",
+                **({"deps": [f"cache/{u}/{c}.zarr" for u in ups[s] for c in categories]} if ups[s] else {}),
+                "params": params[s],
+                "outs": [{f"cache/{s}/{c}.zarr": {"persist": True}} for c in categories],
+            }
+            for s in STAGES
+        }
+    }
 
 
 def set_param(repo: Path, section: str, key: str, value) -> None:
@@ -50,8 +56,15 @@ def sh(args: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 
 def test_repro_pull_restores_a_teammates_results_without_recomputing(tmp_path, write_params):
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+    }
     env.pop("PYTHONPATH", None)  # `partstad` comes from the venv, as for a user
     producer, consumer, remote = tmp_path / "producer", tmp_path / "consumer", tmp_path / "remote"
     producer.mkdir()
@@ -79,7 +92,7 @@ def test_repro_pull_restores_a_teammates_results_without_recomputing(tmp_path, w
     # a stand-in `partstad` first on the PATH: any stage body that runs leaves a marker and fails
     fake_bin = tmp_path / "fake-bin"
     fake_bin.mkdir()
-    (fake_bin / "partstad").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'ran.txt'}\nexit 1\n")
+    (fake_bin / "partstad").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "ran.txt"}\nexit 1\n')
     (fake_bin / "partstad").chmod(0o755)
     no_partstad = {**env, "PATH": f"{fake_bin}{os.pathsep}{env['PATH']}"}
     out = sh(["dvc", "repro", "--pull"], consumer, no_partstad)

@@ -1,5 +1,6 @@
 """`partstad adapt-detector` through the CLI: skip mode, bad params, no shapes, and the adapted
 weights flowing through `partstad detect` (same arrays and dtypes, new cache key)."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,10 @@ VIEWS = [[10, 0], [10, 120], [40, 240]]
 
 
 def _params(write_params, tmp: Path, **over):
-    base = {"adapt": {"out_dir": str(tmp / "models" / "adapt"), "epochs": 1, "batch_size": 2, "lr": 1e-3, "trainable": "all"},
-            "render": {"image_size": 96, "views": VIEWS}}
+    base = {
+        "adapt": {"out_dir": str(tmp / "models" / "adapt"), "epochs": 1, "batch_size": 2, "lr": 1e-3, "trainable": "all"},
+        "render": {"image_size": 96, "views": VIEWS},
+    }
     for k, v in over.items():
         base[k] = {**base.get(k, {}), **v}
     return write_params(tmp, [CAT], **base)
@@ -60,8 +63,12 @@ def rendered(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("adapt_stage")
     weights = save_tiny_gdino(tmp / "base", PARTS, image_size=96)
-    p = _params(write_params, tmp, data={"n_fewshot": 2, "n_val": 1, "n_test": 1, "n_points": 2000},
-                detect={"backend": "grounding_dino", "weights_dir": str(weights), "score_threshold": 0.0, "max_per_view": 10})
+    p = _params(
+        write_params,
+        tmp,
+        data={"n_fewshot": 2, "n_val": 1, "n_test": 1, "n_points": 2000},
+        detect={"backend": "grounding_dino", "weights_dir": str(weights), "score_threshold": 0.0, "max_per_view": 10},
+    )
     run(["ingest", "--params", p, "--cache", tmp / "cache"])
     run(["render", "--params", p, "--cache", tmp / "cache"])
     return tmp, p, weights
@@ -93,9 +100,16 @@ def test_adapted_weights_flow_through_detect(rendered, run, write_params):
     res = run(["adapt-detector", "--params", on, "--cache", cache, "--metrics", tmp / "metrics", "--device", "cpu"])
     assert "AP50" in res.output
     out = tmp / "models" / "adapt" / CAT
-    assert {"config.json", "model.safetensors", "adapt.json", "tokenizer_config.json", "processor_config.json"} <= {x.name for x in out.iterdir()}
+    assert {"config.json", "model.safetensors", "adapt.json", "tokenizer_config.json", "processor_config.json"} <= {
+        x.name for x in out.iterdir()
+    }
     rec = json.loads((out / "adapt.json").read_text())
-    assert rec["adapt_config"]["enabled"] is True and rec["part_names"] == PARTS and rec["base_weights_dir"] == str(weights) and rec["base_weights_spec"] == str(weights)
+    assert (
+        rec["adapt_config"]["enabled"] is True
+        and rec["part_names"] == PARTS
+        and rec["base_weights_dir"] == str(weights)
+        and rec["base_weights_spec"] == str(weights)
+    )
     m = json.loads((tmp / "metrics" / "adapt" / f"{CAT}.json").read_text())
     assert len(m["ap50_per_epoch"]) == 2 and m["selection"] == "val" and m["n_train_views"] >= 4 and m["n_select_views"] >= 1
     assert set(m["per_part_chosen"]) == set(PARTS) and m["seconds_per_epoch_per_view"] > 0

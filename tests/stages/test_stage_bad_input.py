@@ -1,5 +1,6 @@
 """Bad inputs through the real CLI: each bad object is recorded and skipped, the rest completes,
 and the command exits 1 (0 with --keep-going) so that a partial result is never mistaken for a whole one."""
+
 from __future__ import annotations
 
 import json
@@ -137,7 +138,21 @@ def test_partnete_bad_objects_are_recorded_and_skipped(tmp_path, partnete_root, 
 
 def test_unknown_category_is_a_usage_error(tmp_path, partnete_root, invoke, write_params):
     params = write_params(tmp_path)
-    res = invoke(["ingest", "--params", params, "--cache", tmp_path / "cache", "--source", "partnete", "--root", partnete_root["root"], "--category", "chair"])
+    res = invoke(
+        [
+            "ingest",
+            "--params",
+            params,
+            "--cache",
+            tmp_path / "cache",
+            "--source",
+            "partnete",
+            "--root",
+            partnete_root["root"],
+            "--category",
+            "chair",
+        ]
+    )
     assert res.exit_code == 2
     assert "--category: unknown PartNetE category 'chair'" in res.output and "did you mean Chair" in res.output
     assert not (tmp_path / "cache").exists()
@@ -185,7 +200,9 @@ def test_zero_boxes_flow_through(tmp_path, run, run_failing, write_params):
     """One few-shot and one test shape get no boxes at all; then every shape gets none."""
     small = {"n_points": 1500}
     params = write_params(tmp_path, data=small)
-    no_boxes = write_params(tmp_path, name="params_noboxes.yaml", data=small, detect={"oracle": {"p_max": 0.0, "fp_rate": 0.0, "whole_object_prob": 0.0}})
+    no_boxes = write_params(
+        tmp_path, name="params_noboxes.yaml", data=small, detect={"oracle": {"p_max": 0.0, "fp_rate": 0.0, "whole_object_prob": 0.0}}
+    )
     cache, models, metrics, plots = (tmp_path / d for d in ("cache", "models", "metrics", "plots"))
     out_opts = ["--models", models, "--metrics", metrics, "--device", "cpu"]
     c = ["--cache", cache]
@@ -238,18 +255,37 @@ def test_zero_boxes_flow_through(tmp_path, run, run_failing, write_params):
         assert (ev.read("Chair/0004", f"sem_{method}") == -1).all()
 
 
-CABINET_TREE = [{
-    "id": 0, "name": "storage_furniture", "children": [{
-        "id": 1, "name": "cabinet", "children": [
-            {"id": 2, "name": "cabinet_frame", "children": [{"id": 3, "name": "vertical_side_panel", "objs": ["p3"]}]},
-            {"id": 4, "name": "cabinet_door", "children": [
-                {"id": 5, "name": "cabinet_door_surface", "objs": ["p5"]},
-                {"id": 6, "name": "handle", "objs": ["p6"]}]},
-            {"id": 7, "name": "drawer", "children": [
-                {"id": 10, "name": "drawer_box", "children": [{"id": 8, "name": "drawer_front", "objs": ["p8"]}]},
-                {"id": 9, "name": "handle", "objs": ["p9"]}]},
-        ]}],
-}]
+CABINET_TREE = [
+    {
+        "id": 0,
+        "name": "storage_furniture",
+        "children": [
+            {
+                "id": 1,
+                "name": "cabinet",
+                "children": [
+                    {"id": 2, "name": "cabinet_frame", "children": [{"id": 3, "name": "vertical_side_panel", "objs": ["p3"]}]},
+                    {
+                        "id": 4,
+                        "name": "cabinet_door",
+                        "children": [
+                            {"id": 5, "name": "cabinet_door_surface", "objs": ["p5"]},
+                            {"id": 6, "name": "handle", "objs": ["p6"]},
+                        ],
+                    },
+                    {
+                        "id": 7,
+                        "name": "drawer",
+                        "children": [
+                            {"id": 10, "name": "drawer_box", "children": [{"id": 8, "name": "drawer_front", "objs": ["p8"]}]},
+                            {"id": 9, "name": "handle", "objs": ["p9"]},
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+]
 
 
 def _write_mobility(d: Path, cat: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -366,8 +402,13 @@ def test_unlabelled_shapes_get_predictions_only(tmp_path, run, run_failing, writ
     weights = tmp_path / "gdino"
     weights.mkdir()
     oracle = write_params(tmp_path, name="oracle.yaml", data={"source": "partnete", "root": str(root)})
-    params = write_params(tmp_path, data={"source": "partnete", "root": str(root)}, detect={"backend": "grounding_dino", "weights_dir": str(weights)},
-                          segment={"mode": "box"}, train={"ablation_boxes": False})
+    params = write_params(
+        tmp_path,
+        data={"source": "partnete", "root": str(root)},
+        detect={"backend": "grounding_dino", "weights_dir": str(weights)},
+        segment={"mode": "box"},
+        train={"ablation_boxes": False},
+    )
     cache, models, metrics, exports = (tmp_path / d for d in ("cache", "models", "metrics", "exports"))
     c = ["--cache", cache]
     run(["ingest", "--params", params, *c])
@@ -416,7 +457,9 @@ def _strict_json(path: Path):
 
 def test_no_validation_shapes_gives_strict_json_metrics(tmp_path, run, invoke, write_params):
     """n_val 0: training has no validation mIoU; metric files must still be strict JSON."""
-    params = write_params(tmp_path, data={"n_points": 800, "n_fewshot": 1, "n_val": 0, "n_test": 1}, train={"epochs": 2, "ablation_boxes": False})
+    params = write_params(
+        tmp_path, data={"n_points": 800, "n_fewshot": 1, "n_val": 0, "n_test": 1}, train={"epochs": 2, "ablation_boxes": False}
+    )
     c = ["--params", params, "--cache", tmp_path / "cache"]
     for stage in chain("lift"):
         run([stage, *c])
@@ -439,10 +482,32 @@ def test_report_with_missing_means(tmp_path, run, write_params):
     """A method whose mIoU/mAP50 are null in every category must not crash the summary."""
     metrics = tmp_path / "metrics"
     (metrics / "evaluate").mkdir(parents=True)
-    (metrics / "evaluate" / f"{CAT}.json").write_text(json.dumps({
-        "category": CAT, "n_test": 1, "simulated": True, "failed": [],
-        "methods": {"partstad": {"miou": None, "map50": None, "part_iou": {}, "part_ap50": {}}}}))
-    res = run(["report", "--params", write_params(tmp_path), "--cache", tmp_path / "cache", "--metrics", metrics, "--plots", tmp_path / "plots", "--out", tmp_path / "reports"])
+    (metrics / "evaluate" / f"{CAT}.json").write_text(
+        json.dumps(
+            {
+                "category": CAT,
+                "n_test": 1,
+                "simulated": True,
+                "failed": [],
+                "methods": {"partstad": {"miou": None, "map50": None, "part_iou": {}, "part_ap50": {}}},
+            }
+        )
+    )
+    res = run(
+        [
+            "report",
+            "--params",
+            write_params(tmp_path),
+            "--cache",
+            tmp_path / "cache",
+            "--metrics",
+            metrics,
+            "--plots",
+            tmp_path / "plots",
+            "--out",
+            tmp_path / "reports",
+        ]
+    )
     assert "mean mIoU n/a" in res.output
     assert (tmp_path / "reports" / "index.html").is_file()
     assert _strict_json(metrics / "summary.json")["partstad"]["n_categories"] == 1
@@ -460,8 +525,19 @@ def test_missing_model_files_fail_before_any_work(tmp_path, invoke, write_params
 
 def test_train_without_fewshot_objects_is_a_clear_error(tmp_path, run, invoke, write_params):
     params = write_params(tmp_path, data={"n_points": 500, "n_fewshot": 2, "n_val": 0, "n_test": 1})
-    train = ["train", "--params", params, "--cache", tmp_path / "cache", "--models", tmp_path / "models",
-             "--metrics", tmp_path / "metrics", "--plots", tmp_path / "plots"]
+    train = [
+        "train",
+        "--params",
+        params,
+        "--cache",
+        tmp_path / "cache",
+        "--models",
+        tmp_path / "models",
+        "--metrics",
+        tmp_path / "metrics",
+        "--plots",
+        tmp_path / "plots",
+    ]
     res = invoke(train)  # nothing ingested
     assert res.exit_code == 1 and "no few-shot objects in the ingest manifest" in res.output and "partstad ingest" in res.output, res.output
     assert "Traceback" not in res.output

@@ -1,4 +1,5 @@
 """`partstad --help` and `partstad <stage> --help` exit 0 and say what each stage does."""
+
 from __future__ import annotations
 
 import click
@@ -46,7 +47,9 @@ def test_stage_help(invoke, name):
     for flag in ("--help", "-h"):
         res = invoke([name, flag])
         assert res.exit_code == 0, res.output
-        assert res.output.startswith(f"Usage: main {name} [OPTIONS]") or res.output.startswith(f"Usage: partstad {name} [OPTIONS]"), res.output
+        assert res.output.startswith(f"Usage: main {name} [OPTIONS]") or res.output.startswith(f"Usage: partstad {name} [OPTIONS]"), (
+            res.output
+        )
         first_line = (cmd.help or "").strip().splitlines()[0] if cmd.help else ""
         assert len(first_line) > 20, f"`partstad {name}` has no description"
         assert first_line.split()[0] in res.output

@@ -1,4 +1,5 @@
 """`partstad import-partstad`: original PartSTAD preprocessing -> our six stores -> lift/train/evaluate."""
+
 import json
 
 import numpy as np
@@ -53,7 +54,6 @@ def _write_preprocessed(save_dir, oid, xyz_norm, rgb, sem, rng):
         d.mkdir(parents=True, exist_ok=True)
     cams = make_cameras(image_size=S)
     uv, z = project(cams, xyz_norm)
-    N = len(xyz_norm)
     pc_idx = np.full((V, S, S), -1, np.int64)
     for v in range(V):  # 1-pixel z-buffer: the nearest point wins its pixel
         col, row = np.floor(uv[v]).astype(int).T
@@ -82,8 +82,16 @@ def _write_preprocessed(save_dir, oid, xyz_norm, rgb, sem, rng):
                 continue
             rows, cols = np.nonzero(m)
             x1, y1, x2, y2 = cols.min(), rows.min(), cols.max() + 1, rows.max() + 1
-            recs.append({"image_id": v, "category_id": int(part) + 1, "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-                         "score": float(rng.uniform(0.5, 1.0)), "pos": [1, 2], "level": 0})
+            recs.append(
+                {
+                    "image_id": v,
+                    "category_id": int(part) + 1,
+                    "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                    "score": float(rng.uniform(0.5, 1.0)),
+                    "pos": [1, 2],
+                    "level": 0,
+                }
+            )
             masks.append(m)
     order = np.lexsort(([-r["score"] for r in recs], [r["image_id"] for r in recs]))
     recs, masks = [recs[i] for i in order], np.stack([masks[i] for i in order]).astype(np.float64)
@@ -190,7 +198,11 @@ def test_bad_objects_are_in_every_failures_json(dataset, imported):
         fails = {f["object"]: f["error"] for f in _store(d, stage).read_json("failures.json")["failed"]}
         assert set(fails) == {f"{CAT}/{BAD_MASK}", f"{CAT}/{BAD_N}"}, stage
         assert "sam_mask.npz" in fails[f"{CAT}/{BAD_MASK}"]
-        assert "screen_coords.npy" in fails[f"{CAT}/{BAD_N}"] and "has 557 points" in fails[f"{CAT}/{BAD_N}"] and "has 560" in fails[f"{CAT}/{BAD_N}"]
+        assert (
+            "screen_coords.npy" in fails[f"{CAT}/{BAD_N}"]
+            and "has 557 points" in fails[f"{CAT}/{BAD_N}"]
+            and "has 560" in fails[f"{CAT}/{BAD_N}"]
+        )
         assert not _store(d, stage).is_complete(f"{CAT}/{BAD_MASK}")
     assert f"{CAT}/{NO_PRE}" not in _store(d, "ingest").object_ids()
 
@@ -233,10 +245,18 @@ def test_import_reports_carry_their_seconds_not_a_repaired_list(dataset, importe
     from stages.import_partstad import STAGES, import_category
 
     d = dataset
-    rows = [{"object": f"{c}/{o}", "split": s, "source": "partnete", "path": str(p)}
-            for c, o, s, p in list_partnete(d["root"], categories=[CAT]) if o == FEW]
-    ctx = make_context("import", CAT, str(tmp_path / "cache"), load_params(str(d["params"])),
-                       runtime={"sources": {r["object"]: r for r in rows}, "save_dir": str(d["save"]), "data_root": str(d["root"])})
+    rows = [
+        {"object": f"{c}/{o}", "split": s, "source": "partnete", "path": str(p)}
+        for c, o, s, p in list_partnete(d["root"], categories=[CAT])
+        if o == FEW
+    ]
+    ctx = make_context(
+        "import",
+        CAT,
+        str(tmp_path / "cache"),
+        load_params(str(d["params"])),
+        runtime={"sources": {r["object"]: r for r in rows}, "save_dir": str(d["save"]), "data_root": str(d["root"])},
+    )
     reports = import_category(ctx, rows, "sync", force=False)
     assert [r.stage for r in reports] == list(STAGES) == list(IMPORTED)
     for r in reports:
@@ -256,8 +276,9 @@ def test_import_keys_are_the_key_resolvers(dataset, imported):
     from stages.import_partstad import _files_digest
 
     files = _files_digest(view["import"], str(d["root"].resolve() / "data" / "few_shot" / CAT / FEW), CAT, FEW)
-    resolver = KeyResolver(lambda s: view, lambda s: _store(d, s), extra=lambda s, oid: {"files": files},
-                           code=lambda s: code_hash("import_partstad"))
+    resolver = KeyResolver(
+        lambda s: view, lambda s: _store(d, s), extra=lambda s, oid: {"files": files}, code=lambda s: code_hash("import_partstad")
+    )
     assert resolver.keys_written_together(list(IMPORTED), o) == stored
     # the downstream resolver accepts them (imported results are roots whose recorded upstream chain agrees)
     assert KeyResolver(lambda s: {}, lambda s: _store(d, s)).current("segment", o) == stored["segment"]

@@ -4,6 +4,7 @@ ingest -> render --preview -> visibility -> superpoints -> detect -> segment -> 
 train -> evaluate -> report -> export run once per module in a tmp directory; each test
 then checks one stage's outputs (arrays, shapes, dtypes, cross-stage consistency).
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,8 +46,17 @@ def pipe(tmp_path_factory, run, write_params):
         out["evaluate"] = run(["evaluate", *common, "--models", models, "--metrics", metrics, "--device", "cpu"])
         out["report"] = run(["report", "--params", params, "--cache", cache, "--metrics", metrics, "--plots", plots, "--out", reports])
         out["export"] = run(["export", "--params", params, "--cache", cache, "--out", exports])
-    return {"root": root, "params": params, "cache": cache, "models": models, "metrics": metrics, "plots": plots,
-            "reports": reports, "exports": exports, "out": out}
+    return {
+        "root": root,
+        "params": params,
+        "cache": cache,
+        "models": models,
+        "metrics": metrics,
+        "plots": plots,
+        "reports": reports,
+        "exports": exports,
+        "out": out,
+    }
 
 
 def store(pipe, stage: str) -> CategoryStore:
@@ -68,7 +78,11 @@ def test_ingest(pipe):
     ing = store(pipe, "ingest")
     assert ing.object_ids() == FEWSHOT + VAL + TEST
     manifest = json.loads((pipe["cache"] / "ingest" / f"{CAT}.zarr" / "manifest.json").read_text())
-    assert {r["object"]: r["split"] for r in manifest} == {**dict.fromkeys(FEWSHOT, "fewshot"), **dict.fromkeys(VAL, "val"), **dict.fromkeys(TEST, "test")}
+    assert {r["object"]: r["split"] for r in manifest} == {
+        **dict.fromkeys(FEWSHOT, "fewshot"),
+        **dict.fromkeys(VAL, "val"),
+        **dict.fromkeys(TEST, "test"),
+    }
     d = ing.read_all(OID)
     assert (d["xyz"].shape, d["xyz"].dtype) == ((N, 3), np.float32)
     assert (d["rgb"].shape, d["rgb"].dtype) == ((N, 3), np.uint8)
@@ -134,7 +148,7 @@ def test_detect(pipe):
     assert d["offsets"].shape == (V + 1,) and d["offsets"].dtype == np.int64
     assert d["offsets"][0] == 0 and d["offsets"][-1] == B and (np.diff(d["offsets"]) >= 0).all()
     for v in range(V):
-        assert (d["view"][d["offsets"][v]:d["offsets"][v + 1]] == v).all()
+        assert (d["view"][d["offsets"][v] : d["offsets"][v + 1]] == v).all()
     assert (d["xyxy"].shape, d["xyxy"].dtype) == ((B, 4), np.float32)
     assert (d["xyxy"][:, 2] > d["xyxy"][:, 0]).all() and (d["xyxy"][:, 3] > d["xyxy"][:, 1]).all()
     assert d["view"].dtype == np.int16 and d["label"].dtype == np.int16 and d["score"].dtype == np.float32
@@ -301,7 +315,23 @@ def test_retrained_weights_are_used_in_the_same_process(pipe, tmp_path, run, wri
     old = load_weights(models / CAT / "partstad.safetensors")
 
     reseeded = write_params(tmp_path, train={"seed": 7, "lr": 1e-2, "ablation_boxes": False})
-    run(["train", "--params", reseeded, "--cache", cache, "--models", models, "--metrics", metrics, "--plots", tmp_path / "plots", "--device", "cpu"])
+    run(
+        [
+            "train",
+            "--params",
+            reseeded,
+            "--cache",
+            cache,
+            "--models",
+            models,
+            "--metrics",
+            metrics,
+            "--plots",
+            tmp_path / "plots",
+            "--device",
+            "cpu",
+        ]
+    )
     new = load_weights(models / CAT / "partstad.safetensors")
     assert any(not torch.equal(a, b) for a, b in zip(old[0].state_dict().values(), new[0].state_dict().values()))
     assert "3 computed" in run(ev_args).output  # the weights digest is part of the fingerprint
@@ -317,8 +347,23 @@ def test_retraining_writes_byte_identical_model_files(pipe, tmp_path, run):
     order included), so evaluate's keys and DVC's hashes do not change on a retrain."""
     models = [tmp_path / "m1", tmp_path / "m2"]
     for m in models:
-        run(["train", "--params", pipe["params"], "--cache", pipe["cache"], "--models", m, "--metrics", m / "metrics",
-             "--plots", tmp_path / "plots", "--device", "cpu"])
+        run(
+            [
+                "train",
+                "--params",
+                pipe["params"],
+                "--cache",
+                pipe["cache"],
+                "--models",
+                m,
+                "--metrics",
+                m / "metrics",
+                "--plots",
+                tmp_path / "plots",
+                "--device",
+                "cpu",
+            ]
+        )
     # the metrics DVC tracks are the same bytes too (no wall times in them)
     first_metrics = (models[0] / "metrics" / "train" / f"{CAT}.json").read_bytes()
     assert b"seconds" not in first_metrics

@@ -1,4 +1,5 @@
 """`partstad detect` / `segment` with the simulators that see only pixels (backend/mode `pixels`)."""
+
 from __future__ import annotations
 
 from pathlib import Path

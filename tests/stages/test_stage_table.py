@@ -4,6 +4,7 @@ Every list derived from it is checked equal to it here (a derivation that drifts
 lists that cannot be derived (a docstring, other helpers' constants) are checked against
 it, and any hand-written list of stage names in the code or tests must follow its order.
 """
+
 from __future__ import annotations
 
 import ast
@@ -151,8 +152,11 @@ def test_dvc_yaml_stages_are_the_rows_with_a_dvc_part():
         if r.dvc is None:
             continue
         data_deps = [d for d in committed[r.name]["deps"] if not d.startswith(("pipeline/", "stages/"))]
-        expected = [d.replace("{category}", c) for d in dvc_deps(r) for c in (yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["categories"]
-                                                                            if "{category}" in d else ["{category}"])]
+        expected = [
+            d.replace("{category}", c)
+            for d in dvc_deps(r)
+            for c in (yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["categories"] if "{category}" in d else ["{category}"])
+        ]
         assert data_deps[: len(expected)] == expected, r.name
         assert committed[r.name]["cmd"].split()[:2] == ["partstad", r.command]
 
@@ -186,7 +190,11 @@ def _string_lists(path) -> list[tuple[int, list[str]]]:
     """Every list/tuple literal of 3+ string constants in a file, with its line."""
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, (ast.List, ast.Tuple)) and len(node.elts) >= 3 and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+        if (
+            isinstance(node, (ast.List, ast.Tuple))
+            and len(node.elts) >= 3
+            and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts)
+        ):
             out.append((node.lineno, [e.value for e in node.elts]))
     return out
 

@@ -4,6 +4,7 @@ It replaces ``<root>/val_list.json``; through ``partstad ingest -S data.val_ids=
 manifest marks exactly those test shapes ``val``. A list (the old type), a misspelt category
 or an unquoted id is exit 2 naming the key, before anything is written.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,11 +58,14 @@ def test_val_ids_replace_val_list_json(setup, run):
     assert _splits(tmp / "b") == {"3": "fewshot", "12": "fewshot", "20": "test", "179": "val", "205": "test"}
 
 
-@pytest.mark.parametrize("value, named", [
-    ("['179', '20']", "data.val_ids"),  # the old list type: which category?
-    ("{Chiar: ['179']}", "Chiar"),  # misspelt category: its shapes would stay unmarked
-    ("{Chair: [179]}", "data.val_ids.Chair.0"),  # YAML int: 0012 would read as 10, so ids are quoted
-])
+@pytest.mark.parametrize(
+    "value, named",
+    [
+        ("['179', '20']", "data.val_ids"),  # the old list type: which category?
+        ("{Chiar: ['179']}", "Chiar"),  # misspelt category: its shapes would stay unmarked
+        ("{Chair: [179]}", "data.val_ids.Chair.0"),  # YAML int: 0012 would read as 10, so ids are quoted
+    ],
+)
 def test_bad_val_ids_exit_2_naming_the_key(setup, invoke, value, named):
     tmp, _root, params = setup
     res = invoke(["ingest", "--params", params, "--cache", tmp / "cache", "-S", f"data.val_ids={value}"])

@@ -1,6 +1,7 @@
 """Weights are inputs: one changed byte of a SAM checkpoint or of an adapted Grounding DINO
 changes the per-object keys of segment / detect, and provenance names every weights file
 with its digest. Tiny random models (tests/tiny_gdino.py, pipeline.segment.sam.build_tiny_sam)."""
+
 from __future__ import annotations
 
 import json
@@ -100,9 +101,15 @@ def test_provenance_names_every_weights_file_with_its_digest(cache, monkeypatch)
     base = save_tiny_gdino(cache / "prov_base", PARTS, image_size=64)
     adapted = save_tiny_gdino(cache / "prov_adapt" / CAT, PARTS, image_size=64, seed=2)
     (adapted / "adapt.json").write_text(json.dumps({"base_weights_digest": dir_digest(base)}))
-    cfg = load_config(_params(cache, "prov.yaml", detect={"backend": "grounding_dino", "weights_dir": str(base)},
-                              adapt={"enabled": True, "out_dir": str(cache / "prov_adapt")},
-                              segment={"mode": "sam", "sam_checkpoint": "sam_vit_b"}))
+    cfg = load_config(
+        _params(
+            cache,
+            "prov.yaml",
+            detect={"backend": "grounding_dino", "weights_dir": str(base)},
+            adapt={"enabled": True, "out_dir": str(cache / "prov_adapt")},
+            segment={"mode": "sam", "sam_checkpoint": "sam_vit_b"},
+        )
+    )
     rec = provenance(cfg, [], categories=[CAT])
     w = {e["setting"]: e for e in rec["weights"]}
     assert [e["role"] for e in rec["weights"]] == ["detector", f"adapted detector ({CAT})", "SAM (vit_b)"]
@@ -119,7 +126,9 @@ def test_provenance_names_every_weights_file_with_its_digest(cache, monkeypatch)
 
 def test_detect_records_the_digest_of_the_weights_behind_its_boxes(cache, run):
     base = save_tiny_gdino(cache / "rec_base", PARTS, image_size=96)  # the processor resizes: 64 px leaves a 1x1 level
-    p = _params(cache, "rec.yaml", detect={"backend": "grounding_dino", "weights_dir": str(base), "score_threshold": 0.0, "max_per_view": 5})
+    p = _params(
+        cache, "rec.yaml", detect={"backend": "grounding_dino", "weights_dir": str(base), "score_threshold": 0.0, "max_per_view": 5}
+    )
     shutil.copytree(cache / "cache", cache / "rec_cache")  # a copy: the module's cache keeps its oracle boxes
     run(["detect", "--params", p, "--cache", cache / "rec_cache"])
     det = CategoryStore(cache / "rec_cache", "detect", CAT)

@@ -1,4 +1,5 @@
 """Bottle: glass or plastic bottles with a lid (screw, sport, dome or pump), sometimes a label sleeve."""
+
 from __future__ import annotations
 
 import numpy as np

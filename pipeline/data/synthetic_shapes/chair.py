@@ -1,4 +1,5 @@
 """Chair: four-legged (plain, slatted back, stretchers) and swivel office chairs (star base, wheels)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,8 +55,11 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
     back = S.transform(back, S.rot_x(-tilt), (0, sh + gap, -D / 2 + bt / 2))
     parts.append(_Part(back, "back", back_m))
     if gap > 0.01:  # a connector from under the seat to the back
-        parts.append(_Part(S.beam((0, sh - st, -D / 2 + 0.08), (0, sh + gap + 0.05, -D / 2 - 0.01), 0.06, 0.02,
-                                  drop_ends=(True, False)), None, leg_m))
+        parts.append(
+            _Part(
+                S.beam((0, sh - st, -D / 2 + 0.08), (0, sh + gap + 0.05, -D / 2 - 0.01), 0.06, 0.02, drop_ends=(True, False)), None, leg_m
+            )
+        )
 
     if arms:
         ah, aw, at, al = _u(rng, 0.17, 0.26), _u(rng, 0.04, 0.07), _u(rng, 0.025, 0.04), D * _u(rng, 0.65, 0.9)
@@ -66,14 +70,14 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
             rest = S.box((aw, at, al), (x, sh + ah, zf - al / 2))
             post_w = aw * _u(rng, 0.5, 0.8)
             if swivel:
-                post = S.beam((x - sx * (aw / 2 + out + 0.06), sh - st * 0.5, -0.02), (x, sh + ah, -0.02), post_w, post_w,
-                              drop_ends=(True, True))
+                post = S.beam(
+                    (x - sx * (aw / 2 + out + 0.06), sh - st * 0.5, -0.02), (x, sh + ah, -0.02), post_w, post_w, drop_ends=(True, True)
+                )
             else:
                 post = S.beam((x, sh - st, zf - 0.05), (x, sh + ah, zf - 0.05), post_w, post_w, drop_ends=(False, True))
             geoms = [rest, post]
             if rng.random() < 0.4 and not swivel:
-                geoms.append(S.beam((x, sh - st, -D / 2 + 0.05), (x, sh + ah, -D / 2 + 0.05), post_w, post_w,
-                                    drop_ends=(False, True)))
+                geoms.append(S.beam((x, sh - st, -D / 2 + 0.05), (x, sh + ah, -D / 2 + 0.05), post_w, post_w, drop_ends=(False, True)))
             parts.append(_Part(S.concat(*geoms), "arm", arm_m))
 
     if not swivel:
@@ -84,8 +88,11 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
         for sx, sz in ((-1, 1), (1, 1), (-1, -1), (1, -1)):
             top = np.array([sx * (W / 2 - inset - lt / 2), ytop, sz * (D / 2 - inset - lt / 2)])
             bot = top + np.array([sx * splay, -ytop, sz * splay])
-            g = (S.cylinder(lt / 2, bot, top, 10, caps=(True, False)) if round_leg
-                 else S.beam(bot, top, lt, lt, (0, 0, 1), drop_ends=(False, True)))
+            g = (
+                S.cylinder(lt / 2, bot, top, 10, caps=(True, False))
+                if round_leg
+                else S.beam(bot, top, lt, lt, (0, 0, 1), drop_ends=(False, True))
+            )
             parts.append(_Part(g, "leg", leg_m))
             tops.append(top)
             bots.append(bot)
@@ -110,7 +117,7 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
             a = np.radians(phase + k * 360 / n_legs)
             d = np.array([pm.cos(a), 0.0, pm.sin(a)])
             perp = np.array([-d[2], 0.0, d[0]])
-            r0 = np.sqrt(max(hub_r ** 2 - (lw / 2) ** 2, 1e-6)) - 0.002  # the inner end is just inside the hub
+            r0 = np.sqrt(max(hub_r**2 - (lw / 2) ** 2, 1e-6)) - 0.002  # the inner end is just inside the hub
             leg = S.beam(d * r0 + (0, hub_y, 0), d * L + (0, tip_y + lh / 2, 0), lw, lh, drop_ends=(True, False))
             parts.append(_Part(leg, "leg", leg_m))
             c = d * (L - 0.02) + (0, rw, 0) - d * _u(rng, 0.0, 0.02)

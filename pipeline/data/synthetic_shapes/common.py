@@ -1,4 +1,5 @@
 """Materials (colour, noise, wood grain) and the part record shared by every shape builder."""
+
 from __future__ import annotations
 
 import colorsys
@@ -34,15 +35,16 @@ def _material(rng: np.random.Generator, kind: str) -> Material:
         base = np.array(_WOODS[rng.integers(len(_WOODS))], float) * rng.uniform(0.88, 1.1) + rng.uniform(-12, 12, 3)
         d = rng.normal(size=3)
         d[1] *= 0.3
-        return Material("wood", tuple(np.clip(base, 0, 255)), 5.0, rng.uniform(0.04, 0.1),
-                        rng.uniform(25, 70), tuple(d / pm.norm(d)))
+        return Material("wood", tuple(np.clip(base, 0, 255)), 5.0, rng.uniform(0.04, 0.1), rng.uniform(25, 70), tuple(d / pm.norm(d)))
     if kind == "metal":
         sub = rng.choice(["steel", "dark", "brass", "black", "chrome"], p=[0.35, 0.2, 0.1, 0.2, 0.15])
-        rgb = {"steel": _hsv(0.6, rng.uniform(0, 0.08), rng.uniform(0.62, 0.82)),
-               "dark": _hsv(0.6, rng.uniform(0, 0.1), rng.uniform(0.22, 0.35)),
-               "brass": _hsv(rng.uniform(0.1, 0.13), rng.uniform(0.45, 0.6), rng.uniform(0.6, 0.8)),
-               "black": _hsv(0, 0, rng.uniform(0.08, 0.17)),
-               "chrome": _hsv(0.6, rng.uniform(0, 0.05), rng.uniform(0.8, 0.92))}[str(sub)]
+        rgb = {
+            "steel": _hsv(0.6, rng.uniform(0, 0.08), rng.uniform(0.62, 0.82)),
+            "dark": _hsv(0.6, rng.uniform(0, 0.1), rng.uniform(0.22, 0.35)),
+            "brass": _hsv(rng.uniform(0.1, 0.13), rng.uniform(0.45, 0.6), rng.uniform(0.6, 0.8)),
+            "black": _hsv(0, 0, rng.uniform(0.08, 0.17)),
+            "chrome": _hsv(0.6, rng.uniform(0, 0.05), rng.uniform(0.8, 0.92)),
+        }[str(sub)]
         return Material("metal", rgb, 4.0)
     if kind == "fabric":
         return Material("fabric", _hsv(rng.random(), rng.uniform(0.15, 0.75), rng.uniform(0.2, 0.85)), 8.0)
@@ -61,8 +63,11 @@ def _material(rng: np.random.Generator, kind: str) -> Material:
     if kind == "ceramic":
         return Material("ceramic", _hsv(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.72, 0.97)), 3.0)
     if kind == "paper":
-        return Material("paper", _hsv(rng.uniform(0.05, 0.15) if rng.random() < 0.6 else rng.random(),
-                                      rng.uniform(0.0, 0.35), rng.uniform(0.78, 0.98)), 4.0)
+        return Material(
+            "paper",
+            _hsv(rng.uniform(0.05, 0.15) if rng.random() < 0.6 else rng.random(), rng.uniform(0.0, 0.35), rng.uniform(0.78, 0.98)),
+            4.0,
+        )
     if kind == "painted":
         return Material("painted", _hsv(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.3, 0.95)), 3.0)
     if kind == "bulb":
@@ -77,8 +82,7 @@ def _piece(rng: np.random.Generator, m: Material) -> Material:
         base = np.asarray(m.rgb) * rng.uniform(0.86, 1.14) + rng.uniform(-10, 10, 3)
         d = rng.normal(size=3)
         d[1] *= 0.3
-        return Material("wood", tuple(np.clip(base, 0, 255)), m.noise, rng.uniform(0.04, 0.1), rng.uniform(25, 70),
-                        tuple(d / pm.norm(d)))
+        return Material("wood", tuple(np.clip(base, 0, 255)), m.noise, rng.uniform(0.04, 0.1), rng.uniform(25, 70), tuple(d / pm.norm(d)))
     base = np.asarray(m.rgb) * rng.uniform(0.93, 1.07) + rng.uniform(-4, 4, 3)
     return Material(m.kind, tuple(np.clip(base, 0, 255)), m.noise, m.grain, m.grain_freq, m.grain_dir)
 

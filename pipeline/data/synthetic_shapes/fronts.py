@@ -1,4 +1,5 @@
 """Drawer and door fronts with their handles, shared by tables and storage furniture."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,7 @@ from pipeline.data.synthetic_shapes.common import Material, _Part, _u
 
 
 # ----------------------------------------------------------------------------- handles
-def _handle(rng: np.random.Generator, style: str, centre, z: float, orient: str, length: float,
-            size: dict[str, float]) -> S.Geom:
+def _handle(rng: np.random.Generator, style: str, centre, z: float, orient: str, length: float, size: dict[str, float]) -> S.Geom:
     """A handle on a front face at depth z, sticking out along +Z."""
     cx, cy = float(centre[0]), float(centre[1])
     p = size["protrude"]
@@ -34,13 +34,25 @@ def _handle(rng: np.random.Generator, style: str, centre, z: float, orient: str,
 
 
 def _handle_size(rng: np.random.Generator) -> dict[str, float]:
-    return {"protrude": _u(rng, 0.025, 0.045), "knob_r": _u(rng, 0.015, 0.025), "bar_r": _u(rng, 0.006, 0.01),
-            "overhang": _u(rng, 0.0, 0.12), "pull_w": _u(rng, 0.018, 0.03)}
+    return {
+        "protrude": _u(rng, 0.025, 0.045),
+        "knob_r": _u(rng, 0.015, 0.025),
+        "bar_r": _u(rng, 0.006, 0.01),
+        "overhang": _u(rng, 0.0, 0.12),
+        "pull_w": _u(rng, 0.018, 0.03),
+    }
 
 
 # ----------------------------------------------------------------------------- fronts
-def _fronts(rng: np.random.Generator, cells: list[tuple[str, float, float, float, float, str]], z: float,
-            front_m: Material, handle_m: Material, hstyle: str, hsize: dict[str, float]) -> list[_Part]:
+def _fronts(
+    rng: np.random.Generator,
+    cells: list[tuple[str, float, float, float, float, str]],
+    z: float,
+    front_m: Material,
+    handle_m: Material,
+    hstyle: str,
+    hsize: dict[str, float],
+) -> list[_Part]:
     """Drawer/door fronts (+ handles) on a face at depth z.
 
     cells: (kind "drawer"|"door", x0, x1, y0, y1, hinge "l"|"r"|"") in object coordinates.
@@ -70,8 +82,9 @@ def _fronts(rng: np.random.Generator, cells: list[tuple[str, float, float, float
     return parts
 
 
-def _column_cells(rng: np.random.Generator, mode: str, x0: float, x1: float, y0: float, y1: float
-                  ) -> list[tuple[str, float, float, float, float, str]]:
+def _column_cells(
+    rng: np.random.Generator, mode: str, x0: float, x1: float, y0: float, y1: float
+) -> list[tuple[str, float, float, float, float, str]]:
     """Split one column of a cabinet front into drawers and/or doors."""
     cells = []
     hgt = y1 - y0
@@ -105,8 +118,9 @@ def _column_cells(rng: np.random.Generator, mode: str, x0: float, x1: float, y0:
     return cells
 
 
-def _overlay(cells: list[tuple[str, float, float, float, float, str]], x0: float, x1: float, y0: float, y1: float,
-             ov: float) -> list[tuple[str, float, float, float, float, str]]:
+def _overlay(
+    cells: list[tuple[str, float, float, float, float, str]], x0: float, x1: float, y0: float, y1: float, ov: float
+) -> list[tuple[str, float, float, float, float, str]]:
     """Fronts of an opening [x0,x1]x[y0,y1] extended by ov over the surrounding frame (edges
     between two fronts stay where they are)."""
     out = []

@@ -1,4 +1,5 @@
 """Kettle: a lathed body with a lid, a side or top handle and a spout."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,8 +75,15 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
         y1, y2 = base_h + Hk * _u(rng, 0.75, 0.92), base_h + Hk * _u(rng, 0.15, 0.35)
         out = _u(rng, 0.04, 0.07)
         xo = -(R + out)
-        ctrl = np.array([[-radius_at(y1) + 0.004, y1, 0], [xo + 0.01, y1 + 0.01, 0], [xo, (y1 + y2) / 2, 0],
-                         [xo + 0.015, y2, 0], [-radius_at(y2) + 0.004, y2, 0]])
+        ctrl = np.array(
+            [
+                [-radius_at(y1) + 0.004, y1, 0],
+                [xo + 0.01, y1 + 0.01, 0],
+                [xo, (y1 + y2) / 2, 0],
+                [xo + 0.015, y2, 0],
+                [-radius_at(y2) + 0.004, y2, 0],
+            ]
+        )
         handle = S.tube(_smooth(ctrl, 3), hr, 10)
     else:  # top handle arching front to back over the lid, feet on the shoulder ring
         yf = ytop + rise * (Rt - zr) / max(Rt - rl, 1e-6) - 0.003
@@ -89,8 +97,7 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
     L, up = _u(rng, 0.06, 0.12), _u(rng, 0.06, 0.14)
     up = min(up, ytop + 0.02 - y_s)
     x0 = min(radius_at(y_s - 0.02), radius_at(y_s + 0.02)) - 0.004  # the spout starts at the wall
-    ctrl = np.array([[x0, y_s, 0], [x0 + 0.45 * L, y_s + 0.1 * up, 0], [x0 + 0.8 * L, y_s + 0.5 * up, 0],
-                     [x0 + L, y_s + up, 0]])
+    ctrl = np.array([[x0, y_s, 0], [x0 + 0.45 * L, y_s + 0.1 * up, 0], [x0 + 0.8 * L, y_s + 0.5 * up, 0], [x0 + L, y_s + up, 0]])
     path = _smooth(ctrl, 2)
     rs0 = _u(rng, 0.013, 0.022)
     rad = np.linspace(rs0, rs0 * _u(rng, 0.45, 0.7), len(path))

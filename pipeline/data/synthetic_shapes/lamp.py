@@ -1,4 +1,5 @@
 """Lamp: table, desk (jointed arm) and floor lamps (shade or torchiere) with a bulb."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,12 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
         j0 = np.array([-br * 0.4, bh, 0.0])
         j1 = j0 + l1 * np.array([pm.cos(a1), pm.sin(a1), 0])
         j2 = j1 + l2 * np.array([pm.cos(a2), pm.sin(a2), 0])
-        body = S.concat(S.cylinder(pr, j0, j1, 10, caps=False), S.cylinder(pr, j1, j2, 10, caps=(False, True)),
-                        S.sphere(pr * 1.8, j1, 6, 10), S.cylinder(pr * 1.6, j0, j0 + (0, 0.02, 0), 10, caps=(False, True)))
+        body = S.concat(
+            S.cylinder(pr, j0, j1, 10, caps=False),
+            S.cylinder(pr, j1, j2, 10, caps=(False, True)),
+            S.sphere(pr * 1.8, j1, 6, 10),
+            S.cylinder(pr * 1.6, j0, j0 + (0, 0.02, 0), 10, caps=(False, True)),
+        )
         parts.append(_Part(body, "body", body_m))
         sh = _u(rng, 0.08, 0.14)
         rt, rb = _u(rng, 0.02, 0.035), _u(rng, 0.06, 0.1)

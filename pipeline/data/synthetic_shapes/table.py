@@ -1,4 +1,5 @@
 """Table: drawer, desk (with a pedestal of drawers/doors), round and wheeled tables."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,9 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
         parts.append(_Part(S.cylinder(R, (0, H - tt, 0), (0, H, 0), 32), "tabletop", top_m))
         if rng.random() < 0.5:
             cr, br = _u(rng, 0.03, 0.07), _u(rng, 0.18, 0.3)
-            ped = S.concat(S.cylinder(cr, (0, 0.03, 0), (0, H - tt, 0), 16, caps=False),
-                           S.frustum(br, br * 0.7, (0, 0, 0), (0, 0.035, 0), 24))
+            ped = S.concat(
+                S.cylinder(cr, (0, 0.03, 0), (0, H - tt, 0), 16, caps=False), S.frustum(br, br * 0.7, (0, 0, 0), (0, 0.035, 0), 24)
+            )
             parts.append(_Part(ped, "leg", leg_m))
         else:
             n = int(rng.integers(3, 5))
@@ -53,13 +55,18 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
     wheel_m = Material("plastic", _hsv(0, 0, _u(rng, 0.08, 0.25)), 3.0)
     for sx, sz in corners:
         x, z = sx * (W / 2 - inset - lt / 2), sz * (D / 2 - inset - lt / 2)
-        g = (S.cylinder(lt / 2, (x, yb, z), (x, ytop, z), 12, caps=(True, False)) if round_leg
-             else S.box((lt, ytop - yb, lt), (x, (yb + ytop) / 2, z), drop_sides=("+y",)))
+        g = (
+            S.cylinder(lt / 2, (x, yb, z), (x, ytop, z), 12, caps=(True, False))
+            if round_leg
+            else S.box((lt, ytop - yb, lt), (x, (yb + ytop) / 2, z), drop_sides=("+y",))
+        )
         parts.append(_Part(g, "leg", leg_m))
         if rw:
             ww = _u(rng, 0.02, 0.03)
-            wheel = S.concat(S.cylinder(rw, (x - ww / 2, rw, z), (x + ww / 2, rw, z), 14),
-                             S.box((ww * 1.4, yb - rw, lt * 0.8), (x, rw + (yb - rw) / 2, z), drop_sides=("+y",)))
+            wheel = S.concat(
+                S.cylinder(rw, (x - ww / 2, rw, z), (x + ww / 2, rw, z), 14),
+                S.box((ww * 1.4, yb - rw, lt * 0.8), (x, rw + (yb - rw) / 2, z), drop_sides=("+y",)),
+            )
             parts.append(_Part(wheel, "wheel", wheel_m))
     zf = D / 2 - inset - lt / 2 + 0.01
     apron_h = _u(rng, 0.08, 0.13)
@@ -105,10 +112,12 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
             holes = [(x0, x1) for _, x0, x1, *_ in cells]
             parts += _fronts(rng, cells, za, top_m if rng.random() < 0.7 else leg_m, handle_m, hstyle, hsize)
         side_board = S.box((at, apron_h, 2 * az), (0, 0, 0), drop_sides=("+y", "-z", "+z"))
-        apron = S.concat(_apron(-ax, ax, y0, ytop, za, at, holes),
-                         _apron(-ax, ax, y0, ytop, za, at, [], back=True),
-                         S.transform(side_board, shift=(-xs + at / 2, ytop - apron_h / 2, 0)),
-                         S.transform(side_board, shift=(xs - at / 2, ytop - apron_h / 2, 0)))
+        apron = S.concat(
+            _apron(-ax, ax, y0, ytop, za, at, holes),
+            _apron(-ax, ax, y0, ytop, za, at, [], back=True),
+            S.transform(side_board, shift=(-xs + at / 2, ytop - apron_h / 2, 0)),
+            S.transform(side_board, shift=(xs - at / 2, ytop - apron_h / 2, 0)),
+        )
         parts.append(_Part(apron, None, apron_m))
     return parts
 
@@ -117,8 +126,7 @@ def build(rng: np.random.Generator, index: int) -> list[_Part]:
 _APRON_SETBACK = 0.008
 
 
-def _apron(x0: float, x1: float, y0: float, y1: float, z: float, t: float, holes: list[tuple[float, float]],
-           back: bool = False) -> S.Geom:
+def _apron(x0: float, x1: float, y0: float, y1: float, z: float, t: float, holes: list[tuple[float, float]], back: bool = False) -> S.Geom:
     """A board along x under a top (hidden top face, ends butting against legs), front face at
     depth z (or at -z for the back board), with openings [(xa, xb), ...] left for drawers."""
     edges = [x0] + [e for h in sorted(holes) for e in h] + [x1]

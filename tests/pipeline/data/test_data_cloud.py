@@ -61,8 +61,9 @@ def test_validate_cloud_rejects(case, match):
 
 def test_make_cloud_casts_types():
     xyz, rgb = _ok()
-    c = make_cloud(xyz, rgb, np.array([0, 1, -1], np.int64), np.array([3, 4, -1]), object_id="Chair/1",
-                   category="Chair", source="files", n_parts=5)
+    c = make_cloud(
+        xyz, rgb, np.array([0, 1, -1], np.int64), np.array([3, 4, -1]), object_id="Chair/1", category="Chair", source="files", n_parts=5
+    )
     assert c.xyz.dtype == np.float32 and c.rgb.dtype == np.uint8
     assert c.sem.dtype == np.int16 and c.ins.dtype == np.int32
     assert c.n_points == 3 and c.source == "files"

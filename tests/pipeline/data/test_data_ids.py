@@ -10,27 +10,30 @@ def test_valid_ids_returned_unchanged(name):
     assert is_valid_object_id(name)
 
 
-@pytest.mark.parametrize("name, rule", [
-    ("", "is empty"),
-    (".", "relative directory"),
-    ("..", "relative directory"),
-    ("a..b", "contains '..'"),
-    ("a/b", "path separator '/'"),
-    ("a\\b", "path separator '\\\\'"),
-    ("a b", "whitespace ' '"),
-    ("a\tb", "control"),
-    ("a\nb", "control"),
-    ("a\x00b", "control"),
-    ("\u00b2", "non-ASCII character '²'"),
-    ("caf\u00e9", "non-ASCII"),
-    ("a\u200bb", "control"),  # zero-width space (category Cf)
-    ("-a", "starts with '-'"),
-    ("_a", "starts with '_'"),
-    (".hidden", "starts with '.'"),
-    ("a:b", "character ':'"),
-    ("a*", "character '*'"),
-    ("x" * (MAX_ID_LEN + 1), "129 characters long"),
-])
+@pytest.mark.parametrize(
+    "name, rule",
+    [
+        ("", "is empty"),
+        (".", "relative directory"),
+        ("..", "relative directory"),
+        ("a..b", "contains '..'"),
+        ("a/b", "path separator '/'"),
+        ("a\\b", "path separator '\\\\'"),
+        ("a b", "whitespace ' '"),
+        ("a\tb", "control"),
+        ("a\nb", "control"),
+        ("a\x00b", "control"),
+        ("\u00b2", "non-ASCII character '²'"),
+        ("caf\u00e9", "non-ASCII"),
+        ("a\u200bb", "control"),  # zero-width space (category Cf)
+        ("-a", "starts with '-'"),
+        ("_a", "starts with '_'"),
+        (".hidden", "starts with '.'"),
+        ("a:b", "character ':'"),
+        ("a*", "character '*'"),
+        ("x" * (MAX_ID_LEN + 1), "129 characters long"),
+    ],
+)
 def test_invalid_ids_name_rule_id_and_path(tmp_path, name, rule):
     where = tmp_path / "data" / "test" / "Chair"
     assert not is_valid_object_id(name)

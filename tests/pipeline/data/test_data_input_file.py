@@ -1,4 +1,5 @@
 """Untrusted input names: present-but-unusable files are errors, never "absent", never a hang."""
+
 import os
 import threading
 
@@ -38,8 +39,7 @@ def _no_hang(fn, *args):
     return out
 
 
-@pytest.mark.parametrize("kind, says", [("fifo", "FIFO"), ("dir", "directory"), ("loop", "too many levels"),
-                                        ("broken", "broken symlink")])
+@pytest.mark.parametrize("kind, says", [("fifo", "FIFO"), ("dir", "directory"), ("loop", "too many levels"), ("broken", "broken symlink")])
 def test_present_but_not_a_regular_file_is_an_error_naming_it(tmp_path, kind, says):
     p = _special(tmp_path, kind)
     assert exists(p) and not p.is_file()  # the trap: is_file() says "absent"

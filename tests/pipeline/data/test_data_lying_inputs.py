@@ -4,6 +4,7 @@ A label.npy that is a FIFO, a directory or a symlink loop used to make the objec
 without a word (`Path.is_file()` said "absent"); .npy headers that disagree with their payload
 were read as whatever the payload held.
 """
+
 import os
 import pickle
 
@@ -37,8 +38,7 @@ def _make_special(p, kind):
         os.symlink(p.parent / "gone.npy", p)
 
 
-KINDS = [("fifo", "FIFO"), ("directory", "directory"), ("symlink_loop", "too many levels"),
-         ("broken_symlink", "broken symlink")]
+KINDS = [("fifo", "FIFO"), ("directory", "directory"), ("symlink_loop", "too many levels"), ("broken_symlink", "broken symlink")]
 
 
 @pytest.mark.parametrize("kind, says", KINDS)
@@ -117,8 +117,12 @@ def test_mobility_fifo_inputs_fail_the_object(tmp_path, which):
     d = tmp_path / "42"
     _write_obj(d, CABINET_TREE, leaves=[3, 5, 6, 8])
     ps = d / "point_sample"
-    target = {"meta.json": d / "meta.json", "result.json": d / "result.json",
-              "pts": ps / "sample-points-all-pts-nor-rgba-4.txt", "label": ps / "sample-points-all-label-4.txt"}[which]
+    target = {
+        "meta.json": d / "meta.json",
+        "result.json": d / "result.json",
+        "pts": ps / "sample-points-all-pts-nor-rgba-4.txt",
+        "label": ps / "sample-points-all-label-4.txt",
+    }[which]
     target.unlink()
     os.mkfifo(target)
     with pytest.raises(BadInputError, match="FIFO") as ei:
@@ -153,7 +157,6 @@ def test_own_shape_labels_that_are_not_a_regular_file_fail_the_object(tmp_path, 
     write_ply(tmp_path / "scan.ply", rng.normal(size=(40, 3)).astype(np.float32))
     _make_special(tmp_path / "scan.labels.npy", kind)
     with pytest.raises(BadInputError) as ei:
-        read_shape(tmp_path / "scan.ply", category="Chair", object_id="Chair/scan", part_names=("back", "seat"),
-                   n_points=20)
+        read_shape(tmp_path / "scan.ply", category="Chair", object_id="Chair/scan", part_names=("back", "seat"), n_points=20)
     assert "object Chair/scan" in str(ei.value) and "scan.labels.npy" in str(ei.value)
     assert says.lower() in str(ei.value).lower()

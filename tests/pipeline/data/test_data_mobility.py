@@ -10,18 +10,38 @@ from pipeline.meta import part_names
 
 SAMPLE = Path(__file__).resolve().parents[4] / "shared" / "samples" / "mobility" / "40147"
 
-CABINET_TREE = [{
-    "id": 0, "name": "storage_furniture", "text": "Storage Furniture", "children": [{
-        "id": 1, "name": "cabinet", "children": [
-            {"id": 2, "name": "cabinet_frame", "children": [{"id": 3, "name": "vertical_side_panel", "objs": ["p3"]}]},
-            {"id": 4, "name": "cabinet_door", "children": [
-                {"id": 5, "name": "cabinet_door_surface", "objs": ["p5"]},
-                {"id": 6, "name": "handle", "objs": ["p6"]}]},
-            {"id": 7, "name": "drawer", "children": [
-                {"id": 10, "name": "drawer_box", "children": [{"id": 8, "name": "drawer_front", "objs": ["p8"]}]},
-                {"id": 9, "name": "handle", "objs": ["p9"]}]},
-        ]}],
-}]
+CABINET_TREE = [
+    {
+        "id": 0,
+        "name": "storage_furniture",
+        "text": "Storage Furniture",
+        "children": [
+            {
+                "id": 1,
+                "name": "cabinet",
+                "children": [
+                    {"id": 2, "name": "cabinet_frame", "children": [{"id": 3, "name": "vertical_side_panel", "objs": ["p3"]}]},
+                    {
+                        "id": 4,
+                        "name": "cabinet_door",
+                        "children": [
+                            {"id": 5, "name": "cabinet_door_surface", "objs": ["p5"]},
+                            {"id": 6, "name": "handle", "objs": ["p6"]},
+                        ],
+                    },
+                    {
+                        "id": 7,
+                        "name": "drawer",
+                        "children": [
+                            {"id": 10, "name": "drawer_box", "children": [{"id": 8, "name": "drawer_front", "objs": ["p8"]}]},
+                            {"id": 9, "name": "handle", "objs": ["p9"]},
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+]
 
 
 def _write_obj(d: Path, tree, cat="StorageFurniture", leaves=None, rgb255=True):
@@ -65,9 +85,16 @@ def test_point_sample_float_colours(tmp_path):
 
 def test_exact_name_fallback_for_unmapped_category(tmp_path):
     assert "Dishwasher" not in MOBILITY_NAME_MAP
-    tree = [{"id": 0, "name": "dishwasher", "children": [
-        {"id": 1, "name": "door", "children": [{"id": 2, "name": "door_frame"}, {"id": 3, "name": "handle"}]},
-        {"id": 4, "name": "body"}]}]
+    tree = [
+        {
+            "id": 0,
+            "name": "dishwasher",
+            "children": [
+                {"id": 1, "name": "door", "children": [{"id": 2, "name": "door_frame"}, {"id": 3, "name": "handle"}]},
+                {"id": 4, "name": "body"},
+            ],
+        }
+    ]
     _write_obj(tmp_path / "77", tree, cat="Dishwasher", leaves=[2, 3, 4, 2])
     c = read_mobility_object(tmp_path / "77")
     np.testing.assert_array_equal(c.sem, [0, 1, -1, 0])
@@ -75,11 +102,32 @@ def test_exact_name_fallback_for_unmapped_category(tmp_path):
 
 
 def test_lookup_table_maps_chair_names():
-    tree = PartTree([{"id": 0, "name": "chair", "children": [
-        {"id": 1, "name": "chair_back", "children": [{"id": 2, "name": "back_surface"}]},
-        {"id": 3, "name": "chair_base", "children": [{"id": 4, "name": "star_leg_base", "children": [
-            {"id": 5, "name": "central_support"}, {"id": 6, "name": "leg"},
-            {"id": 7, "name": "caster", "children": [{"id": 8, "name": "wheel"}]}]}]}]}])
+    tree = PartTree(
+        [
+            {
+                "id": 0,
+                "name": "chair",
+                "children": [
+                    {"id": 1, "name": "chair_back", "children": [{"id": 2, "name": "back_surface"}]},
+                    {
+                        "id": 3,
+                        "name": "chair_base",
+                        "children": [
+                            {
+                                "id": 4,
+                                "name": "star_leg_base",
+                                "children": [
+                                    {"id": 5, "name": "central_support"},
+                                    {"id": 6, "name": "leg"},
+                                    {"id": 7, "name": "caster", "children": [{"id": 8, "name": "wheel"}]},
+                                ],
+                            }
+                        ],
+                    },
+                ],
+            }
+        ]
+    )
     lk = node_part_lookup(tree, "Chair")
     names = part_names("Chair")
     assert lk[2] == (names.index("back"), 1)
@@ -136,10 +184,20 @@ f 2/1 7/3 6/2
 def _mesh_object(root: Path, texture_ref: str | None):
     from PIL import Image
 
-    tree = [{"id": 0, "name": "storage_furniture", "children": [
-        {"id": 1, "name": "drawer", "children": [{"id": 2, "name": "drawer_front", "objs": ["front"]},
-                                                 {"id": 3, "name": "handle", "objs": ["knob"]}]},
-        {"id": 4, "name": "cabinet_frame", "objs": ["body"]}]}]
+    tree = [
+        {
+            "id": 0,
+            "name": "storage_furniture",
+            "children": [
+                {
+                    "id": 1,
+                    "name": "drawer",
+                    "children": [{"id": 2, "name": "drawer_front", "objs": ["front"]}, {"id": 3, "name": "handle", "objs": ["knob"]}],
+                },
+                {"id": 4, "name": "cabinet_frame", "objs": ["body"]},
+            ],
+        }
+    ]
     _write_obj(root, tree)
     t = root / "textured_objs"
     t.mkdir()
@@ -226,11 +284,14 @@ def test_point_sample_numbers_are_ascii_digits_only(tmp_path):
     assert read_mobility_object(d).n_points == 2
 
 
-@pytest.mark.parametrize("meta, match", [
-    ({"model_cat": ["StorageFurniture"]}, "no model_cat string"),
-    ({"model_cat": {"a": 1}}, "no model_cat string"),
-    ([1, 2], "no model_cat"),
-])
+@pytest.mark.parametrize(
+    "meta, match",
+    [
+        ({"model_cat": ["StorageFurniture"]}, "no model_cat string"),
+        ({"model_cat": {"a": 1}}, "no model_cat string"),
+        ([1, 2], "no model_cat"),
+    ],
+)
 def test_meta_model_cat_must_be_a_string(tmp_path, meta, match):
     d = tmp_path / "9"
     _write_obj(d, CABINET_TREE, leaves=[3, 5])

@@ -24,8 +24,14 @@ def _write_object(d, n=40, seed=0, labels=True, k=5):
 
 
 def _tree(root):
-    for split, cat, oid in [("few_shot", "Chair", "12"), ("few_shot", "Chair", "3"), ("test", "Chair", "179"),
-                            ("test", "Chair", "20"), ("test", "Bottle", "7"), ("test", "NotACategory", "1")]:
+    for split, cat, oid in [
+        ("few_shot", "Chair", "12"),
+        ("few_shot", "Chair", "3"),
+        ("test", "Chair", "179"),
+        ("test", "Chair", "20"),
+        ("test", "Bottle", "7"),
+        ("test", "NotACategory", "1"),
+    ]:
         _write_object(root / "data" / split / cat / oid)
     (root / "data" / "test" / "Chair" / "stray.txt").write_text("not a dir")
 
@@ -34,8 +40,13 @@ def test_list_partnete_splits(tmp_path):
     _tree(tmp_path)
     rows = list_partnete(tmp_path, val_ids={"Chair": ["179"]})
     got = [(c, o, s) for c, o, s, _ in rows]
-    assert got == [("Bottle", "7", "test"), ("Chair", "3", "fewshot"), ("Chair", "12", "fewshot"),
-                   ("Chair", "20", "test"), ("Chair", "179", "val")]
+    assert got == [
+        ("Bottle", "7", "test"),
+        ("Chair", "3", "fewshot"),
+        ("Chair", "12", "fewshot"),
+        ("Chair", "20", "test"),
+        ("Chair", "179", "val"),
+    ]
     assert rows[0][3] == tmp_path / "data" / "test" / "Bottle" / "7"
 
 

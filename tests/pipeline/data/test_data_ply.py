@@ -43,8 +43,16 @@ def _header(fmt, n, props, extra_elements=""):
 
 def test_ascii_with_ignored_properties_and_faces(tmp_path):
     xyz, rgb = _cloud(4)
-    props = [("float", "x"), ("float", "y"), ("float", "z"), ("float", "nx"), ("uchar", "red"),
-             ("uchar", "green"), ("uchar", "blue"), ("uchar", "alpha")]
+    props = [
+        ("float", "x"),
+        ("float", "y"),
+        ("float", "z"),
+        ("float", "nx"),
+        ("uchar", "red"),
+        ("uchar", "green"),
+        ("uchar", "blue"),
+        ("uchar", "alpha"),
+    ]
     rows = [f"{x:.6f} {y:.6f} {z:.6f} 0.5 {r} {g} {b} 255" for (x, y, z), (r, g, b) in zip(xyz, rgb)]
     body = "\n".join(rows) + "\n3 0 1 2\n"
     data = _header("ascii", 4, props, "element face 1\nproperty list uchar int vertex_indices\n") + body.encode()
@@ -58,8 +66,7 @@ def test_ascii_with_ignored_properties_and_faces(tmp_path):
 def test_big_endian_double_and_float_colours(tmp_path):
     xyz, _ = _cloud(6)
     col = np.array([[0.0, 0.5, 1.0]] * 6)
-    props = [("double", "x"), ("double", "y"), ("double", "z"), ("float", "red"), ("float", "green"),
-             ("float", "blue")]
+    props = [("double", "x"), ("double", "y"), ("double", "z"), ("float", "red"), ("float", "green"), ("float", "blue")]
     body = b"".join(struct.pack(">dddfff", *p, *c) for p, c in zip(xyz.astype(float), col))
     (tmp_path / "b.ply").write_bytes(_header("binary_big_endian", 6, props) + body)
     out = read_ply(tmp_path / "b.ply")
@@ -69,9 +76,11 @@ def test_big_endian_double_and_float_colours(tmp_path):
 
 def test_binary_list_element_before_vertices_is_skipped(tmp_path):
     xyz, rgb = _cloud(3)
-    head = ("ply\nformat binary_little_endian 1.0\nelement face 2\nproperty list uchar int vertex_indices\n"
-            "element vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
-            "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n").encode()
+    head = (
+        b"ply\nformat binary_little_endian 1.0\nelement face 2\nproperty list uchar int vertex_indices\n"
+        b"element vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+        b"property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
     faces = struct.pack("<Biii", 3, 0, 1, 2) + struct.pack("<Bii", 2, 0, 1)
     verts = b"".join(struct.pack("<fffBBB", *p, *c) for p, c in zip(xyz, rgb))
     (tmp_path / "f.ply").write_bytes(head + faces + verts)
@@ -87,9 +96,23 @@ def _good_binary(tmp_path, n=10):
     return p, p.read_bytes()
 
 
-@pytest.mark.parametrize("case", ["truncated", "no_magic", "no_end_header", "empty_file", "zero_vertices",
-                                  "nan", "missing_z", "count_mismatch_binary", "count_mismatch_ascii",
-                                  "bad_header_line", "ascii_text_value", "ascii_short_row"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "truncated",
+        "no_magic",
+        "no_end_header",
+        "empty_file",
+        "zero_vertices",
+        "nan",
+        "missing_z",
+        "count_mismatch_binary",
+        "count_mismatch_ascii",
+        "bad_header_line",
+        "ascii_text_value",
+        "ascii_short_row",
+    ],
+)
 def test_bad_files_raise_with_path(tmp_path, case):
     p, data = _good_binary(tmp_path)
     bad = tmp_path / f"{case}.ply"

@@ -1,4 +1,5 @@
 """PLY headers are checked against the data: counts that lie, in any element, ascii or binary."""
+
 import os
 import struct
 import tracemalloc
@@ -62,39 +63,46 @@ def test_list_element_declaring_a_billion_faces_is_refused_before_allocating(tmp
 CASES = {
     # name: (file bytes, words the message must contain)
     "ascii_10_declared_1000_present": (_header("ascii", 10) + _rows(1000), "990 lines beyond"),
-    "ascii_extra_rows_hidden_by_a_face_element": (_header("ascii", 10, FACE.format(n=0)) + _rows(1000),
-                                                   "990 lines beyond"),
-    "ascii_face_count_too_high": (_header("ascii", 3, FACE.format(n=3)) + _rows(3) + b"3 0 1 2\n3 1 2 0\n",
-                                  "truncated"),
-    "ascii_face_count_too_low": (_header("ascii", 3, FACE.format(n=1)) + _rows(3) + b"3 0 1 2\n3 1 2 0\n",
-                                 "1 lines beyond"),
-    "ascii_vertex_row_inside_face_block": (_header("ascii", 2, FACE.format(n=1)) + _rows(2) + b"1 2 3\n",
-                                           "does not match its header"),
-    "ascii_value_overflows_uchar": (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
-                                    b"property float z\nproperty uchar red\nend_header\n0 0 0 300\n1 1 1 2\n",
-                                    "does not match its header"),
-    "ascii_float_in_int_property": (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
-                                    b"property float z\nproperty int lab\nend_header\n0 0 0 1.5\n1 1 1 2\n",
-                                    "does not match its header"),
+    "ascii_extra_rows_hidden_by_a_face_element": (_header("ascii", 10, FACE.format(n=0)) + _rows(1000), "990 lines beyond"),
+    "ascii_face_count_too_high": (_header("ascii", 3, FACE.format(n=3)) + _rows(3) + b"3 0 1 2\n3 1 2 0\n", "truncated"),
+    "ascii_face_count_too_low": (_header("ascii", 3, FACE.format(n=1)) + _rows(3) + b"3 0 1 2\n3 1 2 0\n", "1 lines beyond"),
+    "ascii_vertex_row_inside_face_block": (_header("ascii", 2, FACE.format(n=1)) + _rows(2) + b"1 2 3\n", "does not match its header"),
+    "ascii_value_overflows_uchar": (
+        b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
+        b"property float z\nproperty uchar red\nend_header\n0 0 0 300\n1 1 1 2\n",
+        "does not match its header",
+    ),
+    "ascii_float_in_int_property": (
+        b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
+        b"property float z\nproperty int lab\nend_header\n0 0 0 1.5\n1 1 1 2\n",
+        "does not match its header",
+    ),
     "ascii_non_ascii_bytes": (_header("ascii", 2) + b"0 0 0\n1 \xff 1\n", "does not match its header"),
     "binary_5_trailing_bytes": (_header("binary_little_endian", 10) + _verts(10) + b"abcde", "5 bytes after"),
     "binary_10_declared_1000_present": (_header("binary_little_endian", 10) + _verts(1000), "11880 bytes after"),
     "binary_faces_after_vertices_truncated": (
         _header("binary_little_endian", 2, FACE.format(n=5)) + _verts(2) + struct.pack("<Biii", 3, 0, 1, 0),
-        "truncated"),
+        "truncated",
+    ),
     "binary_face_list_longer_than_file": (
         _header("binary_little_endian", 2, FACE.format(n=1)) + _verts(2) + struct.pack("<Bi", 200, 0),
-        "does not match its header"),
+        "does not match its header",
+    ),
     "binary_extra_bytes_after_faces": (
         _header("binary_little_endian", 2, FACE.format(n=1)) + _verts(2) + struct.pack("<Biii", 3, 0, 1, 0) + b"\0" * 16,
-        "16 bytes after"),
+        "16 bytes after",
+    ),
     "negative_count": (_header("ascii", -3), "negative count"),
     "element_without_properties": (_header("ascii", 1, "element junk 5\n") + _rows(1), "has no properties"),
     "duplicate_property": (_header("ascii", 1).replace(b"property float z", b"property float x"), "malformed PLY header"),
-    "end_header_with_trailing_space": (_header("binary_little_endian", 2).replace(b"end_header", b"end_header ")
-                                       + b"\0" * 200_000, "malformed PLY header"),
-    "vertex_list_property": (_header("ascii", 1).replace(b"property float z", b"property list uchar float z")
-                             + b"0 0 1 0\n", "list properties"),
+    "end_header_with_trailing_space": (
+        _header("binary_little_endian", 2).replace(b"end_header", b"end_header ") + b"\0" * 200_000,
+        "malformed PLY header",
+    ),
+    "vertex_list_property": (
+        _header("ascii", 1).replace(b"property float z", b"property list uchar float z") + b"0 0 1 0\n",
+        "list properties",
+    ),
     "no_vertex_element": (b"ply\nformat ascii 1.0\nelement point 1\nproperty float x\nend_header\n1\n", "no 'vertex'"),
 }
 
@@ -128,8 +136,7 @@ def test_blank_lines_and_crlf_in_ascii_are_accepted(tmp_path):
 @pytest.mark.parametrize("text, byte_order", [(True, "="), (False, ">"), (False, "<")])
 def test_plyfile_written_faces_before_vertices_read_exactly(tmp_path, text, byte_order):
     rng = np.random.default_rng(3)
-    v = np.empty(20, [("nx", "f4"), ("x", "f8"), ("y", "f8"), ("z", "f8"), ("red", "u1"), ("green", "u1"),
-                      ("blue", "u1"), ("lab", "i2")])
+    v = np.empty(20, [("nx", "f4"), ("x", "f8"), ("y", "f8"), ("z", "f8"), ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("lab", "i2")])
     for k in ("nx", "x", "y", "z"):
         v[k] = rng.normal(size=20)
     for k in ("red", "green", "blue"):
@@ -138,8 +145,7 @@ def test_plyfile_written_faces_before_vertices_read_exactly(tmp_path, text, byte
     f = np.empty(2, [("vertex_indices", "O")])
     f["vertex_indices"] = [np.array([0, 1, 2], "i4"), np.array([3, 4, 5, 6], "i4")]
     p = tmp_path / "pf.ply"
-    PlyData([PlyElement.describe(f, "face"), PlyElement.describe(v, "vertex")], text=text,
-            byte_order=byte_order).write(str(p))
+    PlyData([PlyElement.describe(f, "face"), PlyElement.describe(v, "vertex")], text=text, byte_order=byte_order).write(str(p))
     out = read_ply(p)
     assert list(out.props) == ["nx", "x", "y", "z", "red", "green", "blue", "lab"]
     for k in out.props:
@@ -160,11 +166,15 @@ def test_trimesh_exported_mesh_reads_its_vertices(tmp_path, encoding):
     np.testing.assert_array_equal(out.rgb, m.visual.vertex_colors[:, :3])
 
 
-@pytest.mark.parametrize("data, words", [
-    (_header("ascii", 10**9) + _rows(10), "truncated"),
-    (_header("ascii", 10) + _rows(1000), "990 lines beyond"),
-    (_header("binary_little_endian", 10) + _verts(10) + b"abcde", "5 bytes after"),
-], ids=["ascii_1e9_declared_10_present", "ascii_10_declared_1000_present", "binary_trailing_bytes"])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (_header("ascii", 10**9) + _rows(10), "truncated"),
+        (_header("ascii", 10) + _rows(1000), "990 lines beyond"),
+        (_header("binary_little_endian", 10) + _verts(10) + b"abcde", "5 bytes after"),
+    ],
+    ids=["ascii_1e9_declared_10_present", "ascii_10_declared_1000_present", "binary_trailing_bytes"],
+)
 def test_own_shape_ply_with_lying_header_fails_instead_of_trimesh_trusting_it(tmp_path, data, words):
     from pipeline.data.shapes import read_shape
 

@@ -140,13 +140,16 @@ def test_superpoint_empty_groups_are_dropped(tmp_path):
     np.testing.assert_array_equal(sp, [0, 1, 1])
 
 
-@pytest.mark.parametrize("lists, n_points, match", [
-    ([[0, 1], [1, 2]], None, "more than one"),
-    ([[0], [2]], None, "no superpoint"),
-    ([[0, 1], [2, 9]], 4, "out of range"),
-    ([[0, 1], ["a"]], None, "list of ints"),
-    ([[0, 1], [2.5]], None, "list of ints"),
-])
+@pytest.mark.parametrize(
+    "lists, n_points, match",
+    [
+        ([[0, 1], [1, 2]], None, "more than one"),
+        ([[0], [2]], None, "no superpoint"),
+        ([[0, 1], [2, 9]], 4, "out of range"),
+        ([[0, 1], ["a"]], None, "list of ints"),
+        ([[0, 1], [2.5]], None, "list of ints"),
+    ],
+)
 def test_superpoint_invalid(tmp_path, lists, n_points, match):
     arr = np.empty(len(lists), dtype=object)
     arr[:] = lists
@@ -184,8 +187,20 @@ def _array_pickle(recon_shape, state_shape, code, raw):
     """Protocol-2 opcodes of an ndarray pickle: _reconstruct(ndarray, recon_shape, 'b') then
     __setstate__((1, state_shape, dtype(code), False, raw)) -- what numpy writes, with the
     shapes under our control."""
-    return (b"\x80\x02c" + _MA + b"\n_reconstruct\ncnumpy\nndarray\n" + _i32(recon_shape) + b"\x85U\x01b\x87R"
-            + b"(K\x01" + _i32(state_shape) + b"\x85" + _dtype(code) + b"\x89" + raw + b"tb.")
+    return (
+        b"\x80\x02c"
+        + _MA
+        + b"\n_reconstruct\ncnumpy\nndarray\n"
+        + _i32(recon_shape)
+        + b"\x85U\x01b\x87R"
+        + b"(K\x01"
+        + _i32(state_shape)
+        + b"\x85"
+        + _dtype(code)
+        + b"\x89"
+        + raw
+        + b"tb."
+    )
 
 
 def _object_npy(path, payload):
@@ -227,18 +242,21 @@ def test_npy_header_declaring_huge_shape_is_refused_before_allocating(tmp_path):
     assert peak < 50e6 and secs < 5
 
 
-@pytest.mark.parametrize("payload, match", [
-    # numpy's own check would come after nothing was allocated, but ours names the sizes
-    (_array_pickle(0, 10**9, b"f4", b"C\x04\x00\x00\x00\x00"), "needs 4000000000 bytes but carries 4"),
-    # an object array whose list is shorter than its shape made numpy segfault
-    (_array_pickle(0, 10**9, b"O", b"]K\x01a"), "carries 1 items"),
-    (_array_pickle(0, 3, b"O", b"]K\x01a"), "carries 1 items"),
-    # _reconstruct itself allocates the shape it is given (numpy always passes (0,))
-    (_array_pickle(10**9, 1, b"O", b"]K\x01a"), "1000000000-byte array"),
-    # a 'U500000000' scalar is 2 GB of zeros
-    (b"\x80\x02c" + _MA + b"\nscalar\n" + _dtype(b"U500000000") + b"\x85R.", "2000000000-byte scalar"),
-], ids=["setstate_bytes_short", "setstate_objects_short_huge", "setstate_objects_short", "reconstruct_huge",
-        "scalar_huge"])
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        # numpy's own check would come after nothing was allocated, but ours names the sizes
+        (_array_pickle(0, 10**9, b"f4", b"C\x04\x00\x00\x00\x00"), "needs 4000000000 bytes but carries 4"),
+        # an object array whose list is shorter than its shape made numpy segfault
+        (_array_pickle(0, 10**9, b"O", b"]K\x01a"), "carries 1 items"),
+        (_array_pickle(0, 3, b"O", b"]K\x01a"), "carries 1 items"),
+        # _reconstruct itself allocates the shape it is given (numpy always passes (0,))
+        (_array_pickle(10**9, 1, b"O", b"]K\x01a"), "1000000000-byte array"),
+        # a 'U500000000' scalar is 2 GB of zeros
+        (b"\x80\x02c" + _MA + b"\nscalar\n" + _dtype(b"U500000000") + b"\x85R.", "2000000000-byte scalar"),
+    ],
+    ids=["setstate_bytes_short", "setstate_objects_short_huge", "setstate_objects_short", "reconstruct_huge", "scalar_huge"],
+)
 def test_crafted_label_npy_declaring_huge_arrays_is_refused(tmp_path, payload, match):
     p = tmp_path / "label.npy"
     _object_npy(p, payload)

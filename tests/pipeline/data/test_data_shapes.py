@@ -1,4 +1,5 @@
 """Reading your own shape files (pipeline/data/shapes.py) and part-coloured GLB export (pipeline/export_glb.py)."""
+
 from __future__ import annotations
 
 import io

@@ -132,5 +132,4 @@ def test_label_mismatch_is_rejected():
     with pytest.raises(BadInputError, match="labels"):
         make_cloud(c.xyz, c.rgb, c.sem[:-1], c.ins, object_id=c.object_id, category="Bottle", source="synthetic")
     with pytest.raises(BadInputError, match="out of range"):
-        make_cloud(c.xyz, c.rgb, c.sem + 1, c.ins, object_id=c.object_id, category="Bottle", source="synthetic",
-                   n_parts=1)
+        make_cloud(c.xyz, c.rgb, c.sem + 1, c.ins, object_id=c.object_id, category="Bottle", source="synthetic", n_parts=1)

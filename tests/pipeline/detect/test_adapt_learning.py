@@ -1,5 +1,6 @@
 """Adaptation that learns: the default trainable group, the fixed-view loss, and an epoch
 selection that does not fall back to the base weights when AP50 ties (tiny random Grounding DINO)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ def _samples(n: int, size: int = 96, seed: int = 0) -> list[AdaptSample]:
         for k in range(len(PARTS)):
             x0, y0 = rng.integers(0, size - 30, 2)
             w, h = rng.integers(12, 30, 2)
-            img[y0:y0 + h, x0:x0 + w] = (60 * (k + 1), 200 - 50 * k, 40 * k)
+            img[y0 : y0 + h, x0 : x0 + w] = (60 * (k + 1), 200 - 50 * k, 40 * k)
             boxes.append([x0, y0, x0 + w, y0 + h])
             labels.append(k)
         out.append(AdaptSample(img, np.asarray(boxes, np.float32), np.asarray(labels, np.int64), f"o{i}", 0))

@@ -1,4 +1,5 @@
 """Few-shot detector adaptation (pipeline/detect/adapt.py): data set, AP50, trainable groups, errors."""
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,7 @@ def _scene():
     ins = np.array([0, 0, 1, -1, -1, -1], np.int32)
     pix = np.full((2, 8, 10), -1, np.int32)
     pix[0, 1:3, 2:5] = 0  # inst 0 rows 1-2, cols 2-4
-    pix[0, 4, 6:8] = 1    # inst 0 again: box grows to rows 1-4, cols 2-7
+    pix[0, 4, 6:8] = 1  # inst 0 again: box grows to rows 1-4, cols 2-7
     pix[0, 5:8, 0:3] = 2  # inst 1 rows 5-7 cols 0-2
     pix[0, 0, 9] = 3
     pix[1, 2:6, 2:6] = 4  # body only
@@ -226,11 +227,13 @@ def test_fine_tuning_raises_ap50_and_detect_reloads_the_same_boxes(tmp_path, cap
         loss_after = _fixed_batch_loss(model, proc, train, names)  # the selected epoch's weights
         curve = [round(e["val_ap50"], 3) for e in res.curve]
         with capsys.disabled():
-            print(f"\n[{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads] AP50 per epoch on the "
-                  f"training views: {curve}\nchosen epoch {res.best_epoch}: AP50 {res.best_ap50:.3f}; loss on the training "
-                  f"views {loss_before:.2f} -> {loss_after:.2f} ({loss_before / loss_after:.1f}x, bar {FT_LOSS_DROP}x); "
-                  f"step losses first 5 {np.mean(losses[:5]):.2f}, last 10 {np.mean(losses[-10:]):.2f}; "
-                  f"train {res.seconds_train:.1f} s, eval {res.seconds_eval:.1f} s")
+            print(
+                f"\n[{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads] AP50 per epoch on the "
+                f"training views: {curve}\nchosen epoch {res.best_epoch}: AP50 {res.best_ap50:.3f}; loss on the training "
+                f"views {loss_before:.2f} -> {loss_after:.2f} ({loss_before / loss_after:.1f}x, bar {FT_LOSS_DROP}x); "
+                f"step losses first 5 {np.mean(losses[:5]):.2f}, last 10 {np.mean(losses[-10:]):.2f}; "
+                f"train {res.seconds_train:.1f} s, eval {res.seconds_eval:.1f} s"
+            )
         assert len(losses) == FT_EPOCHS * 5 and np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
         assert loss_after * FT_LOSS_DROP < loss_before  # fine-tuning learned: the loss fell several-fold
         assert res.curve[0]["val_ap50"] <= 0.02  # random weights: near 0

@@ -1,15 +1,16 @@
 """Tiny random-weight Grounding DINO (STACK §11.1), saved and loaded back from a local dir."""
+
 import numpy as np
 import pytest
 import transformers  # noqa: F401  - a test dependency: missing means a broken install, not a skip
 
+from pipeline.boxes import box_iou_matrix as box_iou_np  # noqa: E402
 from pipeline.detect.grounding_dino import (  # noqa: E402
     DetectorWeightsNotFoundError,
     GroundingDinoDetector,
     make_prompt,
     phrase_token_matrix,
 )
-from pipeline.boxes import box_iou_matrix as box_iou_np  # noqa: E402
 from pipeline.detect.types import Detector, detect_object  # noqa: E402
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "arm", "back", "leg", "seat", "wheel", "foot", "##pedal"]
@@ -34,14 +35,28 @@ def weights_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     tok = BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)})
-    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
-                            layer_type="basic", out_features=["stage2", "stage3", "stage4"])
-    text = BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=37, max_position_embeddings=64)
-    cfg = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=D_MODEL, num_queries=QUERIES,
-                              encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                              encoder_attention_heads=2, decoder_attention_heads=2, num_feature_levels=4,
-                              encoder_n_points=2, decoder_n_points=2, max_text_len=32)
+    backbone = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic", out_features=["stage2", "stage3", "stage4"]
+    )
+    text = BertConfig(
+        vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, max_position_embeddings=64
+    )
+    cfg = GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        d_model=D_MODEL,
+        num_queries=QUERIES,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_feature_levels=4,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=32,
+    )
     model = GroundingDinoForObjectDetection(cfg).eval()
     proc = GroundingDinoProcessor(GroundingDinoImageProcessorPil(size={"shortest_edge": 128, "longest_edge": 128}), tok)
     d = tmp_path_factory.mktemp("gdino")

@@ -37,8 +37,16 @@ def _write(save_dir, n_boxes=20, seed=0, shuffle=False):
         x, y = rng.uniform(0, W - 10), rng.uniform(0, H - 10)
         w, h = rng.uniform(2, 20), rng.uniform(2, 20)
         scores.append(rng.uniform(0.5, 1))
-        recs.append({"image_id": int(views[b]), "category_id": int(rng.integers(1, 6)), "bbox": [x, y, w, h],
-                     "score": 0.0, "pos": [1, 2], "level": 0})
+        recs.append(
+            {
+                "image_id": int(views[b]),
+                "category_id": int(rng.integers(1, 6)),
+                "bbox": [x, y, w, h],
+                "score": 0.0,
+                "pos": [1, 2],
+                "level": 0,
+            }
+        )
     # order by view then descending score, as PartSTAD stores them
     scores = np.array(scores)
     order = np.lexsort((-scores, views))
@@ -52,8 +60,7 @@ def _write(save_dir, n_boxes=20, seed=0, shuffle=False):
         recs, feat, masks = [recs[i] for i in p], feat[p], masks[p]
     P["pred"].write_text(json.dumps(recs))
     if n_boxes:
-        np.savez_compressed(P["feature"], feature=feat, fused_feature=feat * 2, logit=np.zeros((n_boxes, 5)),
-                            centerness=np.zeros(n_boxes))
+        np.savez_compressed(P["feature"], feature=feat, fused_feature=feat * 2, logit=np.zeros((n_boxes, 5)), centerness=np.zeros(n_boxes))
         np.savez_compressed(P["mask"], mask=masks)
     return dict(rgb=rgba[..., :3], pc_idx=pc_idx, uv=uv, groups=groups, recs=recs, feat=feat, masks=masks)
 
@@ -90,7 +97,7 @@ def test_unsorted_store_is_reordered_consistently(tmp_path):
     det = obj.detections
     off = det.offsets(V)
     for v in range(V):
-        assert np.all(np.diff(det.score[off[v]:off[v + 1]]) <= 0)
+        assert np.all(np.diff(det.score[off[v] : off[v + 1]]) <= 0)
     # each box still has its own feature and mask
     for b in range(len(det)):
         i = int(np.flatnonzero(ref["feat"][:, 0] == det.feat[b, 0])[0])
@@ -116,10 +123,14 @@ def test_zero_boxes(tmp_path):
         (lambda P: (P["rendered_img"] / "3.png").unlink(), "3.png"),
         (lambda P: P["mask"].write_bytes(b"not a zip"), "sam_mask.npz"),
         (lambda P: P["pred"].write_text("{oops"), "pred.json"),
-        (lambda P: P["pred"].write_text(json.dumps([{"image_id": 0, "category_id": 9, "bbox": [0, 0, 1, 1],
-                                                       "score": 0.9}] * 20)), "category_id"),
-        (lambda P: P["pred"].write_text(json.dumps([{"image_id": 0, "category_id": 1, "bbox": [0, 0, 1, 1],
-                                                       "score": 0.9}] * 3)), "for 3 boxes"),
+        (
+            lambda P: P["pred"].write_text(json.dumps([{"image_id": 0, "category_id": 9, "bbox": [0, 0, 1, 1], "score": 0.9}] * 20)),
+            "category_id",
+        ),
+        (
+            lambda P: P["pred"].write_text(json.dumps([{"image_id": 0, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.9}] * 3)),
+            "for 3 boxes",
+        ),
         (lambda P: np.save(P["pc_idx"], np.full((V, H, W), N + 5)), "pc_idx"),
         (lambda P: np.savez_compressed(P["mask"], mask=np.zeros((20, H + 1, W))), "sam_mask.npz"),
         (lambda P: np.save(P["superpoint"], np.array([[0, 1], [1, 2]])), "superpoint.npy"),

@@ -16,7 +16,13 @@ from pipeline.detect.types import Detector, detect_object
 
 PARTS = ("arm", "back", "leg")
 PARAMS = OracleDetectorParams(
-    p_max=0.8, area_scale=0.02, jitter=0.05, confusion=0.2, fp_rate=1.0, whole_object_prob=0.3, min_box_px=1.0,
+    p_max=0.8,
+    area_scale=0.02,
+    jitter=0.05,
+    confusion=0.2,
+    fp_rate=1.0,
+    whole_object_prob=0.3,
+    min_box_px=1.0,
     informativeness=1.0,
 )
 
@@ -173,7 +179,7 @@ def test_per_view_sorted_and_inside_image(many):
     for _, det, _ in many:
         off = det.offsets(10)
         for v in range(10):
-            assert np.all(np.diff(det.score[off[v]:off[v + 1]]) <= 0)
+            assert np.all(np.diff(det.score[off[v] : off[v + 1]]) <= 0)
         assert np.all(det.xyxy[:, [0, 2]] >= 0) and np.all(det.xyxy[:, [0, 2]] <= 128)
         assert np.all(det.xyxy[:, 2] - det.xyxy[:, 0] >= PARAMS.min_box_px)
         assert det.simulated is True
@@ -200,8 +206,9 @@ def test_projection_is_run_level():
     np.testing.assert_array_equal(p1, feature_projection(OracleDetectorParams()))
     assert not np.array_equal(p1, feature_projection(OracleDetectorParams(feat_seed=1)))
     sc = synthetic_scene(seed=3)
-    prm = OracleDetectorParams(feat_noise=0.0, objectness_noise=0.0, jitter=0.0, fp_rate=0.0, whole_object_prob=0.0, confusion=0.0,
-                               informativeness=1.0)
+    prm = OracleDetectorParams(
+        feat_noise=0.0, objectness_noise=0.0, jitter=0.0, fp_rate=0.0, whole_object_prob=0.0, confusion=0.0, informativeness=1.0
+    )
     # without noise, the feature is an exact function of the descriptor, whatever the object seed
     a = OracleDetector(sc.pix2pt, sc.sem, sc.ins, prm, seed=1).detect_view(None, sc.part_names, 0)
     b = OracleDetector(sc.pix2pt, sc.sem, sc.ins, prm, seed=2).detect_view(None, sc.part_names, 0)

@@ -28,7 +28,7 @@ def test_concat_sorts_each_view_and_offsets():
     off = det.offsets(4)
     assert off.tolist() == [0, 3, 3, 7, 7] and off.dtype == np.int64
     for v in range(4):
-        s = det.score[off[v]:off[v + 1]]
+        s = det.score[off[v] : off[v + 1]]
         assert np.all(np.diff(s) <= 0)
     # rows move together: the feature of the best box of view 2 is the input row with max score
     bx, lb, sc, ft = per_view[2]

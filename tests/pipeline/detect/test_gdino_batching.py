@@ -1,4 +1,5 @@
 """Grounding DINO with several views per forward and under bf16 autocast (tiny random models, CPU)."""
+
 import threading
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The pixels simulated detector: GT-free descriptors, the few-shot classifier, the detector."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ for byte the same; only the metrics, which compare with the labels, change. The 
 oracle reads the labels, so the same permutation changes its output: that shows the test can
 fail.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The pixels simulated SAM: a GT-free over-segmentation that merges and splits like SAM."""
+
 from __future__ import annotations
 
 import numpy as np

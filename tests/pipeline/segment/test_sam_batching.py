@@ -1,4 +1,5 @@
 """SAM's image encoder with several views per forward and under bf16 autocast (tiny random model, CPU)."""
+
 import threading
 
 import numpy as np
@@ -14,8 +15,13 @@ def _det(n_views: int, per_view: int, size: int, seed: int = 0) -> Detections:
     n = n_views * per_view
     xy = rng.uniform(0, size * 0.6, (n, 2))
     wh = rng.uniform(size * 0.1, size * 0.4, (n, 2))
-    return Detections(np.concatenate([xy, xy + wh], 1).astype(np.float32), np.repeat(np.arange(n_views), per_view),
-                      np.zeros(n), np.ones(n), np.zeros((n, 4)))
+    return Detections(
+        np.concatenate([xy, xy + wh], 1).astype(np.float32),
+        np.repeat(np.arange(n_views), per_view),
+        np.zeros(n),
+        np.ones(n),
+        np.zeros((n, 4)),
+    )
 
 
 @pytest.fixture(scope="module")
