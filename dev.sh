@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One entry point for the two set-up commands of the README:
 #   ./dev.sh demo   -> create .venv, install, run the whole pipeline (`dvc repro`) on the synthetic demo
-#   ./dev.sh test   -> create .venv, install, run the test suite
+#   ./dev.sh test   -> create .venv, install, run the gates (ruff check, ruff format --check,
+#                      mypy; configured in pyproject.toml), then the test suite
+#   ./dev.sh lint   -> the gates only
 # Both install from requirements.lock (exact versions of every package, CPU torch included;
 # refresh it with tools/lock_deps.sh). Idempotent: the install is skipped when neither
 # pyproject.toml nor requirements.lock has changed since the last one.
@@ -41,6 +43,14 @@ bootstrap() {
   fi
 }
 
+# Lint, format and type gates: zero findings, or the command fails before any test runs.
+gates() {
+  echo "gates: ruff check, ruff format --check, mypy" >&2
+  .venv/bin/ruff check --quiet .
+  .venv/bin/ruff format --check --quiet .
+  .venv/bin/mypy --no-error-summary
+}
+
 case "${1:-}" in
   demo)
     bootstrap
@@ -51,10 +61,15 @@ case "${1:-}" in
   test)
     bootstrap
     shift
+    gates
     PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m pytest "$@"
     ;;
+  lint)
+    bootstrap
+    gates
+    ;;
   *)
-    echo "usage: ./dev.sh demo|test [args]" >&2
+    echo "usage: ./dev.sh demo|test|lint [args]" >&2
     exit 2
     ;;
 esac

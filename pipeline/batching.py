@@ -13,7 +13,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, overload
 
 import torch
 
@@ -62,8 +62,12 @@ def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractC
     return torch.autocast(device_type=device_type(device), dtype=_DTYPES[p])
 
 
-def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    """``items`` cut into consecutive pieces of at most ``size`` (order kept)."""
+@overload
+def chunks(items: range, size: int) -> list[range]: ...
+@overload
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]: ...
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]] | list[range]:
+    """``items`` cut into consecutive pieces of at most ``size`` (order kept; a range gives ranges)."""
     size = max(1, int(size))
     return [items[i : i + size] for i in range(0, len(items), size)]
 

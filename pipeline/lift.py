@@ -238,7 +238,8 @@ def lift_object(
     box_label = np.asarray(box_label).astype(np.int64).reshape(-1)
     if mode == "mask" and masks is None:
         raise ValueError("mask mode needs masks")
-    _check_inputs(sp, visible, uv, xyxy, box_view, box_label, masks if mode == "mask" else None, n_parts)
+    mask_src = masks if mode == "mask" else None  # not None exactly in mask mode
+    _check_inputs(sp, visible, uv, xyxy, box_view, box_label, mask_src, n_parts)
     if min_visible is None:
         min_visible = 1 if mode == "mask" else 0
     V, N = visible.shape
@@ -259,8 +260,8 @@ def lift_object(
     else:
         gate = np.zeros((S, 0), dtype=bool)
 
-    if mode == "mask":
-        H, W = int(masks.shape[1]), int(masks.shape[2])
+    if mask_src is not None:
+        H, W = int(mask_src.shape[1]), int(mask_src.shape[2])
     pts_out: list[np.ndarray] = []
     box_out: list[np.ndarray] = []
     for v in range(V):  # loop over views only
@@ -273,14 +274,14 @@ def lift_object(
         g = gate[sp[pts]][:, bs].T  # (B_v, n_v)
         if not g.any():
             continue
-        if mode == "mask":
+        if mask_src is not None:
             uvp = np.asarray(uv[v, pts], dtype=np.float64)
             cols = np.clip(np.floor(uvp[:, 0]), 0, W - 1).astype(np.int64)
             rows = np.clip(np.floor(uvp[:, 1]), 0, H - 1).astype(np.int64)
-            if isinstance(masks, np.ndarray):
-                inside = masks[bs[:, None], rows[None, :], cols[None, :]].astype(bool)
+            if isinstance(mask_src, np.ndarray):
+                inside = mask_src[bs[:, None], rows[None, :], cols[None, :]].astype(bool)
             else:  # lazily indexable store: one box at a time
-                inside = np.stack([np.asarray(masks[int(b)])[rows, cols] for b in bs]).astype(bool)
+                inside = np.stack([np.asarray(mask_src[int(b)])[rows, cols] for b in bs]).astype(bool)
         else:
             inside = strictly_inside(np.asarray(uv[v, pts], dtype=np.float64), xyxy[bs])
         bi, pi = np.nonzero(g & inside)

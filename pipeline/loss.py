@@ -18,6 +18,9 @@ from typing import Literal
 
 import torch
 
+#: how the per-object loss treats parts absent from an object's GT (see TrainParams.absent_parts)
+AbsentParts = Literal["paper", "skip"]
+
 
 def relaxed_iou(P: torch.Tensor, gt: torch.Tensor, n_s: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """(K+1,) RIoU_k over the valid superpoints, null label included at index 0."""
@@ -36,7 +39,7 @@ def riou_loss(
     gt: torch.Tensor,
     n_s: torch.Tensor,
     valid: torch.Tensor,
-    absent_parts: Literal["paper", "skip"] = "paper",
+    absent_parts: AbsentParts = "paper",
 ) -> torch.Tensor:
     """Per-object loss L_obj (scalar tensor) from probabilities P (S, K+1) and targets gt (S, K+1)."""
     riou = relaxed_iou(P, gt, n_s, valid)[1:]
@@ -51,7 +54,7 @@ def riou_loss(
     raise ValueError(f"absent_parts must be 'paper' or 'skip', got {absent_parts!r}")
 
 
-def losses_from_riou(riou: torch.Tensor, present: torch.Tensor, absent_parts: Literal["paper", "skip"] = "paper") -> torch.Tensor:
+def losses_from_riou(riou: torch.Tensor, present: torch.Tensor, absent_parts: AbsentParts = "paper") -> torch.Tensor:
     """(n,) L_obj of n objects from their (n, K+1) RIoU and (n, K) GT-present parts, as
     :func:`riou_loss` does for one (an object with no part counted has loss 0)."""
     terms = 1.0 - riou[:, 1:]

@@ -6,6 +6,8 @@ detector class id. -1 always means "no part".
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 PARTNETE_PARTS: dict[str, tuple[str, ...]] = {
     "Bottle": ("lid",),
     "Box": ("lid",),
@@ -69,7 +71,7 @@ class UnknownCategoryError(KeyError):
     """Raised for a category that is neither a PartNetE category nor registered with part names."""
 
 
-def register_part_names(mapping: dict[str, list[str] | tuple[str, ...]] | None) -> None:
+def register_part_names(mapping: Mapping[str, Sequence[str]] | None) -> None:
     """Make user categories known to :func:`part_names` (idempotent; PartNetE names cannot be redefined)."""
     for category, names in (mapping or {}).items():
         if category in PARTNETE_PARTS and tuple(names) != PARTNETE_PARTS[category]:

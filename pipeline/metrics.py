@@ -68,7 +68,15 @@ def object_miou(pred: np.ndarray, gt: np.ndarray, n_parts: int) -> float:
     return float(np.nanmean(t)) if np.any(~np.isnan(t)) else float("nan")
 
 
-def _match_object(ins_point, inst_label, inst_conf, sem, ins, n_parts, iou_thresh):
+def _match_object(
+    ins_point: np.ndarray,
+    inst_label: np.ndarray,
+    inst_conf: np.ndarray,
+    sem: np.ndarray,
+    ins: np.ndarray,
+    n_parts: int,
+    iou_thresh: float,
+) -> tuple[list[list[tuple[float, bool]]], np.ndarray]:
     """Per-part lists of (confidence, is_tp) for one shape and the per-part GT counts."""
     sem = np.asarray(sem).astype(np.int64)
     ins = np.asarray(ins).astype(np.int64)

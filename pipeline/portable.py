@@ -19,9 +19,13 @@ See docs/reproducibility.md.
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 
 ArrayLike = np.ndarray | float
+# Each function returns a Python float for a scalar or 0-d input and an array otherwise; the
+# overloads say so for floats and arrays (a 0-d array is typed as an array, but gives a float).
 
 # Cody–Waite splits (fdlibm): the high parts have few enough bits that k × high is exact.
 _PIO2_1 = 1.57079632673412561417e00  # first 33 bits of π/2
@@ -47,7 +51,7 @@ def _horner(z: np.ndarray, coeffs: list[float]) -> np.ndarray:
     return acc
 
 
-def _out(x: object, y: np.ndarray) -> ArrayLike:
+def _out(x: ArrayLike, y: np.ndarray) -> ArrayLike:
     return float(y) if np.ndim(x) == 0 else y
 
 
@@ -67,6 +71,10 @@ def _sin_cos_kernels(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s, c
 
 
+@overload
+def sin(x: float) -> float: ...
+@overload
+def sin(x: np.ndarray) -> np.ndarray: ...
 def sin(x: ArrayLike) -> ArrayLike:
     """sin(x), float64, identical on every CPU (|x| < 1e6 reduces exactly)."""
     a = np.asarray(x, dtype=np.float64)
@@ -76,6 +84,10 @@ def sin(x: ArrayLike) -> ArrayLike:
     return _out(x, np.where(np.isfinite(a), y, np.nan))
 
 
+@overload
+def cos(x: float) -> float: ...
+@overload
+def cos(x: np.ndarray) -> np.ndarray: ...
 def cos(x: ArrayLike) -> ArrayLike:
     """cos(x), float64, identical on every CPU (|x| < 1e6 reduces exactly)."""
     a = np.asarray(x, dtype=np.float64)
@@ -85,12 +97,20 @@ def cos(x: ArrayLike) -> ArrayLike:
     return _out(x, np.where(np.isfinite(a), y, np.nan))
 
 
+@overload
+def tan(x: float) -> float: ...
+@overload
+def tan(x: np.ndarray) -> np.ndarray: ...
 def tan(x: ArrayLike) -> ArrayLike:
     """tan(x) = sin/cos, float64, identical on every CPU."""
     a = np.asarray(x, dtype=np.float64)
     return _out(x, np.asarray(sin(a)) / np.asarray(cos(a)))
 
 
+@overload
+def exp(x: float) -> float: ...
+@overload
+def exp(x: np.ndarray) -> np.ndarray: ...
 def exp(x: ArrayLike) -> ArrayLike:
     """e^x, float64, identical on every CPU (0 below −745, inf above 709.78, NaN kept)."""
     a = np.asarray(x, dtype=np.float64)
@@ -104,6 +124,10 @@ def exp(x: ArrayLike) -> ArrayLike:
     return _out(x, np.where(np.isnan(a), np.nan, y))
 
 
+@overload
+def log(x: float) -> float: ...
+@overload
+def log(x: np.ndarray) -> np.ndarray: ...
 def log(x: ArrayLike) -> ArrayLike:
     """Natural logarithm, float64, identical on every CPU (−inf at 0, NaN below)."""
     a = np.asarray(x, dtype=np.float64)
@@ -121,6 +145,10 @@ def log(x: ArrayLike) -> ArrayLike:
     return _out(x, y)
 
 
+@overload
+def power(x: float, p: float) -> float: ...
+@overload
+def power(x: np.ndarray, p: float) -> np.ndarray: ...
 def power(x: ArrayLike, p: float) -> ArrayLike:
     """x**p for x >= 0 (0**p = 0 for p > 0), float64, identical on every CPU."""
     a = np.asarray(x, dtype=np.float64)

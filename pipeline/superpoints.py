@@ -171,9 +171,9 @@ class _RegionGraph:
     def __init__(self, feat: np.ndarray, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, label: np.ndarray | None = None):
         n = feat.shape[0]
         f = np.asarray(feat, dtype=np.float64)
-        self.label = np.arange(n, dtype=np.int64)
-        self.cnt = np.ones(n, dtype=np.float64)
-        self.sums = f.copy()
+        self.label: np.ndarray = np.arange(n, dtype=np.int64)
+        self.cnt: np.ndarray = np.ones(n, dtype=np.float64)
+        self.sums: np.ndarray = f.copy()
         self.a, self.b, self.w = _aggregate_edges(src, dst, np.asarray(weight, np.float64), n)
         if label is not None:
             _, new_id = np.unique(label, return_inverse=True)
@@ -330,7 +330,7 @@ def grow_small_regions(
 def cutpursuit_partition(feat, src, dst, weight, reg) -> np.ndarray:
     """L0 cut pursuit through ``pycut_pursuit`` (GPL-3.0; optional, imported lazily)."""
     try:
-        from pycut_pursuit.cp_d0_dist import cp_d0_dist  # type: ignore[import-not-found]
+        from pycut_pursuit.cp_d0_dist import cp_d0_dist
     except ImportError as exc:
         raise ImportError(
             "backend='cutpursuit' needs pycut-pursuit (GPL-3.0), which is not installed; "

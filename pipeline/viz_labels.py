@@ -11,12 +11,16 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+if TYPE_CHECKING:
+    from mpl_toolkits.mplot3d.axes3d import Axes3D
 
 NONE_GREY = (200, 200, 200)
 """Colour of label -1 ("no part"): light grey so predicted parts stand out."""
@@ -171,7 +175,8 @@ def scatter_views(
     fig.patch.set_facecolor("white")
     bottom, height = legend_px / total_h, size_px / total_h
     for i, (title, lab) in enumerate(label_sets.items()):
-        ax = fig.add_axes((i / n_panels, bottom, 1 / n_panels, height), projection="3d")
+        # projection="3d" makes an Axes3D; matplotlib's stubs type add_axes as plain Axes
+        ax = cast("Axes3D", fig.add_axes((i / n_panels, bottom, 1 / n_panels, height), projection="3d"))
         cols = palette[np.asarray(lab).astype(np.int64)[idx] + 1]
         ax.scatter(p[:, 0], p[:, 1], p[:, 2], c=cols, s=point_size, marker="o", linewidths=0, depthshade=False)
         ax.set_xlim(centre[0] - half, centre[0] + half)

@@ -33,6 +33,7 @@ from stages.common import (
     key_resolver,
     load_params,
     make_context,
+    params_option,
     resolve_categories,
     resolve_device,
     select_objects,
@@ -235,7 +236,7 @@ def skip_category(category: str, cfg: PipelineConfig, metrics_path: Path) -> dic
 
 
 @click.command("adapt-detector")
-@click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
+@params_option
 @click.option("--cache", default="cache", show_default=True, help="Cache root (reads cache/ingest and cache/render).")
 @click.option("--category", "categories", multiple=True, help="Category to adapt for (repeatable). Default: all in params.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")

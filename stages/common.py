@@ -88,17 +88,21 @@ def load_params(path: str | Path, overrides: tuple[str, ...] | None = None, *, m
     return cfg
 
 
+#: ``--params`` of every command: one default, type and help everywhere.
+params_option = click.option(
+    "--params",
+    "params_path",
+    default="params.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="YAML file holding every knob of the pipeline (packaged defaults when it is absent).",
+)
+
+
 def common_options(f: Callable) -> Callable:
     """--params/--cache/--category/--objects/--scheduler/--device/--force/--jobs/--keep-going/--lock-timeout."""
 
-    @click.option(
-        "--params",
-        "params_path",
-        default="params.yaml",
-        show_default=True,
-        type=click.Path(dir_okay=False),
-        help="YAML file holding every knob of the pipeline.",
-    )
+    @params_option
     @click.option(
         "--cache",
         "cache",

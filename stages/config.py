@@ -21,20 +21,20 @@ import hashlib
 import json
 import logging
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from pipeline.cameras import PAPER_VIEWS
 from pipeline.meta import CATEGORIES
 
 
-def _registered(kind: str) -> Any:
-    """A backend name checked against its registry in stages/backends (``kind``: detectors,
+def _registered(kind: str) -> Callable[[str], str]:
+    """The check of a backend name against its registry in stages/backends (``kind``: detectors,
     maskers, sources), so a registered backend is a valid value without editing this file."""
-    from pydantic import AfterValidator
 
     def check(value: str) -> str:
         from pydantic_core import PydanticCustomError
@@ -46,13 +46,13 @@ def _registered(kind: str) -> Any:
         except ValueError as exc:
             raise PydanticCustomError("unknown_backend", str(exc)) from None
 
-    return Annotated[str, AfterValidator(check)]
+    return check
 
 
 #: Backend names: whatever stages/backends registers (detect.backend, segment.mode, data.source).
-DetectorName = _registered("detectors")
-MaskerName = _registered("maskers")
-SourceName = _registered("sources")
+DetectorName: TypeAlias = Annotated[str, AfterValidator(_registered("detectors"))]
+MaskerName: TypeAlias = Annotated[str, AfterValidator(_registered("maskers"))]
+SourceName: TypeAlias = Annotated[str, AfterValidator(_registered("sources"))]
 
 #: Shared by every section (and the models derived from pipeline dataclasses): no unknown
 #: keys, no nan/inf in any float (lists and tuples of floats included).
@@ -141,7 +141,7 @@ class RenderConfig(Section):
     footprint: Literal["disc", "square"] = "disc"
     """Splat shape: PyTorch3D-like disc or pyrender-like square."""
     views: list[tuple[float, float]] = Field(
-        default_factory=lambda: [tuple(v) for v in PAPER_VIEWS],
+        default_factory=lambda: list(PAPER_VIEWS),
         min_length=1,
         max_length=64,
     )
@@ -186,7 +186,7 @@ def _docstrings(cls: type) -> dict[str, str]:
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
             and isinstance(nxt, ast.Expr)
-            and isinstance(getattr(nxt, "value", None), ast.Constant)
+            and isinstance(nxt.value, ast.Constant)
         ):
             out[node.target.id] = " ".join(str(nxt.value.value).split())
     return out
@@ -209,7 +209,12 @@ def model_of_dataclass(
     for f in dataclasses.fields(cls):
         if f.name in exclude:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name} needs a default: it becomes an optional params.yaml key")
         fields[f.name] = (
             (types or {}).get(f.name, hints[f.name]),
             Field(default, description=docs.get(f.name), **(constraints or {}).get(f.name, {})),

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from stages.common import load_params, set_option
+from stages.common import load_params, params_option, set_option
 
 
 def _version(dist: str) -> str | None:
@@ -198,14 +198,7 @@ def dvc_yaml_row(categories: list[str], path: Path = Path("dvc.yaml")) -> tuple[
 
 
 @click.command()
-@click.option(
-    "--params",
-    "params_path",
-    default="params.yaml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="YAML params (default: packaged defaults when absent).",
-)
+@params_option
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device to load the weights on.")
 @click.option("--no-load", is_flag=True, help="Do not load the weights files (only check the packages and backends).")
 @set_option

@@ -35,6 +35,7 @@ from stages.common import (
     key_resolver,
     load_params,
     make_context,
+    params_option,
     resolve_categories,
     resolve_device,
     select_objects,
@@ -143,7 +144,8 @@ def category_metrics(ctx: StageContext, object_ids: list[str]) -> dict[str, Any]
     names = part_names(ctx.category)
     K = len(names)
     ev, ing = ctx.store("evaluate"), ctx.store("ingest")
-    gts, preds = [], {m: [] for m in METHODS}
+    gts: list[tuple[np.ndarray, np.ndarray]] = []
+    preds: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
     insts: dict[str, list] = {m: [] for m in METHODS}
     for oid in object_ids:
         if not ev.is_complete(oid) or not ing.attrs(oid).get("labelled", True):
@@ -182,7 +184,7 @@ def auto_choice(ctx: StageContext, val_ids: list[str]) -> dict[str, Any]:
     to it. Without labelled validation shapes there is nothing to compare and PartSTAD is
     kept (the paper's method).
     """
-    val = category_metrics(ctx, val_ids) if val_ids else {"methods": {}, "n_test": 0}
+    val: dict[str, Any] = category_metrics(ctx, val_ids) if val_ids else {"methods": {}, "n_test": 0}
     miou = {m: val["methods"][m]["miou"] for m in AUTO_CANDIDATES if val["methods"].get(m, {}).get("miou") is not None}
     if val["n_test"] == 0 or "partstad" not in miou:
         return {"method": "partstad", "reason": "no labelled validation shape: PartSTAD kept", "val_miou": miou, "n_val": val["n_test"]}
@@ -295,7 +297,7 @@ def _evaluate_one(
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
+@params_option
 @click.option("--cache", default="cache", show_default=True, help="Cache root.")
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
 @click.option("--objects", default=None, callback=check_objects, help="Comma-separated object ids to restrict to.")

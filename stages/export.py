@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import StageFailed, check_objects, load_params, resolve_categories, select_objects, set_option
+from stages.common import StageFailed, check_objects, load_params, params_option, resolve_categories, select_objects, set_option
 from stages.exports import export_object
 from stages.model_check import evaluation_problem, weights_key
 from stages.provenance import object_components, object_sources, provenance
@@ -24,7 +24,7 @@ METHODS = ("partstad", "partslip", "partstad_boxes", "masks_only")
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
+@params_option
 @click.option("--cache", default="cache", show_default=True, help="Cache root (reads cache/ingest and cache/evaluate).")
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
 @click.option("--objects", default=None, callback=check_objects, help="Comma-separated object ids (default: every evaluated object).")

@@ -108,7 +108,7 @@ def ingest_arrays(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
 
     src = ctx.runtime["sources"][object_id]
     cloud = read_partnete_object(Path(src["path"]), ctx.category, object_id.split("/", 1)[1])
-    arrays = {"xyz": cloud.xyz.astype(np.float32), "rgb": cloud.rgb.astype(np.uint8)}
+    arrays: dict[str, np.ndarray] = {"xyz": cloud.xyz.astype(np.float32), "rgb": cloud.rgb.astype(np.uint8)}
     if cloud.sem is not None:
         arrays["sem"] = cloud.sem.astype(np.int16)
         arrays["ins"] = (cloud.ins if cloud.ins is not None else np.full(len(cloud.xyz), -1)).astype(np.int32)
@@ -194,7 +194,7 @@ def import_object(ctx: StageContext, object_id: str) -> dict[str, tuple[dict[str
         {"sp": obj.sp.astype(np.int32), "normal": np.zeros((N, 3), np.float32)},
         {"n_superpoints": int(obj.sp.max() + 1) if N else 0, "backend": "import", "normals": "zeros (not stored by the original)"},
     )
-    detect = (
+    detect: tuple[dict[str, np.ndarray], dict[str, Any]] = (
         {
             "xyxy": det.xyxy.astype(np.float32),
             "view": det.view.astype(np.int16),

@@ -24,6 +24,7 @@ from stages.common import (
     load_params,
     make_context,
     objects_option,
+    params_option,
     resolve_categories,
 )
 from stages.config import DataConfig
@@ -35,14 +36,7 @@ log = logging.getLogger("partstad")
 
 
 @click.command()
-@click.option(
-    "--params",
-    "params_path",
-    default="params.yaml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="YAML file holding every knob of the pipeline (default: packaged defaults when absent).",
-)
+@params_option
 @click.option("--cache", "cache", default="cache", show_default=True, callback=check_cache, help="Cache root (directory or fsspec URL).")
 @click.option(
     "--category",

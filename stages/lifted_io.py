@@ -21,7 +21,8 @@ def lifted_to_arrays(lifted: LiftedObject, prefix: str) -> dict[str, np.ndarray]
 
 def lifted_from_arrays(arrays: dict[str, np.ndarray], prefix: str, mode: str) -> LiftedObject:
     meta = arrays[f"{prefix}meta"]
-    kwargs = {name: arrays.get(f"{prefix}{name}") for name in _ARRAY_FIELDS}
+    # an array lift did not write (``gt`` of an unlabelled object) is None
+    kwargs: dict[str, Any] = {name: arrays.get(f"{prefix}{name}") for name in _ARRAY_FIELDS}
     return LiftedObject(**kwargs, n_parts=int(meta[0]), mode=mode, min_visible=int(meta[1]))
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import click
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
-def _rows(model: type, prefix: str, values: object):
+
+def _rows(model: type[BaseModel], prefix: str, values: object) -> Iterator[tuple[str, str, str]]:
     from pydantic import BaseModel
 
     for name, info in model.model_fields.items():

@@ -32,7 +32,7 @@ from typing import Any
 
 import click
 
-from stages.common import ParamsError, StageFailed, load_params, make_context, resolve_categories, set_option
+from stages.common import ParamsError, StageFailed, load_params, make_context, params_option, resolve_categories, set_option
 from stages.scheduling import SCHEDULER
 
 log = logging.getLogger("partstad")
@@ -206,14 +206,7 @@ def run_stage_command(parent: click.Context, name: str, **given: Any) -> None:
     help="Where the exports go.",
 )
 @click.option("--method", type=click.Choice(METHODS), default="partstad", show_default=True, help="Whose labels to export.")
-@click.option(
-    "--params",
-    "params_path",
-    default="params.yaml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="YAML params (default: packaged defaults when absent).",
-)
+@params_option
 @click.option(
     "--cache",
     default="cache",

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from pipeline.meta import part_names
-from stages.common import StageFailed, load_params, resolve_categories, select_objects, set_option, write_json
+from stages.common import StageFailed, load_params, params_option, resolve_categories, select_objects, set_option, write_json
 from stages.config import PipelineConfig
 from stages.provenance import describe
 from stages.store import CategoryStore
@@ -83,7 +83,7 @@ def _studies(directory: Path) -> list[tuple[str, str, dict[str, bytes]]]:
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
+@params_option
 @click.option("--cache", default="cache", show_default=True, help="Cache root (example objects are read from it).")
 @click.option("--category", "categories", multiple=True, help="Categories to include (default: all in params).")
 @click.option(
@@ -150,7 +150,7 @@ def report(
         provenance=provenance,
         studies=_studies(Path(studies_dir)),
     )
-    summary = summary_metrics(metrics)
+    summary: dict[str, Any] = summary_metrics(metrics)  # plus the run-wide flags below
     summary["simulated"] = simulated
     if components:
         summary["simulated_components"] = components

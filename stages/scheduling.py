@@ -256,12 +256,12 @@ def _run_distributed(
                 if fut.status == "finished":
                     results[i] = fut.result()
                 else:
-                    exc = fut.exception()
+                    task_exc = fut.exception()
                     tb = "".join(traceback.format_tb(fut.traceback())) if fut.traceback() is not None else ""
                     if on_error is None:
-                        raise exc
-                    log.warning("task %d of %s failed after %d retries: %r", i, desc, retries, exc)
-                    results[i] = on_error(i, exc, tb)
+                        raise task_exc
+                    log.warning("task %d of %s failed after %d retries: %r", i, desc, retries, task_exc)
+                    results[i] = on_error(i, task_exc, tb)
                 bar.update(1)
                 fut.release()
         return results

@@ -28,6 +28,7 @@ from stages.common import (
     keep_going_options,
     load_params,
     make_context,
+    params_option,
     resolve_categories,
     resolve_device,
     select_objects,
@@ -218,7 +219,7 @@ def _train_one(
 
 
 @click.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True, help="YAML file holding every knob.")
+@params_option
 @click.option("--cache", default="cache", show_default=True, help="Cache root.")
 @click.option("--category", "categories", multiple=True, help="Category to train (repeatable). Default: all in params.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")

@@ -178,11 +178,11 @@ def tube(path, radius, sections: int = 10, caps: bool = True) -> Geom:
     th = np.linspace(0, 2 * np.pi, k, endpoint=False)
     ring = pm.cos(th)[None, :, None] * n[:, None] + pm.sin(th)[None, :, None] * b[:, None]
     v = (p[:, None] + r[:, None, None] * ring).reshape(-1, 3)
-    i, j = np.meshgrid(np.arange(m - 1), np.arange(k), indexing="ij")
-    a = (i * k + j).ravel()
-    bb = (i * k + (j + 1) % k).ravel()
-    c = ((i + 1) * k + j).ravel()
-    d = ((i + 1) * k + (j + 1) % k).ravel()
+    gi, gj = np.meshgrid(np.arange(m - 1), np.arange(k), indexing="ij")
+    a = (gi * k + gj).ravel()
+    bb = (gi * k + (gj + 1) % k).ravel()
+    c = ((gi + 1) * k + gj).ravel()
+    d = ((gi + 1) * k + (gj + 1) % k).ravel()
     faces = [np.stack([a, c, bb], 1), np.stack([bb, c, d], 1)]
     verts = [v]
     cnt = len(v)

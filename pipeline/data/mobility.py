@@ -234,15 +234,17 @@ class _ObjectDirResolver:
         raise PermissionError("read-only resolver")
 
 
-def _load_obj_pieces(path: Path, root: Path) -> list[tuple[np.ndarray, Any]]:
-    """Load one .obj as [(triangles (F,3,3), visual)] per material group."""
+def _load_obj_pieces(path: Path, root: Path) -> list[tuple[Any, Any]]:
+    """Load one .obj as [(trimesh.Trimesh, visual)] per material group."""
     import trimesh
 
     resolver = _ObjectDirResolver(path.parent, root)
     with open_regular(path) as f:
-        scene = trimesh.load(f, file_type="obj", resolver=resolver, force="scene", process=False)
+        # trimesh duck-types resolvers but hints its ABC, which would import trimesh at module load
+        scene = trimesh.load(f, file_type="obj", resolver=resolver, force="scene", process=False)  # type: ignore[arg-type]
     out = []
-    for g in scene.dump(concatenate=False) if hasattr(scene, "dump") else [scene]:
+    geoms: list[Any] = scene.dump(concatenate=False) if hasattr(scene, "dump") else [scene]
+    for g in geoms:
         if getattr(g, "faces", None) is None or len(g.faces) == 0:
             continue
         out.append((g, g.visual))

@@ -19,7 +19,7 @@ import math
 import os
 import pickle
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import numpy.lib.format as npformat
@@ -98,7 +98,8 @@ def _guarded_reconstruct(subtype: Any, shape: Any, dtype: Any, *, max_bytes: flo
     need = _nbytes(shape, dtype)
     if need > max_bytes:
         raise _SizeError(f"pickle declares a {need}-byte array in a {max_bytes}-byte payload")
-    return _multiarray._reconstruct(subtype, shape, dtype)
+    # subtype is _CheckedArray (checked above), so the result is an ndarray; numpy types it `object`
+    return cast(np.ndarray, _multiarray._reconstruct(subtype, shape, dtype))
 
 
 def _guarded_scalar(dtype: Any, *args: Any, max_bytes: float) -> Any:
@@ -224,7 +225,7 @@ def load_npy_restricted(path: str | Path) -> np.ndarray:
                 elif version == (2, 0):
                     shape, fortran, dtype = npformat.read_array_header_2_0(f)
                 else:  # (3, 0): utf-8 header; numpy exposes no public reader for it
-                    shape, fortran, dtype = npformat._read_array_header(f, version)  # noqa: SLF001
+                    shape, fortran, dtype = npformat._read_array_header(f, version)  # type: ignore[attr-defined]  # noqa: SLF001 - private, not in numpy's stubs
             except (ValueError, EOFError, SyntaxError) as e:
                 raise BadInputError(f"not a valid .npy file ({e})", path=path) from None
             if dtype.hasobject:

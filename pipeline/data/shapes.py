@@ -122,7 +122,8 @@ def load_mesh(path: str | Path, object_id: str | None = None) -> LoadedMesh | No
 
 def _points(path: Path, object_id: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     scene = _load_scene(path, object_id)
-    xyz, rgb = [], []
+    xyz: list[np.ndarray] = []
+    rgb: list[np.ndarray | None] = []
     for _, g in _geometries(scene):
         v = np.asarray(getattr(g, "vertices", np.zeros((0, 3))), np.float64)
         xyz.append(v)
@@ -130,7 +131,8 @@ def _points(path: Path, object_id: str | None) -> tuple[np.ndarray, np.ndarray |
         rgb.append(cols[:, :3].astype(np.uint8) if cols.ndim == 2 and len(cols) == len(v) else None)
     if not xyz or sum(len(v) for v in xyz) == 0:
         _fail("point cloud has zero points", object_id, path)
-    colour = None if any(c is None for c in rgb) else np.concatenate(rgb)
+    coloured = [c for c in rgb if c is not None]
+    colour = np.concatenate(coloured) if len(coloured) == len(rgb) else None  # all pieces or none
     return np.concatenate(xyz), colour
 
 
@@ -197,7 +199,7 @@ def read_shape(
         if len(xyz) > n_points:  # seeded subsample to the configured size
             keep = np.sort(rng.choice(len(xyz), n_points, replace=False))
             xyz, rgb = xyz[keep], (None if rgb is None else rgb[keep])
-            sem, ins = (None, None) if sem is None else (sem[keep], ins[keep])
+            sem, ins = (None, None) if sem is None or ins is None else (sem[keep], ins[keep])
         rgb = rgb if rgb is not None else np.full((len(xyz), 3), GREY, np.uint8)
         kind, n_faces = "points", 0
     else:

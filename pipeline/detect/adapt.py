@@ -423,7 +423,9 @@ def fine_tune(
     ap0, per0 = evaluate_ap50(model, processor, sel_set, part_names, params)
     vloss0 = sel_loss()
     seconds_eval = time.perf_counter() - t_eval
-    curve = [{"epoch": 0, "loss": None, "val_ap50": ap0, "val_loss": vloss0, "per_part": _per_part(per0, part_names), "seconds": 0.0}]
+    curve: list[dict[str, Any]] = [
+        {"epoch": 0, "loss": None, "val_ap50": ap0, "val_loss": vloss0, "per_part": _per_part(per0, part_names), "seconds": 0.0}
+    ]
     best = (rank(ap0, vloss0), 0, snapshot())
     if progress:
         progress(curve[-1])

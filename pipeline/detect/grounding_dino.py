@@ -134,19 +134,19 @@ def decode_queries(
     xyxy = torch.cat([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], dim=1)
     xyxy = xyxy * torch.tensor([W, H, W, H], dtype=xyxy.dtype, device=xyxy.device)
 
-    score = score.detach().cpu().numpy()
-    label = label.detach().cpu().numpy()
-    xyxy = xyxy.detach().cpu().numpy()
-    xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, W)
-    xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, H)
+    score_np = score.detach().cpu().numpy()
+    label_np = label.detach().cpu().numpy()
+    xyxy_np = xyxy.detach().cpu().numpy()
+    xyxy_np[:, [0, 2]] = np.clip(xyxy_np[:, [0, 2]], 0, W)
+    xyxy_np[:, [1, 3]] = np.clip(xyxy_np[:, [1, 3]], 0, H)
     feats = hidden.detach().float().cpu().numpy()
 
-    cand = np.flatnonzero(score > score_threshold)
-    keep = cand[batched_nms_np(xyxy[cand], score[cand], label[cand], nms_iou)][: int(max_per_view)]
+    cand = np.flatnonzero(score_np > score_threshold)
+    keep = cand[batched_nms_np(xyxy_np[cand], score_np[cand], label_np[cand], nms_iou)][: int(max_per_view)]
     return (
-        xyxy[keep].astype(np.float32),
-        label[keep].astype(np.int16),
-        score[keep].astype(np.float32),
+        xyxy_np[keep].astype(np.float32),
+        label_np[keep].astype(np.int16),
+        score_np[keep].astype(np.float32),
         feats[keep].astype(np.float32),
     )
 

@@ -70,6 +70,8 @@ class PixelClassifier:
         xs = self.standardised(x)
         if self.proj is None:
             return xs
+        # proj, proj_bias, mean2 and scale2 are set together by fit_pixel_classifier
+        assert self.proj_bias is not None and self.mean2 is not None and self.scale2 is not None
         h = _expand(xs, self.proj, self.proj_bias)
         return (h - self.mean2) / self.scale2
 

@@ -106,7 +106,7 @@ def render_ids_gl(
             id_scene.set_pose(id_cam, poses[v])
             img, _ = r.render(id_scene, flags=flags)
             pix2pt[v] = decode_ids(img)
-            if color_pass:
+            if col_scene is not None and colour is not None:  # set together iff color_pass
                 col_scene.set_pose(col_cam, poses[v])
                 cimg, _ = r.render(col_scene, flags=flags)
                 colour[v] = cimg

@@ -52,18 +52,18 @@ def square_half_size(radius_px: float) -> int:
 def _offsets(radius_px: float, footprint: str) -> tuple[np.ndarray, np.ndarray]:
     """Integer (dx, dy) offsets split into always-covered ``core`` and sub-pixel ``ring``."""
     if footprint == "square":
-        r = square_half_size(radius_px)
-        d = np.arange(-r, r + 1)
-        dx, dy = np.meshgrid(d, d, indexing="xy")
-        core = np.stack([dx.ravel(), dy.ravel()], axis=1)
+        half = square_half_size(radius_px)
+        d = np.arange(-half, half + 1)
+        sx, sy = np.meshgrid(d, d, indexing="xy")
+        core = np.stack([sx.ravel(), sy.ravel()], axis=1)
         return core, np.zeros((0, 2), dtype=np.int64)
     if footprint != "disc":
         raise ValueError(f"footprint must be one of {FOOTPRINTS}, got {footprint!r}")
     r = float(radius_px)
     m = int(np.ceil(r + 0.5))
     d = np.arange(-m, m + 1)
-    dx, dy = np.meshgrid(d, d, indexing="xy")
-    dx, dy = dx.ravel(), dy.ravel()
+    gx, gy = np.meshgrid(d, d, indexing="xy")
+    dx, dy = gx.ravel(), gy.ravel()
     ax, ay = np.abs(dx), np.abs(dy)
     # The projection lies somewhere inside its pixel (offset (0,0)); the centre of pixel
     # (dx,dy) is then between these distances from it:

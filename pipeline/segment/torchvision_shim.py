@@ -57,7 +57,7 @@ def _resize(img, size: Sequence[int] | int, interpolation=None, max_size=None, a
             new_w, new_h = int(s * w / h), s
     else:
         new_h, new_w = int(size[0]), int(size[1])
-    return img.resize((new_w, new_h), Image.BILINEAR)
+    return img.resize((new_w, new_h), Image.Resampling.BILINEAR)
 
 
 def _box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -75,6 +75,15 @@ def _batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, 
     from pipeline.detect.nms import batched_nms_torch
 
     return batched_nms_torch(boxes, scores, idxs, iou_threshold)
+
+
+def _module(name: str, **attrs: object) -> types.ModuleType:
+    """A fake module ``name`` holding ``attrs``, marked as the shim's (setattr: ModuleType has no fields)."""
+    mod = types.ModuleType(name)
+    for key, value in attrs.items():
+        setattr(mod, key, value)
+    setattr(mod, _SHIM_ATTR, True)
+    return mod
 
 
 def is_installed() -> bool:
@@ -103,27 +112,11 @@ def install() -> bool:
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
 
-    tv = types.ModuleType("torchvision")
-    transforms = types.ModuleType("torchvision.transforms")
-    functional = types.ModuleType("torchvision.transforms.functional")
-    ops = types.ModuleType("torchvision.ops")
-    boxes = types.ModuleType("torchvision.ops.boxes")
-
-    functional.resize = _resize
-    functional.to_pil_image = _to_pil_image
-    boxes.batched_nms = _batched_nms
-    boxes.nms = _nms
-    boxes.box_area = _box_area
-    ops.boxes = boxes
-    ops.batched_nms = _batched_nms
-    ops.nms = _nms
-    ops.box_area = _box_area
-    transforms.functional = functional
-    tv.transforms = transforms
-    tv.ops = ops
-    tv.__version__ = "0.0.0+partstad-shim"
-    for m in (tv, transforms, functional, ops, boxes):
-        setattr(m, _SHIM_ATTR, True)
+    functional = _module("torchvision.transforms.functional", resize=_resize, to_pil_image=_to_pil_image)
+    boxes = _module("torchvision.ops.boxes", batched_nms=_batched_nms, nms=_nms, box_area=_box_area)
+    ops = _module("torchvision.ops", boxes=boxes, batched_nms=_batched_nms, nms=_nms, box_area=_box_area)
+    transforms = _module("torchvision.transforms", functional=functional)
+    tv = _module("torchvision", transforms=transforms, ops=ops, __version__="0.0.0+partstad-shim")
     sys.modules.update(
         {
             "torchvision": tv,

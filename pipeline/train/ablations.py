@@ -66,4 +66,6 @@ def fit_coverage_threshold(
         cand = (float(np.mean(vals)), -abs(t - 0.5), float(t))
         if best is None or cand[:2] > best[:2]:
             best = cand
+    if best is None:
+        raise ValueError("fit_coverage_threshold needs a non-empty threshold grid")
     return best[2], best[0]

@@ -51,10 +51,10 @@ class NumpyAdamW:
         for params, lr in self.groups:
             for p in params:
                 if p.grad is not None:
-                    self._update(p, lr)
+                    self._update(p, p.grad, lr)
 
-    def _update(self, p: torch.nn.Parameter, lr: float) -> None:
-        x, g = p.detach().numpy(), p.grad.detach().numpy()  # views: updated in place
+    def _update(self, p: torch.nn.Parameter, grad: torch.Tensor, lr: float) -> None:
+        x, g = p.detach().numpy(), grad.detach().numpy()  # views: updated in place
         if p not in self.state:
             self.state[p] = (np.zeros_like(x), np.zeros_like(x), [0.0])
         m, v, step = self.state[p]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pipeline.loss import riou_loss
+from pipeline.loss import AbsentParts, riou_loss
 from pipeline.model import NullLogit, WeightNet
 
 from .adamw import NumpyAdamW
@@ -68,7 +68,7 @@ def _check_weights(net: WeightNet, null: NullLogit, epoch: int) -> None:
             raise NonFiniteTraining(epoch, f"the weight {name} holds nan or inf values")
 
 
-def object_loss(net: WeightNet, z_null: torch.Tensor, obj: TrainObject, absent_parts: str = "paper") -> torch.Tensor:
+def object_loss(net: WeightNet, z_null: torch.Tensor, obj: TrainObject, absent_parts: AbsentParts = "paper") -> torch.Tensor:
     """L_obj of §7.8 for one prepared object (needs GT)."""
     if obj.gt is None:
         raise ValueError(f"object {obj.object_id or '?'} has no GT targets")
@@ -115,7 +115,8 @@ class _StepStacks:
     (8 objects in pairs have 56 ordered pairs); bounded so many objects cannot fill memory."""
 
     def __init__(self, objs: Sequence[TrainObject], limit: int = 512):
-        self.objs, self.limit, self.cache = objs, limit, {}
+        self.objs, self.limit = objs, limit
+        self.cache: dict[tuple[int, ...], list[tuple[list[int], ObjectStack]]] = {}
 
     def __call__(self, members: tuple[int, ...]) -> list[tuple[list[int], ObjectStack]]:
         got = self.cache.get(members)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pipeline.loss import AbsentParts
 from pipeline.model import WeightNet
 from pipeline.score import GroupScores, ScoreIndex
 
@@ -71,8 +72,9 @@ class ObjectStack:
         wv = torch.cat([o.n_s for o in objs]).to(dt) * torch.cat([o.valid for o in objs]).to(dt)
         sp_onehot = _onehot(sp_obj, n, dt)
         wg = g_sum = present = None
-        if all(o.gt is not None for o in objs):
-            gt = torch.cat([o.gt for o in objs]).to(dt)
+        gts = [o.gt for o in objs if o.gt is not None]
+        if len(gts) == n:
+            gt = torch.cat(gts).to(dt)
             wg = wv[:, None] * gt
             g_sum = sp_onehot @ (wv[:, None] * gt.abs())
             present = (sp_onehot @ wg)[:, 1:] > 0
@@ -109,7 +111,7 @@ class ObjectStack:
         with torch.no_grad():
             return stacked_forward(net.cn.weight, net.out.weight, net.out.bias, z_null, self, net.tau, net.eps, net.skip).P
 
-    def losses(self, net: WeightNet, z_null: torch.Tensor, absent_parts: str = "paper") -> torch.Tensor:
+    def losses(self, net: WeightNet, z_null: torch.Tensor, absent_parts: AbsentParts = "paper") -> torch.Tensor:
         """(n,) L_obj of §7.8 of every object (needs GT), differentiable in the network's
         weights and ``z_null`` (the cn bias cancels: it gets no gradient)."""
         if self.wg is None:
@@ -130,17 +132,18 @@ class ObjectStack:
 
     def mious(self, P: torch.Tensor) -> np.ndarray:
         """(n,) float64 per-object mIoU of §7.10 of the thresholded labels (NaN: no GT part)."""
-        if self.counts is None:
+        counts, size, gt_tot = self.counts, self.size, self.gt_tot  # set together by stack()
+        if counts is None or size is None or gt_tot is None:
             raise ValueError("a stacked object has no GT counts")
-        n, K = self.gt_tot.shape
+        n, K = gt_tot.shape
         lab = self.labels(P)
         hit = torch.nonzero(lab >= 0).squeeze(1)
         lab_h = lab[hit]
         flat = self.sp_obj[hit] * K + lab_h
-        pred_tot = self.counts.new_zeros(n * K).index_add(0, flat, self.size[hit]).view(n, K)
-        inter = self.counts.new_zeros(n * K).index_add(0, flat, self.counts[hit, lab_h + 1]).view(n, K)
-        iou = inter / (self.gt_tot + pred_tot - inter).clamp(min=1)
-        present = self.gt_tot > 0
+        pred_tot = counts.new_zeros(n * K).index_add(0, flat, size[hit]).view(n, K)
+        inter = counts.new_zeros(n * K).index_add(0, flat, counts[hit, lab_h + 1]).view(n, K)
+        iou = inter / (gt_tot + pred_tot - inter).clamp(min=1)
+        present = gt_tot > 0
         n_present = present.sum(1)
         miou = torch.where(present, iou, 0.0).sum(1) / n_present.clamp_min(1)
         return torch.where(n_present > 0, miou, math.nan).cpu().numpy()
@@ -164,7 +167,7 @@ def stacks_by_parts(objs: Sequence[TrainObject], max_objects: int = 32) -> list[
 
 
 def stacked_losses(
-    net: WeightNet, z_null: torch.Tensor, stacks: Sequence[tuple[list[int], ObjectStack]], absent_parts: str
+    net: WeightNet, z_null: torch.Tensor, stacks: Sequence[tuple[list[int], ObjectStack]], absent_parts: AbsentParts
 ) -> torch.Tensor:
     """(n,) L_obj of the objects stacked by :func:`stacks_by_parts`, in their original order."""
     if len(stacks) == 1:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from pipeline.loss import losses_from_riou
+from pipeline.loss import AbsentParts, losses_from_riou
 from pipeline.score import group_maxima, scores_from_maxima
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ def stacked_forward(
 def _riou(P: torch.Tensor, st: ObjectStack) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(RIoU, pred ≠ 0, safe denominators), each (n, K+1): :func:`pipeline.loss.relaxed_iou` per
     object, its sums over superpoints as two small matrix products (P >= 0, so |P| = P)."""
+    assert st.wg is not None and st.g_sum is not None, "GT targets are checked by ObjectStack.losses"
     inter = torch.mm(st.sp_onehot, st.wg * P)
     pred = torch.mm(st.sp_wv, P)
     ok = pred != 0
@@ -90,8 +91,9 @@ def _riou(P: torch.Tensor, st: ObjectStack) -> tuple[torch.Tensor, torch.Tensor,
     return torch.where(ok, inter / safe, 0.0), ok, safe
 
 
-def _d_riou(g_loss: torch.Tensor, st: ObjectStack, absent_parts: str) -> torch.Tensor:
+def _d_riou(g_loss: torch.Tensor, st: ObjectStack, absent_parts: AbsentParts) -> torch.Tensor:
     """dL/dRIoU (n, K+1) of the per-object losses, for upstream gradients ``g_loss`` (n,)."""
+    assert st.present is not None, "GT targets are checked by ObjectStack.losses"
     n, K = st.present.shape
     d = g_loss.new_zeros(n, K + 1)
     if K == 0:
@@ -108,7 +110,7 @@ class StackedLosses(torch.autograd.Function):
     """(n,) L_obj of the stacked objects; backward gives dW, dw_out, db_out and dz_null."""
 
     @staticmethod
-    def forward(ctx, W, w_out, b_out, z_null, st, absent_parts: str, tau: float, eps: float, skip: bool):
+    def forward(ctx, W, w_out, b_out, z_null, st, absent_parts: AbsentParts, tau: float, eps: float, skip: bool):
         f = stacked_forward(W, w_out, b_out, z_null, st, tau, eps, skip)
         riou, ok, safe = _riou(f.P, st)
         ctx.st, ctx.absent_parts, ctx.f = st, absent_parts, f

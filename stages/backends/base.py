@@ -109,6 +109,14 @@ class Source(Backend):
         return files_digest(files)
 
 
+class Masker(Backend):
+    """A ``segment.mode``: its ``work`` also gets the object's Detections (one mask per box)."""
+
+    def work(self, ctx: Any, object_id: str, det: Any = None) -> tuple[Any, dict[str, Any]]:
+        """((B,H,W) masks, extra attrs) for the boxes of ``det``; extra arrays go under ``"arrays"``."""
+        raise NotImplementedError(f"{type(self).__name__} computes no masks")
+
+
 B = TypeVar("B", bound=Backend)
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from stages.backends.base import Backend, Registry
+from stages.backends.base import Masker, Registry
 from stages.backends.sam import Sam
 from stages.helpers import object_seed
 
 
-class OracleMasker(Backend):
+class OracleMasker(Masker):
     name = "oracle"
     simulated = True
     description = "SAM (oracle: simulated from ground truth)"
@@ -39,7 +39,7 @@ class OracleMasker(Backend):
         ), {}
 
 
-class PixelsMasker(Backend):
+class PixelsMasker(Masker):
     name = "pixels"
     simulated = True
     description = "SAM (pixels: simulated from rendered pixels)"
@@ -56,7 +56,7 @@ class PixelsMasker(Backend):
         return pixel_masks(det, r["rgb"], r["depth"], PixelSamParams(**ctx.config.segment.pixels.model_dump())), {}
 
 
-class BoxMasker(Backend):
+class BoxMasker(Masker):
     """The box rectangle itself (the PartSLIP case)."""
 
     name = "box"
@@ -69,13 +69,13 @@ class BoxMasker(Backend):
         return box_masks(det, H, W), {}
 
 
-MASKERS: Registry[Backend] = Registry("masker", "segment.mode")
+MASKERS: Registry[Masker] = Registry("masker", "segment.mode")
 MASKERS.register(OracleMasker())
 MASKERS.register(PixelsMasker())
 MASKERS.register(Sam())
 MASKERS.register(BoxMasker())
 
 
-def masker(cfg: Any) -> Backend:
+def masker(cfg: Any) -> Masker:
     """The configured masker (``segment.mode``)."""
     return MASKERS.get(cfg.segment.mode)

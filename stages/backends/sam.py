@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.backends.base import Backend, Row
+from stages.backends.base import Masker, Row
 from stages.sam_weights import file_digest, sam_path, sam_weights, weights_key, weights_records
 
 _MASKERS: dict[str, Any] = {}
@@ -61,7 +61,7 @@ def _load_row(model_type: str, ck: str, device: str) -> Row:
         return "FAIL", "segment.sam_checkpoint", f"{ck} does not load as {model_type} ({type(exc).__name__}: {exc})"
 
 
-class Sam(Backend):
+class Sam(Masker):
     name = "sam"
     description = "sam (real)"
     package = ("segment_anything", "segment-anything")

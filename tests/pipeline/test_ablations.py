@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from pipeline.train.ablations import fit_coverage_threshold
 
@@ -27,3 +28,10 @@ def test_fixed_half_threshold_labels_nothing_here():
 def test_no_labelled_object_falls_back_to_half():
     t, miou = fit_coverage_threshold([], [], [], [False])
     assert t == 0.5 and math.isnan(miou)
+
+
+def test_empty_threshold_grid_is_a_value_error():
+    """An empty grid used to crash with TypeError ('NoneType' is not subscriptable)."""
+    cov, valid, counts = _object()
+    with pytest.raises(ValueError, match="non-empty threshold grid"):
+        fit_coverage_threshold([cov], [valid], [counts], [False, False], grid=[])
