@@ -166,3 +166,13 @@ def test_a_hub_id_is_listed_as_its_snapshot_and_an_uncached_one_stops_the_tool(t
     ck.write_bytes(b"w")
     stages = yaml.safe_load(mod.generate(params_path=p))["stages"]
     assert stages["detect"]["deps"][-1] == str(snap) and stages["segment"]["deps"][-1] == str(ck)
+
+
+def test_bytecode_never_enters_a_dependency_hash():
+    """dvc.yaml lists code folders (pipeline/train, ...) as deps; a __pycache__ inside them exists or
+    not depending on which process imported the module first, so DVC must ignore it (else a
+    fresh clone's `dvc repro` writes another dvc.lock)."""
+    from pathlib import Path
+
+    lines = {ln.strip() for ln in (Path(__file__).resolve().parents[2] / ".dvcignore").read_text().splitlines()}
+    assert {"__pycache__/", "*.pyc"} <= lines
