@@ -139,6 +139,13 @@ def md_table(rows: dict, cols: list[str], first: str = "category") -> str:
     return "\n".join(out)
 
 
+def _colour(name: str, i: int) -> str:
+    """The report's colour of a method (per_category = PartSTAD as in the paper), one palette for all figures."""
+    from pipeline.report_style import method_colour
+
+    return method_colour({"per_category": "partstad"}.get(name, name), i)
+
+
 def plot(path: Path, xs, series: dict[str, list[float]], xlabel: str, title: str, bar: bool = False) -> bool:
     try:
         import matplotlib
@@ -149,10 +156,10 @@ def plot(path: Path, xs, series: dict[str, list[float]], xlabel: str, title: str
         return False
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=110)
     if bar:
-        ax.bar(list(series), [v[0] for v in series.values()], color=["#888", "#4477aa", "#66ccee", "#228833"][: len(series)])
+        ax.bar(list(series), [v[0] for v in series.values()], color=[_colour(n, i) for i, n in enumerate(series)])
     else:
-        for name, ys in series.items():
-            ax.plot(xs, ys, marker="o", label=name)
+        for i, (name, ys) in enumerate(series.items()):
+            ax.plot(xs, ys, marker="o", label=name, color=_colour(name, i))
         ax.legend(fontsize=8)
         ax.set_xticks(list(xs))
     ax.set_xlabel(xlabel)

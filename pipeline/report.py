@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.report_boxes import box_weight_sheet
+from pipeline.report_gallery import CRITERIA, confusion_html
 from pipeline.viz_labels import contact_sheet, plot_curves, png_bytes, scatter_views
 
 SIMULATED_BANNER = "Simulated detector and SAM: numbers measure the pipeline on synthetic data, not real-world accuracy"
@@ -60,6 +62,9 @@ td.pos{color:#13700f}td.neg{color:#a11}
 .muted{color:#777}details{margin:6px 0}summary{cursor:pointer}
 img{max-width:100%;height:auto;display:block;margin:6px 0}
 .example{margin:18px 0 28px 0}
+figure{margin:8px 0 16px 0}figcaption{font-size:0.85em;color:#444;margin-top:2px}
+table.confusion caption{text-align:left;font-weight:600;padding:2px 0}
+.confusions{display:flex;flex-wrap:wrap;gap:24px}
 """
 
 
@@ -111,9 +116,17 @@ def summary_metrics(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
     return out
 
 
-def _img_tag(image: np.ndarray, alt: str) -> str:
-    data = base64.b64encode(png_bytes(image)).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+def _png_figure(png: bytes, alt: str, caption: str) -> str:
+    """An inlined PNG with its caption: every picture says what, which object, method, view."""
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    )
+
+
+def _img_tag(image: np.ndarray, alt: str, caption: str | None = None) -> str:
+    """A figure of an (h,w,3) uint8 image; the caption defaults to the alt text."""
+    return _png_figure(png_bytes(image), alt, caption if caption is not None else alt)
 
 
 def _mean_delta(metrics: Mapping[str, Any], key: str) -> float | None:
@@ -219,12 +232,89 @@ def _example(ex: Mapping[str, Any]) -> str:
     out = [f'<div class="example"><h3>{html.escape(name)}</h3>']
     views = ex.get("views")
     if views is not None and len(views):
-        out.append(_img_tag(contact_sheet(np.asarray(views), cols=5, thumb_px=160), f"{name}: rendered views"))
+        out.append(
+            _img_tag(
+                contact_sheet(np.asarray(views), cols=5, thumb_px=160),
+                f"{name}: rendered views",
+                f"{name}: the {len(views)} rendered views (view 0 top left, row-major), input of the detector and SAM.",
+            )
+        )
     labels = ex.get("labels") or {}
     if labels and ex.get("xyz") is not None:
-        out.append(_img_tag(scatter_views(np.asarray(ex["xyz"]), labels, len(parts), parts), f"{name}: part labels"))
+        out.append(
+            _img_tag(
+                scatter_views(np.asarray(ex["xyz"]), labels, len(parts), parts),
+                f"{name}: part labels",
+                f"{name}: point-cloud part labels, panels {', '.join(map(str, labels))} (same camera; grey = no part).",
+            )
+        )
     out.append("</div>")
     return "\n".join(out)
+
+
+def _failure_section(cat: str, data: Mapping[str, Any]) -> str:
+    """One category's failure gallery: the worst objects per criterion with their numbers and
+    GT / PartSLIP / PartSTAD pictures, then the confusion matrices of both methods.
+
+    ``data`` = {"part_names", "scores": {object: {"partslip", "partstad": mIoU %}},
+    "worst": {criterion: [object, ...]}, "objects": {object: {"xyz", "labels"}},
+    "confusion": {method title: (K+1, K+1) counts}} (see ``pipeline.report_gallery``).
+    """
+    names = list(data.get("part_names", []))
+    scores = data.get("scores", {})
+    out = [f"<h3>{html.escape(str(cat))}</h3>"]
+    if not scores:
+        out.append('<p class="muted">no evaluated, labelled test object</p>')
+        return "\n".join(out)
+    rows = []
+    for key, what in CRITERIA:
+        for rank, oid in enumerate(data.get("worst", {}).get(key, []), 1):
+            sc = scores[oid]
+            d = sc["partstad"] - sc["partslip"] if _ok(sc.get("partstad")) and _ok(sc.get("partslip")) else None
+            cls = "" if d is None or d == 0 else (' class="pos"' if d > 0 else ' class="neg"')
+            rows.append(
+                f'<tr><td class="name">{html.escape(what)}</td><td>{rank}</td><td class="name">{html.escape(str(oid))}</td>'
+                f"<td>{_fmt(sc.get('partslip'))}</td><td>{_fmt(sc.get('partstad'))}</td><td{cls}>{_fmt(d, signed=True)}</td></tr>"
+            )
+    out.append(
+        '<table><tr><th class="name">ranked by</th><th>rank</th><th class="name">object</th>'
+        "<th>PartSLIP mIoU</th><th>PartSTAD mIoU</th><th>&Delta;</th></tr>" + "".join(rows) + "</table>"
+    )
+    for oid, obj in data.get("objects", {}).items():
+        sc = scores.get(oid, {})
+        cap = (
+            f"{oid} ({cat}): ground truth, PartSLIP and PartSTAD part labels on the test points "
+            f"(object mIoU PartSLIP {_fmt(sc.get('partslip'))}, PartSTAD {_fmt(sc.get('partstad'))}; grey = no part)."
+        )
+        img = scatter_views(np.asarray(obj["xyz"]), obj["labels"], len(names), names, size_px=280, max_points=4000)
+        out.append(_img_tag(img, f"{oid}: failure gallery labels", cap))
+    mats = [
+        confusion_html(c, names, f"{method}: GT part (row) vs predicted part (column), % of the row's points")
+        for method, c in data.get("confusion", {}).items()
+    ]
+    if mats:
+        out.append(
+            f'<p class="muted">Confusion over the {len(scores)} test objects of {html.escape(str(cat))}, all their points; '
+            "rows sum to 100 %; point counts on hover; &ndash; = part absent from the ground truth.</p>"
+        )
+        out.append('<div class="confusions">' + "".join(mats) + "</div>")
+    return "\n".join(out)
+
+
+def _box_weight_section(entry: Mapping[str, Any]) -> str:
+    """One object's views with its boxes and learned PartSTAD weights, and the SAM mask of
+    each view's most trusted box; ``entry`` = box_weight_sheet's arrays + category, object, source."""
+    names = list(entry["part_names"])
+    img = box_weight_sheet(entry["rgb"], entry["xyxy"], entry["view"], entry["label"], entry["weight"], names, entry.get("mask"))
+    oid, cat = str(entry["object"]), str(entry["category"])
+    w = np.asarray(entry["weight"], np.float64)
+    stats = f"{len(w)} boxes, weight min {w.min():.2f} / median {np.median(w):.2f} / max {w.max():.2f}" if len(w) else "no boxes"
+    below = " below it the SAM mask of that view's highest-weight box (thick outline);" if entry.get("mask") is not None else ""
+    cap = (
+        f"{oid} ({cat}), PartSTAD: every view with its detector boxes, each labelled with its part and the "
+        f"weight the network learned (its trust);{below} {stats}. Weights: {entry.get('source', 'evaluate')}."
+    )
+    return _img_tag(img, f"{oid}: PartSTAD box weights per view", cap)
 
 
 def _inline(text: str) -> str:
@@ -267,8 +357,7 @@ def markdown_section(text: str, images: Mapping[str, bytes]) -> str:
             alt, name = line[2:].split("](", 1)
             name = name[:-1]
             if name in images:
-                data = base64.b64encode(images[name]).decode("ascii")
-                out.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
+                out.append(_png_figure(images[name], alt, f"{alt} ({name}, written by the benchmark script)"))
             else:
                 out.append(f'<p class="muted">(image {html.escape(name)} not found)</p>')
         else:
@@ -287,6 +376,8 @@ def build_report(
     simulated_components: Sequence[str] = (),
     provenance: Mapping[str, str] | None = None,
     studies: Sequence[tuple[str, str, Mapping[str, bytes]]] = (),
+    failures: Mapping[str, Mapping[str, Any]] | None = None,
+    box_weights: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write ``out_dir/index.html`` (self-contained) and return its path.
 
@@ -299,7 +390,10 @@ def build_report(
     - ``simulated_components``: named in the banner when ``simulated``;
     - ``provenance[cat]``: one line saying which detector, SAM, model and params produced it;
     - ``studies``: (source name, markdown, {image file: PNG bytes}) written by the benchmark
-      scripts (simulated calibration, beyond-the-paper sweeps), shown at the end.
+      scripts (simulated calibration, beyond-the-paper sweeps), shown at the end;
+    - ``failures[cat]``: the failure gallery data of :func:`_failure_section`;
+    - ``box_weights``: per category one object's views, boxes (xyxy, view, label), learned
+      ``weight``, SAM ``mask`` (or None), "category", "object", "part_names", "source".
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -334,10 +428,26 @@ def build_report(
         parts.append(_provenance_table(provenance))
     if curves:
         parts.append("<h2>Training curves</h2>")
-        parts.append(_img_tag(plot_curves(curves), "training loss and validation mIoU"))
+        parts.append(
+            _img_tag(
+                plot_curves(curves),
+                "training loss and validation mIoU",
+                "PartSTAD weight-network training per category: loss (left) and validation mIoU (right) against epoch.",
+            )
+        )
     if examples:
         parts.append("<h2>Examples</h2>")
         parts += [_example(ex) for ex in examples]
+    if failures:
+        parts.append("<h2>Where it fails</h2>")
+        parts.append(
+            '<p class="muted">Per category the worst test objects by PartSTAD &minus; PartSLIP mIoU and by PartSTAD mIoU '
+            "(object mIoU = mean IoU over the parts in that object's ground truth, %), then per-part confusion matrices.</p>"
+        )
+        parts += [_failure_section(c, d) for c, d in failures.items()]
+    if box_weights:
+        parts.append("<h2>Which boxes PartSTAD trusted</h2>")
+        parts += [_box_weight_section(e) for e in box_weights]
     if studies:
         parts.append("<h2>Benchmark studies (simulated)</h2>")
         parts.append(

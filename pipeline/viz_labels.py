@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import hsv_to_rgb
+from matplotlib.colors import hsv_to_rgb, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from pipeline.report_style import method_colour
 
 if TYPE_CHECKING:
     from mpl_toolkits.mplot3d.axes3d import Axes3D
@@ -204,18 +206,33 @@ def scatter_views(
 
 
 def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], width_px: int = 900, height_px: int = 340) -> np.ndarray:
-    """Training loss and validation mIoU against epoch, one line per category (two panels)."""
+    """Training loss and validation mIoU against epoch, one line per category (two panels),
+    all in PartSTAD's method colour."""
     dpi = 100
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     fig.patch.set_facecolor("white")
     ax_loss, ax_val = fig.subplots(1, 2)
-    cmap = label_palette(max(len(curves), 1))[1:].astype(np.float64) / 255.0
+    # PartSTAD's colour in every figure (pipeline.report_style); categories differ by
+    # line style, marker and shade, so the method colours never mean "category" here
+    base = np.array(to_rgb(method_colour("partstad")))
+    styles, marks = ("-", "--", "-.", ":"), ("o", "s", "^", "D", "v", "x")
     for k, (cat, rows) in enumerate(curves.items()):
+        shade = base * (1 - 0.45 * (k % 3) / 2) + 0.45 * (k % 3) / 2  # towards white, 3 shades
         for ax, key in ((ax_loss, "loss"), (ax_val, "val_miou")):
             xy = [(float(r["epoch"]), float(r[key])) for r in rows if r.get(key) is not None and np.isfinite(float(r[key]))]
             if xy:
                 e, v = np.array(xy).T
-                ax.plot(e, v, color=cmap[k], lw=1.5, marker="." if len(e) < 30 else None, label=str(cat))
+                ax.plot(
+                    e,
+                    v,
+                    color=shade,
+                    lw=1.5,
+                    ls=styles[k % len(styles)],
+                    marker=marks[k % len(marks)],
+                    markevery=max(1, len(e) // 8),
+                    ms=4,
+                    label=str(cat),
+                )
     ax_loss.set(title="training loss", xlabel="epoch", ylabel="loss")
     ax_val.set(title="validation mIoU", xlabel="epoch", ylabel="mIoU (0-1)")
     for ax in (ax_loss, ax_val):

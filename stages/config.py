@@ -442,6 +442,9 @@ class EvaluateConfig(Section):
 class ReportConfig(Section):
     n_examples: int = Field(2, ge=0, le=100)
     """Example objects per category shown in the HTML report."""
+    n_failures: int = Field(2, ge=0, le=100)
+    """Worst test objects per category in the report's failure gallery, per criterion
+    (PartSTAD − PartSLIP mIoU and PartSTAD mIoU): where the method fails is what to look at."""
 
 
 class PipelineConfig(BaseModel):

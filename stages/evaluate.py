@@ -2,11 +2,13 @@
 
 Per object (cache/evaluate/<Cat>.zarr): ``sem_<method>`` (N,) i16, ``ins_<method>`` (N,)
 i32, ``inst_label_<method>`` / ``inst_conf_<method>`` per predicted instance, and for
-PartSTAD the superpoint probabilities ``prob_partstad`` (S,K+1). Methods: ``partslip``
+PartSTAD the superpoint probabilities ``prob_partstad`` (S,K+1) and the learned box weights
+``box_weight_partstad`` (B,). Methods: ``partslip``
 (box voting baseline), ``partstad`` (weighted masks), ``partstad_boxes`` (weights without
 masks) and ``masks_only`` (masks without weights). Objects without ground truth get
 predictions only. Metrics (semantic mIoU and instance mAP50, SPEC §8, in percent) go to
-``metrics/evaluate/<Cat>.json``.
+``metrics/evaluate/<Cat>.json`` (full: per part, provenance; a plain DVC out) and the
+headline ``metrics/headline/{mIoU,mAP50}/<Cat>.json`` (per method only: the DVC metrics).
 
 Method ``auto`` (metrics only): per category, whichever of PartSLIP, masks without weights,
 weights on boxes and PartSTAD has the highest semantic mIoU on the labelled validation
@@ -26,6 +28,7 @@ import click
 import numpy as np
 
 from pipeline.errors import BadInputError
+from pipeline.headline import headline, headline_paths
 from pipeline.meta import part_names, small_part_mask
 from stages.common import (
     ParamsError,
@@ -73,6 +76,8 @@ def _net(path: Path):
 
 
 def _predict(ctx: StageContext, object_id: str, mode: str, weights: Path):
+    import torch
+
     from pipeline.train.decode import labels_from_probs, predict
 
     net, theta, meta = _net(weights)  # tau and eps as saved by train
@@ -89,7 +94,9 @@ def _predict(ctx: StageContext, object_id: str, mode: str, weights: Path):
     P = predict(net, theta, obj)
     lifted = read_lifted(ctx, object_id, mode)
     labels_sp = labels_from_probs(P, lifted.valid, small_part_mask(ctx.category))
-    return lifted, P, labels_sp
+    with torch.no_grad():  # the learned per-box weights (B,), shown by the report
+        weights_box = net(obj.x).cpu().numpy().astype(np.float32)
+    return lifted, P, labels_sp, weights_box
 
 
 def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -113,15 +120,16 @@ def evaluate_work(ctx: StageContext, object_id: str) -> tuple[dict[str, np.ndarr
     ps = partslip_semantic(lifted_box, read_box_valid(ctx, object_id, lifted_box.n_boxes), small)  # lift's whole-object filter
     put("partslip", ps.labels_point, partslip_instances(ps, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
 
-    lifted, P, lab = _predict(ctx, object_id, "mask", models / "partstad.safetensors")
+    lifted, P, lab, box_w = _predict(ctx, object_id, "mask", models / "partstad.safetensors")
     # Instances: PartSLIP's grouping (§6.3) on each method's labels. The ratio lists come from
     # the box membership for every method (SPEC §7.12 leaves it open): SAM masks fragment
     # the ratio lists of one part across superpoints and split instances.
     put("partstad", lab[lifted.sp], partstad_instances(lab, P, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
     out["prob_partstad"] = P.astype(np.float32)
+    out["box_weight_partstad"] = box_w  # (B,) f32, 4 bytes a box: which boxes the network trusted
 
     if (models / "partstad_boxes.safetensors").is_file():
-        lb, Pb, labb = _predict(ctx, object_id, "box", models / "partstad_boxes.safetensors")
+        lb, Pb, labb, _ = _predict(ctx, object_id, "box", models / "partstad_boxes.safetensors")
         put("partstad_boxes", labb[lb.sp], partstad_instances(labb, Pb, lifted_box, xyz, vis["uv"], vis["visible"], xyxy))
 
     # the threshold fitted by train on the labelled few-shot + val shapes (0.5 for older models)
@@ -288,6 +296,8 @@ def _evaluate_one(
         "segment_mode": cfg.segment.mode,
     }
     write_json(Path(metrics_root) / "evaluate" / f"{category}.json", metrics)
+    for name, values in headline(metrics["methods"]).items():  # what `dvc metrics show` prints
+        write_json(Path(metrics_root) / headline_paths(category)[name], values)
     for m, v in metrics["methods"].items():
         click.echo(
             f"  {category:18s} {m:15s} mIoU {v['miou'] if v['miou'] is None else round(v['miou'], 1)}  mAP50 {v['map50'] if v['map50'] is None else round(v['map50'], 1)}"

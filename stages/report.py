@@ -1,5 +1,6 @@
 """``partstad report``: static reports/index.html (metrics table, curves, example objects)
-and metrics/summary.json (means over categories, a DVC metric)."""
+and metrics/summary.json (means over categories), whose headline means go to
+metrics/headline/{mIoU,mAP50}/mean.json (the DVC metrics)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import click
 
+from pipeline.headline import headline, headline_paths
 from pipeline.meta import part_names
 from stages.common import StageFailed, load_params, params_option, resolve_categories, select_objects, set_option, write_json
 from stages.config import PipelineConfig
@@ -91,7 +93,7 @@ def _studies(directory: Path) -> list[tuple[str, str, dict[str, bytes]]]:
     "metrics_root",
     default="metrics",
     show_default=True,
-    help="Reads metrics/evaluate/<Category>.json, writes metrics/summary.json.",
+    help="Reads metrics/evaluate/<Category>.json, writes metrics/summary.json and metrics/headline/*/mean.json.",
 )
 @click.option("--plots", "plots_root", default="plots", show_default=True, help="Reads the training curves plots/train/<Category>.csv.")
 @click.option("--out", "out_dir", default="reports", show_default=True, help="Directory of the HTML report (index.html).")
@@ -102,16 +104,33 @@ def _studies(directory: Path) -> list[tuple[str, str, dict[str, bytes]]]:
     show_default=True,
     help="Directory of the benchmark scripts' markdown (shown at the end when present).",
 )
+@click.option(
+    "--models",
+    "models_root",
+    default="models",
+    show_default=True,
+    help="Trained weights, read only for box weights of a cache evaluated before evaluate stored them.",
+)
 @set_option
 def report(
-    params_path: str, cache: str, categories: tuple[str, ...], metrics_root: str, plots_root: str, out_dir: str, studies_dir: str = "docs"
+    params_path: str,
+    cache: str,
+    categories: tuple[str, ...],
+    metrics_root: str,
+    plots_root: str,
+    out_dir: str,
+    studies_dir: str = "docs",
+    models_root: str = "models",
 ) -> None:
     """Write the HTML report (self-contained) and the summary metrics."""
     from pipeline.report import build_report, summary_metrics
+    from stages.report_data import box_weight_data, failure_data
 
     cfg = load_params(params_path)
     n_ex = cfg.report.n_examples
     metrics, curves, examples = {}, {}, []
+    failures: dict[str, Any] = {}
+    box_weights: list[dict[str, Any]] = []
     for cat in resolve_categories(cfg, categories):
         mpath = Path(metrics_root) / "evaluate" / f"{cat}.json"
         if not mpath.is_file():
@@ -126,7 +145,13 @@ def report(
                 f"[report] {mpath} holds no metrics object (a JSON {type(metrics[cat]).__name__}); re-run `partstad evaluate --category {cat}`"
             )
         curves[cat] = _curve(Path(plots_root) / "train" / f"{cat}.csv")
-        examples += _examples(cache, cat, n_ex)
+        cat_examples = _examples(cache, cat, n_ex)
+        examples += cat_examples
+        failures[cat] = failure_data(cache, cat, select_objects(cache, cat, None, ("test",)), cfg.report.n_failures)
+        if cat_examples:  # the first example object: its views, boxes and learned weights
+            bw = box_weight_data(cfg, cache, cat, cat_examples[0]["object"], models_root)
+            if bw is not None:
+                box_weights.append({**bw, "category": cat, "part_names": list(part_names(cat))})
     if not metrics:
         raise StageFailed("[report] no category has metrics (run `partstad evaluate` first); report and summary left as they were")
     components = simulated_components(cfg, metrics)
@@ -149,12 +174,16 @@ def report(
         simulated_components=components,
         provenance=provenance,
         studies=_studies(Path(studies_dir)),
+        failures=failures,
+        box_weights=box_weights,
     )
     summary: dict[str, Any] = summary_metrics(metrics)  # plus the run-wide flags below
     summary["simulated"] = simulated
     if components:
         summary["simulated_components"] = components
     write_json(Path(metrics_root) / "summary.json", summary)
+    for name, values in headline(summary).items():  # the means row of `dvc metrics show`
+        write_json(Path(metrics_root) / headline_paths("mean")[name], values)
     click.echo(f"[report] wrote {path}")
     for m, v in summary.items():
         if isinstance(v, dict):

@@ -188,7 +188,11 @@ def stage_text(name: str, stage: Stage, categories: list[str], weights: tuple[st
         for o in _expand(stage.outs, categories):
             lines += [f"      - {_scalar(o)}:", "          persist: true"] if o.startswith("cache/") else [f"      - {_scalar(o)}"]
     if stage.metrics:
-        lines += ["    metrics:", *(f"      - {_scalar(m)}" for m in _expand(stage.metrics, categories))]
+        # cache: false: the headline metrics are small and kept in git, so `dvc metrics diff
+        # <rev>` and `dvc exp show` compare commits without a `dvc pull`
+        lines.append("    metrics:")
+        for m in _expand(stage.metrics, categories):
+            lines += [f"      - {_scalar(m)}:", "          cache: false"]
     if stage.plots:
         lines.append("    plots:")
         for path, x, y in stage.plots:
