@@ -42,6 +42,7 @@ from stages.common import (
 from stages.config import PipelineConfig, config_hash
 from stages.detector_weights import SKIPPED_MARKER, adapted_dir, dir_digest
 from stages.detector_weights import base_weights as resolve_base
+from stages.stage_table import dvc_params
 from stages.store import StoreBusyError, atomic_write_text, replace_dir, store_lock
 from stages.weights_resolve import WeightsNotFound
 
@@ -176,7 +177,7 @@ def adapt_category(category: str, cfg: PipelineConfig, cache: str, device: str, 
         "base_weights_dir": str(base),
         "base_weights_spec": sec.base_weights_dir or cfg.detect.weights_dir,
         "base_weights_digest": dir_digest(base),
-        "params_hash": config_hash(cfg),
+        "params_hash": config_hash(cfg, dvc_params("adapt_detector")),  # the settings this output depends on
         "render_store": f"{cache}/render/{category}.zarr",
         "device": device,
     }

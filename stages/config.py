@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -637,6 +637,16 @@ def section_digest(*sections: BaseModel) -> dict[str, Any]:
     return {type(s).__name__: _key_view(s) for s in sections}
 
 
-def config_hash(cfg: PipelineConfig) -> str:
-    """Short hash of the whole resolved configuration (recorded in every artefact)."""
-    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+def config_hash(cfg: PipelineConfig, sections: Sequence[str] | None = None) -> str:
+    """Short hash of the resolved configuration, or of only ``sections`` of it (what a DVC
+    stage depends on: see ``stages.stage_table.dvc_params``)."""
+    dump = cfg.model_dump(mode="json")
+    if sections is not None:  # top-level sections or dotted keys (adapt.enabled), as DVC params name them
+        picked: dict[str, Any] = {}
+        for key in sorted(set(sections)):
+            value: Any = dump
+            for part in key.split("."):
+                value = value[part]
+            picked[key] = value
+        dump = picked
+    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:12]

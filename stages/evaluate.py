@@ -290,7 +290,7 @@ def _evaluate_one(
     metrics["simulated"] = bool(components) or any(lift.attrs(o).get("simulated", False) for o in evaluated if lift.is_complete(o))
     metrics["failed"] = [f["object"] for f in report.failed]
     metrics["provenance"] = {
-        **provenance_record(cfg, components, provenance, object_sources(cache, category, evaluated)),
+        **provenance_record(cfg, components, provenance, object_sources(cache, category, evaluated), stage="evaluate"),
         "splits": list(split_list),
         "detect_backend": cfg.detect.backend,
         "segment_mode": cfg.segment.mode,

@@ -21,6 +21,7 @@ from stages.backends.detectors import DETECTORS
 from stages.backends.maskers import MASKERS
 from stages.backends.sources import SOURCES
 from stages.config import PipelineConfig, config_hash
+from stages.stage_table import dvc_params
 from stages.store import CategoryStore
 
 # The texts of the built-in simulated components (each backend's ``description``; the report names them).
@@ -92,13 +93,15 @@ def provenance(
     models: dict[str, Any] | str | Path | None = None,
     sources: list[str] | None = None,
     categories: list[str] | None = None,
+    stage: str | None = None,
 ) -> dict[str, Any]:
     """The provenance record (JSON-ready). ``models``: a model directory or its description;
     ``sources``: where the cached shapes came from (:func:`object_sources`; default data.source);
     ``categories``: whose adapted detector weights to name (default: every category of params)."""
     det, seg = cfg.detect, cfg.segment
     rec: dict[str, Any] = {
-        "params_hash": config_hash(cfg),
+        # a DVC-tracked record (``stage``) hashes only the settings its stage depends on
+        "params_hash": config_hash(cfg, dvc_params(stage) if stage else None),
         "data_source": ", ".join(sources) if sources else cfg.data.source,
         # the backend's own settings (weights) where it loads any; the keys stay for every backend
         "detector": {"backend": det.backend, "weights_dir": None, **DETECTORS.configured(cfg).record(cfg)},

@@ -235,6 +235,17 @@ ROWS: dict[str, StageRow] = {r.name: r for r in TABLE}
 BY_COMMAND: dict[str, StageRow] = {r.command: r for r in TABLE}
 
 
+def dvc_params(name: str) -> tuple[str, ...]:
+    """The config sections the stage's dvc.yaml entry lists as params (``categories`` aside).
+
+    What a DVC-tracked artefact records as its settings hash must depend on these and nothing
+    else: DVC re-runs the stage only when they (or its deps) change, so a hash of the whole
+    config would leave the committed outputs stale when an unrelated section changes."""
+    row = ROWS[name]
+    params = row.dvc.params if row.dvc is not None and row.dvc.params is not None else row.sections
+    return tuple(p for p in params if p != "categories")
+
+
 def names(scope: Scope | None = None, *, dvc: bool | None = None) -> tuple[str, ...]:
     """Stage names in run order, optionally only one scope / only those in dvc.yaml."""
     return tuple(r.name for r in TABLE if (scope is None or r.scope == scope) and (dvc is None or (r.dvc is not None) == dvc))

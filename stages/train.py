@@ -37,6 +37,7 @@ from stages.common import (
 from stages.config import PipelineConfig, TrainConfig, config_hash
 from stages.parallel import effective_jobs, jobs_option, map_categories
 from stages.runner import StageContext
+from stages.stage_table import dvc_params
 from stages.store import StoreBusyError, atomic_write_text, replace_dir, store_lock
 from stages.train_io import prepare_object
 
@@ -107,7 +108,7 @@ def train_category(
     provenance = {
         "category": category,
         "train_config": sec.model_dump(mode="json"),
-        "params_hash": config_hash(cfg),
+        "params_hash": config_hash(cfg, dvc_params("train")),  # the settings this output depends on
         "lift_stores": f"{cache}/lift/{category}.zarr",
     }
     result_summary: dict[str, Any] = {"category": category, "epochs": tp.epochs, "config": provenance}

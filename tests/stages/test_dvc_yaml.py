@@ -176,3 +176,22 @@ def test_bytecode_never_enters_a_dependency_hash():
 
     lines = {ln.strip() for ln in (Path(__file__).resolve().parents[2] / ".dvcignore").read_text().splitlines()}
     assert {"__pycache__/", "*.pyc"} <= lines
+
+
+def test_a_tracked_artefacts_settings_hash_covers_only_its_stages_params():
+    """models/, metrics/train|adapt|evaluate record a settings hash; DVC re-runs their stage only
+    when its params change, so the hash must not move with another section (else a fresh
+    clone's `dvc repro` writes other bytes than the committed dvc.lock)."""
+    from stages.config import PipelineConfig, config_hash
+    from stages.stage_table import dvc_params
+
+    a = PipelineConfig()
+    other = a.model_copy(update={"report": a.report.model_copy(update={"n_failures": a.report.n_failures + 3})})
+    assert config_hash(a) != config_hash(other)
+    for stage in ("train", "evaluate", "adapt_detector"):
+        assert config_hash(a, dvc_params(stage)) == config_hash(other, dvc_params(stage)), stage
+    retrained = a.model_copy(update={"train": a.train.model_copy(update={"epochs": a.train.epochs + 1})})
+    assert config_hash(a, dvc_params("train")) != config_hash(retrained, dvc_params("train"))
+    assert config_hash(a, ("adapt.enabled",)) != config_hash(
+        a.model_copy(update={"adapt": a.adapt.model_copy(update={"enabled": not a.adapt.enabled})}), ("adapt.enabled",)
+    )
