@@ -28,6 +28,7 @@ from pipeline.meta import part_names
 from stages.common import (
     ParamsError,
     StageFailed,
+    check_cache,
     finish,
     keep_going_options,
     key_resolver,
@@ -238,7 +239,7 @@ def skip_category(category: str, cfg: PipelineConfig, metrics_path: Path) -> dic
 
 @click.command("adapt-detector")
 @params_option
-@click.option("--cache", default="cache", show_default=True, help="Cache root (reads cache/ingest and cache/render).")
+@click.option("--cache", default="cache", show_default=True, callback=check_cache, help="Cache root (reads cache/ingest and cache/render).")
 @click.option("--category", "categories", multiple=True, help="Category to adapt for (repeatable). Default: all in params.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/adapt/<Category>.json goes.")

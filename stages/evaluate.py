@@ -32,6 +32,7 @@ from pipeline.headline import headline, headline_paths
 from pipeline.meta import part_names, small_part_mask
 from stages.common import (
     ParamsError,
+    check_cache,
     check_objects,
     finish,
     keep_going_options,
@@ -308,7 +309,7 @@ def _evaluate_one(
 
 @click.command()
 @params_option
-@click.option("--cache", default="cache", show_default=True, help="Cache root.")
+@click.option("--cache", default="cache", show_default=True, callback=check_cache, help="Cache root.")
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
 @click.option("--objects", default=None, callback=check_objects, help="Comma-separated object ids to restrict to.")
 @click.option(

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import click
 
-from stages.common import StageFailed, check_objects, load_params, params_option, resolve_categories, select_objects, set_option
+from stages.common import (
+    StageFailed,
+    check_cache,
+    check_objects,
+    load_params,
+    params_option,
+    resolve_categories,
+    select_objects,
+    set_option,
+)
 from stages.exports import export_object
 from stages.model_check import evaluation_problem, weights_key
 from stages.provenance import object_components, object_sources, provenance
@@ -25,7 +34,9 @@ METHODS = ("partstad", "partslip", "partstad_boxes", "masks_only")
 
 @click.command()
 @params_option
-@click.option("--cache", default="cache", show_default=True, help="Cache root (reads cache/ingest and cache/evaluate).")
+@click.option(
+    "--cache", default="cache", show_default=True, callback=check_cache, help="Cache root (reads cache/ingest and cache/evaluate)."
+)
 @click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
 @click.option("--objects", default=None, callback=check_objects, help="Comma-separated object ids (default: every evaluated object).")
 @click.option("--method", type=click.Choice(METHODS), default="partstad", show_default=True, help="Whose predictions to export.")

@@ -32,7 +32,7 @@ from typing import Any
 
 import click
 
-from stages.common import ParamsError, StageFailed, load_params, make_context, params_option, resolve_categories, set_option
+from stages.common import ParamsError, StageFailed, check_cache, load_params, make_context, params_option, resolve_categories, set_option
 from stages.scheduling import SCHEDULER
 
 log = logging.getLogger("partstad")
@@ -211,6 +211,7 @@ def run_stage_command(parent: click.Context, name: str, **given: Any) -> None:
     "--cache",
     default="cache",
     show_default=True,
+    callback=check_cache,
     help="Cache root; predict works in <cache>/predict, apart from the dataset's objects (reused by later predictions).",
 )
 @click.option(

@@ -13,7 +13,7 @@ import click
 
 from pipeline.headline import headline, headline_paths
 from pipeline.meta import part_names
-from stages.common import StageFailed, load_params, params_option, resolve_categories, select_objects, set_option, write_json
+from stages.common import StageFailed, check_cache, load_params, params_option, resolve_categories, select_objects, set_option, write_json
 from stages.config import PipelineConfig
 from stages.provenance import describe
 from stages.store import CategoryStore
@@ -86,7 +86,7 @@ def _studies(directory: Path) -> list[tuple[str, str, dict[str, bytes]]]:
 
 @click.command()
 @params_option
-@click.option("--cache", default="cache", show_default=True, help="Cache root (example objects are read from it).")
+@click.option("--cache", default="cache", show_default=True, callback=check_cache, help="Cache root (example objects are read from it).")
 @click.option("--category", "categories", multiple=True, help="Categories to include (default: all in params).")
 @click.option(
     "--metrics",

@@ -24,6 +24,7 @@ import click
 from pipeline.errors import ObjectError
 from stages.common import (
     StageFailed,
+    check_cache,
     finish,
     keep_going_options,
     load_params,
@@ -221,7 +222,7 @@ def _train_one(
 
 @click.command()
 @params_option
-@click.option("--cache", default="cache", show_default=True, help="Cache root.")
+@click.option("--cache", default="cache", show_default=True, callback=check_cache, help="Cache root.")
 @click.option("--category", "categories", multiple=True, help="Category to train (repeatable). Default: all in params.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
 @click.option("--models", "models_root", default="models", show_default=True, help="Where models/<Category>/*.safetensors go.")

@@ -281,3 +281,20 @@ def test_a_bad_splits_file_is_exit_2_naming_it(tmp_path, invoke, params_file, ki
     )
     assert res.exit_code == 2 and str(splits) in one_line_error(res)
     assert not (tmp_path / "cache").exists()
+
+
+CACHE_COMMANDS = sorted(n for n in COMMANDS if any(p.name == "cache" for p in command(n).params))
+
+
+def test_every_command_with_a_cache_option_checks_it_first(tmp_path, invoke, params_file, monkeypatch):
+    """train, evaluate, export, report, predict, adapt-detector define their own --cache: a file
+    given there is exit 2 naming it, like for the per-object stages, and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    assert {"train", "evaluate", "export", "report", "predict", "adapt-detector", "render"} <= set(CACHE_COMMANDS)
+    (tmp_path / "s.ply").write_text("ply\n")  # never read: the bad --cache stops the command first
+    for name in CACHE_COMMANDS:
+        extra = ["s.ply", "--category", "Chair", "--model-dir", "m"] if name == "predict" else []
+        res = invoke([name, "--cache", "params.yaml", *extra, "--params", params_file])
+        line = one_line_error(res)
+        assert res.exit_code == 2 and "--cache" in line and "is a file" in line, (name, line)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "s.ply"]
