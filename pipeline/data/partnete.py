@@ -55,8 +55,10 @@ def list_partnete(
     one category, or if a directory cannot be listed.
     """
     root = Path(root)
+    source = None
     if val_ids is None and exists(root / "val_list.json"):  # a FIFO or loop is an error, not "absent"
-        val_ids = load_val_list(root / "val_list.json")
+        source = root / "val_list.json"
+        val_ids = load_val_list(source)
     val = {c: set(ids) for c, ids in (val_ids or {}).items()}
     wanted = set(categories) if categories is not None else None
     out: list[tuple[str, str, str, Path]] = []
@@ -73,6 +75,7 @@ def list_partnete(
                 s = "val" if split == "test" and oid in val.get(cat, ()) else split
                 out.append((cat, oid, s, obj_dir))
     _check_disjoint_splits(out)
+    _check_val_ids(out, val, source)
     out.sort(key=lambda r: (r[0], r[3].parent.parent.name, id_sort_key(r[1])))
     return out
 
@@ -83,6 +86,29 @@ def _subdirs(path: Path) -> list[Path]:
         return sorted((p for p in path.iterdir() if p.is_dir()), key=lambda p: id_sort_key(p.name))
     except OSError as e:
         raise BadInputError(f"cannot list directory ({e.strerror or e})", path=path) from None
+
+
+def _check_val_ids(rows: list[tuple[str, str, str, Path]], val: dict[str, set[str]], source: Path | None) -> None:
+    """A validation id that is a few-shot shape or no shape at all would be dropped silently,
+    leaving checkpoint selection and method auto with fewer (or no) validation shapes."""
+    by_cat: dict[str, dict[str, str]] = {}
+    for cat, oid, split, _ in rows:
+        by_cat.setdefault(cat, {})[oid] = split
+    where = f" ({source})" if source is not None else " (data.val_ids)"
+    for cat, ids in sorted(val.items()):
+        listed = by_cat.get(cat)
+        if listed is None:  # no data of this category under root: nothing to mark
+            continue
+        fewshot = sorted((i for i in ids if listed.get(i) == "fewshot"), key=id_sort_key)
+        if fewshot:
+            raise BadInputError(
+                f"validation ids of {cat}{where} name few-shot shapes {', '.join(fewshot)} "
+                "(validation shapes are taken from test/, SPEC §1.3)",
+                object_id=f"{cat}/{fewshot[0]}",
+            )
+        missing = sorted((i for i in ids if i not in listed), key=id_sort_key)
+        if missing:
+            raise BadInputError(f"validation ids of {cat}{where} name no shape under data/test/{cat}: {', '.join(missing[:5])}")
 
 
 def _check_disjoint_splits(rows: list[tuple[str, str, str, Path]]) -> None:

@@ -72,3 +72,24 @@ def test_bad_val_ids_exit_2_naming_the_key(setup, invoke, value, named):
     assert res.exit_code == 2, res.output
     assert named in res.output and "Traceback" not in res.output
     assert not (tmp / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    "value, named",
+    [
+        ("{Chair: ['3']}", "few-shot shapes 3"),  # a few-shot shape cannot validate
+        ("{Chair: ['179', '999']}", "no shape under data/test/Chair: 999"),  # a typo or another release
+    ],
+)
+def test_val_ids_naming_no_test_shape_fail_naming_them(setup, invoke, value, named):
+    tmp, _root, params = setup
+    res = invoke(["ingest", "--params", params, "--cache", tmp / "cache", "-S", f"data.val_ids={value}"])
+    assert res.exit_code != 0, res.output
+    assert named in res.output and "data.val_ids" in res.output and "Traceback" not in res.output
+
+
+def test_val_list_json_naming_a_missing_shape_names_the_file(setup, invoke):
+    tmp, root, params = setup
+    (root / "val_list.json").write_text(json.dumps({CAT: ["205", "7"], "Lamp": ["1"]}))  # no Lamp data: ignored
+    res = invoke(["ingest", "--params", params, "--cache", tmp / "cache"])
+    assert res.exit_code != 0 and "val_list.json" in res.output and ": 7" in res.output, res.output
