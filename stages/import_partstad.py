@@ -273,8 +273,7 @@ def import_category(ctx: StageContext, rows: list[dict[str, Any]], scheduler: st
                 "stage": stage,
                 "category": ctx.category,
                 "failed": failed,
-                "n_done": len(done),
-                "n_skipped": len(skipped),
+                "n_ok": len(done) + len(skipped),
                 "imported_from": ctx.runtime["save_dir"],
             },
         )

@@ -147,12 +147,13 @@ def previous_failures(store: CategoryStore) -> list[dict[str, Any]]:
         return []
 
 
-def _readable_failures(store: CategoryStore) -> bool:
-    """failures.json exists and parses (a garbage one must be rewritten)."""
+def _recorded_failures(store: CategoryStore) -> dict[str, Any] | None:
+    """failures.json as recorded, or None when absent or garbage (then it must be rewritten)."""
     try:
-        return isinstance(store.read_json("failures.json", default=None), dict)
+        data = store.read_json("failures.json", default=None)
     except ObjectError:
-        return False
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def run_stage(
@@ -225,20 +226,17 @@ def run_stage(
         this_run = set(object_ids)
         previous = previous_failures(store)
         kept = [f for f in previous if f.get("object") not in this_run]
-        # A run that changed nothing leaves failures.json alone: rewriting its counts would make
-        # DVC see a modified output after a no-op `partstad <stage>` and re-run what follows.
-        changed = bool(report.done or report.failed or kept != previous or not _readable_failures(store))
-        if (store.exists() or report.failed) and changed:
-            store.write_json(
-                "failures.json",
-                {
-                    "stage": ctx.stage,
-                    "category": ctx.category,
-                    "failed": kept + report.failed,
-                    "n_done": len(report.done),
-                    "n_skipped": len(report.skipped),
-                },
-            )
+        # failures.json records the state (which objects failed, how many have a result), not
+        # this run's history (computed vs up to date): a rerun that changes nothing, even one
+        # where the same object fails again, writes the same bytes, so DVC sees no modified output.
+        state = {
+            "stage": ctx.stage,
+            "category": ctx.category,
+            "failed": kept + report.failed,
+            "n_ok": len(report.done) + len(report.skipped),
+        }
+        if (store.exists() or report.failed) and _recorded_failures(store) != state:
+            store.write_json("failures.json", state)
         if after is not None:  # still under the lock (ingest's manifest)
             after(report)
     log.debug(report.summary())

@@ -96,3 +96,15 @@ def test_failures_of_objects_outside_a_partial_run_are_kept(cache):
     StageContext("src", "Chair", cache, {}).store().write_object("Chair/2", {"x": np.ones(5, np.float32)}, {}, "fixed")
     run_stage(_ctx(cache), ["Chair/2"], square_work, keys=trusted(_ctx(cache), ["src"], "1"))
     assert json.loads(_ctx(cache).store().side_file("failures.json").read_text())["failed"] == []
+
+
+def test_rerun_with_the_same_failure_leaves_failures_json_unchanged(cache):
+    """DVC hashes failures.json (an output): a rerun that changes nothing must not rewrite it."""
+    ids = [f"Chair/{i}" for i in range(4)]
+    side = _ctx(cache).store().side_file("failures.json")
+    run_stage(_ctx(cache), ids, square_work, keys=trusted(_ctx(cache), ["src"], "1"))
+    first = side.read_bytes()
+    assert json.loads(first)["n_ok"] == 3 and [f["object"] for f in json.loads(first)["failed"]] == ["Chair/2"]
+    rep = run_stage(_ctx(cache), ids, square_work, keys=trusted(_ctx(cache), ["src"], "1"))
+    assert sorted(rep.skipped) == ["Chair/0", "Chair/1", "Chair/3"] and [f["object"] for f in rep.failed] == ["Chair/2"]
+    assert side.read_bytes() == first

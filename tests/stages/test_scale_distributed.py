@@ -201,7 +201,7 @@ def test_file_url_root_is_the_local_directory(tmp_path, cluster):
     assert sorted(rep.done) == ["Chair/0", "Chair/1"]
     st = CategoryStore(cache, "sq", "Chair")  # the same store through the plain path
     assert st.is_complete("Chair/1") and st.read("Chair/1", "y").tolist() == [2.0, 4.0, 6.0, 8.0, 10.0]
-    assert json.loads(Path(st.side_file("failures.json")).read_text())["n_done"] == 2
+    assert json.loads(Path(st.side_file("failures.json")).read_text())["n_ok"] == 2
 
 
 def test_fsspec_root_with_side_files_and_resume():

@@ -69,7 +69,7 @@ def test_every_stage_reports_all_objects_computed(pipe):
     for stage in chain("lift"):
         assert f"[{stage}] {CAT}: 5 computed, 0 up to date, 0 failed" in pipe["out"][stage].output
         failures = json.loads((pipe["cache"] / stage / f"{CAT}.zarr" / "failures.json").read_text())
-        assert failures["failed"] == [] and failures["n_done"] == 5
+        assert failures["failed"] == [] and failures["n_ok"] == 5
     # 2 test shapes + the validation shape that method auto picks on
     assert f"[evaluate] {CAT}: 3 computed, 0 up to date, 0 failed" in pipe["out"]["evaluate"].output
 
