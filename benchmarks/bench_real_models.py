@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.tiny_gdino: the tests' tiny architecture
 
 PARTS = ("arm", "back", "leg", "seat", "wheel")
 
@@ -51,7 +55,9 @@ def _tokenizer():
 
 def gdino_config(name: str):
     """transformers config of Grounding DINO ``tiny`` / ``base`` (IDEA-Research releases) or ``small`` (tests' size)."""
-    from transformers import BertConfig, GroundingDinoConfig, ResNetConfig, SwinConfig
+    from transformers import GroundingDinoConfig, SwinConfig
+
+    from tests.tiny_gdino import tiny_gdino_config
 
     if name == "tiny":  # GroundingDinoConfig's defaults are Grounding DINO-T (Swin-T, BERT-base)
         return GroundingDinoConfig()
@@ -66,32 +72,7 @@ def gdino_config(name: str):
         )
         return GroundingDinoConfig(backbone_config=swin)
     if name == "small":
-        backbone = ResNetConfig(
-            embedding_size=8,
-            hidden_sizes=[8, 16, 32, 64],
-            depths=[1, 1, 1, 1],
-            layer_type="basic",
-            out_features=["stage2", "stage3", "stage4"],
-        )
-        text = BertConfig(
-            vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, max_position_embeddings=64
-        )
-        return GroundingDinoConfig(
-            backbone_config=backbone,
-            text_config=text,
-            d_model=32,
-            num_queries=100,
-            encoder_layers=1,
-            decoder_layers=2,
-            encoder_ffn_dim=32,
-            decoder_ffn_dim=32,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            num_feature_levels=4,
-            encoder_n_points=2,
-            decoder_n_points=2,
-            max_text_len=32,
-        )
+        return tiny_gdino_config(30522, num_queries=100)
     raise ValueError(name)
 
 

@@ -23,32 +23,17 @@ def bert_like_vocab(words: Sequence[str], size: int = 1100) -> list[str]:
     return vocab
 
 
-def save_tiny_gdino(
-    directory: Path, words: Sequence[str], *, image_size: int = 96, d_model: int = 32, num_queries: int = 20, seed: int = 0
-) -> Path:
-    """Build, save (save_pretrained: safetensors + processor) and return ``directory``."""
-    import torch
-    import transformers  # noqa: F401
-    from transformers import (
-        BertConfig,
-        BertTokenizer,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoProcessor,
-        ResNetConfig,
-    )
-    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+def tiny_gdino_config(vocab_size: int, *, d_model: int = 32, num_queries: int = 20):  # -> GroundingDinoConfig
+    """The tiny architecture (ResNet backbone, one-layer BERT, d_model 32) of the tests and benchmarks."""
+    from transformers import BertConfig, GroundingDinoConfig, ResNetConfig
 
-    vocab = bert_like_vocab([t for w in words for t in w.split()])
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
-    torch.manual_seed(seed)
     backbone = ResNetConfig(
         embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic", out_features=["stage2", "stage3", "stage4"]
     )
     text = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, max_position_embeddings=64
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, max_position_embeddings=64
     )
-    cfg = GroundingDinoConfig(
+    return GroundingDinoConfig(
         backbone_config=backbone,
         text_config=text,
         d_model=d_model,
@@ -64,6 +49,21 @@ def save_tiny_gdino(
         decoder_n_points=2,
         max_text_len=32,
     )
+
+
+def save_tiny_gdino(
+    directory: Path, words: Sequence[str], *, image_size: int = 96, d_model: int = 32, num_queries: int = 20, seed: int = 0
+) -> Path:
+    """Build, save (save_pretrained: safetensors + processor) and return ``directory``."""
+    import torch
+    import transformers  # noqa: F401
+    from transformers import BertTokenizer, GroundingDinoForObjectDetection, GroundingDinoProcessor
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+
+    vocab = bert_like_vocab([t for w in words for t in w.split()])
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+    torch.manual_seed(seed)
+    cfg = tiny_gdino_config(len(vocab), d_model=d_model, num_queries=num_queries)
     model = GroundingDinoForObjectDetection(cfg).eval()
     proc = GroundingDinoProcessor(GroundingDinoImageProcessorPil(size={"shortest_edge": image_size, "longest_edge": image_size}), tok)
     directory = Path(directory)

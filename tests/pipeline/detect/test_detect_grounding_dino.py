@@ -12,6 +12,7 @@ from pipeline.detect.grounding_dino import (  # noqa: E402
     phrase_token_matrix,
 )
 from pipeline.detect.types import Detector, detect_object  # noqa: E402
+from tests.tiny_gdino import tiny_gdino_config
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "arm", "back", "leg", "seat", "wheel", "foot", "##pedal"]
 PARTS = ("arm", "back", "footpedal", "wheel")
@@ -21,42 +22,14 @@ D_MODEL, QUERIES = 32, 30
 @pytest.fixture(scope="module")
 def weights_dir(tmp_path_factory):
     import torch
-    from transformers import (
-        BertConfig,
-        BertTokenizer,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoProcessor,
-        ResNetConfig,
-    )
+    from transformers import BertTokenizer, GroundingDinoForObjectDetection, GroundingDinoProcessor
     from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
         GroundingDinoImageProcessorPil,
     )
 
     torch.manual_seed(0)
     tok = BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)})
-    backbone = ResNetConfig(
-        embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic", out_features=["stage2", "stage3", "stage4"]
-    )
-    text = BertConfig(
-        vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, max_position_embeddings=64
-    )
-    cfg = GroundingDinoConfig(
-        backbone_config=backbone,
-        text_config=text,
-        d_model=D_MODEL,
-        num_queries=QUERIES,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        num_feature_levels=4,
-        encoder_n_points=2,
-        decoder_n_points=2,
-        max_text_len=32,
-    )
+    cfg = tiny_gdino_config(len(WORDS), d_model=D_MODEL, num_queries=QUERIES)
     model = GroundingDinoForObjectDetection(cfg).eval()
     proc = GroundingDinoProcessor(GroundingDinoImageProcessorPil(size={"shortest_edge": 128, "longest_edge": 128}), tok)
     d = tmp_path_factory.mktemp("gdino")
