@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.errors import BadInputError
 from pipeline.meta import part_names
-from stages.backends.base import Backend, Row
+from stages.backends.base import Backend, Row, preflight_weights
 from stages.detector_weights import adapted_dir, base_weights, detector_weights, dir_digest, has_adapted_model, weights_key, weights_records
 
 _DETECTORS: dict[str, Any] = {}
@@ -96,23 +96,17 @@ class GroundingDino(Backend):
         import click
 
         from stages.common import ParamsError
-        from stages.weights_resolve import WeightsNotFound
 
         sec = cfg.detect
-        try:
-            rw = base_weights(cfg)
-        except WeightsNotFound as exc:
-            raise ParamsError(str(exc)) from None
-        wd = rw.path if rw else None
-        if wd is None or not wd.is_dir():
-            raise ParamsError(
-                f"detect.weights_dir: {sec.weights_dir!r} is not a directory; give a local Grounding DINO model directory "
-                "or a Hugging Face model id (org/name) in params.yaml"
-            )
-        try:
-            grounding_dino(sec, device, wd)
-        except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
-            raise ParamsError(f"detect.weights_dir: cannot load Grounding DINO from {wd} ({type(exc).__name__}: {exc})") from None
+        preflight_weights(
+            "detect.weights_dir",
+            sec.weights_dir,
+            lambda: base_weights(cfg),
+            "directory",
+            "give a local Grounding DINO model directory or a Hugging Face model id (org/name) in params.yaml",
+            lambda wd: grounding_dino(sec, device, wd),
+            "Grounding DINO",
+        )
         if cfg.adapt.enabled:  # adapted weights are used per category: a broken directory stops the run here
             from pipeline.detect.grounding_dino import check_weights_dir
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.backends.base import Masker, Row
+from stages.backends.base import Masker, Row, preflight_weights
 from stages.sam_weights import file_digest, sam_path, sam_weights, weights_key, weights_records
 
 _MASKERS: dict[str, Any] = {}
@@ -97,26 +97,16 @@ class Sam(Masker):
 
     def preflight(self, cfg: Any, device: str) -> None:
         """The SAM checkpoint must exist and load (else exit 2, cache untouched)."""
-        from stages.common import ParamsError
-        from stages.weights_resolve import WeightsNotFound
-
         sec = cfg.segment
-        try:
-            rw = sam_weights(cfg)
-        except WeightsNotFound as exc:
-            raise ParamsError(str(exc)) from None
-        ck = rw.path if rw else None
-        if ck is None or not ck.is_file():
-            raise ParamsError(
-                f"segment.sam_checkpoint: {sec.sam_checkpoint!r} is not a file; give a local segment-anything checkpoint "
-                "or an official name (sam_vit_b, sam_vit_l, sam_vit_h) in params.yaml"
-            )
-        try:
-            sam_masker(sec, device, ck)
-        except Exception as exc:  # noqa: BLE001 - truncated / wrong model type / pickle: unusable
-            raise ParamsError(
-                f"segment.sam_checkpoint: cannot load {ck} as a {sec.sam_model_type} model ({type(exc).__name__}: {exc})"
-            ) from None
+        preflight_weights(
+            "segment.sam_checkpoint",
+            sec.sam_checkpoint,
+            lambda: sam_weights(cfg),
+            "file",
+            "give a local segment-anything checkpoint or an official name (sam_vit_b, sam_vit_l, sam_vit_h) in params.yaml",
+            lambda ck: sam_masker(sec, device, ck),
+            f"a {sec.sam_model_type} model",
+        )
 
     def work(self, ctx: Any, object_id: str, det: Any = None) -> tuple[Any, dict[str, Any]]:
         sec = ctx.config.segment
