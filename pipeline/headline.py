@@ -51,3 +51,56 @@ def headline(methods: Mapping[str, Any]) -> dict[str, dict[str, float]]:
 def headline_paths(category: str) -> dict[str, str]:
     """Relative paths (under the metrics root) of a category's headline files, per metric."""
     return {name: f"headline/{name}/{category}.json" for name in HEADLINE_METRICS}
+
+
+#: column titles of the methods (as in the report and the README table)
+METHOD_TITLES: dict[str, str] = {
+    "partslip": "PartSLIP",
+    "partstad": "PartSTAD",
+    "masks_only": "w/o weights",
+    "partstad_boxes": "w/o SAM",
+    "auto": "auto",
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "-" if value is None else str(value)
+
+
+def experiments_table(
+    records: list[Mapping[str, Any]], param_sections: set[str], metric: str = "mIoU", category: str = "mean"
+) -> list[list[str]]:
+    """``dvc exp show`` reduced to what fits a terminal: one row per experiment with the
+    params that differ between the rows (``key=value`` where a row differs from the first
+    baseline) and the headline ``metric`` of ``category`` per method.
+
+    ``records`` are ``dvc.api.exp_show()`` rows (flattened columns: ``<metrics file>:<key>``,
+    params by dotted name, deps by path); ``param_sections`` the top-level keys of params.yaml,
+    which tell a param column from a dependency's hash column. Returns the header and rows.
+    """
+    prefix = f"metrics/headline/{metric}/{category}.json:"
+    params = sorted(k for k in {k for r in records for k in r} if ":" not in k and k.split(".", 1)[0] in param_sections)
+    changed = [k for k in params if len({repr(r.get(k)) for r in records}) > 1]
+    # the commit's row (DVC marks the workspace "baseline" too); experiments differ from it
+    base = next((r for r in records if r.get("typ") == "baseline" and r.get("rev") != "workspace"), records[0] if records else {})
+    if not any(prefix + m in r for r in records for m in HEADLINE_METHODS):
+        prefix = ""  # a repository with one metrics file: DVC drops the file from the column names
+    header = ["experiment", "created", "changed params", *(METHOD_TITLES[m] for m in HEADLINE_METHODS)]
+    out = [header]
+    for r in records:
+        name = r.get("Experiment") or r.get("rev") or "-"
+        if r.get("typ") not in ("workspace", "baseline"):
+            name = f"  {name}"
+        diff = " ".join(f"{k}={_shown(r.get(k))}" for k in changed if r is not base and r.get(k) != base.get(k))
+        values = [r.get(prefix + m) for m in HEADLINE_METHODS]
+        shown = [f"{v:.{DECIMALS}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-" for v in values]
+        out.append([str(name), _shown(r.get("Created")), diff or "-", *shown])
+    return out
+
+
+def format_table(rows: list[list[str]]) -> str:
+    """Left-aligned text columns separated by two spaces (no trailing blanks)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

@@ -229,6 +229,7 @@ TABLE: tuple[StageRow, ...] = (
     StageRow("predict", "predict", "Part labels for your own shapes with a trained model, in one command.", "tool"),
     StageRow("params", "params", "Show every setting with its default, type and doc.", "tool", module_name="params_cmd"),
     StageRow("doctor", "doctor", "Check packages, the backends that will run and whether the weights load.", "tool"),
+    StageRow("experiments", "experiments", "DVC experiments at a glance: changed params and headline metrics.", "tool"),
 )
 
 ROWS: dict[str, StageRow] = {r.name: r for r in TABLE}

@@ -12,7 +12,8 @@ from typing import Any
 
 from pipeline.errors import BadInputError
 from pipeline.meta import part_names
-from stages.backends.base import Backend, Row, preflight_weights
+from stages.backends.base import Backend, Row
+from stages.backends.weights_preflight import preflight_weights
 from stages.detector_weights import adapted_dir, base_weights, detector_weights, dir_digest, has_adapted_model, weights_key, weights_records
 
 _DETECTORS: dict[str, Any] = {}

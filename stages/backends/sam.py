@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from stages.backends.base import Masker, Row, preflight_weights
+from stages.backends.base import Masker, Row
+from stages.backends.weights_preflight import preflight_weights
 from stages.sam_weights import file_digest, sam_path, sam_weights, weights_key, weights_records
 
 _MASKERS: dict[str, Any] = {}
