@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import report_3d
 from pipeline.report_boxes import box_weight_sheet
 from pipeline.report_gallery import CRITERIA, confusion_html
 from pipeline.viz_labels import contact_sheet, plot_curves, png_bytes, scatter_views
@@ -48,7 +49,7 @@ METHOD_TITLES: dict[str, str] = {
 
 METRIC_TITLES = (("miou", "mIoU"), ("map50", "mAP50"))
 
-_CSS = """
+REPORT_CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;
 max-width:1500px;color:#222;padding:0 16px}
 h1{margin-bottom:4px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -226,7 +227,32 @@ def _part_table(cat: str, entry: Mapping[str, Any], methods: list[str]) -> str:
     )
 
 
-def _example(ex: Mapping[str, Any]) -> str:
+def _labelings(labels: Mapping[str, Any], instances: Mapping[str, Any], auto: Mapping[str, Any] | None) -> list[report_3d.Labeling]:
+    """The scenes of a 3D block: each label set (its title names the method, e.g. "PartSTAD"),
+    its instances when given, then the method ``auto`` picked (its own title and arrays)."""
+    out = [
+        report_3d.Labeling(str(t), str(t), np.asarray(sem), None if instances.get(t) is None else np.asarray(instances[t]))
+        for t, sem in labels.items()
+    ]
+    if auto is not None:
+        ins = auto.get("ins")
+        out.append(report_3d.Labeling(str(auto["title"]), "auto", np.asarray(auto["sem"]), None if ins is None else np.asarray(ins)))
+    return out
+
+
+def _block_3d(name: str, xyz: np.ndarray, labelings: list[report_3d.Labeling], parts: list[str], open_: bool) -> str:
+    """The interactive 3D block of one object with a caption naming its scenes and points."""
+    fig = report_3d.object_figure(xyz, labelings, parts)
+    shown = min(len(xyz), report_3d.MAX_POINTS)
+    caption = (
+        f"{name}: {', '.join(lab.title for lab in labelings)} on {shown} of its {len(xyz)} points (a fixed subset); "
+        "colour by part (legend; grey = no part) or by instance (one colour per instance id, grey = none); "
+        "hover a point for its part and instance."
+    )
+    return report_3d.block_html(name, fig, caption, open_=open_)
+
+
+def _example(ex: Mapping[str, Any], open_3d: bool = True) -> str:
     name = str(ex.get("object", "?"))
     parts = list(ex.get("part_names", []))
     out = [f'<div class="example"><h3>{html.escape(name)}</h3>']
@@ -240,14 +266,17 @@ def _example(ex: Mapping[str, Any]) -> str:
             )
         )
     labels = ex.get("labels") or {}
+    instances = ex.get("instances") or {}
     if labels and ex.get("xyz") is not None:
+        ins_row = " Second row: instances, one colour per instance id (grey = none)." if instances else ""
         out.append(
             _img_tag(
-                scatter_views(np.asarray(ex["xyz"]), labels, len(parts), parts),
+                scatter_views(np.asarray(ex["xyz"]), labels, len(parts), parts, instance_sets=instances or None),
                 f"{name}: part labels",
-                f"{name}: point-cloud part labels, panels {', '.join(map(str, labels))} (same camera; grey = no part).",
+                f"{name}: point-cloud part labels, panels {', '.join(map(str, labels))} (same camera; grey = no part).{ins_row}",
             )
         )
+        out.append(_block_3d(name, np.asarray(ex["xyz"]), _labelings(labels, instances, ex.get("auto")), parts, open_3d))
     out.append("</div>")
     return "\n".join(out)
 
@@ -258,7 +287,9 @@ def _failure_section(cat: str, data: Mapping[str, Any]) -> str:
 
     ``data`` = {"part_names", "scores": {object: {"partslip", "partstad": mIoU %}},
     "worst": {criterion: [object, ...]}, "objects": {object: {"xyz", "labels"}},
-    "confusion": {method title: (K+1, K+1) counts}} (see ``pipeline.report_gallery``).
+    "confusion": {method title: (K+1, K+1) counts}} (see ``pipeline.report_gallery``); an object may
+    add "instances" {title: (N,) ids} (a second picture row) and "auto" {"title", "sem", "ins"}
+    (a fourth scene in its interactive 3D block, closed until opened).
     """
     names = list(data.get("part_names", []))
     scores = data.get("scores", {})
@@ -286,8 +317,14 @@ def _failure_section(cat: str, data: Mapping[str, Any]) -> str:
             f"{oid} ({cat}): ground truth, PartSLIP and PartSTAD part labels on the test points "
             f"(object mIoU PartSLIP {_fmt(sc.get('partslip'))}, PartSTAD {_fmt(sc.get('partstad'))}; grey = no part)."
         )
-        img = scatter_views(np.asarray(obj["xyz"]), obj["labels"], len(names), names, size_px=280, max_points=4000)
+        instances = obj.get("instances") or {}
+        if instances:
+            cap += " Second row: instances, one colour per instance id (grey = none)."
+        img = scatter_views(
+            np.asarray(obj["xyz"]), obj["labels"], len(names), names, size_px=280, max_points=4000, instance_sets=instances or None
+        )
         out.append(_img_tag(img, f"{oid}: failure gallery labels", cap))
+        out.append(_block_3d(str(oid), np.asarray(obj["xyz"]), _labelings(obj["labels"], instances, obj.get("auto")), names, False))
     mats = [
         confusion_html(c, names, f"{method}: GT part (row) vs predicted part (column), % of the row's points")
         for method, c in data.get("confusion", {}).items()
@@ -378,15 +415,18 @@ def build_report(
     studies: Sequence[tuple[str, str, Mapping[str, bytes]]] = (),
     failures: Mapping[str, Mapping[str, Any]] | None = None,
     box_weights: Sequence[Mapping[str, Any]] = (),
+    filename: str = "index.html",
 ) -> Path:
-    """Write ``out_dir/index.html`` (self-contained) and return its path.
+    """Write ``out_dir/<filename>`` (self-contained) and return its path.
 
     - ``metrics[cat]`` = {"n_test": int, "simulated": bool, "methods": {method: {"miou",
       "map50": float in 0..100, "part_iou"/"part_ap50": {part: float or None}}}}, with any
       subset of partslip / partstad / partstad_boxes / masks_only (others are shown too);
     - ``curves[cat]`` = [{"epoch", "loss", "val_miou"}, ...];
     - ``examples`` = [{"object", "part_names", "xyz" (N,3), "labels": {title: (N,) int},
-      "views": (V,H,W,3) uint8 or None}, ...];
+      "views": (V,H,W,3) uint8 or None, optional "instances": {title: (N,) int} and "auto":
+      {"title", "sem", "ins"}}, ...]: pictures and an interactive 3D block each (open for
+      the first object of a category, named ``<Category>/<id>``);
     - ``simulated_components``: named in the banner when ``simulated``;
     - ``provenance[cat]``: one line saying which detector, SAM, model and params produced it;
     - ``studies``: (source name, markdown, {image file: PNG bytes}) written by the benchmark
@@ -402,7 +442,7 @@ def build_report(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         "<title>PartSTAD pipeline report</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{REPORT_CSS}{report_3d.CSS}</style></head><body>",
         "<h1>PartSTAD few-shot 3D part segmentation: report</h1>",
     ]
     if simulated:
@@ -437,7 +477,11 @@ def build_report(
         )
     if examples:
         parts.append("<h2>Examples</h2>")
-        parts += [_example(ex) for ex in examples]
+        first: set[str] = set()
+        for ex in examples:
+            cat = str(ex.get("object", "?")).split("/")[0]
+            parts.append(_example(ex, open_3d=cat not in first))
+            first.add(cat)
     if failures:
         parts.append("<h2>Where it fails</h2>")
         parts.append(
@@ -456,10 +500,12 @@ def build_report(
         )
         for name, text, images in studies:
             parts.append(f"<details open><summary>{html.escape(name)}</summary>{markdown_section(text, images)}</details>")
+    if any('class="pv3d"' in part for part in parts):
+        parts.append(report_3d.page_scripts())  # plotly.js once, only when a 3D block needs it
     parts.append("</body></html>")
 
-    path = out_dir / "index.html"
-    tmp = out_dir / ".index.html.tmp"
+    path = out_dir / filename
+    tmp = out_dir / f".{filename}.tmp"
     tmp.write_text("\n".join(parts), encoding="utf-8")
     os.replace(tmp, path)  # never rewrite in place a file DVC may have linked
     return path

@@ -12,6 +12,7 @@ METHOD_COLOURS: dict[str, str] = {
     "masks_only": "#ee6677",
     "partstad_boxes": "#228833",
     "auto": "#aa3377",
+    "ground_truth": "#333333",
 }
 """Method key -> hex colour (Paul Tol's colour-blind-safe set; PartSLIP neutral grey)."""
 
@@ -20,6 +21,7 @@ METHOD_NAMES: dict[str, str] = {
     "PartSTAD": "partstad",
     "w/o weights": "masks_only",
     "w/o SAM": "partstad_boxes",
+    "ground truth": "ground_truth",
 }
 """Display names used in the benchmark plots -> method key."""
 

@@ -114,14 +114,20 @@ def _render(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def _subsample(n: int, max_points: int) -> np.ndarray:
-    """Fixed (seeded) subset of point indices, sorted, so every panel shows the same points."""
+def subsample_indices(n: int, max_points: int) -> np.ndarray:
+    """Fixed (seeded) subset of point indices, sorted, so every panel (static or interactive)
+    shows the same points of an object."""
+    if max_points < 1:
+        raise ValueError(f"max_points must be >= 1, got {max_points}")
     if n <= max_points:
         return np.arange(n)
     return np.sort(np.random.default_rng(0).choice(n, size=max_points, replace=False))
 
 
-def _to_plot_frame(xyz: np.ndarray) -> np.ndarray:
+_subsample = subsample_indices
+
+
+def to_plot_frame(xyz: np.ndarray) -> np.ndarray:
     """Object frame (+Y up, front +Z) -> matplotlib frame (+Z up).
 
     (x, y, z) -> (x, -z, y) is a proper rotation (no mirroring), so with the default azimuth
@@ -140,11 +146,14 @@ def scatter_views(
     max_points: int = 6000,
     size_px: int = 360,
     point_size: float = 2.0,
+    instance_sets: Mapping[str, np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """One 3D scatter panel per label set (titled by its key) side by side, shared legend.
 
     ``xyz`` is in the normalised object frame with +Y up; ``size_px`` is the side of one
-    panel. Returns an (h, w, 3) uint8 image.
+    panel. ``instance_sets`` (same keys, (N,) instance ids or None) adds a second row coloured
+    by :func:`instance_colours` under the part row, so grouping errors show too (a None panel
+    stays blank). Returns an (h, w, 3) uint8 image.
     """
     pts = np.asarray(xyz, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3:
@@ -156,9 +165,18 @@ def scatter_views(
     for name, lab in label_sets.items():
         if np.shape(lab) != (len(pts),):
             raise ValueError(f"label set {name!r} has shape {np.shape(lab)}, expected ({len(pts)},)")
+    inst = dict(instance_sets or {})
+    if set(inst) - set(label_sets):
+        raise ValueError(f"instance sets {sorted(set(inst) - set(label_sets))} have no label set")
+    for name, ins in inst.items():
+        if ins is not None and np.shape(ins) != (len(pts),):
+            raise ValueError(f"instance set {name!r} has shape {np.shape(ins)}, expected ({len(pts)},)")
+    rows: list[tuple[str, Mapping[str, np.ndarray | None]]] = [("sem", dict(label_sets))]
+    if inst:
+        rows.append(("ins", {k: inst.get(k) for k in label_sets}))
 
     idx = _subsample(len(pts), max_points)
-    p = _to_plot_frame(pts[idx])
+    p = to_plot_frame(pts[idx])
     finite = np.isfinite(p).all(axis=1)
     if finite.any():
         lo, hi = p[finite].min(axis=0), p[finite].max(axis=0)
@@ -172,22 +190,31 @@ def scatter_views(
     legend_px = 24 + 18 * legend_rows
     dpi = 100
     title_px = 26
-    total_h = size_px + legend_px + title_px
+    total_h = len(rows) * (size_px + title_px) + legend_px
     fig = Figure(figsize=(size_px * n_panels / dpi, total_h / dpi), dpi=dpi)
     fig.patch.set_facecolor("white")
-    bottom, height = legend_px / total_h, size_px / total_h
-    for i, (title, lab) in enumerate(label_sets.items()):
-        # projection="3d" makes an Axes3D; matplotlib's stubs type add_axes as plain Axes
-        ax = cast("Axes3D", fig.add_axes((i / n_panels, bottom, 1 / n_panels, height), projection="3d"))
-        cols = palette[np.asarray(lab).astype(np.int64)[idx] + 1]
-        ax.scatter(p[:, 0], p[:, 1], p[:, 2], c=cols, s=point_size, marker="o", linewidths=0, depthshade=False)
-        ax.set_xlim(centre[0] - half, centre[0] + half)
-        ax.set_ylim(centre[1] - half, centre[1] + half)
-        ax.set_zlim(centre[2] - half, centre[2] + half)
-        ax.set_box_aspect((1, 1, 1), zoom=1.25)
-        ax.view_init(elev=elev, azim=azim)
-        ax.set_axis_off()
-        fig.text((i + 0.5) / n_panels, 1 - 0.5 * title_px / total_h, str(title), ha="center", va="center", fontsize=11)
+    height = size_px / total_h
+    for r, (kind, sets) in enumerate(rows):
+        top = total_h - r * (size_px + title_px)  # pixels from the bottom to this row's title top
+        bottom = (top - title_px - size_px) / total_h
+        for i, (title, row_lab) in enumerate(sets.items()):
+            # projection="3d" makes an Axes3D; matplotlib's stubs type add_axes as plain Axes
+            ax = cast("Axes3D", fig.add_axes((i / n_panels, bottom, 1 / n_panels, height), projection="3d"))
+            ax.set_axis_off()
+            label = f"{title}: instances" if kind == "ins" else str(title)
+            if row_lab is None:
+                label = f"{title}: no instances"
+            fig.text((i + 0.5) / n_panels, (top - 0.5 * title_px) / total_h, label, ha="center", va="center", fontsize=11)
+            if row_lab is None:
+                continue
+            ids = np.asarray(row_lab).astype(np.int64)[idx]
+            cols = instance_colours(ids).astype(np.float64) / 255.0 if kind == "ins" else palette[ids + 1]
+            ax.scatter(p[:, 0], p[:, 1], p[:, 2], c=cols, s=point_size, marker="o", linewidths=0, depthshade=False)
+            ax.set_xlim(centre[0] - half, centre[0] + half)
+            ax.set_ylim(centre[1] - half, centre[1] + half)
+            ax.set_zlim(centre[2] - half, centre[2] + half)
+            ax.set_box_aspect((1, 1, 1), zoom=1.25)
+            ax.view_init(elev=elev, azim=azim)
     handles = [
         Line2D([], [], linestyle="", marker="o", markersize=8, markerfacecolor=palette[k + 1], markeredgecolor="none", label=str(nm))
         for k, nm in enumerate(part_names)

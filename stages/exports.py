@@ -111,3 +111,101 @@ def export_object(
     }
     write_json(side, sidecar)
     return [ply, sem_npy, ins_npy, glb, side]
+
+
+#: keys of a sidecar that the viewer and ``report --predict`` read
+SIDECAR_KEYS = ("object", "category", "method", "part_names", "semantic", "instance", "files", "centre", "scale")
+
+
+def _sidecar_object(path: Path) -> dict[str, Any] | None:
+    """One export's shape for the viewer: normalised points, labels, names; None when the
+    JSON file is no sidecar of an export. A damaged sidecar or PLY is a ParamsError naming it."""
+    import json
+    import math
+
+    from pipeline.data.ply import read_ply
+    from pipeline.errors import ObjectError
+    from stages.common import ParamsError
+
+    try:
+        side = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ParamsError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(side, dict) or not {"semantic", "files", "object"} <= set(side):
+        return None
+    missing = [k for k in SIDECAR_KEYS if k not in side]
+    if missing:
+        raise ParamsError(f"{path}: export sidecar without {', '.join(missing)} (re-run `partstad predict`)")
+    files = side["files"] if isinstance(side["files"], dict) else {}
+    ply_name = str(files.get("ply", ""))
+    if not ply_name or Path(ply_name).name != ply_name:
+        raise ParamsError(f"{path}: files.ply must name a PLY next to it, got {ply_name!r}")
+    ply = path.parent / ply_name
+    if not ply.is_file():
+        raise ParamsError(f"{ply}: missing (named by {path}; re-run `partstad predict`)")
+    try:
+        xyz = read_ply(ply).xyz
+    except (ObjectError, OSError, ValueError) as exc:
+        raise ParamsError(f"{ply}: not a readable PLY ({exc})") from None
+    names = side["part_names"]
+    try:
+        sem = np.asarray(side["semantic"], dtype=np.int64)
+        ins = np.asarray(side["instance"], dtype=np.int64)
+        centre = np.asarray(side["centre"], dtype=np.float64)
+        scale = float(side["scale"])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ParamsError(f"{path}: semantic, instance, centre and scale must be numbers ({exc})") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ParamsError(f"{path}: part_names must be a list of strings")
+    if sem.shape != (len(xyz),) or ins.shape != (len(xyz),):
+        raise ParamsError(f"{path}: {sem.size} semantic / {ins.size} instance labels for the {len(xyz)} points of {ply}")
+    if sem.size and (sem.min() < -1 or sem.max() >= len(names)):
+        raise ParamsError(f"{path}: semantic labels must lie in [-1, {len(names) - 1}], got [{sem.min()}, {sem.max()}]")
+    if centre.shape != (3,) or not np.isfinite(centre).all() or not (math.isfinite(scale) and scale > 0):
+        raise ParamsError(f"{path}: centre must be 3 finite numbers and scale a positive number")
+    prov = side.get("provenance")
+    comps = prov.get("simulated_components") if isinstance(prov, dict) else None
+    return {
+        "object": str(side["object"]),
+        "category": str(side["category"]),
+        "method": str(side["method"]),
+        "part_names": names,
+        "xyz": ((xyz - centre) / scale).astype(np.float32),
+        "sem": sem,
+        "ins": ins,
+        "source_file": side.get("source_file"),
+        "simulated_components": [str(c) for c in comps] if isinstance(comps, list) else [],
+    }
+
+
+def read_exports(sidecars: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The shapes of these sidecars grouped by object (one scene per exported method, in the
+    report's method order) and the simulated components they name; non-sidecar JSON is skipped."""
+    from pipeline.report import METHOD_TITLES
+    from pipeline.report_3d import Labeling
+    from stages.common import ParamsError
+
+    by_object: dict[str, dict[str, Any]] = {}
+    components: list[str] = []
+    for path in sidecars:
+        one = _sidecar_object(path)
+        if one is None:
+            continue
+        components += [c for c in one["simulated_components"] if c not in components]
+        obj = by_object.setdefault(one["object"], {**one, "labelings": []})
+        if obj["part_names"] != one["part_names"] or obj["xyz"].shape != one["xyz"].shape:
+            raise ParamsError(f"{path}: another shape or part list than the other exports of {one['object']}")
+        title = METHOD_TITLES.get(one["method"], one["method"])
+        obj["labelings"].append(Labeling(title, one["method"], one["sem"], one["ins"]))
+    order = {m: i for i, m in enumerate(METHOD_TITLES)}
+    for obj in by_object.values():
+        obj["labelings"].sort(key=lambda lab: order.get(lab.method, len(order)))
+    return [by_object[o] for o in sorted(by_object)], components
+
+
+def write_viewer(path: Path, sidecars: list[Path], title: str, pictures: bool = False) -> Path:
+    """``viewer.html`` (or ``report --predict``'s page) of the exports these sidecars name."""
+    from pipeline.report_predict import predicted_page, write_page
+
+    objects, components = read_exports(sidecars)
+    return write_page(path, predicted_page(objects, components or None, title, pictures=pictures))

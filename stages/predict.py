@@ -18,7 +18,9 @@
    ``<out>/metrics``, never over the project's metrics);
 4. every object whose evaluate result is exactly what these weights compute now is exported
    to ``<out>``: PLY, .npy, GLB and the JSON sidecar with provenance. A shape whose
-   prediction failed exports nothing (never an older model's labels).
+   prediction failed exports nothing (never an older model's labels);
+5. ``<out>/viewer.html``: one interactive 3D block per shape exported by this run (part and
+   instance colourings, offline); ``partstad report --predict <out>`` adds the pictures.
 
 Exit codes: 0 every shape predicted, 1 some shape failed (the others are written) or
 nothing to predict, 2 bad options, params or weights, before any work.
@@ -236,7 +238,7 @@ def predict(
     device: str,
 ) -> None:
     """Predict part labels for your own shapes (files or folders) with a trained model."""
-    from stages.exports import export_object
+    from stages.exports import export_object, write_viewer
     from stages.ingest_io import file_rows, mark_invalid_ids, previous_manifest, run_ingest
     from stages.keys import files_digest
     from stages.model_check import evaluation_problem, weights_key
@@ -302,6 +304,7 @@ def predict(
     }
     ev = CategoryStore(cache, "evaluate", category)
     written = 0
+    sidecars: list[Path] = []
     for oid in ids:
         stale = evaluation_problem(cache, cfg, category, oid, Path(models_root) / category)
         if stale is not None:
@@ -312,12 +315,15 @@ def predict(
             continue
         rec = provenance(cfg, object_components(cache, category, oid), models, object_sources(cache, category, [oid]))
         paths = export_object(cache, oid, category, method, out_dir, rec)
+        sidecars.append(paths[-1])
         written += 1
         click.echo(f"[predict] {oid}: {', '.join(p.name for p in paths)}")
         if written == 1:
             click.echo(f"[predict] provenance: {describe(rec)}")
     if written:
         click.echo(f"[predict] wrote {written} object(s) to {out_dir}")
+        viewer = write_viewer(out_dir / "viewer.html", sidecars, f"partstad predict: {category} ({method})")
+        click.echo(f"[predict] viewer (interactive 3D, opens offline): {viewer}")
     else:
         click.echo(f"[predict] nothing exported to {out_dir}", err=True)
     for oid, err in failed.items():

@@ -13,7 +13,17 @@ import click
 
 from pipeline.headline import headline, headline_paths
 from pipeline.meta import part_names
-from stages.common import StageFailed, check_cache, load_params, params_option, resolve_categories, select_objects, set_option, write_json
+from stages.common import (
+    ParamsError,
+    StageFailed,
+    check_cache,
+    load_params,
+    params_option,
+    resolve_categories,
+    select_objects,
+    set_option,
+    write_json,
+)
 from stages.config import PipelineConfig
 from stages.provenance import describe
 from stages.store import CategoryStore
@@ -58,16 +68,41 @@ def _curve(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-def _examples(cache: str, category: str, n: int) -> list[dict[str, Any]]:
+def _examples(cache: str, category: str, n: int, auto: str | None = None) -> list[dict[str, Any]]:
+    from stages.report_data import object_labels
+
     ev, ing, ren = (CategoryStore(cache, s, category) for s in ("evaluate", "ingest", "render"))
     out = []
     for oid in [o for o in select_objects(cache, category, None, ("test",)) if ev.is_complete(o)][:n]:
-        labels = {"ground truth": ing.read(oid, "sem")} if ing.attrs(oid).get("labelled", True) else {}
-        labels["PartSLIP"] = ev.read(oid, "sem_partslip")
-        labels["PartSTAD"] = ev.read(oid, "sem_partstad")
         views = ren.read(oid, "rgb") if ren.is_complete(oid) else None
-        out.append({"object": oid, "part_names": list(part_names(category)), "xyz": ing.read(oid, "xyz"), "labels": labels, "views": views})
+        shown = object_labels(ing, ev, oid, auto)
+        out.append({"object": oid, "part_names": list(part_names(category)), "xyz": ing.read(oid, "xyz"), **shown, "views": views})
     return out
+
+
+def _predict_report(directory: Path, out_dir: str, out_source: Any) -> None:
+    """``report --predict``: the page of a predict output directory (its export sidecars)."""
+    from click.core import ParameterSource
+
+    from pipeline.report_predict import predicted_page, write_page
+    from stages.exports import read_exports
+
+    if not directory.is_dir():
+        raise ParamsError(f"--predict: {directory} is not a directory (give the --out directory of `partstad predict`)")
+    sidecars = sorted(directory.glob("*.json"))
+    out = Path(out_dir)
+    if out_source == ParameterSource.DEFAULT:  # never over the evaluation report
+        out = directory / "report.html"
+    elif out.suffix != ".html":
+        out = out / "index.html"
+    objects, components = read_exports(sidecars)
+    if not objects:
+        raise ParamsError(
+            f"--predict: {directory} holds no predict exports (<Category>_<id>_<method>.json with its .ply, written by `partstad predict`)"
+        )
+    page = predicted_page(objects, components or None, f"PartSTAD predictions: {directory.name}", pictures=True)
+    path = write_page(out, page)
+    click.echo(f"[report] wrote {path} (predicted shapes; no metrics: no ground truth)")
 
 
 #: markdown written by benchmarks/sweep_informativeness.py and benchmarks/beyond_paper.py
@@ -111,6 +146,13 @@ def _studies(directory: Path) -> list[tuple[str, str, dict[str, bytes]]]:
     show_default=True,
     help="Trained weights, read only for box weights of a cache evaluated before evaluate stored them.",
 )
+@click.option(
+    "--predict",
+    "predict_dir",
+    default=None,
+    help="Report the shapes `partstad predict` exported to this directory instead (no metrics: no ground truth); "
+    "written to --out when it ends in .html, else <dir>/report.html.",
+)
 @set_option
 def report(
     params_path: str,
@@ -121,11 +163,15 @@ def report(
     out_dir: str,
     studies_dir: str = "docs",
     models_root: str = "models",
+    predict_dir: str | None = None,
 ) -> None:
     """Write the HTML report (self-contained) and the summary metrics."""
     from pipeline.report import build_report, summary_metrics
-    from stages.report_data import box_weight_data, failure_data
+    from stages.report_data import auto_method, box_weight_data, failure_data
 
+    if predict_dir is not None:
+        _predict_report(Path(predict_dir), out_dir, click.get_current_context().get_parameter_source("out_dir"))
+        return
     cfg = load_params(params_path)
     n_ex = cfg.report.n_examples
     metrics, curves, examples = {}, {}, []
@@ -145,9 +191,10 @@ def report(
                 f"[report] {mpath} holds no metrics object (a JSON {type(metrics[cat]).__name__}); re-run `partstad evaluate --category {cat}`"
             )
         curves[cat] = _curve(Path(plots_root) / "train" / f"{cat}.csv")
-        cat_examples = _examples(cache, cat, n_ex)
+        auto = auto_method(metrics[cat])
+        cat_examples = _examples(cache, cat, n_ex, auto)
         examples += cat_examples
-        failures[cat] = failure_data(cache, cat, select_objects(cache, cat, None, ("test",)), cfg.report.n_failures)
+        failures[cat] = failure_data(cache, cat, select_objects(cache, cat, None, ("test",)), cfg.report.n_failures, auto)
         if cat_examples:  # the first example object: its views, boxes and learned weights
             bw = box_weight_data(cfg, cache, cat, cat_examples[0]["object"], models_root)
             if bw is not None:
@@ -164,8 +211,9 @@ def report(
         for cat, m in metrics.items()
         if isinstance(m.get("provenance"), dict) and "detector" in m["provenance"]
     }
+    out = Path(out_dir)
     path = build_report(
-        Path(out_dir),
+        out.parent if out.suffix == ".html" else out,
         metrics,
         curves,
         examples,
@@ -176,6 +224,7 @@ def report(
         studies=_studies(Path(studies_dir)),
         failures=failures,
         box_weights=box_weights,
+        filename=out.name if out.suffix == ".html" else "index.html",
     )
     summary: dict[str, Any] = summary_metrics(metrics)  # plus the run-wide flags below
     summary["simulated"] = simulated

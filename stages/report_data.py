@@ -20,9 +20,41 @@ from stages.store import CategoryStore
 GALLERY_METHODS = (("partslip", "PartSLIP"), ("partstad", "PartSTAD"))
 
 
-def failure_data(cache: str, category: str, test_ids: list[str], n: int) -> dict[str, Any]:
+def object_labels(ing: CategoryStore, ev: CategoryStore, object_id: str, auto_method: str | None) -> dict[str, Any]:
+    """What the pictures and the 3D block of one evaluated object show: "labels" and
+    "instances" ({title: (N,)}: ground truth when labelled, PartSLIP, PartSTAD) and "auto"
+    ({"title", "sem", "ins"} of the method evaluate's ``auto`` picked, None when unknown)."""
+    from pipeline.report import METHOD_TITLES
+
+    methods = set(ev.attrs(object_id).get("methods", []))
+    labels: dict[str, np.ndarray] = {}
+    instances: dict[str, np.ndarray] = {}
+    if ing.attrs(object_id).get("labelled", True):
+        labels["ground truth"], instances["ground truth"] = ing.read(object_id, "sem"), ing.read(object_id, "ins")
+    for m, title in GALLERY_METHODS:
+        if m in methods:
+            labels[title], instances[title] = ev.read(object_id, f"sem_{m}"), ev.read(object_id, f"ins_{m}")
+    auto = None
+    if auto_method is not None and auto_method in methods:
+        auto = {
+            "title": f"auto: {METHOD_TITLES.get(auto_method, auto_method)}",
+            "sem": ev.read(object_id, f"sem_{auto_method}"),
+            "ins": ev.read(object_id, f"ins_{auto_method}"),
+        }
+    return {"labels": labels, "instances": instances, "auto": auto}
+
+
+def auto_method(metrics: dict[str, Any]) -> str | None:
+    """The method evaluate's ``auto`` picked for a category (its metrics JSON), or None."""
+    auto = metrics.get("auto")
+    method = auto.get("method") if isinstance(auto, dict) else None
+    return method if isinstance(method, str) else None
+
+
+def failure_data(cache: str, category: str, test_ids: list[str], n: int, auto: str | None = None) -> dict[str, Any]:
     """Per-object mIoU, the worst objects, their pictures' arrays and the confusion counts
-    of one category, over its evaluated, labelled test objects."""
+    of one category, over its evaluated, labelled test objects (``auto``: the method
+    evaluate's ``auto`` picked, a fourth scene of the 3D blocks)."""
     from pipeline.metrics import object_miou
     from pipeline.report_gallery import confusion_counts, worst_objects
 
@@ -48,8 +80,7 @@ def failure_data(cache: str, category: str, test_ids: list[str], n: int) -> dict
     shown = list(dict.fromkeys(o for ids in worst.values() for o in ids))
     objects = {}
     for oid in shown:
-        labels = {"ground truth": ing.read(oid, "sem")} | {t: ev.read(oid, f"sem_{m}") for m, t in GALLERY_METHODS}
-        objects[oid] = {"xyz": ing.read(oid, "xyz"), "labels": labels, "miou": scores[oid]}
+        objects[oid] = {"xyz": ing.read(oid, "xyz"), **object_labels(ing, ev, oid, auto), "miou": scores[oid]}
     confusion = {t: confusion_counts(preds[m], gts, len(names)) for m, t in GALLERY_METHODS} if gts else {}
     return {"part_names": names, "scores": scores, "worst": worst, "objects": objects, "confusion": confusion}
 

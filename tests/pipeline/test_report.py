@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline.report import SIMULATED_BANNER, build_report, summary_metrics
+from pipeline.report_3d import page_scripts
 from pipeline.viz_labels import (
     NONE_GREY,
     colour_labels,
@@ -205,10 +206,12 @@ def test_build_report_contents(tmp_path):
     assert "52.6<sup" in text and "<b>61.4</b></td>" in text  # PartSLIP mean over 2 of 3
     assert SIMULATED_BANNER in text
     assert "Chair/0012" in text and "Chair/0013" in text
-    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    body = text.replace(page_scripts(), "")  # plotly.js (inlined, MIT) holds URL strings and a PNG of its own
+    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', body)
     assert len(imgs) == 4  # curves, 1 contact sheet, 2 scatters
     assert all(base64.b64decode(b)[:4] == b"\x89PNG" for b in imgs)
-    assert "http://" not in text and "https://" not in text
+    assert "http://" not in body and "https://" not in body
+    assert text.count('class="pv3d"') == 2 and text.count("<details") == 5  # a 3D block per example with labels
     assert text.count("<details>") == 3
     assert [f.name for f in path.parent.iterdir()] == ["index.html"]
 
