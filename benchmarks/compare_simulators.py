@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from probe_box_features import main as probe  # noqa: E402
-from simbench import ABLATIONS, SHAPE_STAGES, SMALL, TITLES, merge, run_setting  # noqa: E402
+from simbench import ABLATIONS, SHAPE_STAGES, SMALL_ORACLE, TITLES, merge, run_setting  # noqa: E402
 
 SETTINGS = {
     "oracle": {},
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0, help="detect.seed, segment.seed and train.seed")
     args = ap.parse_args(argv)
     root, cats = Path(args.work), args.categories.split(",")
-    base = merge(SMALL, {"categories": cats})
+    base = merge(SMALL_ORACLE, {"categories": cats})
     if not (root / "base" / "cache" / "superpoints").exists():
         run_setting(root / "base", base, stages=SHAPE_STAGES, log=lambda s: None)
     seeds = {"detect": {"seed": args.seed}, "segment": {"seed": args.seed}, "train": {"seed": args.seed}}

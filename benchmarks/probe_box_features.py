@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,23 +91,18 @@ def fit_probe(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 500, 
     return lambda q: ((q - mean) / sd) @ w + b
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("cache", help="cache root (with ingest, render and detect stores)")
-    ap.add_argument("--categories", default=None, help="comma-separated (default: every category with a detect store)")
-    ap.add_argument("--train-splits", default="fewshot,val", help="splits whose objects train the probe (the others score it)")
-    args = ap.parse_args(argv)
-    cache = args.cache
-    cats = args.categories.split(",") if args.categories else sorted(p.name[:-5] for p in (Path(cache) / "detect").glob("*.zarr"))
-    train_splits = set(args.train_splits.split(","))
+def probe_cache(cache: str, categories: list[str] | None = None, train_splits: tuple[str, ...] = ("fewshot", "val")) -> dict[str, Any]:
+    """Probe every category of ``cache``: {"categories": {cat: row}, "pooled": row}, a row being
+    {"boxes": held-out boxes, "correct": their fraction correct, "auc_feature", "auc_score"}.
+    One probe per category; the pooled AUC is over the concatenated held-out scores (the probe's
+    standardised per category so that categories share one scale)."""
+    cats = categories or sorted(p.name[:-5] for p in (Path(cache) / "detect").glob("*.zarr"))
     pooled: dict[str, list[np.ndarray]] = {"probe": [], "score": [], "ok": []}
-    print(f"cache {cache}: probe on {'+'.join(sorted(train_splits))}, held out: the other splits")
-    print(f"{'category':18s} {'boxes(test)':>11s} {'correct':>8s} {'AUC feat':>9s} {'AUC score':>9s}")
+    out: dict[str, Any] = {"categories": {}, "train_splits": list(train_splits)}
     for cat in cats:
-        rows = manifest(cache, cat)
-        tr = {"feat": [], "ok": []}
-        te = {"feat": [], "score": [], "ok": []}
-        for r in rows:
+        tr: dict[str, list[np.ndarray]] = {"feat": [], "ok": []}
+        te: dict[str, list[np.ndarray]] = {"feat": [], "score": [], "ok": []}
+        for r in manifest(cache, cat):
             d = box_correctness(cache, cat, r["object"])
             part = tr if r["split"] in train_splits else te
             for k in part:
@@ -114,14 +110,30 @@ def main(argv: list[str] | None = None) -> None:
         xtr, ytr = np.concatenate(tr["feat"]), np.concatenate(tr["ok"])
         xte, yte, ste = np.concatenate(te["feat"]), np.concatenate(te["ok"]), np.concatenate(te["score"])
         probe = fit_probe(xtr, ytr)(xte)
-        print(f"{cat:18s} {yte.size:11d} {yte.mean():8.2f} {auc(probe, yte):9.3f} {auc(ste, yte):9.3f}")
+        out["categories"][cat] = _row(yte, probe, ste)
         pooled["probe"].append((probe - probe.mean()) / max(probe.std(), 1e-12))
         pooled["score"].append(ste)
         pooled["ok"].append(yte)
-    y = np.concatenate(pooled["ok"])
-    print(
-        f"{'pooled':18s} {y.size:11d} {y.mean():8.2f} {auc(np.concatenate(pooled['probe']), y):9.3f} {auc(np.concatenate(pooled['score']), y):9.3f}"
-    )
+    out["pooled"] = _row(*(np.concatenate(pooled[k]) for k in ("ok", "probe", "score")))
+    return out
+
+
+def _row(ok: np.ndarray, probe: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    return {"boxes": int(ok.size), "correct": float(ok.mean()), "auc_feature": auc(probe, ok), "auc_score": auc(score, ok)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("cache", help="cache root (with ingest, render and detect stores)")
+    ap.add_argument("--categories", default=None, help="comma-separated (default: every category with a detect store)")
+    ap.add_argument("--train-splits", default="fewshot,val", help="splits whose objects train the probe (the others score it)")
+    args = ap.parse_args(argv)
+    train_splits = tuple(args.train_splits.split(","))
+    res = probe_cache(args.cache, args.categories.split(",") if args.categories else None, train_splits)
+    print(f"cache {args.cache}: probe on {'+'.join(sorted(train_splits))}, held out: the other splits")
+    print(f"{'category':18s} {'boxes(test)':>11s} {'correct':>8s} {'AUC feat':>9s} {'AUC score':>9s}")
+    for name, r in [*res["categories"].items(), ("pooled", res["pooled"])]:
+        print(f"{name:18s} {r['boxes']:11d} {r['correct']:8.2f} {r['auc_feature']:9.3f} {r['auc_score']:9.3f}")
 
 
 if __name__ == "__main__":

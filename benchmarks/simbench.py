@@ -34,15 +34,25 @@ PAPER = {"partslip": 58.0, "partstad_boxes": 62.1, "masks_only": 61.9, "partstad
 ABLATIONS = ("partslip", "partstad_boxes", "masks_only", "partstad")
 TITLES = {"partslip": "PartSLIP", "partstad_boxes": "w/o SAM", "masks_only": "w/o weights", "partstad": "full", "auto": "auto"}
 
-#: Small settings of every benchmark run (documented in the generated tables).
+#: The simulated detector/SAM pairs a study can run on: ``pixels`` (the demo's default since
+#: issue 20: both see only the rendered pixels, docs/pixel_simulators.md) and ``oracle`` (both
+#: read the ground truth; the earlier studies and docs/simulated_calibration.md).
+BACKENDS: dict[str, dict[str, Any]] = {
+    "pixels": {"detect": {"backend": "pixels"}, "segment": {"mode": "pixels"}},
+    "oracle": {"detect": {"backend": "oracle", "oracle": {}}, "segment": {"mode": "oracle"}},
+}
+#: Small settings of every benchmark run (documented in the generated tables); pixels backends
+#: like the demo (``merge(SMALL, BACKENDS["oracle"])`` or :data:`SMALL_ORACLE` for the oracle).
 SMALL: dict[str, Any] = {
     "data": {"source": "synthetic", "n_points": 5000, "seed": 0, "n_fewshot": 8, "n_val": 4, "n_test": 8},
     "render": {"backend": "numpy", "image_size": 192},
-    "detect": {"backend": "oracle", "seed": 0, "oracle": {}},
-    "segment": {"mode": "oracle", "seed": 0},
+    "detect": {"backend": "pixels", "seed": 0},
+    "segment": {"mode": "pixels", "seed": 0},
     "train": {"epochs": 100, "seed": 0},
     "evaluate": {"splits": ["test"]},
 }
+#: The seeds a seed study sets together: shapes, detector, SAM noise, training.
+SEEDED_SECTIONS = ("data", "detect", "segment", "train")
 SHAPE_STAGES = ("ingest", "render", "visibility", "superpoints")
 BOX_STAGES = ("detect", "segment", "lift")
 
@@ -53,6 +63,19 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     for k, v in over.items():
         out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
+
+
+def with_backend(params: dict[str, Any], backend: str) -> dict[str, Any]:
+    """``params`` with the detector and SAM of ``backend`` (a key of :data:`BACKENDS`)."""
+    return merge(params, BACKENDS[backend])
+
+
+def with_seed(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``params`` with every seed (shapes, detector, SAM, training) set to ``seed``: one new draw."""
+    return merge(params, {s: {"seed": seed} for s in SEEDED_SECTIONS})
+
+
+SMALL_ORACLE: dict[str, Any] = with_backend(SMALL, "oracle")
 
 
 def cli(args: list[Any]) -> None:
@@ -137,10 +160,13 @@ def paper_distance(row: dict[str, float]) -> tuple[float, int]:
     return rms, disc
 
 
-def settings_text(params: dict[str, Any]) -> str:
+def settings_text(params: dict[str, Any], seeds: list[int] | None = None) -> str:
+    """One line naming the simulators and every setting a table depends on (``seeds``: a seed study's draws)."""
     d, r, t = params["data"], params["render"], params["train"]
+    seed = f"seeds {', '.join(map(str, seeds))} (each: data, detect, segment and train seed)" if seeds else f"seed {d['seed']}"
     views = len(r.get("views") or []) or 10
+    sims = f"detector {params['detect']['backend']}, SAM {params['segment']['mode']}"
     return (
-        f"{len(params['categories'])} categories ({', '.join(params['categories'])}), {d['n_fewshot']} few-shot + {d['n_val']} val + "
-        f"{d['n_test']} test shapes each, {d['n_points']} points, {r['image_size']} px, {views} views, {t['epochs']} epochs, seed {d['seed']}"
+        f"{sims}; {len(params['categories'])} categories ({', '.join(params['categories'])}), {d['n_fewshot']} few-shot + {d['n_val']} val + "
+        f"{d['n_test']} test shapes each, {d['n_points']} points, {r['image_size']} px, {views} views, {t['epochs']} epochs, {seed}"
     )

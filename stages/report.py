@@ -26,6 +26,7 @@ from stages.common import (
 )
 from stages.config import PipelineConfig
 from stages.provenance import describe
+from stages.report_studies import STUDY_FILES, STUDY_IMAGES
 from stages.store import CategoryStore
 
 
@@ -105,14 +106,10 @@ def _predict_report(directory: Path, out_dir: str, out_source: Any) -> None:
     click.echo(f"[report] wrote {path} (predicted shapes; no metrics: no ground truth)")
 
 
-#: markdown written by benchmarks/sweep_informativeness.py and benchmarks/beyond_paper.py
-STUDY_FILES = ("pixel_simulators.md", "simulated_calibration.md", "beyond_paper.md", "beyond_paper_views.md")
-
-
 def _studies(directory: Path) -> list[tuple[str, str, dict[str, bytes]]]:
     """(file name, markdown, {png name: bytes}) of the benchmark studies present in ``directory``."""
     present = [directory / n for n in STUDY_FILES if (directory / n).is_file()]
-    images = {p.name: p.read_bytes() for p in directory.glob("*.png")} if present else {}
+    images = {n: (directory / n).read_bytes() for n in STUDY_IMAGES if (directory / n).is_file()} if present else {}
     out = []
     for path in present:
         out.append((f"{directory.name}/{path.name}", path.read_text(encoding="utf-8"), images))

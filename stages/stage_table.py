@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from stages.report_studies import STUDY_FILES, STUDY_IMAGES
+
 #: object: one Zarr group per object under cache/<stage>/<Category>.zarr, keyed by
 #: stages/keys.py; category: one result per category (models, metrics); run: one result for
 #: all categories; tool: a command outside the stage graph (it may still write stores).
@@ -213,13 +215,7 @@ TABLE: tuple[StageRow, ...] = (
             extra_deps=(
                 "metrics/evaluate",
                 "plots/train",
-                "docs/pixel_simulators.md",
-                "docs/simulated_calibration.md",
-                "docs/beyond_paper.md",
-                "docs/beyond_paper_views.md",
-                "docs/beyond_shared.png",
-                "docs/beyond_kshot.png",
-                "docs/beyond_views.png",
+                *(f"docs/{name}" for name in (*STUDY_FILES, *STUDY_IMAGES)),
             ),
             outs=("reports/index.html", "metrics/summary.json"),
             metrics=("metrics/headline/mIoU/mean.json", "metrics/headline/mAP50/mean.json"),
