@@ -40,7 +40,7 @@ from stages.parallel import effective_jobs, jobs_option, map_categories
 from stages.runner import StageContext
 from stages.stage_table import dvc_params
 from stages.store import StoreBusyError, atomic_write_text, replace_dir, store_lock
-from stages.train_io import prepare_object
+from stages.train_io import ReadOnce, prepare_object
 
 log = logging.getLogger("partstad")
 
@@ -59,11 +59,13 @@ def diverged_message(category: str, variant: str, exc: Any, models_dir: Path) ->
     )
 
 
-def load_split(ctx: StageContext, ids: list[str], mode: str, pos_enc: bool, device: str, skipped: list[dict[str, str]]):
+def load_split(
+    ctx: StageContext, ids: list[str], mode: str, pos_enc: bool, device: str, skipped: list[dict[str, str]], reads: ReadOnce | None = None
+):
     objs = []
     for oid in ids:
         try:
-            objs.append(prepare_object(ctx, oid, mode, pos_enc, device))
+            objs.append(prepare_object(ctx, oid, mode, pos_enc, device, reads))
         except ObjectError as exc:
             if not any(s["object"] == oid for s in skipped):
                 skipped.append({"object": oid, "error": str(exc)})
@@ -71,15 +73,14 @@ def load_split(ctx: StageContext, ids: list[str], mode: str, pos_enc: bool, devi
     return objs
 
 
-def _fit_masks_only_threshold(ctx: StageContext, objs: list) -> tuple[float, float]:
+def _fit_masks_only_threshold(ctx: StageContext, objs: list, reads: ReadOnce) -> tuple[float, float]:
     """The "masks without weights" ablation's one fitted number (its null score = a coverage
     threshold), on the labelled few-shot + validation shapes."""
     from pipeline.meta import small_part_mask
     from pipeline.partslip import semantic_scores
     from pipeline.train.ablations import fit_coverage_threshold
-    from stages.lifted_io import read_lifted
 
-    lifted = [read_lifted(ctx, o.object_id, "mask") for o in objs]
+    lifted = [reads.lifting(ctx, o.object_id, "mask") for o in objs]
     return fit_coverage_threshold(
         [semantic_scores(L) for L in lifted], [L.valid for L in lifted], [o.label_counts for o in objs], small_part_mask(ctx.category)
     )
@@ -118,10 +119,11 @@ def train_category(
     fewshot, val = select_objects(cache, category, None, ("fewshot",)), select_objects(cache, category, None, ("val",))
     if not fewshot:
         raise StageFailed(f"[train] {category}: no few-shot objects in the ingest manifest of {cache} (run `partstad ingest` first)")
+    reads = ReadOnce()  # the variants share each object's reads
     for name, mode in variants:
-        train_objs = load_split(ctx, fewshot, mode, tp.pos_enc, tp.device, skipped)
+        train_objs = load_split(ctx, fewshot, mode, tp.pos_enc, tp.device, skipped, reads)
         # checkpoint selection uses every labelled validation shape (an unlabelled one cannot score)
-        val_objs = [o for o in load_split(ctx, val, mode, tp.pos_enc, tp.device, skipped) if o.label_counts is not None]
+        val_objs = [o for o in load_split(ctx, val, mode, tp.pos_enc, tp.device, skipped, reads) if o.label_counts is not None]
         if not train_objs:
             raise StageFailed(
                 f"[train] {category}: none of the {len(fewshot)} few-shot objects is usable in {cache}/lift/{category}.zarr "
@@ -160,7 +162,7 @@ def train_category(
             "n_val": len(val_objs),
         }
         click.echo(f"[train] {category} {name}: best epoch {res.best_epoch}, val mIoU {res.best_val_miou:.3f}, {seconds:.1f} s")
-    threshold, thr_miou = _fit_masks_only_threshold(ctx, [o for o in train_objs_mask + val_objs_mask if o.label_counts is not None])
+    threshold, thr_miou = _fit_masks_only_threshold(ctx, [o for o in train_objs_mask + val_objs_mask if o.label_counts is not None], reads)
     result_summary["masks_only"] = {
         "coverage_threshold": threshold,
         "fit_miou": thr_miou,

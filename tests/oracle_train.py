@@ -2,8 +2,9 @@
 
 :func:`ref_train_weight_net` is the loop of ``pipeline.train.loop`` before objects were
 stacked (one forward, score and loss per object in Python; validation one object at a time
-through numpy). ``tests/pipeline/test_train_batched.py`` checks that the stacked loop gives
-the same losses (to float rounding) and the same selected epochs, and
+through numpy). ``tests/pipeline/test_train_stack.py`` and ``test_train_val_epochs.py`` check
+that the stacked loop (with its deferred validation) gives the same losses (to float rounding)
+and the same selected epochs, and
 ``benchmarks/bench_train.py`` times the two side by side. Never call it from the pipeline.
 """
 

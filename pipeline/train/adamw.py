@@ -39,7 +39,8 @@ class NumpyAdamW:
                 if p.device.type != "cpu" or p.dtype != torch.float32:
                     raise ValueError(f"NumpyAdamW needs CPU float32 parameters, got {p.dtype} on {p.device}")
         self.weight_decay, (self.beta1, self.beta2), self.eps = float(weight_decay), betas, float(eps)
-        self.state: dict[torch.nn.Parameter, tuple[np.ndarray, np.ndarray, list[float]]] = {}
+        #: per parameter: exp_avg, exp_avg_sq, [step], two scratch arrays
+        self.state: dict[torch.nn.Parameter, tuple[np.ndarray, np.ndarray, list[float], np.ndarray, np.ndarray]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for params, _ in self.groups:
@@ -55,12 +56,12 @@ class NumpyAdamW:
 
     def _update(self, p: torch.nn.Parameter, grad: torch.Tensor, lr: float) -> None:
         x, g = p.detach().numpy(), grad.detach().numpy()  # views: updated in place
-        if p not in self.state:
-            self.state[p] = (np.zeros_like(x), np.zeros_like(x), [0.0])
-        m, v, step = self.state[p]
+        st = self.state.get(p)
+        if st is None:
+            st = self.state[p] = (np.zeros_like(x), np.zeros_like(x), [0.0], np.empty_like(x), np.empty_like(x))
+        m, v, step, tmp, upd = st
         step[0] += 1.0
         b1, b2 = self.beta1, self.beta2
-        tmp, upd = np.empty_like(x), np.empty_like(x)
         if self.weight_decay:
             np.multiply(x, F32(1 - lr * self.weight_decay), out=x)  # param.mul_(1 - lr·wd)
         np.subtract(g, m, out=tmp)  # exp_avg.lerp_(grad, 1 − β1) = m + w·(g − m) for w < 0.5

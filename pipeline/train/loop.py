@@ -11,6 +11,13 @@ code path (``MKL_CBWR=COMPATIBLE``: Chair 204 → 206, Table 344 → 398 on the 
 Training is deterministic (same seed, same bits); under the portable kernels that ``partstad
 train`` pins, 1 and 2 threads differ in the last bits (MKL's reproducible GEMM splits its sums
 by thread), which is why :attr:`TrainParams.threads` fixes the count.
+
+Speed (``benchmarks/bench_train.py``): a step calls the forward pass and its written-out
+gradient directly (:func:`forward_losses`, :func:`loss_gradients`; no autograd graph) and
+validation runs every few epochs over the weights kept from each of them
+(:mod:`pipeline.train.val_epochs`), so what is left is mostly the two (B×C)·(C×C) matrix
+products per step and the validation's one per epoch: at the portable kernels' ~38 GFLOP/s
+they are about 33 CPU s of the demo's 12 networks, a floor no reordering of the loop removes.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from .decode import forward_object
 from .objects import TrainObject
 from .params import TrainParams  # re-exported: callers import it from the loop
 from .stack import ObjectStack, stacked_losses, stacked_mious, stacks_by_parts
+from .stacked_grad import forward_losses, loss_gradients
+from .val_epochs import mious_many
 
 
 @dataclass
@@ -127,6 +136,131 @@ class _StepStacks:
         return got
 
 
+@dataclass
+class _Weights:
+    """Detached views of the trained tensors (they follow the optimiser's in-place updates)."""
+
+    W: torch.Tensor
+    w_out: torch.Tensor
+    b_out: torch.Tensor
+    theta: torch.Tensor
+    floor: float
+    tau: float
+    eps: float
+    skip: bool
+
+    @classmethod
+    def of(cls, net: WeightNet, null: NullLogit) -> _Weights:
+        return cls(
+            net.cn.weight.detach(),
+            net.out.weight.detach(),
+            net.out.bias.detach(),
+            null.theta.detach(),
+            null.floor,
+            net.tau,
+            net.eps,
+            net.skip,
+        )
+
+    def z_null(self) -> torch.Tensor:
+        """As :meth:`NullLogit.forward`, without autograd."""
+        return torch.clamp(torch.relu(self.theta), min=self.floor)
+
+
+def _train_step(
+    w: _Weights, net: WeightNet, null: NullLogit, stacks: list[tuple[list[int], ObjectStack]], absent_parts: AbsentParts
+) -> float:
+    """Loss of one mini-batch (mean of its objects' L_obj) and the gradients of that mean,
+    set as the parameters' ``.grad`` (the chain rule of :func:`loss_gradients`, called
+    directly: no autograd graph is recorded, which cost as much as the small operations)."""
+    zn = w.z_null()
+    n = sum(len(pos) for pos, _ in stacks)
+    parts, grads = [], []
+    for _, st in stacks:
+        losses, saved = forward_losses(w.W, w.w_out, w.b_out, zn, st, absent_parts, w.tau, w.eps, w.skip)
+        parts.append(losses)
+        g_loss = torch.ones(st.n_objects, dtype=losses.dtype, device=losses.device) / n  # the mean's gradient
+        grads.append(loss_gradients(g_loss, w.w_out, st, saved, absent_parts))
+    if len(stacks) == 1:
+        loss = parts[0].mean()
+    else:
+        order = torch.as_tensor(np.argsort(np.concatenate([pos for pos, _ in stacks]), kind="stable"), device=zn.device)
+        loss = torch.cat(parts)[order].mean()
+    d_zn = grads[0][3]
+    for g in grads[1:]:
+        d_zn = d_zn + g[3]
+    # z_null = max(ReLU(θ), floor): the gradient passes where the clamp does not hold
+    null.theta.grad = torch.where(torch.relu(w.theta) >= w.floor, d_zn, 0.0).to(w.theta.dtype)
+    net_grads = [g[:3] for g in grads if g[0] is not None]
+    if net_grads:  # else no box scored anything: the network's parameters keep no gradient
+        for param, *values in zip((net.cn.weight, net.out.weight, net.out.bias), *net_grads):
+            total = values[0]
+            for v in values[1:]:
+                total = total + v
+            param.grad = total
+    return float(loss)
+
+
+class _Validation:
+    """Validation deferred by up to ``chunk`` epochs: each epoch's weights are copied aside and
+    a run of epochs is scored at once (:func:`pipeline.train.val_epochs.mious_many`); the
+    epochs are then reported and selected in order, as if validated one by one."""
+
+    def __init__(self, w: _Weights, stacks: list[tuple[list[int], ObjectStack]], chunk: int):
+        self.w, self.stacks, self.chunk = w, stacks, chunk
+        self.W = w.W.new_empty((chunk, *w.W.shape))
+        self.w_out = w.w_out.new_empty((chunk, w.w_out.shape[1]))
+        self.b_out = w.b_out.new_empty(chunk)
+        self.theta = w.theta.new_empty(chunk)
+        self.z_null = w.theta.new_empty(chunk)
+        self.pending: list[tuple[int, float]] = []  # (epoch, mean training loss)
+
+    def add(self, epoch: int, loss: float) -> bool:
+        """Keep this epoch's weights; True when the buffer is full (call :meth:`scores`)."""
+        j = len(self.pending)
+        self.W[j].copy_(self.w.W)
+        self.w_out[j].copy_(self.w.w_out[0])
+        self.b_out[j] = self.w.b_out[0]
+        self.theta[j] = self.w.theta
+        self.z_null[j] = self.w.z_null()
+        self.pending.append((epoch, loss))
+        return len(self.pending) == self.chunk
+
+    def scores(self) -> list[tuple[int, float, float, int]]:
+        """[(epoch, loss, validation score, buffer slot)] of the pending epochs, in order."""
+        k = len(self.pending)
+        if not k:
+            return []
+        if self.stacks:
+            m = mious_many(self.stacks, self.W[:k], self.w_out[:k], self.b_out[:k], self.z_null[:k], self.w.tau, self.w.eps, self.w.skip)
+            vals = [validation_score(row) for row in m]
+        else:
+            vals = [float("nan")] * k
+        out = [(e, loss, v, j) for j, ((e, loss), v) in enumerate(zip(self.pending, vals))]
+        self.pending = []
+        return out
+
+    def state(self, j: int, cn_bias: torch.Tensor) -> tuple[dict[str, torch.Tensor], float]:
+        """The state dict and θ_null kept in slot ``j`` (``cn_bias``: never trained, it cancels)."""
+        return {
+            "cn.weight": self.W[j].clone().cpu(),
+            "cn.bias": cn_bias.detach().clone().cpu(),
+            "out.weight": self.w_out[j].clone().cpu()[None],
+            "out.bias": self.b_out[j : j + 1].clone().cpu(),
+        }, float(self.theta[j])
+
+
+#: epochs validated together at most, and the largest (validation boxes × chunk · C) product
+#: a chunk may hold (16 M float32 = 64 MB per temporary): many validation boxes, shorter chunks
+VAL_CHUNK = 16
+VAL_ELEMENTS = 1 << 24
+
+
+def _val_chunk(stacks: list[tuple[list[int], ObjectStack]], in_dim: int, epochs: int) -> int:
+    boxes = max((int(st.x.shape[0]) for _, st in stacks), default=0)
+    return max(1, min(VAL_CHUNK, epochs, VAL_ELEMENTS // max(1, boxes * in_dim)))
+
+
 def train_weight_net(
     train_objs: Sequence[TrainObject],
     val_objs: Sequence[TrainObject],
@@ -187,29 +321,39 @@ def train_weight_net(
             best_val = val0
         selected = not math.isnan(val0) and bool(val_objs)
         step_stacks = _StepStacks(train_objs)
-        for epoch in range(1, p.epochs + 1):
-            perm = rng.permutation(n)
-            losses = []
-            for i in range(0, n, p.batch_size):
-                stacks = step_stacks(tuple(int(k) for k in perm[i : i + p.batch_size]))
-                opt.zero_grad(set_to_none=True)
-                loss = stacked_losses(net, null(), stacks, p.absent_parts).mean()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                _check_loss(losses[-1], epoch, f"step {len(losses)} of the epoch")
-            _check_weights(net, null, epoch)
-            val = validation_score(stacked_mious(net, null().detach(), val_stacks)) if val_objs else float("nan")
-            entry = {"epoch": epoch, "loss": float(np.mean(losses)), "val_miou": val}
-            curve.append(entry)
-            if progress is not None:
-                progress(entry)
-            improved = bool(val_objs) and not math.isnan(val) and val > best_val
-            if improved or (epoch == p.epochs and not selected):  # no usable validation: last epoch
-                selected = True
-                best_val, best_epoch = val, epoch
-                best_state = {k: v.detach().clone().cpu() for k, v in net.state_dict().items()}
-                best_theta = float(null.theta.detach())
+        w = _Weights.of(net, null)
+        val = _Validation(w, val_stacks, _val_chunk(val_stacks, in_dim, p.epochs))
+
+        def report(pending: list[tuple[int, float, float, int]]) -> None:
+            nonlocal best_val, best_epoch, best_state, best_theta, selected
+            for epoch, loss, score, j in pending:
+                entry = {"epoch": epoch, "loss": loss, "val_miou": score}
+                curve.append(entry)
+                if progress is not None:
+                    progress(entry)
+                improved = bool(val_objs) and not math.isnan(score) and score > best_val
+                if improved or (epoch == p.epochs and not selected):  # no usable validation: last epoch
+                    selected = True
+                    best_val, best_epoch = score, epoch
+                    best_state, best_theta = val.state(j, net.cn.bias)
+
+        with torch.no_grad():
+            for epoch in range(1, p.epochs + 1):
+                perm = rng.permutation(n)
+                losses = []
+                try:
+                    for i in range(0, n, p.batch_size):
+                        stacks = step_stacks(tuple(int(k) for k in perm[i : i + p.batch_size]))
+                        opt.zero_grad(set_to_none=True)
+                        losses.append(_train_step(w, net, null, stacks, p.absent_parts))
+                        _check_loss(losses[-1], epoch, f"step {len(losses)} of the epoch")
+                        opt.step()
+                    _check_weights(net, null, epoch)
+                except NonFiniteTraining:
+                    report(val.scores())  # the finite epochs before it are reported, as they would have been
+                    raise
+                if val.add(epoch, float(np.mean(losses))) or epoch == p.epochs:
+                    report(val.scores())
         return TrainResult(
             state_dict={k: v.cpu() for k, v in best_state.items()},
             theta_null=best_theta,

@@ -119,34 +119,39 @@ class ObjectStack:
         return StackedLosses.apply(net.cn.weight, net.out.weight, net.out.bias, z_null, self, absent_parts, net.tau, net.eps, net.skip)
 
     def labels(self, P: torch.Tensor, thresh: float = PROB_THRESH) -> torch.Tensor:
-        """(S,) long labels of §7.11 (as :func:`labels_from_probs`, compared in float64)."""
-        scores = P[:, 1:].double()
-        K = scores.shape[1]
+        """(..., S) long labels of §7.11 (as :func:`labels_from_probs`, compared in float64) of
+        P (..., S, K+1): one state of the network or several (leading dimensions)."""
+        scores = P[..., 1:].double()
+        K = scores.shape[-1]
         if K == 0:
-            return torch.full((scores.shape[0],), -1, dtype=torch.long, device=P.device)
+            return torch.full(scores.shape[:-1], -1, dtype=torch.long, device=P.device)
         above = scores >= thresh
         parts = torch.arange(K, device=P.device)
-        last_small = torch.where(above & self.small, parts, -1).amax(1)
-        lab = torch.where(last_small >= 0, last_small, scores.argmax(1))
-        return torch.where(above.any(1) & self.valid, lab, -1)
+        last_small = torch.where(above & self.small, parts, -1).amax(-1)
+        lab = torch.where(last_small >= 0, last_small, scores.argmax(-1))
+        return torch.where(above.any(-1) & self.valid, lab, -1)
 
     def mious(self, P: torch.Tensor) -> np.ndarray:
-        """(n,) float64 per-object mIoU of §7.10 of the thresholded labels (NaN: no GT part)."""
+        """(..., n) float64 per-object mIoU of §7.10 of the thresholded labels (NaN: no GT part)
+        of P (..., S, K+1); every leading index (a network state) is scored on its own."""
         counts, size, gt_tot = self.counts, self.size, self.gt_tot  # set together by stack()
         if counts is None or size is None or gt_tot is None:
             raise ValueError("a stacked object has no GT counts")
         n, K = gt_tot.shape
         lab = self.labels(P)
-        hit = torch.nonzero(lab >= 0).squeeze(1)
-        lab_h = lab[hit]
-        flat = self.sp_obj[hit] * K + lab_h
-        pred_tot = counts.new_zeros(n * K).index_add(0, flat, size[hit]).view(n, K)
-        inter = counts.new_zeros(n * K).index_add(0, flat, counts[hit, lab_h + 1]).view(n, K)
+        lead = lab.shape[:-1]
+        lab = lab.reshape(-1, lab.shape[-1])  # (E, S)
+        E = lab.shape[0]
+        e_idx, s_idx = torch.nonzero(lab >= 0, as_tuple=True)  # epoch-major, superpoints in order
+        lab_h = lab[e_idx, s_idx]
+        flat = (e_idx * n + self.sp_obj[s_idx]) * K + lab_h
+        pred_tot = counts.new_zeros(E * n * K).index_add(0, flat, size[s_idx]).view(E, n, K)
+        inter = counts.new_zeros(E * n * K).index_add(0, flat, counts[s_idx, lab_h + 1]).view(E, n, K)
         iou = inter / (gt_tot + pred_tot - inter).clamp(min=1)
         present = gt_tot > 0
         n_present = present.sum(1)
-        miou = torch.where(present, iou, 0.0).sum(1) / n_present.clamp_min(1)
-        return torch.where(n_present > 0, miou, math.nan).cpu().numpy()
+        miou = torch.where(present, iou, 0.0).sum(2) / n_present.clamp_min(1)
+        return torch.where(n_present > 0, miou, math.nan).reshape(*lead, n).cpu().numpy()
 
 
 def _onehot(idx: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:

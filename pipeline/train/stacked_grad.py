@@ -106,45 +106,86 @@ def _d_riou(g_loss: torch.Tensor, st: ObjectStack, absent_parts: AbsentParts) ->
     return d
 
 
+class Saved(NamedTuple):
+    """What :func:`loss_gradients` needs from :func:`forward_losses`."""
+
+    f: _Forward
+    riou: torch.Tensor  #: (n, K+1)
+    ok: torch.Tensor  #: (n, K+1) pred ≠ 0
+    safe: torch.Tensor  #: (n, K+1) safe denominators
+
+
+def forward_losses(
+    W: torch.Tensor,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor,
+    z_null: torch.Tensor | float,
+    st: ObjectStack,
+    absent_parts: AbsentParts,
+    tau: float,
+    eps: float,
+    skip: bool = True,
+) -> tuple[torch.Tensor, Saved]:
+    """(n,) L_obj of the stacked objects and what their gradient needs (no autograd: the
+    training loop calls this and :func:`loss_gradients` directly, one Python call each)."""
+    if st.wg is None or st.present is None:
+        raise ValueError("a stacked object has no GT targets")
+    f = stacked_forward(W, w_out, b_out, z_null, st, tau, eps, skip)
+    riou, ok, safe = _riou(f.P, st)
+    return losses_from_riou(riou, st.present, absent_parts), Saved(f, riou, ok, safe)
+
+
+def loss_gradients(
+    g_loss: torch.Tensor, w_out: torch.Tensor, st: ObjectStack, saved: Saved, absent_parts: AbsentParts
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """(dW, dw_out, db_out, dz_null) for upstream gradients ``g_loss`` (n,) of the losses;
+    the first three are None when no box scored anything (the network took no part)."""
+    f, riou, ok, safe = saved
+    assert st.wg is not None, "GT targets are checked by forward_losses"
+    # relaxed IoU: riou = inter / (g_sum + pred − inter) where pred ≠ 0
+    d_q = torch.where(ok, _d_riou(g_loss, st, absent_parts) / safe, 0.0)
+    d_den = -d_q * riou
+    d_P = st.wg * (d_q - d_den).index_select(0, st.sp_obj) + torch.mm(st.sp_wv.t(), d_den)
+    P = f.P
+    d_Z = P * (d_P - (d_P * P).sum(1, keepdim=True))  # softmax
+    d_zn = d_Z[:, 0].sum()
+    if f.e is None:
+        return None, None, None, d_zn
+    # boxes were scored: stacked_forward set every intermediate
+    assert f.m is not None and f.pre is not None and f.xp is not None and f.u is not None and f.rb is not None
+    assert f.c is not None and f.r is not None and f.std is not None and f.var is not None
+    g = st.groups
+    # scores: scatter-amax, ties share the gradient equally (as torch's amax)
+    d_m = d_Z[:, 1:].reshape(-1).index_select(0, g.target) * g.coef
+    tie = (f.e == f.m.index_select(0, g.group)).to(P.dtype)
+    n_tie = (f.m == 0).to(P.dtype).index_add_(0, g.group, tie)  # the zero start of amax ties too
+    d_w = torch.zeros(st.x.shape[0], dtype=P.dtype, device=P.device)
+    d_w.index_add_(0, g.box, (d_m / n_tie).index_select(0, g.group) * tie)
+    d_pre = d_w * (f.pre > 0)
+    d_b = d_pre.sum().reshape(1)
+    d_wout = torch.mm(d_pre[None], f.xp)
+    d_u = torch.outer(d_pre, w_out[0]).mul_(f.u > 0)
+    d_c = d_u * f.rb
+    d_r = torch.mm(st.obj_onehot, d_u.mul_(f.c))
+    # r = 1/(√max(var, 1e-30) + ε): no gradient where the clamp holds
+    d_var = d_r.mul_(f.r).mul_(f.r).div_(f.std).mul_(-0.5).mul_(f.var >= 1e-30)
+    d_c.addcmul_(f.c, torch.mm(st.obj_mean.t(), d_var), value=2.0)
+    d_W = torch.mm(d_c.t(), st.x_centred)
+    return d_W, d_wout, d_b, d_zn
+
+
 class StackedLosses(torch.autograd.Function):
     """(n,) L_obj of the stacked objects; backward gives dW, dw_out, db_out and dz_null."""
 
     @staticmethod
     def forward(ctx, W, w_out, b_out, z_null, st, absent_parts: AbsentParts, tau: float, eps: float, skip: bool):
-        f = stacked_forward(W, w_out, b_out, z_null, st, tau, eps, skip)
-        riou, ok, safe = _riou(f.P, st)
-        ctx.st, ctx.absent_parts, ctx.f = st, absent_parts, f
-        ctx.save_for_backward(w_out, riou, ok, safe)
-        return losses_from_riou(riou, st.present, absent_parts)
+        losses, saved = forward_losses(W, w_out, b_out, z_null, st, absent_parts, tau, eps, skip)
+        ctx.st, ctx.absent_parts, ctx.saved = st, absent_parts, saved
+        ctx.save_for_backward(w_out)
+        return losses
 
     @staticmethod
     def backward(ctx, g_loss):
-        w_out, riou, ok, safe = ctx.saved_tensors
-        st, f = ctx.st, ctx.f
-        # relaxed IoU: riou = inter / (g_sum + pred − inter) where pred ≠ 0
-        d_q = torch.where(ok, _d_riou(g_loss, st, ctx.absent_parts) / safe, 0.0)
-        d_den = -d_q * riou
-        d_P = st.wg * (d_q - d_den).index_select(0, st.sp_obj) + torch.mm(st.sp_wv.t(), d_den)
-        P = f.P
-        d_Z = P * (d_P - (d_P * P).sum(1, keepdim=True))  # softmax
-        d_zn = d_Z[:, 0].sum()
-        if f.e is None:  # no box scored anything: the network took no part (its grads stay None)
-            return None, None, None, d_zn, None, None, None, None, None
-        g = st.groups
-        # scores: scatter-amax, ties share the gradient equally (as torch's amax)
-        d_m = d_Z[:, 1:].reshape(-1).index_select(0, g.target) * g.coef
-        tie = (f.e == f.m.index_select(0, g.group)).to(P.dtype)
-        n_tie = (f.m == 0).to(P.dtype).index_add_(0, g.group, tie)  # the zero start of amax ties too
-        d_w = torch.zeros(st.x.shape[0], dtype=P.dtype, device=P.device)
-        d_w.index_add_(0, g.box, (d_m / n_tie).index_select(0, g.group) * tie)
-        d_pre = d_w * (f.pre > 0)
-        d_b = d_pre.sum().reshape(1)
-        d_wout = torch.mm(d_pre[None], f.xp)
-        d_u = torch.outer(d_pre, w_out[0]).mul_(f.u > 0)
-        d_c = d_u * f.rb
-        d_r = torch.mm(st.obj_onehot, d_u.mul_(f.c))
-        # r = 1/(√max(var, 1e-30) + ε): no gradient where the clamp holds
-        d_var = d_r.mul_(f.r).mul_(f.r).div_(f.std).mul_(-0.5).mul_(f.var >= 1e-30)
-        d_c.addcmul_(f.c, torch.mm(st.obj_mean.t(), d_var), value=2.0)
-        d_W = torch.mm(d_c.t(), st.x_centred)
+        (w_out,) = ctx.saved_tensors
+        d_W, d_wout, d_b, d_zn = loss_gradients(g_loss, w_out, ctx.st, ctx.saved, ctx.absent_parts)
         return d_W, d_wout, d_b, d_zn, None, None, None, None, None

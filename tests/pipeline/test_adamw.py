@@ -45,7 +45,7 @@ def test_parameters_without_gradient_keep_no_state_and_bad_parameters_are_refuse
     before = q.detach().clone()
     opt.step()
     assert p in opt.state and q not in opt.state and torch.equal(q.detach(), before)
-    m, v, step = opt.state[p]
+    m, v, step = opt.state[p][:3]
     assert step == [1.0] and np.allclose(m, 0.1) and np.allclose(v, 0.001)
     opt.zero_grad()
     assert p.grad is None
