@@ -226,6 +226,14 @@ def plot(path: Path, xs, series: dict[str, list[list[float]]], xlabel: str, titl
     return True
 
 
+def study_section(result: dict, sections: list[str], key: str, per_seed: list, cols: list[str], title: str, text: str) -> dict:
+    """Aggregate one study over seeds into ``result[key]`` and append its Markdown section."""
+    agg = over_seeds(per_seed, cols)
+    result[key] = {"per_seed": per_seed, "over_seeds": agg}
+    sections += [f"## {title}", "", text, "", md_table(agg, cols), ""]
+    return agg
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", required=True, type=Path, help="runs and per-seed results (kept: a re-run computes only what is missing)")
@@ -305,18 +313,17 @@ def main() -> None:
             )
     if "shared" in what:
         cols = ["partslip", "per_category", "shared", "shared_finetuned"]
-        agg = over_seeds(per_seed["shared"], cols)
-        result["shared"] = {"per_seed": per_seed["shared"], "over_seeds": agg}
-        sections += [
-            "## One weight network shared across categories",
-            "",
+        agg = study_section(
+            result,
+            sections,
+            "shared",
+            per_seed["shared"],
+            cols,
+            "One weight network shared across categories",
             "per_category = the paper (one network per category); shared = one network trained on the few-shot "
             "shapes of all categories (validation: all their validation shapes); shared_finetuned = the shared "
             "network fine-tuned per category (its weights are the epoch-0 candidate).",
-            "",
-            md_table(agg, cols),
-            "",
-        ]
+        )
         if plot(
             out.with_name("beyond_shared.png"),
             None,
@@ -329,18 +336,17 @@ def main() -> None:
     if "kshot" in what:
         ks = [1, 2, 4, 8]
         cols = ["partslip"] + [f"k={k}" for k in ks]
-        agg = over_seeds(per_seed["kshot"], cols)
-        result["kshot"] = {"per_seed": per_seed["kshot"], "over_seeds": agg}
-        sections += [
-            "## k-shot",
-            "",
+        agg = study_section(
+            result,
+            sections,
+            "kshot",
+            per_seed["kshot"],
+            cols,
+            "k-shot",
             "PartSTAD trained on the first k few-shot shapes per category (same validation and test "
             "shapes); PartSLIP does not train (its detector is fitted on all 8 few-shot shapes, it is not re-fitted per k), "
             "so it is one number per seed.",
-            "",
-            md_table(agg, cols),
-            "",
-        ]
+        )
         if plot(
             out.with_name("beyond_kshot.png"),
             ks,
