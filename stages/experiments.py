@@ -40,14 +40,20 @@ def experiments(metric: str, category: str, num: int, params_path: str) -> None:
     try:
         sections = set((yaml.safe_load(params_file.read_text()) or {}).keys())
     except yaml.YAMLError as exc:
-        raise click.UsageError(f"{params_file}: not valid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise click.UsageError(f"{params_file}: not valid YAML{where} ({getattr(exc, 'problem', None) or 'parse error'})") from None
     import dvc.api
     from dvc.exceptions import DvcException
-    from scmrepo.exceptions import SCMError
+    from dvc.scm import SCMError
 
     try:
         records = dvc.api.exp_show(repo=str(repo), num=num)
-    except (DvcException, SCMError) as exc:
+    except SCMError as exc:
+        raise click.UsageError(
+            f"{repo.resolve()}: dvc could not read its git history ({exc}); experiments live in a git repository with at least one commit"
+        ) from None
+    except DvcException as exc:
         raise click.ClickException(f"dvc could not list the experiments of {repo.resolve()}: {exc}") from None
     click.echo(format_table(experiments_table(records, sections, metric, category)))
     click.echo(f"({metric} %, {category}; every column: `dvc exp show`)")

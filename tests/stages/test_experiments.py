@@ -92,3 +92,13 @@ def test_command_errors_name_the_problem(repo, invoke, tmp_path):
     assert res.exit_code == 2 and "no dvc.yaml" in res.output
     res = invoke(["experiments", "--params", repo / "params.yaml", "--category", "Chiar"])
     assert res.exit_code == 2 and "Chiar.json" in res.output
+
+
+def test_outside_git_and_bad_yaml_are_one_line_exit_2(repo, invoke, tmp_path):
+    for name in ("dvc.yaml", "params.yaml"):
+        (tmp_path / name).write_text((repo / name).read_text())
+    res = invoke(["experiments", "--params", tmp_path / "params.yaml"])
+    assert res.exit_code == 2 and "git repository" in res.output and "Traceback" not in res.output
+    (tmp_path / "params.yaml").write_text("train: [\n")
+    res = invoke(["experiments", "--params", tmp_path / "params.yaml"])
+    assert res.exit_code == 2 and "not valid YAML at line" in res.output
