@@ -27,7 +27,7 @@ from typing import Any
 import click
 import numpy as np
 
-from pipeline.errors import BadInputError
+from pipeline.errors import BadInputError, ObjectError
 from pipeline.headline import headline, headline_paths
 from pipeline.meta import part_names, small_part_mask
 from stages.common import (
@@ -221,7 +221,16 @@ def model_provenance(models: Path, cfg: PipelineConfig, category: str) -> dict[s
     return out
 
 
-def _evaluate_one(
+def _evaluate_one(category: str, *args: Any) -> tuple[StageReport | None, list[str]]:
+    """:func:`_evaluate_category`; a damaged category-wide file (the ingest manifest) fails
+    this category only, the others go on."""
+    try:
+        return _evaluate_category(category, *args)
+    except ObjectError as exc:
+        return None, [f"[evaluate] {category}: {exc}"]
+
+
+def _evaluate_category(
     category: str,
     cfg: PipelineConfig,
     cache: str,

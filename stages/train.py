@@ -220,6 +220,8 @@ def _train_one(
             ), None
     except (StageFailed, StoreBusyError) as exc:
         return None, exc.message if isinstance(exc, StageFailed) else f"[train] {category}: {exc}"
+    except ObjectError as exc:  # a damaged category-wide file (the ingest manifest): this category only
+        return None, f"[train] {category}: {exc}"
 
 
 @click.command()

@@ -227,7 +227,11 @@ def test_a_damaged_manifest_fails_its_category_and_ingest_rebuilds_it(tmp_path, 
     assert not (cache / "render" / "Chair.zarr").exists() and not (tmp_path / "tmp" / "evil.zip").exists()
 
     res = invoke(["train", "--params", params, "--cache", cache, "--models", tmp_path / "models", "--device", "cpu", "--category", "Chair"])
-    assert res.exit_code == 1 and str(path) in one_line_error(res)  # a whole-category reader: one line, no traceback
+    assert res.exit_code == 1 and f"ERROR [train] Chair: file {path}" in res.output and "Traceback" not in res.output
+    # both categories: Chair fails with that line, Bottle (next, same process) is still attempted
+    res = invoke(["train", "--params", params, "--cache", cache, "--models", tmp_path / "models", "--device", "cpu", "--jobs", "1"])
+    assert res.exit_code == 1 and f"ERROR [train] Chair: file {path}" in res.output and "Traceback" not in res.output
+    assert "ERROR [train] Bottle:" in res.output and "2 problem(s)" in res.output  # Bottle went on (it has no lift yet)
 
     with caplog.at_level("WARNING", logger="partstad"):
         out = run(["ingest", "--params", params, "--cache", cache]).output
