@@ -29,6 +29,7 @@ from stages.common import (
     ParamsError,
     StageFailed,
     check_cache,
+    device_option,
     finish,
     keep_going_options,
     key_resolver,
@@ -241,7 +242,7 @@ def skip_category(category: str, cfg: PipelineConfig, metrics_path: Path) -> dic
 @params_option
 @click.option("--cache", default="cache", show_default=True, callback=check_cache, help="Cache root (reads cache/ingest and cache/render).")
 @click.option("--category", "categories", multiple=True, help="Category to adapt for (repeatable). Default: all in params.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
+@device_option
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/adapt/<Category>.json goes.")
 @keep_going_options
 def adapt_detector(

@@ -99,6 +99,16 @@ params_option = click.option(
 )
 
 
+#: ``--device`` as every torch command takes it (auto: cuda when torch sees a GPU, else cpu)
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    help="Torch device (auto: cuda when there is a GPU).",
+)
+
+
 def common_options(f: Callable) -> Callable:
     """--params/--cache/--category/--objects/--scheduler/--device/--force/--jobs/--keep-going/--lock-timeout."""
 
@@ -114,9 +124,7 @@ def common_options(f: Callable) -> Callable:
     @click.option("--category", "categories", multiple=True, help="Category to process (repeatable). Default: all categories in params.")
     @objects_option
     @scheduler_option
-    @click.option(
-        "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device for model stages."
-    )
+    @device_option
     @click.option("--force", is_flag=True, help="Recompute objects even when their cached result is up to date.")
     @jobs_option
     @keep_going_options

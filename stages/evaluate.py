@@ -32,14 +32,11 @@ from pipeline.headline import headline, headline_paths
 from pipeline.meta import part_names, small_part_mask
 from stages.common import (
     ParamsError,
-    check_cache,
-    check_objects,
+    common_options,
     finish,
-    keep_going_options,
     key_resolver,
     load_params,
     make_context,
-    params_option,
     resolve_categories,
     resolve_device,
     select_objects,
@@ -48,11 +45,10 @@ from stages.common import (
 from stages.config import PipelineConfig
 from stages.lifted_io import read_box_valid, read_lifted
 from stages.model_check import check_model, check_models_dir, weights_key
-from stages.parallel import effective_jobs, jobs_option, map_categories
+from stages.parallel import effective_jobs, map_categories
 from stages.provenance import object_sources, run_components
 from stages.provenance import provenance as provenance_record
 from stages.runner import StageContext, StageReport, run_stage
-from stages.scheduling import SCHEDULER
 from stages.store import StoreBusyError, StoreCorruptError, store_lock
 from stages.train_io import prepare_object
 
@@ -317,25 +313,10 @@ def _evaluate_category(
 
 
 @click.command()
-@params_option
-@click.option("--cache", default="cache", show_default=True, callback=check_cache, help="Cache root.")
-@click.option("--category", "categories", multiple=True, help="Category (repeatable). Default: all in params.")
-@click.option("--objects", default=None, callback=check_objects, help="Comma-separated object ids to restrict to.")
-@click.option(
-    "--scheduler",
-    default="sync",
-    show_default=True,
-    envvar="PARTSTAD_SCHEDULER",
-    type=SCHEDULER,
-    help="sync | threads | processes | local:N | tcp://host:port (env PARTSTAD_SCHEDULER).",
-)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
-@click.option("--force", is_flag=True, help="Recompute up-to-date objects.")
+@common_options
 @click.option("--models", "models_root", default="models", show_default=True, help="Directory with <Category>/partstad.safetensors.")
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/evaluate/<Category>.json goes.")
 @click.option("--splits", default=None, help="Comma-separated splits to evaluate (default: evaluate.splits in params).")
-@jobs_option
-@keep_going_options
 def evaluate(
     params_path: str,
     cache: str,

@@ -34,8 +34,18 @@ from typing import Any
 
 import click
 
-from stages.common import ParamsError, StageFailed, check_cache, load_params, make_context, params_option, resolve_categories, set_option
-from stages.scheduling import SCHEDULER
+from stages.common import (
+    ParamsError,
+    StageFailed,
+    check_cache,
+    device_option,
+    load_params,
+    make_context,
+    params_option,
+    resolve_categories,
+    set_option,
+)
+from stages.scheduling import scheduler_option
 
 log = logging.getLogger("partstad")
 CHAIN = ("render", "visibility", "superpoints", "detect", "segment", "lift")
@@ -216,15 +226,8 @@ def run_stage_command(parent: click.Context, name: str, **given: Any) -> None:
     callback=check_cache,
     help="Cache root; predict works in <cache>/predict, apart from the dataset's objects (reused by later predictions).",
 )
-@click.option(
-    "--scheduler",
-    default="sync",
-    show_default=True,
-    envvar="PARTSTAD_SCHEDULER",
-    type=SCHEDULER,
-    help="Dask scheduler (see `partstad render --help`).",
-)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
+@scheduler_option
+@device_option
 @set_option
 def predict(
     shapes: tuple[Path, ...],

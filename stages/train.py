@@ -25,6 +25,7 @@ from pipeline.errors import ObjectError
 from stages.common import (
     StageFailed,
     check_cache,
+    device_option,
     finish,
     keep_going_options,
     load_params,
@@ -228,7 +229,7 @@ def _train_one(
 @params_option
 @click.option("--cache", default="cache", show_default=True, callback=check_cache, help="Cache root.")
 @click.option("--category", "categories", multiple=True, help="Category to train (repeatable). Default: all in params.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
+@device_option
 @click.option("--models", "models_root", default="models", show_default=True, help="Where models/<Category>/*.safetensors go.")
 @click.option("--metrics", "metrics_root", default="metrics", show_default=True, help="Where metrics/train/<Category>.json goes.")
 @click.option("--plots", "plots_root", default="plots", show_default=True, help="Where plots/train/<Category>.csv goes.")

@@ -165,3 +165,14 @@ class Registry(Generic[B]):
         """The backend ``cfg`` selects (the value of :attr:`setting`)."""
         section, field = self.setting.split(".")
         return self.get(getattr(getattr(cfg, section), field))
+
+
+class TorchModel:
+    """Mix-in of a backend that loads a torch model: the stage resolves --device and keys hold
+    the resolved precision; on CUDA its tasks need a dask GPU worker."""
+
+    def uses_model(self, cfg: Any) -> bool:
+        return True
+
+    def needs_gpu(self, device: str) -> bool:
+        return device == "cuda"

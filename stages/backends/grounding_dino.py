@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.errors import BadInputError
 from pipeline.meta import part_names
-from stages.backends.base import Backend, Row
+from stages.backends.base import Backend, Row, TorchModel
 from stages.backends.weights_preflight import preflight_weights
 from stages.detector_weights import adapted_dir, base_weights, detector_weights, dir_digest, has_adapted_model, weights_key, weights_records
 
@@ -58,16 +58,10 @@ def _load_row(wd: str, device: str) -> Row:
         return "FAIL", "detect.weights_dir", f"{wd} does not load ({type(exc).__name__}: {exc})"
 
 
-class GroundingDino(Backend):
+class GroundingDino(TorchModel, Backend):
     name = "grounding_dino"
     description = "grounding_dino (real)"
     package = ("transformers", "transformers")
-
-    def uses_model(self, cfg: Any) -> bool:
-        return True
-
-    def needs_gpu(self, device: str) -> bool:
-        return device == "cuda"
 
     def record(self, cfg: Any) -> dict[str, Any]:
         return {"weights_dir": cfg.detect.weights_dir}

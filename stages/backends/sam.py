@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.backends.base import Masker, Row
+from stages.backends.base import Masker, Row, TorchModel
 from stages.backends.weights_preflight import preflight_weights
 from stages.sam_weights import file_digest, sam_path, sam_weights, weights_key, weights_records
 
@@ -62,16 +62,10 @@ def _load_row(model_type: str, ck: str, device: str) -> Row:
         return "FAIL", "segment.sam_checkpoint", f"{ck} does not load as {model_type} ({type(exc).__name__}: {exc})"
 
 
-class Sam(Masker):
+class Sam(TorchModel, Masker):
     name = "sam"
     description = "sam (real)"
     package = ("segment_anything", "segment-anything")
-
-    def uses_model(self, cfg: Any) -> bool:
-        return True
-
-    def needs_gpu(self, device: str) -> bool:
-        return device == "cuda"
 
     def describe(self, cfg: Any) -> str:
         return f"sam (real, {cfg.segment.sam_model_type})"
