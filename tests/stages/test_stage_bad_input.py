@@ -255,37 +255,7 @@ def test_zero_boxes_flow_through(tmp_path, run, run_failing, write_params):
         assert (ev.read("Chair/0004", f"sem_{method}") == -1).all()
 
 
-CABINET_TREE = [
-    {
-        "id": 0,
-        "name": "storage_furniture",
-        "children": [
-            {
-                "id": 1,
-                "name": "cabinet",
-                "children": [
-                    {"id": 2, "name": "cabinet_frame", "children": [{"id": 3, "name": "vertical_side_panel", "objs": ["p3"]}]},
-                    {
-                        "id": 4,
-                        "name": "cabinet_door",
-                        "children": [
-                            {"id": 5, "name": "cabinet_door_surface", "objs": ["p5"]},
-                            {"id": 6, "name": "handle", "objs": ["p6"]},
-                        ],
-                    },
-                    {
-                        "id": 7,
-                        "name": "drawer",
-                        "children": [
-                            {"id": 10, "name": "drawer_box", "children": [{"id": 8, "name": "drawer_front", "objs": ["p8"]}]},
-                            {"id": 9, "name": "handle", "objs": ["p9"]},
-                        ],
-                    },
-                ],
-            }
-        ],
-    }
-]
+from tests.pipeline.data.test_data_mobility import CABINET_TREE  # noqa: E402  (one PartNet-Mobility cabinet for both suites)
 
 
 def _write_mobility(d: Path, cat: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
